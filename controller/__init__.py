@@ -1,0 +1,1 @@
+"""WiFi Kota controller: the core that knows the rules."""

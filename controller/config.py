@@ -1,0 +1,436 @@
+"""sites.yaml -> a frozen, validated CityConfig.
+
+Validation runs in two passes: each object on its own (pydantic), then across objects
+(ids, subnets, references). Every problem names file:line:column, the path in the file,
+what is wrong and how to fix it. Nothing after :func:`load` sees a raw dict.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from . import yamlsource
+from .configtypes import (
+    Bytes,
+    Domain,
+    Hours,
+    HttpsUrl,
+    HttpUrl,
+    IfName,
+    IPv4,
+    IPv4Net,
+    Kbit,
+    OpeningHours,
+    Range,
+    Seconds,
+    Slug,
+    TimeZoneName,
+    in_range,
+)
+from typing import Annotated
+
+LoginMethod = Literal["click", "voucher", "phone"]
+SiteMode = Literal["gateway", "nas"]
+NasType = Literal["mikrotik", "coovachilli", "opennds", "unifi", "generic"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a config file, where it is, and how to fix it."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.file}:{self.line}:{self.column}: {where}{self.message}"
+
+
+class ConfigError(Exception):
+    """The config is unusable; ``problems`` lists every reason, one line each."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Model):
+    """Where a secret is read from: an environment variable or a file. Never inline."""
+
+    env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    file: Path | None = None
+    where: str = Field(default="", exclude=True)  # set by the loader: "sites.yaml:12:3: path"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_inline(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(
+                "secrets are never written inline; write {env: VARIABLE} or {file: /path}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of env: or file:")
+        return self
+
+    def describe(self) -> str:
+        return f"environment variable {self.env}" if self.env else f"file {self.file}"
+
+    def resolve(self) -> bytes:
+        """The secret's bytes; raises ConfigError (with the file:line of the reference)."""
+        if self.env is not None:
+            value = os.environ.get(self.env, "")
+            if value:
+                return value.encode()
+            fix = f"export {self.env}=... or use file:"
+            reason = f"environment variable {self.env} is not set or empty; {fix}"
+        else:
+            assert self.file is not None
+            try:
+                data = self.file.read_bytes().strip()
+            except OSError as exc:
+                reason = f"cannot read {self.file}: {exc.strerror}; create it (mode 0600)"
+            else:
+                if data:
+                    return data
+                reason = f"{self.file} is empty; put the secret in it"
+        raise ConfigError([_problem_from_where(self.where, reason)])
+
+
+def _problem_from_where(where: str, message: str) -> Problem:
+    parts = where.split(":", 3) if where else []
+    if len(parts) == 4:
+        return Problem(parts[0], int(parts[1]), int(parts[2]), parts[3].strip(), message)
+    return Problem("<config>", 1, 1, "", message)
+
+
+class Location(_Model):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class City(_Model):
+    name: str = Field(min_length=1, max_length=80)
+    timezone: TimeZoneName = "Asia/Jakarta"
+    ssid: str = Field(min_length=1, max_length=32)
+
+
+class Gateway(_Model):
+    name: Slug
+    wan_interface: IfName
+
+
+class Portal(_Model):
+    hostname: Domain
+    base_url: HttpUrl
+    terms_version: str = Field(min_length=1, max_length=32)
+
+
+class CityApp(_Model):
+    name: str = Field(min_length=1, max_length=80)
+    domains: tuple[Domain, ...] = Field(min_length=1)
+    link: HttpsUrl
+
+
+class Policy(_Model):
+    """What a resident gets at a site. Durations in seconds, rates in kbit/s."""
+
+    login_methods: tuple[LoginMethod, ...] = Field(min_length=1)
+    session_length: Seconds
+    daily_quota: Seconds
+    daily_data: Bytes | None = None
+    download_rate: Kbit
+    upload_rate: Kbit
+    idle_timeout: Seconds
+    opening_hours: OpeningHours
+    city_app_link: HttpsUrl | None = None
+
+
+class PolicyOverride(_Model):
+    login_methods: tuple[LoginMethod, ...] | None = Field(default=None, min_length=1)
+    session_length: Seconds | None = None
+    daily_quota: Seconds | None = None
+    daily_data: Bytes | None = None
+    download_rate: Kbit | None = None
+    upload_rate: Kbit | None = None
+    idle_timeout: Seconds | None = None
+    opening_hours: OpeningHours | None = None
+    city_app_link: HttpsUrl | None = None
+
+
+class Site(_Model):
+    name: str = Field(min_length=1, max_length=80)
+    location: Location
+    mode: SiteMode = "gateway"
+    gateway: Slug | None = None
+    policy: PolicyOverride = PolicyOverride()
+
+
+class AccessPoint(_Model):
+    id: Slug
+    name: str = Field(min_length=1, max_length=80)
+    site: Slug
+    location: Location | None = None
+    interface: IfName | None = None
+    vlan: Annotated[int, in_range(1, 4094)] | None = None
+    subnet: IPv4Net
+    dhcp_range: Range | None = None
+    management: IPv4
+
+
+class RadiusClient(_Model):
+    name: Slug
+    site: Slug
+    type: NasType
+    address: IPv4
+    secret: SecretRef
+    require_message_authenticator: bool = True
+
+
+class Radius(_Model):
+    auth_port: Annotated[int, in_range(1, 65535)] = 1812
+    acct_port: Annotated[int, in_range(1, 65535)] = 1813
+    clients: tuple[RadiusClient, ...] = ()
+
+
+class CityConfig(_Model):
+    city: City
+    gateways: tuple[Gateway, ...] = Field(min_length=1)
+    portal: Portal
+    city_app: CityApp
+    defaults: Policy
+    sites: dict[Slug, Site] = Field(min_length=1)
+    aps: tuple[AccessPoint, ...] = Field(min_length=1)
+    radius: Radius = Radius()
+    retention_days: Annotated[int, in_range(1, 3650)] = 90
+    device_hash_secret: SecretRef
+    database_url: str | None = None
+    source: str = Field(default="<config>", exclude=True)
+
+    def policy_for(self, site_id: str) -> Policy:
+        """The site's policy: the city-wide defaults with the site's overrides on top."""
+        override = self.sites[site_id].policy
+        update = {
+            name: getattr(override, name)
+            for name in type(override).model_fields
+            if getattr(override, name) is not None
+        }
+        policy = self.defaults.model_copy(update=update)
+        if policy.city_app_link is None:
+            policy = policy.model_copy(update={"city_app_link": self.city_app.link})
+        return policy
+
+    def aps_at(self, site_id: str) -> tuple[AccessPoint, ...]:
+        return tuple(ap for ap in self.aps if ap.site == site_id)
+
+    def ap(self, ap_id: str) -> AccessPoint | None:
+        return next((ap for ap in self.aps if ap.id == ap_id), None)
+
+    def gateway_of(self, site_id: str) -> str:
+        return self.sites[site_id].gateway or self.gateways[0].name
+
+    def secrets(self) -> Iterator[tuple[str, SecretRef]]:
+        yield "device_hash_secret", self.device_hash_secret
+        for client in self.radius.clients:
+            yield f"radius client {client.name}", client.secret
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def load(path: str | Path) -> CityConfig:
+    """Read and validate ``path``; raises ConfigError listing every problem found."""
+    path = Path(path)
+    try:
+        doc = yamlsource.load(path)
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), 1, 1, "", f"cannot read: {exc.strerror}")]) from None
+    except yamlsource.YamlError as exc:
+        raise ConfigError([_located(str(path), doc=None, problem=exc.problem)]) from None
+    return validate(doc, str(path))
+
+
+def loads(text: str, source: str = "<config>") -> CityConfig:
+    """Validate YAML text; see :func:`load`."""
+    try:
+        doc = yamlsource.loads(text)
+    except yamlsource.YamlError as exc:
+        raise ConfigError([_located(source, doc=None, problem=exc.problem)]) from None
+    return validate(doc, source)
+
+
+def _located(file: str, doc: yamlsource.Document | None, problem: yamlsource.YamlProblem) -> Problem:
+    pos = problem.position
+    return Problem(file, pos.line, pos.column, format_path(problem.path), problem.message)
+
+
+def format_path(path: Iterable[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def validate(doc: yamlsource.Document, source: str) -> CityConfig:
+    """Both validation passes over a parsed document."""
+    if not isinstance(doc.data, dict):
+        raise ConfigError([Problem(source, 1, 1, "", "the file must be a mapping of sections")])
+    try:
+        config = CityConfig.model_validate(doc.data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        # A list whose items failed also reports "too short": the item errors say it all.
+        errors = [
+            e
+            for e in errors
+            if e["type"] != "too_short"
+            or not any(len(o["loc"]) > len(e["loc"]) and o["loc"][: len(e["loc"])] == e["loc"] for o in errors)
+        ]
+        problems = sorted(
+            {_explain(err, doc, source) for err in errors},
+            key=lambda p: (p.line, p.column, p.path),
+        )
+        raise ConfigError(problems) from None
+    from .configcheck import cross_check  # the second pass
+
+    problems = [
+        Problem(source, *_lc(doc.position(path, prefer_key=key)), format_path(path), message)
+        for path, message, key in cross_check(config)
+    ]
+    if problems:
+        raise ConfigError(sorted(problems, key=lambda p: (p.line, p.column)))
+    return _with_positions(config, doc, source)
+
+
+def _lc(pos: yamlsource.Position) -> tuple[int, int]:
+    return pos.line, pos.column
+
+
+def _with_positions(config: CityConfig, doc: yamlsource.Document, source: str) -> CityConfig:
+    """Tag each secret reference with where it is written, for errors at resolve time."""
+
+    def where(path: tuple[str | int, ...]) -> str:
+        line, col = _lc(doc.position(path))
+        return f"{source}:{line}:{col}: {format_path(path)}"
+
+    base = Path(source).parent
+
+    def tagged(ref: SecretRef, path: tuple[str | int, ...]) -> SecretRef:
+        update: dict[str, Any] = {"where": where(path)}
+        if ref.file is not None and not ref.file.is_absolute():
+            update["file"] = base / ref.file
+        return ref.model_copy(update=update)
+
+    clients = tuple(
+        c.model_copy(update={"secret": tagged(c.secret, ("radius", "clients", i, "secret"))})
+        for i, c in enumerate(config.radius.clients)
+    )
+    return config.model_copy(
+        update={
+            "device_hash_secret": tagged(config.device_hash_secret, ("device_hash_secret",)),
+            "radius": config.radius.model_copy(update={"clients": clients}),
+            "source": source,
+        }
+    )
+
+
+_FIELD_NAMES = sorted(
+    {
+        name
+        for model in (
+            CityConfig, City, Gateway, Portal, CityApp, Policy, Site, AccessPoint,
+            RadiusClient, Radius, Location, SecretRef,
+        )
+        for name in model.model_fields
+    }
+)
+
+_TYPE_MESSAGES = {
+    "int_parsing": "is not a whole number",
+    "int_type": "is not a whole number",
+    "int_from_float": "is not a whole number",
+    "float_parsing": "is not a number",
+    "float_type": "is not a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be text",
+    "dict_type": "must be a mapping (key: value lines)",
+    "model_type": "must be a mapping (key: value lines)",
+    "model_attributes_type": "must be a mapping (key: value lines)",
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+}
+
+
+def _explain(err: Any, doc: yamlsource.Document, source: str) -> Problem:
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    prefer_key = False
+    if loc and loc[-1] == "[key]":
+        loc, prefer_key = loc[:-1], True
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        name = str(loc[-1])
+        close = difflib.get_close_matches(name, _FIELD_NAMES, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else "; remove it"
+        message, prefer_key = f"unknown key '{name}'{hint}", True
+    elif kind == "missing":
+        message = "is required; add it"
+        line, col = _lc(doc.position(loc[:-1]))
+        return Problem(source, line, col, format_path(loc), message)
+    elif kind in ("value_error", "assertion_error"):
+        message = str(err["ctx"]["error"]) if "ctx" in err else err["msg"]
+    elif kind == "literal_error":
+        message = f"{value!r} is not one of {err['ctx']['expected']}"
+    elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        message = f"{value} is out of range ({err['msg'].lower().removeprefix('input should be ')})"
+    elif kind == "too_short":
+        message = f"must list at least {err['ctx']['min_length']}"
+    elif kind == "too_long":
+        message = f"must list at most {err['ctx']['max_length']}"
+    elif kind == "string_too_short":
+        message = "must not be empty"
+    elif kind == "string_too_long":
+        message = f"is longer than {err['ctx']['max_length']} characters"
+    elif kind == "string_pattern_mismatch":
+        message = f"{value!r} is not valid here ({err['ctx']['pattern']})"
+    elif kind in _TYPE_MESSAGES:
+        shown = repr(value) if not isinstance(value, dict | list) else "this"
+        message = f"{shown} {_TYPE_MESSAGES[kind]}"
+    else:
+        message = err["msg"]
+    line, col = _lc(doc.position(loc, prefer_key=prefer_key))
+    return Problem(source, line, col, format_path(loc), message)
+
+
+__all__ = [
+    "AccessPoint",
+    "CityConfig",
+    "ConfigError",
+    "Hours",
+    "LoginMethod",
+    "Policy",
+    "Problem",
+    "RadiusClient",
+    "SecretRef",
+    "Site",
+    "load",
+    "loads",
+]

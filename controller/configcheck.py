@@ -1,0 +1,137 @@
+"""The second validation pass: rules that span several objects of a CityConfig.
+
+Each finding is ``(path, message, at_key)``: where it is in the file, what is wrong and how
+to fix it, and whether the key (rather than the value) should be pointed at.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import CityConfig
+
+Finding = tuple[tuple[str | int, ...], str, bool]
+
+
+def _suggest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(sorted(choices))}"
+
+
+def cross_check(config: CityConfig) -> list[Finding]:
+    found: list[Finding] = []
+    site_ids = list(config.sites)
+    gateway_names = [g.name for g in config.gateways]
+
+    seen_gateways: dict[str, int] = {}
+    for i, gw in enumerate(config.gateways):
+        if gw.name in seen_gateways:
+            found.append((("gateways", i, "name"), f"duplicate gateway '{gw.name}'", False))
+        seen_gateways.setdefault(gw.name, i)
+
+    for site_id, site in config.sites.items():
+        if site.gateway is not None and site.gateway not in gateway_names:
+            msg = f"'{site.gateway}' is not a gateway{_suggest(site.gateway, gateway_names)}"
+            found.append((("sites", site_id, "gateway"), msg, False))
+        if site.gateway is None and len(gateway_names) > 1:
+            found.append(
+                (("sites", site_id), "several gateways exist; say which one with gateway:", True)
+            )
+        if not any(ap.site == site_id for ap in config.aps):
+            found.append(
+                (("sites", site_id), "has no access points; add one under aps: or remove it", True)
+            )
+
+    first_ap: dict[str, int] = {}
+    for i, ap in enumerate(config.aps):
+        if ap.id in first_ap:
+            msg = f"duplicate AP id '{ap.id}' (also aps[{first_ap[ap.id]}]); ids must be unique"
+            found.append((("aps", i, "id"), msg, False))
+        first_ap.setdefault(ap.id, i)
+        if ap.site not in config.sites:
+            msg = f"'{ap.site}' is not a site{_suggest(ap.site, site_ids)}"
+            found.append((("aps", i, "site"), msg, False))
+            continue
+        found.extend(_check_ap_addressing(config, i))
+
+    found.extend(_check_overlaps(config))
+    found.extend(_check_radius(config, site_ids))
+    return found
+
+
+def _check_ap_addressing(config: CityConfig, i: int) -> list[Finding]:
+    ap = config.aps[i]
+    found: list[Finding] = []
+    if config.sites[ap.site].mode == "gateway":
+        for key in ("interface", "dhcp_range"):
+            if getattr(ap, key) is None:
+                msg = "is required for an AP at a gateway-mode site; add it"
+                found.append((("aps", i, key), msg, False))
+    rng = ap.dhcp_range
+    if rng is not None:
+        hosts = ap.subnet.num_addresses - 3  # network, broadcast, the gateway's own address
+        inside = rng.first in ap.subnet and rng.last in ap.subnet
+        if not inside or rng.first == ap.subnet.network_address or rng.last >= ap.subnet[-1]:
+            msg = (
+                f"{rng} does not fit in {ap.subnet} ({max(hosts, 0)} usable addresses); "
+                "widen the subnet or narrow the range"
+            )
+            found.append((("aps", i, "dhcp_range"), msg, False))
+        elif ap.subnet[1] >= rng.first and ap.subnet[1] <= rng.last:
+            msg = f"{rng} includes {ap.subnet[1]}, the gateway's own address; start after it"
+            found.append((("aps", i, "dhcp_range"), msg, False))
+    return found
+
+
+def _check_overlaps(config: CityConfig) -> list[Finding]:
+    found: list[Finding] = []
+    for j, ap in enumerate(config.aps):
+        for i in range(j):
+            other = config.aps[i]
+            if ap.subnet.overlaps(other.subnet):
+                msg = f"{ap.subnet} overlaps {other.subnet} of AP '{other.id}'; give each AP its own"
+                found.append((("aps", j, "subnet"), msg, False))
+                break
+        for i in range(j):
+            other = config.aps[i]
+            same_port = ap.interface is not None and (ap.interface, ap.vlan) == (
+                other.interface,
+                other.vlan,
+            )
+            if same_port and ap.site in config.sites and other.site in config.sites:
+                same_gw = config.gateway_of(ap.site) == config.gateway_of(other.site)
+                if same_gw:
+                    where = f"{ap.interface}" + (f" vlan {ap.vlan}" if ap.vlan else "")
+                    msg = f"{where} is already AP '{other.id}'; each AP needs its own VLAN"
+                    found.append((("aps", j, "vlan" if ap.vlan else "interface"), msg, False))
+                    break
+    return found
+
+
+def _check_radius(config: CityConfig, site_ids: list[str]) -> list[Finding]:
+    found: list[Finding] = []
+    served: set[str] = set()
+    first_addr: dict[str, int] = {}
+    for i, client in enumerate(config.radius.clients):
+        path = ("radius", "clients", i)
+        if client.site not in config.sites:
+            msg = f"'{client.site}' is not a site{_suggest(client.site, site_ids)}"
+            found.append(((*path, "site"), msg, False))
+        elif config.sites[client.site].mode != "nas":
+            msg = f"site '{client.site}' is in gateway mode; set its mode: nas or remove this client"
+            found.append(((*path, "site"), msg, False))
+        served.add(client.site)
+        addr = str(client.address)
+        if addr in first_addr:
+            msg = f"{addr} is already RADIUS client radius.clients[{first_addr[addr]}]"
+            found.append(((*path, "address"), msg, False))
+        first_addr.setdefault(addr, i)
+    if config.radius.auth_port == config.radius.acct_port:
+        found.append((("radius", "acct_port"), "must differ from auth_port", False))
+    for site_id, site in config.sites.items():
+        if site.mode == "nas" and site_id not in served:
+            msg = "is in NAS mode but no radius.clients entry serves it; add its NAS"
+            found.append((("sites", site_id, "mode"), msg, False))
+    return found

@@ -1,0 +1,314 @@
+"""The database tables (SQLAlchemy 2.0 typed ORM). The schema itself lives in migrations/.
+
+Times are stored as UTC and always come back timezone-aware. Devices are known by an HMAC
+of their MAC; raw MACs stay only on sessions and blocks, and sessions lose theirs after
+``retention_days``.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out; stored naive UTC (SQLite has no zones)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; pass an aware one")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
+
+
+class EndReason(enum.StrEnum):
+    LOGOUT = "logout"
+    IDLE = "idle"
+    TIMEOUT = "timeout"
+    QUOTA = "quota"
+    KICKED = "kicked"
+    BLOCKED = "blocked"
+    CLOSED = "closed"  # the site's opening hours ended
+    NAS_STOP = "nas-stop"
+    ERROR = "error"  # the firewall could not apply it; the session never carried traffic
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    VIEWER = "viewer"
+
+
+def _str_enum(cls: type[enum.StrEnum], length: int = 16) -> String:
+    del cls  # values are checked in Python; a plain column keeps migrations simple
+    return String(length)
+
+
+class Site(Base):
+    """A place, mirrored from sites.yaml; ``retired_at`` is set when it leaves the file."""
+
+    __tablename__ = "sites"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    mode: Mapped[str] = mapped_column(String(16))
+    gateway: Mapped[str] = mapped_column(String(40))
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime]
+    retired_at: Mapped[datetime | None]
+    aps: Mapped[list[AccessPoint]] = relationship(back_populates="site")
+
+
+class AccessPoint(Base):
+    __tablename__ = "access_points"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    subnet: Mapped[str] = mapped_column(String(43))
+    interface: Mapped[str | None] = mapped_column(String(15))
+    vlan: Mapped[int | None]
+    management_ip: Mapped[str] = mapped_column(String(45))
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime]
+    retired_at: Mapped[datetime | None]
+    site: Mapped[Site] = relationship(back_populates="aps")
+
+
+class Device(Base):
+    """A phone or laptop, known only by HMAC-SHA256(secret, MAC) in hex."""
+
+    __tablename__ = "devices"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mac_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+
+
+class Session(Base):
+    """One stay online. Open while ``ended_at`` is NULL; at most one open per device."""
+
+    __tablename__ = "sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    ap_id: Mapped[str | None] = mapped_column(ForeignKey("access_points.id"))
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    ip: Mapped[str] = mapped_column(String(45))
+    mac: Mapped[str | None] = mapped_column(String(17))  # purged after retention_days
+    login_method: Mapped[str] = mapped_column(String(16))
+    terms_version: Mapped[str | None] = mapped_column(String(32))
+    voucher_id: Mapped[int | None] = mapped_column(ForeignKey("vouchers.id"))
+    started_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    last_activity_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(_str_enum(EndReason))
+    bytes_up: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_down: Mapped[int] = mapped_column(BigInteger, default=0)
+    nas_id: Mapped[str | None] = mapped_column(String(40))
+    nas_session_id: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index(
+            "uq_sessions_one_open_per_device",
+            "device_id",
+            unique=True,
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+        Index("ix_sessions_site_id_started_at", "site_id", "started_at"),
+        Index("ix_sessions_device_id_started_at", "device_id", "started_at"),
+        Index("ix_sessions_ip_open", "ip", sqlite_where=text("ended_at IS NULL"),
+              postgresql_where=text("ended_at IS NULL")),
+        Index("ix_sessions_nas", "nas_id", "nas_session_id"),
+    )
+
+
+class Voucher(Base):
+    __tablename__ = "vouchers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    site_id: Mapped[str | None] = mapped_column(ForeignKey("sites.id"))  # None: every site
+    duration_seconds: Mapped[int]
+    max_uses: Mapped[int]
+    uses: Mapped[int] = mapped_column(default=0)
+    valid_from: Mapped[datetime]
+    valid_until: Mapped[datetime]
+    note: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class Block(Base):
+    """A device barred from logging in. Lifted blocks stay as history."""
+
+    __tablename__ = "blocks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mac_hash: Mapped[str] = mapped_column(String(64), index=True)
+    mac: Mapped[str] = mapped_column(String(17))  # the firewall needs it while the block lasts
+    reason: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    lifted_at: Mapped[datetime | None]
+    lifted_by: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index(
+            "uq_blocks_one_open_per_device",
+            "mac_hash",
+            unique=True,
+            sqlite_where=text("lifted_at IS NULL"),
+            postgresql_where=text("lifted_at IS NULL"),
+        ),
+    )
+
+
+class AdminUser(Base):
+    __tablename__ = "admin_users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(_str_enum(Role))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str | None] = mapped_column(String(120))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ApHealthSample(Base):
+    __tablename__ = "ap_health_samples"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    ap_id: Mapped[str] = mapped_column(ForeignKey("access_points.id"))
+    at: Mapped[datetime]
+    up: Mapped[bool] = mapped_column(Boolean)
+    rtt_ms: Mapped[float | None] = mapped_column(Float)
+    __table_args__ = (Index("ix_ap_health_samples_ap_id_at", "ap_id", "at"),)
+
+
+class ApEvent(Base):
+    """A change of an AP's state (up, degraded, down)."""
+
+    __tablename__ = "ap_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ap_id: Mapped[str] = mapped_column(ForeignKey("access_points.id"))
+    at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16))
+    __table_args__ = (Index("ix_ap_events_ap_id_at", "ap_id", "at"),)
+
+
+class AppClick(Base):
+    """A resident followed the link into the city app."""
+
+    __tablename__ = "app_clicks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime]
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id"))
+    __table_args__ = (Index("ix_app_clicks_site_id_at", "site_id", "at"),)
+
+
+class HourlySiteStat(Base):
+    """Per site and hour (UTC): what sessions started in that hour did."""
+
+    __tablename__ = "stats_hourly"
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    sessions: Mapped[int] = mapped_column(default=0)
+    devices: Mapped[int] = mapped_column(default=0)
+    bytes_up: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_down: Mapped[int] = mapped_column(BigInteger, default=0)
+    session_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    clicks: Mapped[int] = mapped_column(default=0)
+
+
+class DailySiteStat(Base):
+    """Per site and local day."""
+
+    __tablename__ = "stats_daily"
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    sessions: Mapped[int] = mapped_column(default=0)
+    devices: Mapped[int] = mapped_column(default=0)
+    new_devices: Mapped[int] = mapped_column(default=0)
+    bytes_up: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_down: Mapped[int] = mapped_column(BigInteger, default=0)
+    session_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    clicks: Mapped[int] = mapped_column(default=0)
+
+
+class DeviceDay(Base):
+    """Which device was seen at which site on which local day: exact unique counts over ranges."""
+
+    __tablename__ = "device_days"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+
+
+__all__ = [
+    "AccessPoint",
+    "AdminUser",
+    "ApEvent",
+    "ApHealthSample",
+    "AppClick",
+    "AuditEvent",
+    "Base",
+    "Block",
+    "DailySiteStat",
+    "Device",
+    "DeviceDay",
+    "EndReason",
+    "HourlySiteStat",
+    "Role",
+    "Session",
+    "Site",
+    "Voucher",
+]
