@@ -69,6 +69,7 @@ class EndReason(enum.StrEnum):
     BLOCKED = "blocked"
     CLOSED = "closed"  # the site's opening hours ended
     NAS_STOP = "nas-stop"
+    ROAMED = "roamed"  # the device logged in again elsewhere, or its IP went to another device
     ERROR = "error"  # the firewall could not apply it; the session never carried traffic
 
 

@@ -1,0 +1,33 @@
+"""What every service function needs to know besides the database: the city's config and
+the device hasher. Built once by the composition root (CLI, daemon, portal factory)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from zoneinfo import ZoneInfo
+
+from .config import CityConfig, ConfigError, Problem
+from .identity import DeviceHasher
+
+
+@dataclass(frozen=True)
+class Ctx:
+    config: CityConfig
+    device_hash: Callable[[str], str]
+
+    @cached_property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.config.city.timezone)
+
+    @classmethod
+    def from_config(cls, config: CityConfig) -> Ctx:
+        """Resolves the device-hash secret; raises ConfigError if it is missing or short."""
+        secret = config.device_hash_secret.resolve()
+        try:
+            hasher = DeviceHasher(secret)
+        except ValueError as exc:
+            where = config.device_hash_secret.where or config.source
+            raise ConfigError([Problem(where.split(":")[0], 1, 1, "device_hash_secret", str(exc))]) from None
+        return cls(config, hasher)

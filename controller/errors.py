@@ -1,0 +1,73 @@
+"""Domain errors: what a resident or an admin is told, with the facts to tell it.
+
+The portal, the RADIUS server and the CLI each map these to their own answer in one place.
+``code`` is stable (used in JSON and by the portal to pick a page).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class DomainError(Exception):
+    code = "error"
+
+
+class NotFound(DomainError):
+    code = "not-found"
+
+
+class BadRequest(DomainError):
+    code = "bad-request"
+
+
+class UnknownSite(DomainError):
+    code = "unknown-site"
+
+
+class MethodNotAllowed(DomainError):
+    code = "method-not-allowed"
+
+
+class Blocked(DomainError):
+    code = "blocked"
+
+    def __init__(self, until: datetime | None) -> None:
+        super().__init__("this device is blocked" + (f" until {until:%Y-%m-%d %H:%M %Z}" if until else ""))
+        self.until = until
+
+
+class Closed(DomainError):
+    """Outside the site's opening hours."""
+
+    code = "closed"
+
+    def __init__(self, opens_at: datetime | None) -> None:
+        super().__init__("the site is closed now" + (f"; it opens at {opens_at:%H:%M}" if opens_at else ""))
+        self.opens_at = opens_at
+
+
+class QuotaUsed(DomainError):
+    code = "quota-used"
+
+    def __init__(self, resets_at: datetime) -> None:
+        super().__init__(f"today's quota is used; it resets at {resets_at:%Y-%m-%d %H:%M}")
+        self.resets_at = resets_at
+
+
+class VoucherInvalid(DomainError):
+    code = "voucher-invalid"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"voucher {why}")
+        self.why = why  # unknown | revoked | expired | not-yet-valid | used-up | other-site
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+
+class Unavailable(DomainError):
+    """Enforcement could not be changed; nothing was recorded."""
+
+    code = "unavailable"

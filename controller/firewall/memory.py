@@ -1,0 +1,51 @@
+"""An in-memory firewall: the twin of the nftables one, for unit tests and non-root runs.
+
+It keeps state the way the kernel would (grants expire by themselves at their time) and
+answers :meth:`MemoryFirewall.forwards` the way the ruleset decides, so tests can ask what
+a client would experience.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+
+from .base import FirewallError, FirewallState, Grant, Plan
+
+
+class MemoryFirewall:
+    def __init__(self) -> None:
+        self._grants: dict[tuple[str, str], Grant] = {}
+        self._blocked: set[str] = set()
+        self._lock = threading.Lock()
+        self.broken = False  # set to make every apply fail, as a dead netlink socket would
+        self.flushed: list[tuple[str, str]] = []  # clients whose connections were cut
+
+    def state(self, now: datetime) -> FirewallState:
+        with self._lock:
+            live = {k: g for k, g in self._grants.items() if g.expires_at > now}
+            return FirewallState(live, frozenset(self._blocked))
+
+    def apply(self, plan: Plan, now: datetime) -> None:
+        with self._lock:
+            if self.broken:
+                raise FirewallError("firewall unavailable")
+            grants = {k: g for k, g in self._grants.items() if g.expires_at > now}
+            blocked = set(self._blocked)
+            blocked.difference_update(plan.unblock)
+            flushed = []
+            for g in plan.revoke:
+                if grants.pop(g.key, None) is not None:
+                    flushed.append(g.key)
+            blocked.update(plan.block)
+            for g in plan.grant:
+                if g.expires_at > now:
+                    grants[g.key] = g
+            self._grants, self._blocked = grants, blocked
+            self.flushed.extend(flushed)
+
+    def forwards(self, mac: str, ip: str, now: datetime) -> bool:
+        """Would a packet from this MAC and IP be forwarded to the internet?"""
+        with self._lock:
+            grant = self._grants.get((mac, ip))
+            return mac not in self._blocked and grant is not None and grant.expires_at > now
