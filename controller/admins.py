@@ -35,7 +35,9 @@ class AdminInfo:
 
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, maxmem=64 * 2**20, dklen=32)
+    digest = hashlib.scrypt(
+        password.encode(), salt=salt, n=_N, r=_R, p=_P, maxmem=64 * 2**20, dklen=32
+    )
     b64 = base64.b64encode
     return f"scrypt${_N}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"
 
@@ -46,17 +48,28 @@ def check_password(password: str, stored: str) -> bool:
         if kind != "scrypt":
             return False
         expected = base64.b64decode(digest)
-        got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r),
-                             p=int(p), maxmem=64 * 2**20, dklen=len(expected))
+        got = hashlib.scrypt(
+            password.encode(),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            maxmem=64 * 2**20,
+            dklen=len(expected),
+        )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(got, expected)
 
 
-def add(db: Database, name: str, role: str, password: str, *, actor: str, now: datetime) -> AdminInfo:
+def add(
+    db: Database, name: str, role: str, password: str, *, actor: str, now: datetime
+) -> AdminInfo:
     """Create an admin account. Raises BadRequest (name, role, weak password) or Conflict."""
     if not _NAME.match(name):
-        raise BadRequest("names are 2-32 lower-case letters, digits, '.', '_' or '-', starting with a letter")
+        raise BadRequest(
+            "names are 2-32 lower-case letters, digits, '.', '_' or '-', starting with a letter"
+        )
     if role not in {r.value for r in Role}:
         raise BadRequest(f"role must be one of: {', '.join(r.value for r in Role)}")
     if len(password) < MIN_PASSWORD:

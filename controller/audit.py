@@ -22,11 +22,23 @@ class AuditEntry:
 
 
 def record(
-    uow: UnitOfWork, actor: str, action: str, target: str | None, detail: dict[str, Any], now: datetime
+    uow: UnitOfWork,
+    actor: str,
+    action: str,
+    target: str | None,
+    detail: dict[str, Any],
+    now: datetime,
 ) -> None:
     """Add an audit event to ``uow`` (committed with the action it describes)."""
-    uow.session.add(AuditEvent(at=now, actor=actor[:64], action=action[:40],
-                               target=None if target is None else target[:120], detail=detail))
+    uow.session.add(
+        AuditEvent(
+            at=now,
+            actor=actor[:64],
+            action=action[:40],
+            target=None if target is None else target[:120],
+            detail=detail,
+        )
+    )
 
 
 def recent(uow: UnitOfWork, limit: int = 100) -> list[AuditEntry]:

@@ -39,7 +39,14 @@ def _mac(text: str) -> str:
 
 
 def block(
-    db: Database, fw: Firewall, ctx: Ctx, mac: str, *, reason: str, actor: str, now: datetime,
+    db: Database,
+    fw: Firewall,
+    ctx: Ctx,
+    mac: str,
+    *,
+    reason: str,
+    actor: str,
+    now: datetime,
     until: datetime | None = None,
 ) -> BlockInfo:
     """Block a device by MAC; its open session ends with reason 'blocked'. All or nothing."""
@@ -53,17 +60,32 @@ def block(
         if sessions.active_block(uow, mac_hash, now) is not None:
             raise Conflict(f"{mac} is already blocked")
         _lift_expired(uow, mac_hash, now)
-        row = Block(mac_hash=mac_hash, mac=mac, reason=reason.strip(), created_by=actor,
-                    created_at=now, expires_at=until)
+        row = Block(
+            mac_hash=mac_hash,
+            mac=mac,
+            reason=reason.strip(),
+            created_by=actor,
+            created_at=now,
+            expires_at=until,
+        )
         uow.session.add(row)
         plan = Plan(block=(mac,))
         open_rows = uow.session.scalars(
-            select(Session).join(Device).where(Device.mac_hash == mac_hash, Session.ended_at.is_(None))
+            select(Session)
+            .join(Device)
+            .where(Device.mac_hash == mac_hash, Session.ended_at.is_(None))
         ).all()
         for s in open_rows:
             plan += sessions.end(uow, ctx, s, EndReason.BLOCKED, now).plan
         uow.session.flush()
-        audit.record(uow, actor, "block", mac, {"reason": row.reason, "until": until and until.isoformat()}, now)
+        audit.record(
+            uow,
+            actor,
+            "block",
+            mac,
+            {"reason": row.reason, "until": until and until.isoformat()},
+            now,
+        )
         sessions.apply_and_commit(uow, fw, plan, now)
         return BlockInfo.of(row)
 
@@ -71,13 +93,17 @@ def block(
 def _lift_expired(uow: UnitOfWork, mac_hash: str, now: datetime) -> None:
     """Mark ran-out blocks as lifted, so the one-open-block-per-device rule holds."""
     for old in uow.session.scalars(
-        select(Block).where(Block.mac_hash == mac_hash, Block.lifted_at.is_(None), Block.expires_at <= now)
+        select(Block).where(
+            Block.mac_hash == mac_hash, Block.lifted_at.is_(None), Block.expires_at <= now
+        )
     ):
         old.lifted_at, old.lifted_by = old.expires_at, "expiry"
     uow.session.flush()
 
 
-def unblock(db: Database, fw: Firewall, ctx: Ctx, mac: str, *, actor: str, now: datetime) -> BlockInfo:
+def unblock(
+    db: Database, fw: Firewall, ctx: Ctx, mac: str, *, actor: str, now: datetime
+) -> BlockInfo:
     mac = _mac(mac)
     with db.uow(write=True) as uow:
         row = sessions.active_block(uow, ctx.device_hash(mac), now)
@@ -92,5 +118,7 @@ def unblock(db: Database, fw: Firewall, ctx: Ctx, mac: str, *, actor: str, now: 
 def list_blocks(uow: UnitOfWork, now: datetime, *, include_lifted: bool = False) -> list[BlockInfo]:
     query = select(Block).order_by(Block.id.desc())
     if not include_lifted:
-        query = query.where(Block.lifted_at.is_(None), or_(Block.expires_at.is_(None), Block.expires_at > now))
+        query = query.where(
+            Block.lifted_at.is_(None), or_(Block.expires_at.is_(None), Block.expires_at > now)
+        )
     return [BlockInfo.of(b) for b in uow.session.scalars(query)]

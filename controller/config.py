@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -34,7 +34,6 @@ from .configtypes import (
     TimeZoneName,
     in_range,
 )
-from typing import Annotated
 
 LoginMethod = Literal["click", "voucher", "phone"]
 SiteMode = Literal["gateway", "nas"]
@@ -276,7 +275,9 @@ def loads(text: str, source: str = "<config>") -> CityConfig:
     return validate(doc, source)
 
 
-def _located(file: str, doc: yamlsource.Document | None, problem: yamlsource.YamlProblem) -> Problem:
+def _located(
+    file: str, doc: yamlsource.Document | None, problem: yamlsource.YamlProblem
+) -> Problem:
     pos = problem.position
     return Problem(file, pos.line, pos.column, format_path(problem.path), problem.message)
 
@@ -301,7 +302,10 @@ def validate(doc: yamlsource.Document, source: str) -> CityConfig:
             e
             for e in errors
             if e["type"] != "too_short"
-            or not any(len(o["loc"]) > len(e["loc"]) and o["loc"][: len(e["loc"])] == e["loc"] for o in errors)
+            or not any(
+                len(o["loc"]) > len(e["loc"]) and o["loc"][: len(e["loc"])] == e["loc"]
+                for o in errors
+            )
         ]
         problems = sorted(
             {_explain(err, doc, source) for err in errors},
@@ -355,8 +359,18 @@ _FIELD_NAMES = sorted(
     {
         name
         for model in (
-            CityConfig, City, Gateway, Portal, CityApp, Policy, Site, AccessPoint,
-            RadiusClient, Radius, Location, SecretRef,
+            CityConfig,
+            City,
+            Gateway,
+            Portal,
+            CityApp,
+            Policy,
+            Site,
+            AccessPoint,
+            RadiusClient,
+            Radius,
+            Location,
+            SecretRef,
         )
         for name in model.model_fields
     }

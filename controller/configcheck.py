@@ -91,7 +91,9 @@ def _check_overlaps(config: CityConfig) -> list[Finding]:
         for i in range(j):
             other = config.aps[i]
             if ap.subnet.overlaps(other.subnet):
-                msg = f"{ap.subnet} overlaps {other.subnet} of AP '{other.id}'; give each AP its own"
+                msg = (
+                    f"{ap.subnet} overlaps {other.subnet} of AP '{other.id}'; give each AP its own"
+                )
                 found.append((("aps", j, "subnet"), msg, False))
                 break
         for i in range(j):
@@ -120,7 +122,9 @@ def _check_radius(config: CityConfig, site_ids: list[str]) -> list[Finding]:
             msg = f"'{client.site}' is not a site{_suggest(client.site, site_ids)}"
             found.append(((*path, "site"), msg, False))
         elif config.sites[client.site].mode != "nas":
-            msg = f"site '{client.site}' is in gateway mode; set its mode: nas or remove this client"
+            msg = (
+                f"site '{client.site}' is in gateway mode; set its mode: nas or remove this client"
+            )
             found.append(((*path, "site"), msg, False))
         served.add(client.site)
         addr = str(client.address)

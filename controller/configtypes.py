@@ -128,9 +128,9 @@ def rate_kbit(value: Any) -> int:
     match = _RATE.match(text)
     if not match:
         raise ValueError(f"'{text}' is not a rate; write e.g. 512kbit, 2mbit or 1gbit")
-    number = float(match.group(1)) * {"kbit": 1, "mbit": 1000, "gbit": 1_000_000}[
-        match.group(2).lower()
-    ]
+    number = (
+        float(match.group(1)) * {"kbit": 1, "mbit": 1000, "gbit": 1_000_000}[match.group(2).lower()]
+    )
     if number < 8:
         raise ValueError(f"'{text}' is too slow to be useful; the least is 8kbit")
     return int(number)

@@ -29,5 +29,7 @@ class Ctx:
             hasher = DeviceHasher(secret)
         except ValueError as exc:
             where = config.device_hash_secret.where or config.source
-            raise ConfigError([Problem(where.split(":")[0], 1, 1, "device_hash_secret", str(exc))]) from None
+            raise ConfigError(
+                [Problem(where.split(":")[0], 1, 1, "device_hash_secret", str(exc))]
+            ) from None
         return cls(config, hasher)

@@ -33,7 +33,9 @@ class Blocked(DomainError):
     code = "blocked"
 
     def __init__(self, until: datetime | None) -> None:
-        super().__init__("this device is blocked" + (f" until {until:%Y-%m-%d %H:%M %Z}" if until else ""))
+        super().__init__(
+            "this device is blocked" + (f" until {until:%Y-%m-%d %H:%M %Z}" if until else "")
+        )
         self.until = until
 
 
@@ -43,7 +45,9 @@ class Closed(DomainError):
     code = "closed"
 
     def __init__(self, opens_at: datetime | None) -> None:
-        super().__init__("the site is closed now" + (f"; it opens at {opens_at:%H:%M}" if opens_at else ""))
+        super().__init__(
+            "the site is closed now" + (f"; it opens at {opens_at:%H:%M}" if opens_at else "")
+        )
         self.opens_at = opens_at
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session as OrmSession
 
 from .config import CityConfig
 from .db import Database
@@ -27,15 +29,29 @@ def sync(db: Database, config: CityConfig, now: datetime) -> SyncResult:
     with db.uow(write=True) as uow:
         sites = {s.id: s for s in uow.session.scalars(select(Site))}
         for site_id, conf in config.sites.items():
-            values = {"name": conf.name, "mode": conf.mode, "gateway": config.gateway_of(site_id),
-                      "lat": conf.location.lat, "lon": conf.location.lon, "retired_at": None}
+            values = {
+                "name": conf.name,
+                "mode": conf.mode,
+                "gateway": config.gateway_of(site_id),
+                "lat": conf.location.lat,
+                "lon": conf.location.lon,
+                "retired_at": None,
+            }
             _upsert(uow.session, Site, sites.get(site_id), site_id, values, now, added, updated)
         aps = {a.id: a for a in uow.session.scalars(select(AccessPoint))}
         for ap in config.aps:
             loc = ap.location
-            values = {"site_id": ap.site, "name": ap.name, "subnet": str(ap.subnet),
-                      "interface": ap.interface, "vlan": ap.vlan, "management_ip": str(ap.management),
-                      "lat": loc.lat if loc else None, "lon": loc.lon if loc else None, "retired_at": None}
+            values = {
+                "site_id": ap.site,
+                "name": ap.name,
+                "subnet": str(ap.subnet),
+                "interface": ap.interface,
+                "vlan": ap.vlan,
+                "management_ip": str(ap.management),
+                "lat": loc.lat if loc else None,
+                "lon": loc.lon if loc else None,
+                "retired_at": None,
+            }
             _upsert(uow.session, AccessPoint, aps.get(ap.id), ap.id, values, now, added, updated)
         uow.session.flush()
         known_aps = {ap.id for ap in config.aps}
@@ -51,7 +67,16 @@ def sync(db: Database, config: CityConfig, now: datetime) -> SyncResult:
     return SyncResult(tuple(added), tuple(updated), tuple(retired))
 
 
-def _upsert(session, model, row, key, values, now, added, updated):  # type: ignore[no-untyped-def]
+def _upsert(
+    session: OrmSession,
+    model: type[Site] | type[AccessPoint],
+    row: Site | AccessPoint | None,
+    key: str,
+    values: dict[str, Any],
+    now: datetime,
+    added: list[str],
+    updated: list[str],
+) -> None:
     label = f"{'site' if model is Site else 'ap'} {key}"
     if row is None:
         session.add(model(id=key, created_at=now, **values))

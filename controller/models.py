@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -23,7 +23,6 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
-    Text,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -57,7 +56,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), dict[str, Any]: JSON}
 
 
 class EndReason(enum.StrEnum):
@@ -157,8 +156,12 @@ class Session(Base):
         ),
         Index("ix_sessions_site_id_started_at", "site_id", "started_at"),
         Index("ix_sessions_device_id_started_at", "device_id", "started_at"),
-        Index("ix_sessions_ip_open", "ip", sqlite_where=text("ended_at IS NULL"),
-              postgresql_where=text("ended_at IS NULL")),
+        Index(
+            "ix_sessions_ip_open",
+            "ip",
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
         Index("ix_sessions_nas", "nas_id", "nas_session_id"),
     )
 

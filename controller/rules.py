@@ -31,7 +31,9 @@ def _windows_on(day: date, hours: Iterable[Hours], tz: ZoneInfo) -> list[tuple[d
     return out
 
 
-def _windows_around(now: datetime, hours: tuple[Hours, ...], tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
+def _windows_around(
+    now: datetime, hours: tuple[Hours, ...], tz: ZoneInfo
+) -> list[tuple[datetime, datetime]]:
     today = local_day(now, tz)
     windows = []
     for offset in (-1, 0, 1, 2):
@@ -46,15 +48,16 @@ def is_open(hours: tuple[Hours, ...], now: datetime, tz: ZoneInfo) -> bool:
 def closes_at(hours: tuple[Hours, ...], now: datetime, tz: ZoneInfo) -> datetime | None:
     """When the site next closes, following windows that touch; None if it never closes."""
     windows = _windows_around(now, hours, tz)
+    horizon = max(c for _, c in windows)
     end = next((c for o, c in windows if o <= now < c), None)
     if end is None:
         return now
     for _ in range(len(windows)):
         nxt = next((c for o, c in windows if o <= end < c), None)
         if nxt is None:
-            return end
+            break
         end = nxt
-    return None  # every window joins the next: open around the clock
+    return None if end >= horizon else end  # joined up to the horizon: open around the clock
 
 
 def opens_at(hours: tuple[Hours, ...], now: datetime, tz: ZoneInfo) -> datetime | None:
@@ -74,9 +77,7 @@ def seconds_used(intervals: Iterable[tuple[datetime, datetime]], day: date, tz: 
     return sum(overlap_seconds(s, e, lo, hi) for s, e in intervals)
 
 
-def grant_seconds(
-    *, session_length: int, quota_left: float, until_close: float | None
-) -> int:
+def grant_seconds(*, session_length: int, quota_left: float, until_close: float | None) -> int:
     """How long a new session may last: the shortest of its length, the quota left today,
     and the time until the site closes."""
     limits = [float(session_length), quota_left]

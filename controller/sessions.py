@@ -7,11 +7,12 @@ state the open sessions imply.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from . import audit, rules, vouchers
@@ -62,8 +63,18 @@ class SessionInfo:
     @classmethod
     def of(cls, row: Session) -> SessionInfo:
         return cls(
-            row.id, row.site_id, row.ap_id, row.ip, row.mac, row.login_method, row.started_at,
-            row.expires_at, row.ended_at, row.end_reason, row.bytes_up, row.bytes_down,
+            row.id,
+            row.site_id,
+            row.ap_id,
+            row.ip,
+            row.mac,
+            row.login_method,
+            row.started_at,
+            row.expires_at,
+            row.ended_at,
+            row.end_reason,
+            row.bytes_up,
+            row.bytes_down,
         )
 
     def seconds_left(self, now: datetime) -> int:
@@ -84,7 +95,9 @@ def _grant(ctx: Ctx, row: Session) -> Grant | None:
     if row.mac is None or ctx.config.sites[row.site_id].mode != "gateway":
         return None
     policy = ctx.config.policy_for(row.site_id)
-    return Grant(row.mac, row.ip, row.site_id, row.expires_at, policy.download_rate, policy.upload_rate)
+    return Grant(
+        row.mac, row.ip, row.site_id, row.expires_at, policy.download_rate, policy.upload_rate
+    )
 
 
 def _revoke(ctx: Ctx, row: Session) -> Plan:
@@ -139,7 +152,7 @@ def _device(uow: UnitOfWork, mac_hash: str, now: datetime) -> Device:
     return device
 
 
-def _open_sessions(uow: UnitOfWork, *conditions: object) -> Sequence[Session]:
+def _open_sessions(uow: UnitOfWork, *conditions: ColumnElement[bool]) -> Sequence[Session]:
     return uow.session.scalars(select(Session).where(Session.ended_at.is_(None), *conditions)).all()
 
 
@@ -186,10 +199,15 @@ def start(uow: UnitOfWork, ctx: Ctx, req: LoginRequest, now: datetime) -> Outcom
         voucher = vouchers.redeem(uow, req.voucher_code or "", req.site_id, now)
         voucher_id = voucher.id
         length = rules.grant_seconds(
-            session_length=voucher.duration_seconds, quota_left=float("inf"), until_close=until_close
+            session_length=voucher.duration_seconds,
+            quota_left=float("inf"),
+            until_close=until_close,
         )
     else:
-        if policy.daily_data is not None and bytes_used_today(uow, ctx, device.id, now) >= policy.daily_data:
+        if (
+            policy.daily_data is not None
+            and bytes_used_today(uow, ctx, device.id, now) >= policy.daily_data
+        ):
             raise QuotaUsed(resets_at)
         quota_left = policy.daily_quota - seconds_used_today(uow, ctx, device.id, now)
         if quota_left < 1:
@@ -201,10 +219,19 @@ def start(uow: UnitOfWork, ctx: Ctx, req: LoginRequest, now: datetime) -> Outcom
         raise Closed(rules.opens_at(hours, now + timedelta(seconds=1), ctx.tz))
 
     row = Session(
-        site_id=req.site_id, ap_id=req.ap_id, device_id=device.id, ip=ip, mac=mac,
-        login_method=req.method, terms_version=req.terms_version, voucher_id=voucher_id,
-        started_at=now, expires_at=now + timedelta(seconds=length), last_activity_at=now,
-        bytes_up=0, bytes_down=0,
+        site_id=req.site_id,
+        ap_id=req.ap_id,
+        device_id=device.id,
+        ip=ip,
+        mac=mac,
+        login_method=req.method,
+        terms_version=req.terms_version,
+        voucher_id=voucher_id,
+        started_at=now,
+        expires_at=now + timedelta(seconds=length),
+        last_activity_at=now,
+        bytes_up=0,
+        bytes_down=0,
     )
     uow.session.add(row)
     uow.session.flush()  # the one-open-session-per-device index speaks here
@@ -220,7 +247,9 @@ def end(uow: UnitOfWork, ctx: Ctx, row: Session, reason: EndReason, at: datetime
     return Outcome(SessionInfo.of(row), _revoke(ctx, row))
 
 
-def apply_and_commit(uow: UnitOfWork, fw: Firewall, plan: Plan, now: datetime, *, undo: bool = True) -> None:
+def apply_and_commit(
+    uow: UnitOfWork, fw: Firewall, plan: Plan, now: datetime, *, undo: bool = True
+) -> None:
     """Apply ``plan``, then commit; if the firewall fails nothing is committed, and if the
     commit fails the plan is taken back."""
     try:
@@ -256,28 +285,30 @@ def authorize(db: Database, fw: Firewall, ctx: Ctx, req: LoginRequest, now: date
 
 def find_open(uow: UnitOfWork, target: str) -> Session:
     """The open session named by ``target``: a session id, a MAC or an IP. Raises NotFound."""
-    conditions: list[object] = []
+    conditions: list[ColumnElement[bool]] = []
     if target.isdigit():
         conditions.append(Session.id == int(target))
-    try:
+    with contextlib.suppress(BadIdentifier):
         conditions.append(Session.mac == normalize_mac(target))
-    except BadIdentifier:
-        pass
-    try:
+    with contextlib.suppress(BadIdentifier):
         conditions.append(Session.ip == normalize_ip(target))
-    except BadIdentifier:
-        pass
     if not conditions:
         raise BadRequest(f"'{target}' is not a session id, MAC or IP address")
-    rows = _open_sessions(uow, or_(*conditions))  # type: ignore[arg-type]
+    rows = _open_sessions(uow, or_(*conditions))
     if not rows:
         raise NotFound(f"no open session for {target}")
     return rows[0]
 
 
 def end_session(
-    db: Database, fw: Firewall, ctx: Ctx, target: str, reason: EndReason, now: datetime,
-    *, actor: str | None = None,
+    db: Database,
+    fw: Firewall,
+    ctx: Ctx,
+    target: str,
+    reason: EndReason,
+    now: datetime,
+    *,
+    actor: str | None = None,
 ) -> SessionInfo:
     """End the open session named by ``target`` (id, MAC or IP) and revoke it, all or
     nothing. With ``actor``, the action is written to the audit log."""
@@ -346,11 +377,14 @@ def sweep(db: Database, fw: Firewall, ctx: Ctx, now: datetime) -> list[SessionIn
         return ended
 
 
-def desired_state(uow: UnitOfWork, ctx: Ctx, now: datetime, gateway: str | None = None) -> FirewallState:
+def desired_state(
+    uow: UnitOfWork, ctx: Ctx, now: datetime, gateway: str | None = None
+) -> FirewallState:
     """The grants and blocks the database calls for at ``now`` (for ``gateway``'s sites)."""
     rows = _open_sessions(uow, Session.expires_at > now)
     grants = [
-        g for row in rows
+        g
+        for row in rows
         if (gateway is None or ctx.config.gateway_of(row.site_id) == gateway)
         and (g := _grant(ctx, row)) is not None
     ]

@@ -35,8 +35,18 @@ class VoucherInfo:
 
     @classmethod
     def of(cls, v: Voucher) -> VoucherInfo:
-        return cls(v.id, format_code(v.code), v.site_id, v.duration_seconds, v.max_uses, v.uses,
-                   v.valid_from, v.valid_until, v.revoked_at, v.note)
+        return cls(
+            v.id,
+            format_code(v.code),
+            v.site_id,
+            v.duration_seconds,
+            v.max_uses,
+            v.uses,
+            v.valid_from,
+            v.valid_until,
+            v.revoked_at,
+            v.note,
+        )
 
     def status(self, now: datetime) -> str:
         if self.revoked_at is not None:
@@ -61,8 +71,17 @@ def format_code(code: str) -> str:
 
 
 def create(
-    db: Database, ctx: Ctx, *, count: int, duration_seconds: int, valid_for_seconds: int,
-    max_uses: int, site_id: str | None, note: str | None, actor: str, now: datetime,
+    db: Database,
+    ctx: Ctx,
+    *,
+    count: int,
+    duration_seconds: int,
+    valid_for_seconds: int,
+    max_uses: int,
+    site_id: str | None,
+    note: str | None,
+    actor: str,
+    now: datetime,
 ) -> list[VoucherInfo]:
     """Make ``count`` new codes, valid from ``now`` for ``valid_for_seconds``."""
     if not 1 <= count <= MAX_BATCH:
@@ -83,15 +102,30 @@ def create(
             if code in existing:
                 continue
             existing.add(code)
-            made.append(Voucher(
-                code=code, site_id=site_id, duration_seconds=duration_seconds, max_uses=max_uses,
-                uses=0, valid_from=now, valid_until=now + timedelta(seconds=valid_for_seconds),
-                note=note, created_by=actor, created_at=now,
-            ))
+            made.append(
+                Voucher(
+                    code=code,
+                    site_id=site_id,
+                    duration_seconds=duration_seconds,
+                    max_uses=max_uses,
+                    uses=0,
+                    valid_from=now,
+                    valid_until=now + timedelta(seconds=valid_for_seconds),
+                    note=note,
+                    created_by=actor,
+                    created_at=now,
+                )
+            )
         uow.session.add_all(made)
         uow.session.flush()
-        audit.record(uow, actor, "voucher-create", site_id or "all sites",
-                     {"count": count, "duration_seconds": duration_seconds, "max_uses": max_uses}, now)
+        audit.record(
+            uow,
+            actor,
+            "voucher-create",
+            site_id or "all sites",
+            {"count": count, "duration_seconds": duration_seconds, "max_uses": max_uses},
+            now,
+        )
         uow.commit()
         return [VoucherInfo.of(v) for v in made]
 
@@ -111,7 +145,9 @@ def redeem(uow: UnitOfWork, code: str, site_id: str, now: datetime) -> Voucher:
     return voucher
 
 
-def list_vouchers(uow: UnitOfWork, *, site_id: str | None = None, limit: int = 500) -> list[VoucherInfo]:
+def list_vouchers(
+    uow: UnitOfWork, *, site_id: str | None = None, limit: int = 500
+) -> list[VoucherInfo]:
     query = select(Voucher).order_by(Voucher.id.desc()).limit(limit)
     if site_id is not None:
         query = query.where(Voucher.site_id == site_id)

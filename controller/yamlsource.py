@@ -126,7 +126,7 @@ def _convert(node: yaml.Node, path: Path_, doc: Document, depth: int) -> Any:
 
 
 def load(path: Path) -> Document:
-    """Read ``path``; raises YamlError for syntax errors and duplicate keys, OSError if unreadable."""
+    """Read ``path``. Raises YamlError (syntax, duplicate keys) or OSError (unreadable)."""
     text = path.read_text(encoding="utf-8")
     return loads(text)
 

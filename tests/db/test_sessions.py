@@ -48,7 +48,11 @@ def test_click_login_lets_the_client_through_for_its_session_length(database, fw
     assert (grant.down_kbit, grant.up_kbit) == (5000, 1000)
     with database.reading() as s:
         row = s.get(Session, out.session.id)
-        assert (row.terms_version, row.ap_id, row.login_method) == ("2026-11", "jam-gadang-1", "click")
+        assert (row.terms_version, row.ap_id, row.login_method) == (
+            "2026-11",
+            "jam-gadang-1",
+            "click",
+        )
 
 
 def test_logging_in_again_resumes_the_open_session(database, fw, ctx, now):
@@ -142,22 +146,52 @@ def test_a_session_across_midnight_counts_toward_each_day_only_its_share(databas
     with database.uow() as uow:
         dev = uow.session.scalar(select(Session.device_id))
         assert sessions.seconds_used_today(uow, ctx, dev, wib(2026, 11, 24, 1, 0)) == 10 * 60
-        assert sessions.seconds_used_today(uow, ctx, dev, wib(2026, 11, 24, 1, 0) - timedelta(hours=2)) == 20 * 60
+        assert (
+            sessions.seconds_used_today(uow, ctx, dev, wib(2026, 11, 24, 1, 0) - timedelta(hours=2))
+            == 20 * 60
+        )
 
 
 def test_a_login_method_the_site_does_not_offer_is_refused(database, fw, ctx, now):
     with pytest.raises(MethodNotAllowed):
-        login(database, fw, ctx, now, site="pasar-atas", ip="10.20.5.20", method="voucher", voucher_code="x")
+        login(
+            database,
+            fw,
+            ctx,
+            now,
+            site="pasar-atas",
+            ip="10.20.5.20",
+            method="voucher",
+            voucher_code="x",
+        )
 
 
 def test_a_voucher_login_lasts_the_vouchers_time_and_uses_it_up(database, fw, ctx, now):
-    [v] = vouchers.create(database, ctx, count=1, duration_seconds=7200, valid_for_seconds=86400,
-                          max_uses=1, site_id="jam-gadang", note="Festival", actor="cli:test", now=now)
+    [v] = vouchers.create(
+        database,
+        ctx,
+        count=1,
+        duration_seconds=7200,
+        valid_for_seconds=86400,
+        max_uses=1,
+        site_id="jam-gadang",
+        note="Festival",
+        actor="cli:test",
+        now=now,
+    )
     out = login(database, fw, ctx, now, method="voucher", voucher_code=v.code.lower())
     assert out.session.expires_at == now + timedelta(hours=2)
     sessions.end_session(database, fw, ctx, PHONE, EndReason.LOGOUT, now + timedelta(minutes=5))
     with pytest.raises(VoucherInvalid) as err:
-        login(database, fw, ctx, now + timedelta(minutes=6), mac=OTHER, method="voucher", voucher_code=v.code)
+        login(
+            database,
+            fw,
+            ctx,
+            now + timedelta(minutes=6),
+            mac=OTHER,
+            method="voucher",
+            voucher_code=v.code,
+        )
     assert err.value.why == "used-up"
 
 
@@ -169,14 +203,35 @@ def test_a_voucher_login_lasts_the_vouchers_time_and_uses_it_up(database, fw, ct
         ("other-site", "tmsbk", timedelta(0), False),
     ],
 )
-def test_a_voucher_that_is_not_valid_here_and_now_is_refused(database, fw, ctx, now, why, site, at_offset, revoke):
-    [v] = vouchers.create(database, ctx, count=1, duration_seconds=3600, valid_for_seconds=86400,
-                          max_uses=5, site_id="jam-gadang", note=None, actor="cli:test", now=now)
+def test_a_voucher_that_is_not_valid_here_and_now_is_refused(
+    database, fw, ctx, now, why, site, at_offset, revoke
+):
+    [v] = vouchers.create(
+        database,
+        ctx,
+        count=1,
+        duration_seconds=3600,
+        valid_for_seconds=86400,
+        max_uses=5,
+        site_id="jam-gadang",
+        note=None,
+        actor="cli:test",
+        now=now,
+    )
     if revoke:
         vouchers.revoke(database, v.code, actor="cli:test", now=now)
     ip = "10.20.3.20" if site == "jam-gadang" else "10.20.8.20"
     with pytest.raises(VoucherInvalid) as err:
-        login(database, fw, ctx, now + at_offset, site=site, ip=ip, method="voucher", voucher_code=v.code)
+        login(
+            database,
+            fw,
+            ctx,
+            now + at_offset,
+            site=site,
+            ip=ip,
+            method="voucher",
+            voucher_code=v.code,
+        )
     assert err.value.why == why
     assert open_count(database) == 0
 
@@ -198,13 +253,19 @@ def test_when_the_firewall_fails_nothing_is_recorded(database, fw, ctx, now):
 def test_kicking_ends_the_session_revokes_it_and_is_audited(database, fw, ctx, now):
     out = login(database, fw, ctx, now)
     later = now + timedelta(minutes=3)
-    info = sessions.end_session(database, fw, ctx, "10.20.3.20", EndReason.KICKED, later, actor="cli:budi")
+    info = sessions.end_session(
+        database, fw, ctx, "10.20.3.20", EndReason.KICKED, later, actor="cli:budi"
+    )
     assert (info.end_reason, info.ended_at) == ("kicked", later)
     assert not fw.forwards(PHONE, "10.20.3.20", later)
     assert (PHONE, "10.20.3.20") in fw.flushed
     with database.uow() as uow:
         [entry] = audit.recent(uow)
-    assert (entry.actor, entry.action, entry.target) == ("cli:budi", "kicked", f"session {out.session.id}")
+    assert (entry.actor, entry.action, entry.target) == (
+        "cli:budi",
+        "kicked",
+        f"session {out.session.id}",
+    )
     with pytest.raises(NotFound):
         sessions.end_session(database, fw, ctx, str(out.session.id), EndReason.KICKED, later)
 
@@ -222,15 +283,27 @@ def test_a_blocked_device_is_cut_off_and_cannot_log_in_until_unblocked(database,
 
 
 def test_a_block_with_an_end_runs_out_by_itself(database, fw, ctx, now):
-    blocks.block(database, fw, ctx, PHONE, reason="cool off", actor="cli:budi", now=now,
-                 until=now + timedelta(hours=1))
+    blocks.block(
+        database,
+        fw,
+        ctx,
+        PHONE,
+        reason="cool off",
+        actor="cli:budi",
+        now=now,
+        until=now + timedelta(hours=1),
+    )
     with pytest.raises(Blocked):
         login(database, fw, ctx, now + timedelta(minutes=59))
     login(database, fw, ctx, now + timedelta(minutes=61))
-    blocks.block(database, fw, ctx, PHONE, reason="again", actor="cli:budi", now=now + timedelta(minutes=62))
+    blocks.block(
+        database, fw, ctx, PHONE, reason="again", actor="cli:budi", now=now + timedelta(minutes=62)
+    )
 
 
-def test_sweep_ends_timed_out_idle_and_over_quota_sessions_with_their_reasons(database, fw, ctx, now):
+def test_sweep_ends_timed_out_idle_and_over_quota_sessions_with_their_reasons(
+    database, fw, ctx, now
+):
     a = login(database, fw, ctx, now, mac=PHONE, ip="10.20.3.20")
     b = login(database, fw, ctx, now, mac=OTHER, ip="10.20.3.21")
     with database.uow(write=True) as uow:  # b stays busy; a goes quiet
@@ -273,7 +346,7 @@ def test_two_simultaneous_logins_from_one_device_leave_one_open_session(database
         try:
             barrier.wait(timeout=10)
             results.append(login(database, fw, ctx, now))
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=go) for _ in range(4)]

@@ -1,0 +1,175 @@
+"""`wifikota voucher ...`, `wifikota admin ...`, `wifikota audit`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import admins, audit, vouchers
+from .cliapp import App, Failure, actor, json_option, now, pass_app
+from .clifmt import duration, emit_json, local, table
+from .configtypes import duration_seconds
+
+
+def _seconds(value: str, option: str) -> int:
+    try:
+        return duration_seconds(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+@click.group("voucher")
+def voucher_group() -> None:
+    """Voucher codes for events."""
+
+
+@voucher_group.command("create")
+@click.option("--count", type=click.IntRange(1, vouchers.MAX_BATCH), default=1, show_default=True)
+@click.option(
+    "--duration",
+    "duration_",
+    default="2h",
+    show_default=True,
+    help="Time online each login gives (e.g. 2h).",
+)
+@click.option("--valid", default="7d", show_default=True, help="How long the codes can be used.")
+@click.option(
+    "--uses", type=click.IntRange(1, 10_000), default=1, show_default=True, help="Logins per code."
+)
+@click.option("--site", help="Only at this site (default: every site offering vouchers).")
+@click.option("--note", help="What they are for, e.g. 'Festival Jam Gadang'.")
+@json_option
+@pass_app
+def voucher_create(
+    app: App, count: int, duration_: str, valid: str, uses: int, site: str | None, note: str | None
+) -> None:
+    """Make voucher codes."""
+    made = vouchers.create(
+        app.database(),
+        app.ctx,
+        count=count,
+        duration_seconds=_seconds(duration_, "--duration"),
+        valid_for_seconds=_seconds(valid, "--valid"),
+        max_uses=uses,
+        site_id=site,
+        note=note,
+        actor=actor(),
+        now=now(),
+    )
+    if app.json:
+        emit_json(made)
+        return
+    for v in made:
+        click.echo(v.code)
+    click.echo(
+        f"{len(made)} code(s): {duration(made[0].duration_seconds)} online, {uses} use(s) each, "
+        f"valid until {local(made[0].valid_until, app.tz)}",
+        err=True,
+    )
+
+
+@voucher_group.command("list")
+@click.option("--site", help="Only codes for this site.")
+@json_option
+@pass_app
+def voucher_list(app: App, site: str | None) -> None:
+    """Voucher codes, newest first."""
+    with app.database().uow() as uow:
+        rows = vouchers.list_vouchers(uow, site_id=site)
+    t = now()
+    if app.json:
+        emit_json([{**v.__dict__, "status": v.status(t)} for v in rows])
+        return
+    table(
+        ["CODE", "SITE", "TIME", "USED", "VALID UNTIL", "STATUS", "NOTE"],
+        [
+            [
+                v.code,
+                v.site_id or "(all)",
+                duration(v.duration_seconds),
+                f"{v.uses}/{v.max_uses}",
+                local(v.valid_until, app.tz),
+                v.status(t),
+                v.note,
+            ]
+            for v in rows
+        ],
+    )
+
+
+@voucher_group.command("revoke")
+@click.argument("code")
+@json_option
+@pass_app
+def voucher_revoke(app: App, code: str) -> None:
+    """Withdraw a code; sessions it already started run on."""
+    info = vouchers.revoke(app.database(), code, actor=actor(), now=now())
+    if app.json:
+        emit_json(info)
+    else:
+        click.echo(f"revoked: {info.code}")
+
+
+@click.group("admin")
+def admin_group() -> None:
+    """Dashboard accounts."""
+
+
+@admin_group.command("add")
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice(["admin", "viewer"]),
+    required=True,
+    help="viewer: statistics only; admin: also kick, block, vouchers.",
+)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@json_option
+@pass_app
+def admin_add(app: App, name: str, role: str, password_stdin: bool) -> None:
+    """Create a dashboard account."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        raise Failure("no terminal to ask the password on; use --password-stdin")
+    info = admins.add(app.database(), name, role, password, actor=actor(), now=now())
+    if app.json:
+        emit_json(info)
+    else:
+        click.echo(f"added: {info.name} ({info.role})")
+
+
+@admin_group.command("list")
+@json_option
+@pass_app
+def admin_list(app: App) -> None:
+    """Dashboard accounts."""
+    with app.database().uow() as uow:
+        rows = admins.list_admins(uow)
+    if app.json:
+        emit_json(rows)
+        return
+    table(
+        ["NAME", "ROLE", "CREATED", "DISABLED"],
+        [[a.name, a.role, local(a.created_at, app.tz), local(a.disabled_at, app.tz)] for a in rows],
+    )
+
+
+@click.command("audit")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@json_option
+@pass_app
+def audit_cmd(app: App, limit: int) -> None:
+    """What admins did, newest first."""
+    with app.database().uow() as uow:
+        rows = audit.recent(uow, limit)
+    if app.json:
+        emit_json(rows)
+        return
+    table(
+        ["WHEN", "WHO", "ACTION", "TARGET"],
+        [[local(e.at, app.tz), e.actor, e.action, e.target] for e in rows],
+    )

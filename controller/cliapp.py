@@ -1,0 +1,145 @@
+"""Shared plumbing of the `wifikota` command: the App context, errors, the JSON switch."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import click
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from . import db
+from .config import CityConfig, ConfigError
+from .config import load as load_config
+from .context import Ctx
+from .errors import DomainError
+from .firewall.deferred import DeferredFirewall
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def actor() -> str:
+    return "cli:" + (os.environ.get("SUDO_USER") or os.environ.get("USER") or getpass.getuser())
+
+
+def default_config_path() -> Path:
+    if os.environ.get("WIFIKOTA_CONFIG"):
+        return Path(os.environ["WIFIKOTA_CONFIG"])
+    return Path("sites.yaml") if Path("sites.yaml").exists() else Path("/etc/wifikota/sites.yaml")
+
+
+class Failure(click.ClickException):
+    """Exit 1 with a message on stderr (no traceback)."""
+
+    def show(self, file: Any = None) -> None:
+        for line in self.message.splitlines():
+            click.echo(f"error: {line}" if not line.startswith(("  ", "error")) else line, err=True)
+
+
+@dataclass
+class App:
+    config_path: Path
+    json: bool = False
+    _config: CityConfig | None = None
+    _ctx: Ctx | None = None
+    _db: db.Database | None = None
+    fw: DeferredFirewall = field(default_factory=DeferredFirewall)
+
+    @property
+    def config(self) -> CityConfig:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    @property
+    def ctx(self) -> Ctx:
+        if self._ctx is None:
+            self._ctx = Ctx.from_config(self.config)
+        return self._ctx
+
+    @property
+    def url(self) -> str:
+        return db.resolve_url(self.config.database_url)
+
+    def database(self) -> db.Database:
+        """The database, checked to be at the schema this program expects."""
+        if self._db is None:
+            database = db.Database.connect(self.url)
+            try:
+                current = db.current_revision(database.engine)
+            except OperationalError as exc:
+                raise Failure(
+                    f"cannot reach the database {db.describe_url(self.url)}: {exc.orig}"
+                ) from None
+            if current != db.head_revision():
+                database.dispose()
+                raise Failure(
+                    f"the database {db.describe_url(self.url)} is not ready "
+                    f"(schema {current or 'none'}); run: wifikota db upgrade"
+                )
+            self._db = database
+        return self._db
+
+    def db_if_ready(self) -> db.Database | None:
+        """The database if it exists and is migrated; None otherwise (for optional figures)."""
+        url = self.url
+        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+            return None
+        try:
+            return self.database()
+        except Failure:
+            return None
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.config.city.timezone)
+
+    def after_change(self) -> None:
+        if self.fw.pending:
+            click.echo(
+                "note: recorded in the database; the controller daemon puts it into force "
+                "when it reconciles the firewall",
+                err=True,
+            )
+
+
+class Group(click.Group):
+    """Turns the errors users can cause into one line and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise Failure(str(exc)) from None
+        except DomainError as exc:
+            raise Failure(str(exc)) from None
+        except (OperationalError, ProgrammingError) as exc:
+            raise Failure(f"database error: {exc.orig}") from None
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def json_option(fn: F) -> F:
+    def set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        if value:
+            ctx.ensure_object(App).json = True
+
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        expose_value=False,
+        callback=set_json,
+        help="Print JSON for scripts.",
+    )(fn)

@@ -1,0 +1,260 @@
+"""sites.yaml validation: every kind of mistake gets its own clear line with file:line:col."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller import config
+from tests.conftest import ROOT
+
+GOOD = (ROOT / "sites.yaml").read_text()
+
+
+def errors_for(text: str) -> list[str]:
+    with pytest.raises(config.ConfigError) as err:
+        config.loads(text, "sites.yaml")
+    return [str(p) for p in err.value.problems]
+
+
+def where(text: str, needle: str, offset: int = 0, nth: int = 1) -> str:
+    """'sites.yaml:LINE:COL' of the ``nth`` ``needle`` in ``text`` (plus ``offset`` columns)."""
+    index = -1
+    for _ in range(nth):
+        index = text.index(needle, index + 1)
+    line = text.count("\n", 0, index) + 1
+    col = index - (text.rfind("\n", 0, index) + 1) + 1 + offset
+    return f"sites.yaml:{line}:{col}"
+
+
+def broken(old: str, new: str, count: int = 1) -> str:
+    assert old in GOOD, old
+    return GOOD.replace(old, new, count)
+
+
+def test_bukittinggi_has_15_access_points_at_8_sites():
+    city = config.loads(GOOD, "sites.yaml")
+    assert (len(city.aps), len(city.sites)) == (15, 8)
+    counts = {site: len(city.aps_at(site)) for site in city.sites}
+    assert counts == {
+        "taman-panorama": 2, "jam-gadang": 2, "pasar-atas": 3, "tmsbk": 4,
+        "terminal-aur-kuning": 1, "pasar-simpang-aur": 1, "pustaka-bung-hatta": 1, "tugu-polwan": 1,
+    }  # fmt: skip
+
+
+def test_site_policy_overrides_the_city_defaults():
+    city = config.loads(GOOD, "sites.yaml")
+    library = city.policy_for("pustaka-bung-hatta")
+    assert library.daily_quota == 4 * 3600 and library.session_length == 3600
+    assert [str(h) for h in library.opening_hours] == ["08:00-17:00"]
+    assert city.policy_for("tugu-polwan").opening_hours == city.defaults.opening_hours
+    assert city.policy_for("jam-gadang").login_methods == ("click", "voucher")
+    assert city.policy_for("pasar-atas").download_rate == 5000
+
+
+def test_a_typo_in_a_key_is_named_with_the_key_it_probably_meant():
+    text = broken("vlan: 103,", "vlna: 103,")
+    assert errors_for(text) == [f"{where(text, 'vlna')}: aps[2].vlna: unknown key 'vlna'; did you mean 'vlan'?"]
+
+
+def test_a_key_given_twice_is_refused_where_it_repeats():
+    text = broken("  idle_timeout: 15m\n", "  idle_timeout: 15m\n  idle_timeout: 20m\n")
+    assert errors_for(text) == [
+        f"{where(text, 'idle_timeout: 20m')}: defaults.idle_timeout: "
+        f"duplicate key 'idle_timeout' (first at line {where(text, 'idle_timeout: 15m').split(':')[1]}); keep one"
+    ]
+
+
+def test_two_aps_with_one_id_are_refused():
+    text = broken("id: jam-gadang-2,", "id: jam-gadang-1,")
+    assert errors_for(text) == [
+        f"{where(text, 'jam-gadang-1, name: Jam Gadang Selatan')}: aps[3].id: "
+        "duplicate AP id 'jam-gadang-1' (also aps[2]); ids must be unique"
+    ]
+
+
+def test_overlapping_subnets_are_refused():
+    text = broken("subnet: 10.20.4.0/24, dhcp_range: 10.20.4.10 - 10.20.4.250",
+                  "subnet: 10.20.0.0/22, dhcp_range: 10.20.0.10 - 10.20.0.250")
+    assert errors_for(text) == [
+        f"{where(text, '10.20.0.0/22')}: aps[3].subnet: "
+        "10.20.0.0/22 overlaps 10.20.1.0/24 of AP 'panorama-1'; give each AP its own"
+    ]
+
+
+def test_a_subnet_too_small_for_its_dhcp_range_is_refused():
+    text = broken("subnet: 10.20.3.0/24,", "subnet: 10.20.3.0/28,")
+    assert errors_for(text) == [
+        f"{where(text, '10.20.3.10 - 10.20.3.250')}: aps[2].dhcp_range: 10.20.3.10 - 10.20.3.250 "
+        "does not fit in 10.20.3.0/28 (13 usable addresses); widen the subnet or narrow the range"
+    ]
+
+
+def test_a_dhcp_range_over_the_gateways_own_address_is_refused():
+    text = broken("10.20.3.10 - 10.20.3.250", "10.20.3.1 - 10.20.3.250")
+    assert errors_for(text) == [
+        f"{where(text, '10.20.3.1 - ')}: aps[2].dhcp_range: 10.20.3.1 - 10.20.3.250 includes "
+        "10.20.3.1, the gateway's own address; start after it"
+    ]
+
+
+def test_an_ap_at_an_unknown_site_is_refused_with_a_suggestion():
+    text = broken("site: pasar-atas, location: {lat: -0.3043", "site: pasar-atass, location: {lat: -0.3043")
+    assert errors_for(text) == [
+        f"{where(text, 'pasar-atass')}: aps[4].site: 'pasar-atass' is not a site; did you mean 'pasar-atas'?"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("10.20.5.1/24", "'10.20.5.1/24' has host bits set; write 10.20.5.0/24"),
+        ("10.20.5.0", "'10.20.5.0' is not a CIDR subnet; write e.g. 10.20.1.0/24"),
+        ("10.20.5.0/33", "'10.20.5.0/33' is not a CIDR subnet; write e.g. 10.20.1.0/24"),
+    ],
+)
+def test_a_bad_cidr_is_refused(bad, message):
+    text = broken("subnet: 10.20.5.0/24,", f"subnet: {bad},")
+    assert errors_for(text) == [f"{where(text, bad)}: aps[4].subnet: {message}"]
+
+
+def test_a_vlan_out_of_range_is_refused():
+    text = broken("vlan: 103,", "vlan: 4095,")
+    assert errors_for(text) == [f"{where(text, '4095')}: aps[2].vlan: 4095 is not in 1..4094"]
+
+
+@pytest.mark.parametrize("bad", ["25:00-22:00", "6am-10pm", "06:00"])
+def test_bad_opening_hours_are_refused(bad):
+    text = broken("opening_hours: 07:00-19:00", f"opening_hours: {bad}")
+    at = where(text, f"opening_hours: {bad}\n", 15)
+    assert errors_for(text) == [
+        f"{at}: sites.taman-panorama.policy.opening_hours: "
+        f"'{bad}' is not opening hours; write e.g. 06:00-22:00" + (" or always" if "-" not in bad else "")
+    ]
+
+
+def test_a_bad_rate_is_refused():
+    text = broken("download_rate: 5mbit", "download_rate: fast")
+    assert errors_for(text) == [
+        f"{where(text, 'fast')}: defaults.download_rate: 'fast' is not a rate; write e.g. 512kbit, 2mbit or 1gbit"
+    ]
+
+
+def test_a_bare_number_as_a_duration_is_refused_because_its_unit_is_unclear():
+    text = broken("session_length: 1h", "session_length: 60")
+    assert errors_for(text) == [
+        f"{where(text, 'session_length: 60', 16)}: defaults.session_length: "
+        "'60' is not a duration; write e.g. 30m, 2h or 1h30m"
+    ]
+
+
+def test_a_missing_secret_is_refused():
+    text = broken("device_hash_secret: {env: WIFIKOTA_DEVICE_HASH_SECRET}\n", "")
+    assert errors_for(text) == ["sites.yaml:11:1: device_hash_secret: is required; add it"]
+
+
+def test_a_secret_written_inline_is_refused():
+    text = broken("{env: WIFIKOTA_RADIUS_SECRET_SIMPANG_AUR}", "hunter2")
+    assert errors_for(text) == [
+        f"{where(text, 'hunter2')}: radius.clients[0].secret: "
+        "secrets are never written inline; write {env: VARIABLE} or {file: /path}"
+    ]
+
+
+def test_a_secret_that_cannot_be_read_says_where_it_is_named(monkeypatch):
+    monkeypatch.delenv("WIFIKOTA_DEVICE_HASH_SECRET", raising=False)
+    city = config.loads(GOOD, "sites.yaml")
+    with pytest.raises(config.ConfigError) as err:
+        city.device_hash_secret.resolve()
+    assert str(err.value) == (
+        f"{where(GOOD, '{env: WIFIKOTA_DEVICE_HASH_SECRET}')}: device_hash_secret: environment variable "
+        "WIFIKOTA_DEVICE_HASH_SECRET is not set or empty; export WIFIKOTA_DEVICE_HASH_SECRET=... or use file:"
+    )
+    monkeypatch.setenv("WIFIKOTA_DEVICE_HASH_SECRET", "s3cret-from-env")
+    assert city.device_hash_secret.resolve() == b"s3cret-from-env"
+
+
+def test_a_secret_file_is_read_relative_to_the_config(tmp_path):
+    (tmp_path / "device.key").write_text("from-a-file-0123456789\n")
+    text = broken("{env: WIFIKOTA_DEVICE_HASH_SECRET}", "{file: device.key}")
+    (tmp_path / "sites.yaml").write_text(text)
+    city = config.load(tmp_path / "sites.yaml")
+    assert city.device_hash_secret.resolve() == b"from-a-file-0123456789"
+
+
+def test_a_plain_http_city_app_link_is_refused():
+    text = broken("link: https://app.bukittinggikota.go.id/", "link: http://app.bukittinggikota.go.id/")
+    assert errors_for(text) == [
+        f"{where(text, 'http://app')}: city_app.link: 'http://app.bukittinggikota.go.id/' is not an "
+        "https:// link; residents' phones warn on plain links"
+    ]
+
+
+def test_an_unknown_time_zone_is_refused():
+    text = broken("timezone: Asia/Jakarta", "timezone: Asia/Bukittinggi")
+    assert errors_for(text) == [
+        f"{where(text, 'Asia/Bukittinggi')}: city.timezone: 'Asia/Bukittinggi' is not a time zone; write e.g. Asia/Jakarta"
+    ]
+
+
+def test_a_nas_site_without_its_nas_is_refused():
+    start = GOOD.index("  clients:\n")
+    text = GOOD[:start] + "  clients: []\n" + GOOD[GOOD.index("\nretention_days") :]
+    assert errors_for(text) == [
+        f"{where(text, 'mode: nas', 6)}: sites.pasar-simpang-aur.mode: "
+        "is in NAS mode but no radius.clients entry serves it; add its NAS"
+    ]
+
+
+def test_a_radius_client_for_a_gateway_mode_site_is_refused():
+    text = broken("      site: pasar-simpang-aur\n      type: mikrotik", "      site: tmsbk\n      type: mikrotik")
+    client_site = where(text, "site: tmsbk\n", 6)
+    assert errors_for(text) == [
+        f"{where(text, 'mode: nas', 6)}: sites.pasar-simpang-aur.mode: "
+        "is in NAS mode but no radius.clients entry serves it; add its NAS",
+        f"{client_site}: radius.clients[0].site: "
+        "site 'tmsbk' is in gateway mode; set its mode: nas or remove this client",
+    ]
+
+
+def test_two_aps_on_one_vlan_are_refused():
+    text = broken("vlan: 104,", "vlan: 103,")
+    assert errors_for(text) == [
+        f"{where(text, 'vlan: 103,', 6, nth=2)}: aps[3].vlan: "
+        "ens19 vlan 103 is already AP 'jam-gadang-1'; each AP needs its own VLAN"
+    ]
+
+
+def test_a_site_without_access_points_is_refused():
+    text = broken("  tugu-polwan:\n", "  tugu-polwan-lama:\n    name: Old\n    location: {lat: 0, lon: 0}\n  tugu-polwan:\n")
+    assert errors_for(text) == [
+        f"{where(text, 'tugu-polwan-lama:')}: sites.tugu-polwan-lama: has no access points; add one under aps: or remove it"
+    ]
+
+
+def test_yaml_syntax_errors_point_at_the_line():
+    text = broken("  name: Bukittinggi\n", "  name: [Bukittinggi\n")
+    [message] = errors_for(text)
+    assert message.startswith("sites.yaml:") and "YAML syntax" in message
+
+
+def test_several_mistakes_are_all_reported_in_file_order():
+    text = broken("vlan: 103,", "vlan: 0,")
+    text = text.replace("upload_rate: 1mbit", "upload_rate: 1 megabit")
+    messages = errors_for(text)
+    assert [m.split(": ")[1] for m in messages] == ["defaults.upload_rate", "aps[2].vlan"]
+
+
+def test_times_and_words_in_yaml_are_read_as_written():
+    # YAML 1.1 reads 18:00 as 1080 and "no" as false; sites.yaml is read as YAML 1.2.
+    text = broken("opening_hours: 06:00-21:00", "opening_hours: [06:00-12:00, 13:00-21:00]")
+    text = text.replace("ssid: WiFi Kota Bukittinggi", "ssid: no")
+    city = config.loads(text, "sites.yaml")
+    assert [str(h) for h in city.policy_for("pasar-atas").opening_hours] == ["06:00-12:00", "13:00-21:00"]
+    assert city.city.ssid == "no"
+
+
+def test_an_empty_or_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(config.ConfigError) as err:
+        config.load(tmp_path / "nope.yaml")
+    assert str(err.value) == f"{tmp_path / 'nope.yaml'}:1:1: cannot read: No such file or directory"
+    assert errors_for("") == ["sites.yaml:1:1: the file must be a mapping of sections"]
