@@ -16,11 +16,20 @@ from sqlalchemy.exc import OperationalError
 
 from . import blocks, db, inventory, sessions
 from .cli_admin import admin_group, audit_cmd, voucher_group
-from .cliapp import App, Failure, Group, actor, default_config_path, json_option, now, pass_app
+from .cliapp import (
+    DURATION,
+    App,
+    Failure,
+    Group,
+    actor,
+    default_config_path,
+    json_option,
+    now,
+    pass_app,
+)
 from .clifmt import duration, emit_json, local, size, table
 from .config import ConfigError
 from .config import load as load_config
-from .configtypes import duration_seconds
 from .models import EndReason, Session
 
 
@@ -290,20 +299,13 @@ def kick_cmd(app: App, target: str) -> None:
 @cli.command("block")
 @click.argument("mac")
 @click.option("--reason", required=True, help="Why (kept in the audit log).")
-@click.option(
-    "--for", "for_", metavar="DURATION", help="Lift by itself after this long (e.g. 24h)."
-)
+@click.option("--for", "for_", type=DURATION, help="Lift by itself after this long (e.g. 24h).")
 @json_option
 @pass_app
-def block_cmd(app: App, mac: str, reason: str, for_: str | None) -> None:
+def block_cmd(app: App, mac: str, reason: str, for_: int | None) -> None:
     """Block a device by MAC: its session ends and it cannot log in."""
     t = now()
-    until = None
-    if for_ is not None:
-        try:
-            until = t + timedelta(seconds=duration_seconds(for_))
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--for") from None
+    until = None if for_ is None else t + timedelta(seconds=for_)
     info = blocks.block(
         app.database(), app.fw, app.ctx, mac, reason=reason, actor=actor(), now=t, until=until
     )

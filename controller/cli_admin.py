@@ -7,16 +7,8 @@ import sys
 import click
 
 from . import admins, audit, vouchers
-from .cliapp import App, Failure, actor, json_option, now, pass_app
+from .cliapp import DURATION, App, Failure, actor, json_option, now, pass_app
 from .clifmt import duration, emit_json, local, table
-from .configtypes import duration_seconds
-
-
-def _seconds(value: str, option: str) -> int:
-    try:
-        return duration_seconds(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 @click.group("voucher")
@@ -29,11 +21,18 @@ def voucher_group() -> None:
 @click.option(
     "--duration",
     "duration_",
+    type=DURATION,
     default="2h",
     show_default=True,
     help="Time online each login gives (e.g. 2h).",
 )
-@click.option("--valid", default="7d", show_default=True, help="How long the codes can be used.")
+@click.option(
+    "--valid",
+    type=DURATION,
+    default="7d",
+    show_default=True,
+    help="How long the codes can be used.",
+)
 @click.option(
     "--uses", type=click.IntRange(1, 10_000), default=1, show_default=True, help="Logins per code."
 )
@@ -42,15 +41,15 @@ def voucher_group() -> None:
 @json_option
 @pass_app
 def voucher_create(
-    app: App, count: int, duration_: str, valid: str, uses: int, site: str | None, note: str | None
+    app: App, count: int, duration_: int, valid: int, uses: int, site: str | None, note: str | None
 ) -> None:
     """Make voucher codes."""
     made = vouchers.create(
         app.database(),
         app.ctx,
         count=count,
-        duration_seconds=_seconds(duration_, "--duration"),
-        valid_for_seconds=_seconds(valid, "--valid"),
+        duration_seconds=duration_,
+        valid_for_seconds=valid,
         max_uses=uses,
         site_id=site,
         note=note,

@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from . import db
 from .config import CityConfig, ConfigError
 from .config import load as load_config
+from .configtypes import duration_seconds
 from .context import Ctx
 from .errors import DomainError
 from .firewall.deferred import DeferredFirewall
@@ -128,6 +129,23 @@ class Group(click.Group):
 
 
 pass_app = click.make_pass_decorator(App)
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    """A duration such as 30m, 2h or 7d, converted to seconds."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return duration_seconds(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = Duration()
 
 
 def json_option(fn: F) -> F:

@@ -53,7 +53,9 @@ def test_site_policy_overrides_the_city_defaults():
 
 def test_a_typo_in_a_key_is_named_with_the_key_it_probably_meant():
     text = broken("vlan: 103,", "vlna: 103,")
-    assert errors_for(text) == [f"{where(text, 'vlna')}: aps[2].vlna: unknown key 'vlna'; did you mean 'vlan'?"]
+    assert errors_for(text) == [
+        f"{where(text, 'vlna')}: aps[2].vlna: unknown key 'vlna'; did you mean 'vlan'?"
+    ]
 
 
 def test_a_key_given_twice_is_refused_where_it_repeats():
@@ -73,8 +75,10 @@ def test_two_aps_with_one_id_are_refused():
 
 
 def test_overlapping_subnets_are_refused():
-    text = broken("subnet: 10.20.4.0/24, dhcp_range: 10.20.4.10 - 10.20.4.250",
-                  "subnet: 10.20.0.0/22, dhcp_range: 10.20.0.10 - 10.20.0.250")
+    text = broken(
+        "subnet: 10.20.4.0/24, dhcp_range: 10.20.4.10 - 10.20.4.250",
+        "subnet: 10.20.0.0/22, dhcp_range: 10.20.0.10 - 10.20.0.250",
+    )
     assert errors_for(text) == [
         f"{where(text, '10.20.0.0/22')}: aps[3].subnet: "
         "10.20.0.0/22 overlaps 10.20.1.0/24 of AP 'panorama-1'; give each AP its own"
@@ -98,7 +102,9 @@ def test_a_dhcp_range_over_the_gateways_own_address_is_refused():
 
 
 def test_an_ap_at_an_unknown_site_is_refused_with_a_suggestion():
-    text = broken("site: pasar-atas, location: {lat: -0.3043", "site: pasar-atass, location: {lat: -0.3043")
+    text = broken(
+        "site: pasar-atas, location: {lat: -0.3043", "site: pasar-atass, location: {lat: -0.3043"
+    )
     assert errors_for(text) == [
         f"{where(text, 'pasar-atass')}: aps[4].site: 'pasar-atass' is not a site; did you mean 'pasar-atas'?"
     ]
@@ -128,7 +134,8 @@ def test_bad_opening_hours_are_refused(bad):
     at = where(text, f"opening_hours: {bad}\n", 15)
     assert errors_for(text) == [
         f"{at}: sites.taman-panorama.policy.opening_hours: "
-        f"'{bad}' is not opening hours; write e.g. 06:00-22:00" + (" or always" if "-" not in bad else "")
+        f"'{bad}' is not opening hours; write e.g. 06:00-22:00"
+        + (" or always" if "-" not in bad else "")
     ]
 
 
@@ -182,7 +189,9 @@ def test_a_secret_file_is_read_relative_to_the_config(tmp_path):
 
 
 def test_a_plain_http_city_app_link_is_refused():
-    text = broken("link: https://app.bukittinggikota.go.id/", "link: http://app.bukittinggikota.go.id/")
+    text = broken(
+        "link: https://app.bukittinggikota.go.id/", "link: http://app.bukittinggikota.go.id/"
+    )
     assert errors_for(text) == [
         f"{where(text, 'http://app')}: city_app.link: 'http://app.bukittinggikota.go.id/' is not an "
         "https:// link; residents' phones warn on plain links"
@@ -206,7 +215,10 @@ def test_a_nas_site_without_its_nas_is_refused():
 
 
 def test_a_radius_client_for_a_gateway_mode_site_is_refused():
-    text = broken("      site: pasar-simpang-aur\n      type: mikrotik", "      site: tmsbk\n      type: mikrotik")
+    text = broken(
+        "      site: pasar-simpang-aur\n      type: mikrotik",
+        "      site: tmsbk\n      type: mikrotik",
+    )
     client_site = where(text, "site: tmsbk\n", 6)
     assert errors_for(text) == [
         f"{where(text, 'mode: nas', 6)}: sites.pasar-simpang-aur.mode: "
@@ -225,7 +237,10 @@ def test_two_aps_on_one_vlan_are_refused():
 
 
 def test_a_site_without_access_points_is_refused():
-    text = broken("  tugu-polwan:\n", "  tugu-polwan-lama:\n    name: Old\n    location: {lat: 0, lon: 0}\n  tugu-polwan:\n")
+    text = broken(
+        "  tugu-polwan:\n",
+        "  tugu-polwan-lama:\n    name: Old\n    location: {lat: 0, lon: 0}\n  tugu-polwan:\n",
+    )
     assert errors_for(text) == [
         f"{where(text, 'tugu-polwan-lama:')}: sites.tugu-polwan-lama: has no access points; add one under aps: or remove it"
     ]
@@ -249,7 +264,10 @@ def test_times_and_words_in_yaml_are_read_as_written():
     text = broken("opening_hours: 06:00-21:00", "opening_hours: [06:00-12:00, 13:00-21:00]")
     text = text.replace("ssid: WiFi Kota Bukittinggi", "ssid: no")
     city = config.loads(text, "sites.yaml")
-    assert [str(h) for h in city.policy_for("pasar-atas").opening_hours] == ["06:00-12:00", "13:00-21:00"]
+    assert [str(h) for h in city.policy_for("pasar-atas").opening_hours] == [
+        "06:00-12:00",
+        "13:00-21:00",
+    ]
     assert city.city.ssid == "no"
 
 

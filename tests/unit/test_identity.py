@@ -5,7 +5,9 @@ import pytest
 from controller.identity import BadIdentifier, DeviceHasher, normalize_ip, normalize_mac
 
 
-@pytest.mark.parametrize("text", ["3C:5A:B4:12:34:56", "3c-5a-b4-12-34-56", "3c5a.b412.3456", "3c5ab4123456"])
+@pytest.mark.parametrize(
+    "text", ["3C:5A:B4:12:34:56", "3c-5a-b4-12-34-56", "3c5a.b412.3456", "3c5ab4123456"]
+)
 def test_macs_in_every_common_notation_are_the_same_device(text):
     assert normalize_mac(text) == "3c:5a:b4:12:34:56"
 

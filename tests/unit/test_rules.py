@@ -24,8 +24,12 @@ def test_a_daytime_site_is_open_from_opening_until_just_before_closing():
 
 def test_hours_past_midnight_belong_to_the_evening_before():
     assert rules.is_open(NIGHT_MARKET, wib(2026, 11, 24, 1, 30), JAKARTA)
-    assert rules.closes_at(NIGHT_MARKET, wib(2026, 11, 23, 23, 0), JAKARTA) == wib(2026, 11, 24, 2, 0)
-    assert rules.opens_at(NIGHT_MARKET, wib(2026, 11, 24, 3, 0), JAKARTA) == wib(2026, 11, 24, 18, 0)
+    assert rules.closes_at(NIGHT_MARKET, wib(2026, 11, 23, 23, 0), JAKARTA) == wib(
+        2026, 11, 24, 2, 0
+    )
+    assert rules.opens_at(NIGHT_MARKET, wib(2026, 11, 24, 3, 0), JAKARTA) == wib(
+        2026, 11, 24, 18, 0
+    )
 
 
 def test_always_open_never_closes():
