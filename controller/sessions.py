@@ -8,7 +8,7 @@ state the open sessions imply.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -346,6 +346,29 @@ def extend(db: Database, fw: Firewall, ctx: Ctx, session_id: int, now: datetime)
         return SessionInfo.of(row)
 
 
+def record_usage(
+    db: Database, counters: Mapping[tuple[str, str], tuple[int, int]], now: datetime
+) -> int:
+    """Store per-client byte counters (cumulative since the client's grant, in bytes:
+    (up, down) keyed by (MAC, IP)) on the open sessions; a session whose counters grew was
+    active at ``now``. Counters never move a session's bytes backwards. Returns how many
+    sessions changed."""
+    if not counters:
+        return 0
+    changed = 0
+    with db.uow(write=True) as uow:
+        for row in _open_sessions(uow):
+            if row.mac is None or (row.mac, row.ip) not in counters:
+                continue
+            up, down = counters[(row.mac, row.ip)]
+            if up > row.bytes_up or down > row.bytes_down:
+                row.bytes_up, row.bytes_down = max(up, row.bytes_up), max(down, row.bytes_down)
+                row.last_activity_at = max(now, row.last_activity_at)
+                changed += 1
+        uow.commit()
+    return changed
+
+
 def due_reason(ctx: Ctx, row: Session, now: datetime) -> tuple[EndReason, datetime] | None:
     """Why and when an open session should have ended by ``now``, or None."""
     policy = ctx.config.policy_for(row.site_id)
@@ -362,7 +385,7 @@ def sweep(db: Database, fw: Firewall, ctx: Ctx, now: datetime) -> list[SessionIn
     """End every open session that is over (timeout, idle, closing time); returns them."""
     with db.uow(write=True) as uow:
         plan, ended = Plan(), []
-        for row in _open_sessions(uow):
+        for row in _open_sessions(uow, Session.started_at <= now):
             due = due_reason(ctx, row, now)
             if due is not None:
                 reason, at = due
@@ -374,7 +397,7 @@ def sweep(db: Database, fw: Firewall, ctx: Ctx, now: datetime) -> list[SessionIn
                 plan += outcome.plan
                 ended.append(outcome.session)
         apply_and_commit(uow, fw, plan, now)
-        return ended
+        return sorted(ended, key=lambda s: (s.ended_at or now, s.id))
 
 
 def desired_state(

@@ -373,3 +373,29 @@ def test_the_firewall_the_database_calls_for_is_what_the_logins_applied(database
     assert len(fix.grant) == 2 and fix.block == ("3c:5a:b4:00:00:99",)
     empty.apply(fix, now)
     assert not plan(desired, empty.state(now), now)
+
+
+def test_traffic_counters_keep_a_session_alive_and_are_stored(database, fw, ctx, now):
+    a = login(database, fw, ctx, now, mac=PHONE, ip="10.20.3.20")
+    login(database, fw, ctx, now, mac=OTHER, ip="10.20.3.21")
+    t = now + timedelta(minutes=10)
+    changed = sessions.record_usage(database, {(PHONE, "10.20.3.20"): (1_000, 250_000),
+                                               ("3c:5a:b4:00:00:01", "10.20.3.99"): (5, 5)}, t)  # fmt: skip
+    assert changed == 1
+    ended = sessions.sweep(database, fw, ctx, now + timedelta(minutes=20))
+    assert [e.end_reason for e in ended] == ["idle"] and ended[0].id != a.session.id
+    # counters that went backwards (a re-added grant) never shrink what was counted
+    assert (
+        sessions.record_usage(database, {(PHONE, "10.20.3.20"): (10, 10)}, t + timedelta(minutes=1))
+        == 0
+    )
+    sessions.record_usage(
+        database, {(PHONE, "10.20.3.20"): (2_000, 250_000)}, now + timedelta(minutes=50)
+    )
+    [row] = sessions.sweep(database, fw, ctx, now + timedelta(minutes=61))
+    assert (row.id, row.end_reason, row.bytes_up, row.bytes_down) == (
+        a.session.id,
+        "timeout",
+        2_000,
+        250_000,
+    )

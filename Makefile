@@ -1,0 +1,49 @@
+# WiFi Kota. The two commands: `make demo` and `make test` (see README.md).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEMO_DATA := $(CURDIR)/var/demo
+
+.PHONY: demo test lint check venv system-deps clean
+
+## Build the environment, then show the system with its embedded defaults (SQLite).
+demo: venv
+	@mkdir -p $(DEMO_DATA)
+	@test -s $(DEMO_DATA)/device-hash.key || (umask 077; head -c 32 /dev/urandom | base64 > $(DEMO_DATA)/device-hash.key)
+	@rm -f $(DEMO_DATA)/wifikota.db $(DEMO_DATA)/wifikota.db-wal $(DEMO_DATA)/wifikota.db-shm
+	@export WIFIKOTA_DATA=$(DEMO_DATA) WIFIKOTA_DEVICE_HASH_SECRET="$$(cat $(DEMO_DATA)/device-hash.key)"; \
+	set -e; \
+	echo "== wifikota config check sites.yaml"; $(BIN)/wifikota config check sites.yaml; \
+	echo "== wifikota db upgrade"; $(BIN)/wifikota db upgrade; \
+	echo "== a simulated morning at the hotspots (session rules, in-memory firewall)"; \
+	$(BIN)/python -m controller.demo --config sites.yaml; \
+	echo "== wifikota sites"; $(BIN)/wifikota sites; \
+	echo "== wifikota sessions --limit 10"; $(BIN)/wifikota sessions --limit 10; \
+	echo "== wifikota voucher list"; $(BIN)/wifikota voucher list; \
+	echo "== wifikota audit"; $(BIN)/wifikota audit; \
+	echo; echo "Try it yourself:  export WIFIKOTA_DATA=$(DEMO_DATA) WIFIKOTA_DEVICE_HASH_SECRET=\$$(cat $(DEMO_DATA)/device-hash.key); $(BIN)/wifikota --help"
+
+## Install what is missing (as root: Debian packages, PostgreSQL), then lint, type-check and
+## run the whole suite against SQLite and PostgreSQL.
+test: system-deps venv
+	$(BIN)/ruff check controller captive radius tests
+	$(BIN)/ruff format --check controller captive radius tests
+	$(BIN)/mypy
+	@url="$${WIFIKOTA_TEST_POSTGRES:-$$(scripts/ensure-postgres)}"; \
+	WIFIKOTA_TEST_POSTGRES="$$url" WIFIKOTA_REQUIRE_POSTGRES=1 $(BIN)/pytest
+
+system-deps:
+	@scripts/install-system-deps
+
+venv: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "WiFi Kota needs Python 3.11 or newer (PYTHON=$(PYTHON))")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+clean:
+	rm -rf $(VENV) var *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,158 @@
+"""A morning at the city's hotspots, run through the real session rules.
+
+Residents arrive at the sites of sites.yaml, log in (click-through, or a voucher where the
+site offers it), some come back, one is blocked, and the clock runs on so sessions time
+out, go idle or use up the day's quota. Enforcement is the in-memory firewall: this shows
+the rules and the database, not packets (the namespace city with real clients is separate).
+
+Usage: python -m controller.demo [--config sites.yaml] [--residents 40] [--seed 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from . import blocks, db, inventory, sessions, vouchers
+from .config import AccessPoint, ConfigError
+from .config import load as load_config
+from .context import Ctx
+from .errors import DomainError
+from .firewall.memory import MemoryFirewall
+from .sessions import LoginRequest
+
+
+def _mac(rng: random.Random) -> str:
+    first = (
+        rng.randrange(0, 256) & 0xFC | 0x02
+    )  # locally administered, unicast: as phones randomise
+    return ":".join(f"{b:02x}" for b in [first, *(rng.randrange(256) for _ in range(5))])
+
+
+def run(config_path: str, residents: int, seed: int, out: object = sys.stdout) -> int:
+    def say(text: str) -> None:
+        print(text, file=out)  # type: ignore[call-overload]
+
+    config = load_config(config_path)
+    ctx = Ctx.from_config(config)
+    tz = ZoneInfo(config.city.timezone)
+    url = db.resolve_url(config.database_url)
+    db.upgrade(url)
+    database = db.Database.connect(url)
+    fw = MemoryFirewall()
+    rng = random.Random(seed)
+    today = datetime.now(tz).date()
+    clock = datetime.combine(today, time(9, 0), tz)
+    inventory.sync(database, config, clock)
+    gateway_aps = [ap for ap in config.aps if config.sites[ap.site].mode == "gateway"]
+
+    say(f"{config.city.name}: {len(config.aps)} APs at {len(config.sites)} sites; "
+        f"database {db.describe_url(url)}; enforcement: in-memory firewall")  # fmt: skip
+    [voucher] = vouchers.create(
+        database, ctx, count=1, duration_seconds=2 * 3600, valid_for_seconds=86400, max_uses=5,
+        site_id=None, note="demo event", actor="demo", now=clock,
+    )  # fmt: skip
+    say(f"{clock:%H:%M} admin creates voucher {voucher.code} (2h online, 5 uses, every site)")
+    troublemaker = _mac(rng)
+    blocks.block(
+        database, fw, ctx, troublemaker, reason="demo: abuse report", actor="demo", now=clock
+    )
+    say(f"{clock:%H:%M} admin blocks {troublemaker}")
+
+    morning = _Morning(database, fw, ctx, rng, gateway_aps, troublemaker, voucher.code, say)
+    arrivals = sorted(rng.uniform(0, 150) for _ in range(residents))
+    start, arrived = clock, 0
+    for step in range(0, 181, 2):  # 09:00 to 12:00 in 2-minute steps
+        clock = start + timedelta(minutes=step)
+        while arrived < len(arrivals) and arrivals[arrived] <= step:
+            morning.arrive(arrived, clock)
+            arrived += 1
+        morning.browse(clock)
+        if step % 10 == 0:
+            for info in sessions.sweep(database, fw, ctx, clock):
+                assert info.ended_at is not None
+                say(f"{info.ended_at.astimezone(tz):%H:%M} session {info.id} at {info.site_id} "
+                    f"ends: {info.end_reason} ({info.bytes_down / 1e6:.1f} MB down)")  # fmt: skip
+    with database.uow() as uow:
+        open_now = sessions.list_sessions(uow, active=True, limit=10_000)
+    state = fw.state(clock)
+    say(f"{clock:%H:%M} still online: {len(open_now)}; firewall grants in force: "
+        f"{len(state.grants)}; blocked: {len(state.blocked)}")  # fmt: skip
+    database.dispose()
+    return 0
+
+
+@dataclass
+class _Morning:
+    database: db.Database
+    fw: MemoryFirewall
+    ctx: Ctx
+    rng: random.Random
+    aps: list[AccessPoint]
+    troublemaker: str
+    voucher_code: str
+    say: Callable[[str], None]
+    phones: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # mac: ip, up, down
+    quiet: set[str] = field(default_factory=set)
+
+    def arrive(self, n: int, clock: datetime) -> None:
+        """Resident number ``n`` arrives at a random AP and logs in as the site allows."""
+        rng, config = self.rng, self.ctx.config
+        ap = rng.choice(self.aps)
+        if n == 3:
+            mac = self.troublemaker
+        elif self.phones and rng.random() < 0.2:
+            mac = rng.choice(sorted(self.phones))  # someone walks on to another place
+        else:
+            mac = _mac(rng)
+        ip = str(ap.subnet[10 + rng.randrange(200)])
+        methods = config.policy_for(ap.site).login_methods
+        method = "voucher" if "voucher" in methods and rng.random() < 0.3 else "click"
+        code = self.voucher_code if method == "voucher" else None
+        terms = config.portal.terms_version
+        req = LoginRequest(ap.site, mac, ip, method, ap.id, terms, code)
+        try:
+            outcome = sessions.authorize(self.database, self.fw, self.ctx, req, clock)
+        except DomainError as exc:
+            self.say(f"{clock:%H:%M} {mac} at {ap.id}: refused ({exc.code}: {exc})")
+            return
+        self.phones[mac] = (ip, 0, 0)
+        if rng.random() < 0.25:
+            self.quiet.add(mac)  # connects, then puts the phone away: will go idle
+        verb = "resumes" if outcome.resumed else f"logs in ({method})"
+        minutes = outcome.session.seconds_left(clock) // 60
+        self.say(f"{clock:%H:%M} {mac} at {ap.id} {verb}: online for {minutes} min")
+
+    def browse(self, clock: datetime) -> None:
+        """Every phone in use moves some bytes; the counters go to the accounting rule."""
+        for mac, (ip, up, down) in list(self.phones.items()):
+            if mac not in self.quiet:
+                up += self.rng.randint(2_000, 60_000)
+                down += self.rng.randint(50_000, 3_000_000)
+                self.phones[mac] = (ip, up, down)
+        counters = {(mac, ip): (up, down) for mac, (ip, up, down) in self.phones.items()}
+        sessions.record_usage(self.database, counters, clock)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="A simulated morning at the city's hotspots.")
+    parser.add_argument("--config", default="sites.yaml")
+    parser.add_argument(
+        "--residents", type=int, default=40, choices=range(1, 201), metavar="1..200"
+    )
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    try:
+        return run(args.config, args.residents, args.seed)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
