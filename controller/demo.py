@@ -15,7 +15,7 @@ import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from . import blocks, db, inventory, sessions, vouchers
@@ -34,7 +34,12 @@ def _mac(rng: random.Random) -> str:
     return ":".join(f"{b:02x}" for b in [first, *(rng.randrange(256) for _ in range(5))])
 
 
-def run(config_path: str, residents: int, seed: int, out: object = sys.stdout) -> int:
+def run(
+    config_path: str, residents: int, seed: int, now: datetime, out: object = sys.stdout
+) -> int:
+    """Simulate the latest 09:00-12:00 (local) that lies wholly before ``now``, then end
+    what ran out between then and ``now``, as the controller's sweep does."""
+
     def say(text: str) -> None:
         print(text, file=out)  # type: ignore[call-overload]
 
@@ -46,12 +51,13 @@ def run(config_path: str, residents: int, seed: int, out: object = sys.stdout) -
     database = db.Database.connect(url)
     fw = MemoryFirewall()
     rng = random.Random(seed)
-    today = datetime.now(tz).date()
-    clock = datetime.combine(today, time(9, 0), tz)
+    local_now = now.astimezone(tz)
+    day = local_now.date() - timedelta(days=0 if local_now.time() >= time(12, 0) else 1)
+    clock = datetime.combine(day, time(9, 0), tz)
     inventory.sync(database, config, clock)
     gateway_aps = [ap for ap in config.aps if config.sites[ap.site].mode == "gateway"]
 
-    say(f"{config.city.name}: {len(config.aps)} APs at {len(config.sites)} sites; "
+    say(f"{config.city.name}, {day:%A %d %B %Y}: {len(config.aps)} APs at {len(config.sites)} sites; "
         f"database {db.describe_url(url)}; enforcement: in-memory firewall")  # fmt: skip
     [voucher] = vouchers.create(
         database, ctx, count=1, duration_seconds=2 * 3600, valid_for_seconds=86400, max_uses=5,
@@ -78,10 +84,12 @@ def run(config_path: str, residents: int, seed: int, out: object = sys.stdout) -
                 assert info.ended_at is not None
                 say(f"{info.ended_at.astimezone(tz):%H:%M} session {info.id} at {info.site_id} "
                     f"ends: {info.end_reason} ({info.bytes_down / 1e6:.1f} MB down)")  # fmt: skip
+    ran_out = sessions.sweep(database, fw, ctx, now) if now > clock else []
     with database.uow() as uow:
         open_now = sessions.list_sessions(uow, active=True, limit=10_000)
-    state = fw.state(clock)
-    say(f"{clock:%H:%M} still online: {len(open_now)}; firewall grants in force: "
+    state = fw.state(now)
+    say(f"{local_now:%Y-%m-%d %H:%M} (now): {len(ran_out)} more sessions ran out since "
+        f"{clock:%H:%M}; still online: {len(open_now)}; firewall grants in force: "
         f"{len(state.grants)}; blocked: {len(state.blocked)}")  # fmt: skip
     database.dispose()
     return 0
@@ -148,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
     try:
-        return run(args.config, args.residents, args.seed)
+        return run(args.config, args.residents, args.seed, datetime.now(UTC))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from controller import db, demo
 from controller.models import Block, Session, Voucher
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wib
 
 
 def test_the_demo_morning_logs_residents_in_and_ends_their_sessions(tmp_path, monkeypatch):
@@ -16,9 +16,11 @@ def test_the_demo_morning_logs_residents_in_and_ends_their_sessions(tmp_path, mo
     monkeypatch.setenv("WIFIKOTA_DEVICE_HASH_SECRET", "demo-test-secret-0123456789")
     monkeypatch.delenv("DATABASE_URL", raising=False)
     out = io.StringIO()
-    assert demo.run(str(ROOT / "sites.yaml"), residents=25, seed=3, out=out) == 0
+    now = wib(2026, 11, 23, 12, 30)
+    assert demo.run(str(ROOT / "sites.yaml"), residents=25, seed=3, now=now, out=out) == 0
     text = out.getvalue()
     assert "refused (blocked" in text and "logs in (click)" in text and "ends: timeout" in text
+    assert text.startswith("Bukittinggi, Monday 23 November 2026")
     database = db.Database.connect(db.resolve_url())
     with database.reading() as s:
         assert s.scalar(select(func.count()).select_from(Session)) >= 15
