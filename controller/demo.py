@@ -57,8 +57,9 @@ def run(
     inventory.sync(database, config, clock)
     gateway_aps = [ap for ap in config.aps if config.sites[ap.site].mode == "gateway"]
 
-    say(f"{config.city.name}, {day:%A %d %B %Y}: {len(config.aps)} APs at {len(config.sites)} sites; "
-        f"database {db.describe_url(url)}; enforcement: in-memory firewall")  # fmt: skip
+    say(f"{config.city.name}, {day:%A %d %B %Y}: {len(config.aps)} APs at "
+        f"{len(config.sites)} sites; database {db.describe_url(url)}; "
+        "enforcement: in-memory firewall")  # fmt: skip
     [voucher] = vouchers.create(
         database, ctx, count=1, duration_seconds=2 * 3600, valid_for_seconds=86400, max_uses=5,
         site_id=None, note="demo event", actor="demo", now=clock,
