@@ -107,3 +107,23 @@ def database(db_url, city, now) -> Iterator[db_mod.Database]:
     inventory.sync(database, city, now)
     yield database
     database.dispose()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say how many tests ran against each database, so a skipped half cannot hide."""
+    counts: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", "")
+            for backend in ("sqlite", "postgresql"):
+                if any(
+                    m in nodeid
+                    for m in (f"[{backend}]", f"[{backend}-", f"-{backend}]", f"-{backend}-")
+                ):
+                    per = counts.setdefault(backend, {})
+                    per[outcome] = per.get(outcome, 0) + 1
+    if counts:
+        terminalreporter.section("databases")
+        for backend, per in sorted(counts.items()):
+            parts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(per.items()))
+            terminalreporter.write_line(f"{backend}: {parts}")
