@@ -27,7 +27,7 @@ from .cliapp import (
     now,
     pass_app,
 )
-from .clifmt import duration, emit_json, local, size, table
+from .clifmt import duration, emit_json, local, size
 from .config import ConfigError
 from .config import load as load_config
 from .models import EndReason, Session
@@ -174,10 +174,8 @@ def sites_cmd(app: App) -> None:
                 "online": None if online is None else online.get(site_id, 0),
             }
         )
-    if app.json:
-        emit_json(rows)
-        return
-    table(
+    app.show(
+        rows,
         ["SITE", "NAME", "MODE", "APS", "HOURS", "LOGIN", "ONLINE"],
         [
             [
@@ -201,8 +199,7 @@ def sites_cmd(app: App) -> None:
 def aps_cmd(app: App, site: str | None) -> None:
     """Every access point: site, VLAN, subnet, management address, clients online."""
     config = app.config
-    if site is not None and site not in config.sites:
-        raise Failure(f"no site '{site}'")
+    app.check_site(site)
     online = _online_by(app, Session.ap_id)
     rows = [
         {
@@ -220,10 +217,8 @@ def aps_cmd(app: App, site: str | None) -> None:
         for ap in config.aps
         if site is None or ap.site == site
     ]
-    if app.json:
-        emit_json(rows)
-        return
-    table(
+    app.show(
+        rows,
         ["AP", "NAME", "SITE", "PORT", "SUBNET", "MANAGEMENT", "ONLINE"],
         [
             [
@@ -251,16 +246,12 @@ def aps_cmd(app: App, site: str | None) -> None:
 @pass_app
 def sessions_cmd(app: App, site: str | None, active: bool, limit: int) -> None:
     """Sessions, newest first."""
-    if site is not None and site not in app.config.sites:
-        raise Failure(f"no site '{site}'")
+    app.check_site(site)
     with app.database().uow() as uow:
         rows = sessions.list_sessions(uow, site_id=site, active=active, limit=limit)
-    if app.json:
-        emit_json(rows)
-        return
-    tz = app.tz
-    t = now()
-    table(
+    tz, t = app.tz, now()
+    app.show(
+        rows,
         ["ID", "SITE", "AP", "IP", "MAC", "LOGIN", "STARTED", "LEFT/END", "DOWN", "UP"],
         [
             [
@@ -289,10 +280,7 @@ def kick_cmd(app: App, target: str) -> None:
     info = sessions.end_session(
         app.database(), app.fw, app.ctx, target, EndReason.KICKED, now(), actor=actor()
     )
-    if app.json:
-        emit_json(info)
-    else:
-        click.echo(f"kicked: session {info.id} ({info.ip} at {info.site_id})")
+    app.done(info, f"kicked: session {info.id} ({info.ip} at {info.site_id})")
     app.after_change()
 
 
@@ -309,12 +297,9 @@ def block_cmd(app: App, mac: str, reason: str, for_: int | None) -> None:
     info = blocks.block(
         app.database(), app.fw, app.ctx, mac, reason=reason, actor=actor(), now=t, until=until
     )
-    if app.json:
-        emit_json(info)
-    else:
-        click.echo(
-            f"blocked: {info.mac}" + (f" until {local(info.expires_at, app.tz)}" if until else "")
-        )
+    app.done(
+        info, f"blocked: {info.mac}" + (f" until {local(info.expires_at, app.tz)}" if until else "")
+    )
     app.after_change()
 
 
@@ -325,10 +310,7 @@ def block_cmd(app: App, mac: str, reason: str, for_: int | None) -> None:
 def unblock_cmd(app: App, mac: str) -> None:
     """Lift the block on a device."""
     info = blocks.unblock(app.database(), app.fw, app.ctx, mac, actor=actor(), now=now())
-    if app.json:
-        emit_json(info)
-    else:
-        click.echo(f"unblocked: {info.mac}")
+    app.done(info, f"unblocked: {info.mac}")
     app.after_change()
 
 
@@ -340,11 +322,9 @@ def blocks_cmd(app: App, include_lifted: bool) -> None:
     """Blocked devices."""
     with app.database().uow() as uow:
         rows = blocks.list_blocks(uow, now(), include_lifted=include_lifted)
-    if app.json:
-        emit_json(rows)
-        return
     tz = app.tz
-    table(
+    app.show(
+        rows,
         ["MAC", "REASON", "BY", "SINCE", "UNTIL", "LIFTED"],
         [
             [

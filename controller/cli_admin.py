@@ -8,7 +8,7 @@ import click
 
 from . import admins, audit, vouchers
 from .cliapp import DURATION, App, Failure, actor, json_option, now, pass_app
-from .clifmt import duration, emit_json, local, table
+from .clifmt import duration, emit_json, local
 
 
 @click.group("voucher")
@@ -77,10 +77,8 @@ def voucher_list(app: App, site: str | None) -> None:
     with app.database().uow() as uow:
         rows = vouchers.list_vouchers(uow, site_id=site)
     t = now()
-    if app.json:
-        emit_json([{**v.__dict__, "status": v.status(t)} for v in rows])
-        return
-    table(
+    app.show(
+        [{**v.__dict__, "status": v.status(t)} for v in rows],
         ["CODE", "SITE", "TIME", "USED", "VALID UNTIL", "STATUS", "NOTE"],
         [
             [
@@ -104,10 +102,7 @@ def voucher_list(app: App, site: str | None) -> None:
 def voucher_revoke(app: App, code: str) -> None:
     """Withdraw a code; sessions it already started run on."""
     info = vouchers.revoke(app.database(), code, actor=actor(), now=now())
-    if app.json:
-        emit_json(info)
-    else:
-        click.echo(f"revoked: {info.code}")
+    app.done(info, f"revoked: {info.code}")
 
 
 @click.group("admin")
@@ -135,10 +130,7 @@ def admin_add(app: App, name: str, role: str, password_stdin: bool) -> None:
     else:
         raise Failure("no terminal to ask the password on; use --password-stdin")
     info = admins.add(app.database(), name, role, password, actor=actor(), now=now())
-    if app.json:
-        emit_json(info)
-    else:
-        click.echo(f"added: {info.name} ({info.role})")
+    app.done(info, f"added: {info.name} ({info.role})")
 
 
 @admin_group.command("list")
@@ -148,10 +140,8 @@ def admin_list(app: App) -> None:
     """Dashboard accounts."""
     with app.database().uow() as uow:
         rows = admins.list_admins(uow)
-    if app.json:
-        emit_json(rows)
-        return
-    table(
+    app.show(
+        rows,
         ["NAME", "ROLE", "CREATED", "DISABLED"],
         [[a.name, a.role, local(a.created_at, app.tz), local(a.disabled_at, app.tz)] for a in rows],
     )
@@ -165,10 +155,8 @@ def audit_cmd(app: App, limit: int) -> None:
     """What admins did, newest first."""
     with app.database().uow() as uow:
         rows = audit.recent(uow, limit)
-    if app.json:
-        emit_json(rows)
-        return
-    table(
+    app.show(
+        rows,
         ["WHEN", "WHO", "ACTION", "TARGET"],
         [[local(e.at, app.tz), e.actor, e.action, e.target] for e in rows],
     )

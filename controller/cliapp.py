@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +15,7 @@ import click
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from . import db
+from .clifmt import emit_json, table
 from .config import CityConfig, ConfigError
 from .config import load as load_config
 from .configtypes import duration_seconds
@@ -104,6 +105,24 @@ class App:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.config.city.timezone)
+
+    def show(self, data: Any, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """``data`` as JSON with --json, else ``rows`` as a table under ``headers``."""
+        if self.json:
+            emit_json(data)
+        else:
+            table(headers, rows)
+
+    def done(self, data: Any, message: str) -> None:
+        """``data`` as JSON with --json, else the one-line ``message``."""
+        if self.json:
+            emit_json(data)
+        else:
+            click.echo(message)
+
+    def check_site(self, site: str | None) -> None:
+        if site is not None and site not in self.config.sites:
+            raise Failure(f"no site '{site}'")
 
     def after_change(self) -> None:
         if self.fw.pending:
