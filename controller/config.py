@@ -110,7 +110,11 @@ class SecretRef(_Model):
                 if data:
                     return data
                 reason = f"{self.file} is empty; put the secret in it"
-        raise ConfigError([_problem_from_where(self.where, reason)])
+        raise self.error(reason)
+
+    def error(self, reason: str) -> ConfigError:
+        """A ConfigError about this secret, at the line that names it."""
+        return ConfigError([_problem_from_where(self.where, reason)])
 
 
 def _problem_from_where(where: str, message: str) -> Problem:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
-from .config import CityConfig, ConfigError, Problem
+from .config import CityConfig
 from .identity import DeviceHasher
 
 
@@ -28,8 +28,5 @@ class Ctx:
         try:
             hasher = DeviceHasher(secret)
         except ValueError as exc:
-            where = config.device_hash_secret.where or config.source
-            raise ConfigError(
-                [Problem(where.split(":")[0], 1, 1, "device_hash_secret", str(exc))]
-            ) from None
+            raise config.device_hash_secret.error(str(exc)) from None
         return cls(config, hasher)

@@ -132,10 +132,14 @@ def seconds_used_today(uow: UnitOfWork, ctx: Ctx, device_id: int, now: datetime)
 
 
 def bytes_used_today(uow: UnitOfWork, ctx: Ctx, device_id: int, now: datetime) -> int:
+    """Bytes moved on today's sessions that count against the daily quota."""
     lo, hi = rules.day_bounds(rules.local_day(now, ctx.tz), ctx.tz)
     total = uow.session.scalar(
         select(func.coalesce(func.sum(Session.bytes_up + Session.bytes_down), 0)).where(
-            Session.device_id == device_id, Session.started_at >= lo, Session.started_at < hi
+            Session.device_id == device_id,
+            Session.login_method != "voucher",
+            Session.started_at >= lo,
+            Session.started_at < hi,
         )
     )
     return int(total or 0)

@@ -399,3 +399,15 @@ def test_traffic_counters_keep_a_session_alive_and_are_stored(database, fw, ctx,
         2_000,
         250_000,
     )
+
+
+def test_a_daily_data_quota_refuses_a_device_that_moved_too_much_today(database, fw, ctx, now):
+    limited = ctx.config.model_copy(
+        update={"defaults": ctx.config.defaults.model_copy(update={"daily_data": 100_000_000})}
+    )
+    ctx = type(ctx)(limited, ctx.device_hash)
+    login(database, fw, ctx, now, site="pasar-atas", ip="10.20.5.20")
+    sessions.record_usage(database, {(PHONE, "10.20.5.20"): (1_000_000, 99_500_000)}, now)
+    sessions.end_session(database, fw, ctx, PHONE, EndReason.LOGOUT, now + timedelta(minutes=5))
+    with pytest.raises(QuotaUsed):
+        login(database, fw, ctx, now + timedelta(minutes=6), site="pasar-atas", ip="10.20.5.20")

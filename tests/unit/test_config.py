@@ -276,3 +276,15 @@ def test_an_empty_or_missing_file_is_a_clear_error(tmp_path):
         config.load(tmp_path / "nope.yaml")
     assert str(err.value) == f"{tmp_path / 'nope.yaml'}:1:1: cannot read: No such file or directory"
     assert errors_for("") == ["sites.yaml:1:1: the file must be a mapping of sections"]
+
+
+def test_a_device_secret_too_short_is_refused_at_its_line(monkeypatch):
+    from controller.context import Ctx
+
+    monkeypatch.setenv("WIFIKOTA_DEVICE_HASH_SECRET", "short")
+    with pytest.raises(config.ConfigError) as err:
+        Ctx.from_config(config.loads(GOOD, "sites.yaml"))
+    assert str(err.value) == (
+        f"{where(GOOD, '{env: WIFIKOTA_DEVICE_HASH_SECRET}')}: device_hash_secret: "
+        "the device-hash secret must be at least 16 bytes"
+    )
