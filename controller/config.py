@@ -143,6 +143,7 @@ class Gateway(_Model):
 class Portal(_Model):
     hostname: Domain
     base_url: HttpUrl
+    port: Annotated[int, in_range(1, 65535)] = 8080  # where the gateway's portal listens
     terms_version: str = Field(min_length=1, max_length=32)
 
 

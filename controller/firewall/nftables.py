@@ -1,0 +1,198 @@
+"""The real firewall: nftables sets through libnftables, conntrack through netlink.
+
+A plan is one nftables transaction. Each grant's site and rates ride along in its set
+element's comment, so the kernel's state describes itself and a reconcile can compare it
+with the database's without a second source of truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+import threading
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..netns import Runner
+from .base import FirewallError, FirewallState, Grant, Plan
+from .libnft import Nft, NftError
+from .ruleset import TABLE, RulesetSpec, render, replace_table
+
+log = logging.getLogger(__name__)
+
+# A replace is sent as add, delete, add: `add` of an existing element is a no-op and
+# `delete` of a missing one fails, so this sequence replaces or creates in every case.
+_PLACEHOLDER_TIMEOUT = "1s"
+
+
+def _elem_allowed(g: Grant) -> str:
+    return f"{g.mac} . {g.ip}"
+
+
+def _comment(g: Grant) -> str:
+    return f'comment "{g.site_id} {g.down_kbit} {g.up_kbit}"'
+
+
+def _timeout(g: Grant, now: datetime) -> str:
+    return f"{max(1, math.ceil((g.expires_at - now).total_seconds()))}s"
+
+
+def commands(plan: Plan, now: datetime) -> str:
+    """The nft commands for ``plan`` (pure; one transaction when run as one buffer)."""
+    out: list[str] = []
+    add, delete = f"add element {TABLE}", f"delete element {TABLE}"
+    for mac in plan.unblock:
+        out += [f"{add} blocked {{ {mac} }}", f"{delete} blocked {{ {mac} }}"]
+    for g in plan.revoke:
+        out += [
+            f"{add} allowed {{ {_elem_allowed(g)} timeout {_PLACEHOLDER_TIMEOUT} }}",
+            f"{delete} allowed {{ {_elem_allowed(g)} }}",
+            f"{add} allowed_down {{ {g.ip} timeout {_PLACEHOLDER_TIMEOUT} }}",
+            f"{delete} allowed_down {{ {g.ip} }}",
+        ]
+    for mac in plan.block:
+        out.append(f"{add} blocked {{ {mac} }}")
+    for g in plan.grant:
+        if g.expires_at <= now:
+            continue
+        t = _timeout(g, now)
+        out += [
+            f"{add} allowed {{ {_elem_allowed(g)} timeout {t} }}",
+            f"{delete} allowed {{ {_elem_allowed(g)} }}",
+            f"{add} allowed {{ {_elem_allowed(g)} timeout {t} {_comment(g)} }}",
+            f"{add} allowed_down {{ {g.ip} timeout {t} }}",
+            f"{delete} allowed_down {{ {g.ip} }}",
+            f"{add} allowed_down {{ {g.ip} timeout {t} }}",
+        ]
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def _elements(listing: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for item in listing:
+        if "set" in item:
+            # with a timeout or counter an element is {"elem": {"val": ...}}; else the bare value
+            return [
+                e["elem"] if isinstance(e, dict) and "elem" in e else {"val": e}
+                for e in item["set"].get("elem", [])
+            ]
+    return []
+
+
+class NftFirewall:
+    """Writes to the ``inet wifikota`` table; flushes conntrack for clients that change."""
+
+    def __init__(self, runner: Runner | None = None) -> None:
+        self._runner = runner or Runner()
+        self._lock = threading.Lock()
+        self._nft: Nft = self._runner.call(Nft)
+
+    # -------------------------------------------------------------- the ruleset
+
+    def check(self, spec: RulesetSpec) -> None:
+        """Validate a ruleset without loading it; raises FirewallError."""
+        with self._lock:
+            try:
+                self._runner.call(lambda: self._nft.run(replace_table(spec), dry_run=True))
+            except NftError as exc:
+                raise FirewallError(f"ruleset refused: {exc}") from None
+
+    def load(self, spec: RulesetSpec, keep: FirewallState, now: datetime) -> None:
+        """Swap in the ruleset for ``spec`` with ``keep``'s grants and blocks in it, in one
+        transaction: a refused ruleset leaves the old one (and every client) in force."""
+        text = replace_table(spec) + commands(
+            Plan(grant=tuple(keep.grants.values()), block=tuple(sorted(keep.blocked))), now
+        )
+        with self._lock:
+            try:
+                self._runner.call(lambda: self._nft.run(text))
+            except NftError as exc:
+                raise FirewallError(f"ruleset refused: {exc}") from None
+
+    def loaded(self) -> bool:
+        with self._lock:
+            try:
+                self._runner.call(lambda: self._nft.run(f"list table {TABLE}"))
+            except NftError:
+                return False
+            return True
+
+    def rule_count(self) -> int:
+        with self._lock:
+            listing = self._runner.call(lambda: self._nft.json(f"list table {TABLE}"))
+        return sum(1 for item in listing if "rule" in item)
+
+    # -------------------------------------------------------------- the Firewall protocol
+
+    def state(self, now: datetime) -> FirewallState:
+        with self._lock:
+            allowed = self._runner.call(lambda: self._nft.json(f"list set {TABLE} allowed"))
+            blocked = self._runner.call(lambda: self._nft.json(f"list set {TABLE} blocked"))
+        grants = []
+        for e in _elements(allowed):
+            mac, ip = e["val"]["concat"]
+            site, down, up = (e.get("comment") or "? 0 0").split()
+            expires = now + timedelta(seconds=e.get("expires", e.get("timeout", 0)))
+            grants.append(Grant(mac, ip, site, expires, int(down), int(up)))
+        return FirewallState.of(grants, (str(e["val"]) for e in _elements(blocked)))
+
+    def apply(self, plan: Plan, now: datetime) -> None:
+        if not plan:
+            return
+        text = commands(plan, now)
+        with self._lock:
+            try:
+                self._runner.call(lambda: self._nft.run(text))
+            except NftError as exc:
+                raise FirewallError(str(exc)) from None
+            changed = {g.ip for g in plan.revoke} | {g.ip for g in plan.grant}
+            if changed:
+                self._runner.call(lambda: flush_conntrack(changed))
+
+    def counters(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """Bytes (up, down) per (MAC, IP) since each client's grant was last written."""
+        with self._lock:
+            up = self._runner.call(lambda: self._nft.json(f"list set {TABLE} allowed"))
+            down = self._runner.call(lambda: self._nft.json(f"list set {TABLE} allowed_down"))
+        down_by_ip = {str(e["val"]): e.get("counter", {}).get("bytes", 0) for e in _elements(down)}
+        out = {}
+        for e in _elements(up):
+            mac, ip = e["val"]["concat"]
+            out[(mac, ip)] = (e.get("counter", {}).get("bytes", 0), down_by_ip.get(ip, 0))
+        return out
+
+    def close(self) -> None:
+        self._runner.call(self._nft.close)
+
+
+def flush_conntrack(ips: set[str]) -> int:
+    """Delete the conntrack entries from or to these IPv4 addresses, so open connections
+    stop at once and the next request is judged anew. Returns how many went; errors are
+    logged, not raised (the set change already took effect)."""
+    from pyroute2 import Conntrack
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
+    removed = 0
+    try:
+        ct = Conntrack()
+    except OSError as exc:
+        log.warning("conntrack unavailable: %s", exc)
+        return 0
+    try:
+        for ip in sorted(ips):
+            for key in ("saddr", "daddr"):
+                match = NFCTAttrTuple(family=socket.AF_INET, **{key: ip})
+                for entry in list(ct.dump_entries(tuple_orig=match)):
+                    try:
+                        ct.delete(entry)
+                        removed += 1
+                    except OSError:
+                        pass  # gone already
+    except OSError as exc:
+        log.warning("conntrack flush failed for %s: %s", sorted(ips), exc)
+    finally:
+        ct.close()
+    return removed
+
+
+__all__ = ["NftFirewall", "RulesetSpec", "commands", "flush_conntrack", "render"]

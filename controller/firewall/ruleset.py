@@ -1,0 +1,130 @@
+"""The gateway's nftables ruleset, rendered from sites.yaml. Pure: config in, text out.
+
+Everything lives in one table of its own, ``inet wifikota``; no other table is touched.
+Clients are never rules: authorized clients are elements of sets, so adding one is O(1)
+and the rule count does not grow with them.
+
+Sets:
+- ``allowed``       ether_addr . ipv4_addr, timeout, per-element counters: who may go out
+                    (MAC and IP together: a cloned MAC on another IP does not match);
+                    its counters are the bytes each client sent (upload).
+- ``allowed_down``  ipv4_addr, timeout, per-element counters: bytes each client received.
+- ``blocked``       ether_addr: devices an admin blocked.
+- ``city_app``/``city_app6``: addresses of the city app, filled by dnsmasq (``nftset=``)
+                    as residents' phones resolve its names; reachable before login.
+IPv6 from clients is refused throughout (dnsmasq sends no router advertisements), so no
+traffic can go around the portal over IPv6.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+
+from ..config import CityConfig
+
+TABLE = "inet wifikota"
+
+
+@dataclass(frozen=True)
+class RulesetSpec:
+    client_ifaces: tuple[str, ...]
+    client_nets: tuple[IPv4Network, ...]
+    wan_iface: str
+    portal_port: int
+
+    @classmethod
+    def for_gateway(cls, config: CityConfig, gateway: str | None = None) -> RulesetSpec:
+        """The spec for the sites ``gateway`` enforces (default: the first gateway)."""
+        name = gateway or config.gateways[0].name
+        gw = next(g for g in config.gateways if g.name == name)
+        aps = [
+            ap
+            for ap in config.aps
+            if config.sites[ap.site].mode == "gateway" and config.gateway_of(ap.site) == name
+        ]
+        return cls(
+            client_ifaces=tuple(client_iface(ap.interface, ap.vlan) for ap in aps if ap.interface),
+            client_nets=tuple(ap.subnet for ap in aps),
+            wan_iface=gw.wan_interface,
+            portal_port=config.portal.port,
+        )
+
+
+def client_iface(interface: str | None, vlan: int | None) -> str:
+    """The gateway's interface toward an AP: ``ens19.103`` for VLAN 103 on ens19."""
+    assert interface is not None
+    return f"{interface}.{vlan}" if vlan else interface
+
+
+def _names(items: tuple[str, ...]) -> str:
+    return "{ " + ", ".join(f'"{i}"' for i in items) + " }"
+
+
+def render(spec: RulesetSpec) -> str:
+    """The table's definition (one ``table`` block)."""
+    ifs = _names(spec.client_ifaces) if spec.client_ifaces else '{ "wifikota-none" }'
+    nets = "{ " + ", ".join(str(n) for n in spec.client_nets) + " }" if spec.client_nets else None
+    port = spec.portal_port
+    masquerade = f'        oifname "{spec.wan_iface}" ip saddr {nets} masquerade\n' if nets else ""
+    return f"""table {TABLE} {{
+    set allowed {{ type ether_addr . ipv4_addr; flags timeout; counter; }}
+    set allowed_down {{ type ipv4_addr; flags timeout; counter; }}
+    set blocked {{ type ether_addr; }}
+    set city_app {{ type ipv4_addr; flags timeout; }}
+    set city_app6 {{ type ipv6_addr; flags timeout; }}
+
+    chain prerouting {{
+        type nat hook prerouting priority dstnat; policy accept;
+        iifname != {ifs} return
+        meta l4proto {{ tcp, udp }} th dport 53 redirect to :53
+        ether saddr @blocked return
+        ip daddr @city_app return
+        ether saddr . ip saddr @allowed return
+        fib daddr type local return
+        tcp dport 80 redirect to :{port}
+    }}
+
+    chain input {{
+        type filter hook input priority filter; policy accept;
+        iifname != {ifs} return
+        ct state established,related accept
+        meta nfproto ipv6 drop
+        udp dport {{ 53, 67 }} accept
+        tcp dport {{ 53, {port} }} accept
+        icmp type echo-request accept
+        meta l4proto tcp reject with tcp reset
+        reject with icmpx admin-prohibited
+    }}
+
+    chain forward {{
+        type filter hook forward priority filter; policy accept;
+        iifname {ifs} jump from_clients
+        oifname {ifs} jump to_clients
+    }}
+
+    chain from_clients {{
+        meta nfproto ipv6 reject with icmpx admin-prohibited
+        ether saddr @blocked reject with icmpx admin-prohibited
+        ether saddr . ip saddr @allowed accept
+        ip daddr @city_app accept
+        meta l4proto tcp reject with tcp reset
+        reject with icmpx admin-prohibited
+    }}
+
+    chain to_clients {{
+        ip daddr @allowed_down accept
+        ip saddr @city_app ct state established,related accept
+        drop
+    }}
+
+    chain postrouting {{
+        type nat hook postrouting priority srcnat; policy accept;
+{masquerade}    }}
+}}
+"""
+
+
+def replace_table(spec: RulesetSpec) -> str:
+    """Commands that swap in a fresh table in one transaction (creating it if absent)."""
+    return f"table {TABLE}\ndelete table {TABLE}\n{render(spec)}"
