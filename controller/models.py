@@ -143,6 +143,10 @@ class Session(Base):
     end_reason: Mapped[str | None] = mapped_column(_str_enum(EndReason))
     bytes_up: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_down: Mapped[int] = mapped_column(BigInteger, default=0)
+    # the last raw firewall counters read for this client; a lower reading means the
+    # counters restarted (its grant was written again), so the reading itself is new bytes
+    counter_up: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    counter_down: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     nas_id: Mapped[str | None] = mapped_column(String(40))
     nas_session_id: Mapped[str | None] = mapped_column(String(64))
 

@@ -353,10 +353,12 @@ def extend(db: Database, fw: Firewall, ctx: Ctx, session_id: int, now: datetime)
 def record_usage(
     db: Database, counters: Mapping[tuple[str, str], tuple[int, int]], now: datetime
 ) -> int:
-    """Store per-client byte counters (cumulative since the client's grant, in bytes:
-    (up, down) keyed by (MAC, IP)) on the open sessions; a session whose counters grew was
-    active at ``now``. Counters never move a session's bytes backwards. Returns how many
-    sessions changed."""
+    """Add what per-client byte counters moved since the last reading to the open sessions.
+
+    ``counters`` are cumulative bytes (up, down) keyed by (MAC, IP), as the firewall keeps
+    them since it last wrote the client's grant. A reading lower than the last one means
+    they restarted, and counts whole. A session whose bytes grew was active at ``now``.
+    Returns how many sessions changed."""
     if not counters:
         return 0
     changed = 0
@@ -365,8 +367,12 @@ def record_usage(
             if row.mac is None or (row.mac, row.ip) not in counters:
                 continue
             up, down = counters[(row.mac, row.ip)]
-            if up > row.bytes_up or down > row.bytes_down:
-                row.bytes_up, row.bytes_down = max(up, row.bytes_up), max(down, row.bytes_down)
+            d_up = up - row.counter_up if up >= row.counter_up else up
+            d_down = down - row.counter_down if down >= row.counter_down else down
+            row.counter_up, row.counter_down = up, down
+            if d_up or d_down:
+                row.bytes_up += d_up
+                row.bytes_down += d_down
                 row.last_activity_at = max(now, row.last_activity_at)
                 changed += 1
         uow.commit()

@@ -384,20 +384,18 @@ def test_traffic_counters_keep_a_session_alive_and_are_stored(database, fw, ctx,
     assert changed == 1
     ended = sessions.sweep(database, fw, ctx, now + timedelta(minutes=20))
     assert [e.end_reason for e in ended] == ["idle"] and ended[0].id != a.session.id
-    # counters that went backwards (a re-added grant) never shrink what was counted
-    assert (
-        sessions.record_usage(database, {(PHONE, "10.20.3.20"): (10, 10)}, t + timedelta(minutes=1))
-        == 0
-    )
+    # the same reading again moves nothing; counters that restarted (a re-written grant) count whole
+    assert sessions.record_usage(database, {(PHONE, "10.20.3.20"): (1_000, 250_000)}, t) == 0
+    sessions.record_usage(database, {(PHONE, "10.20.3.20"): (10, 10)}, t + timedelta(minutes=1))
     sessions.record_usage(
-        database, {(PHONE, "10.20.3.20"): (2_000, 250_000)}, now + timedelta(minutes=50)
+        database, {(PHONE, "10.20.3.20"): (510, 1010)}, now + timedelta(minutes=50)
     )
     [row] = sessions.sweep(database, fw, ctx, now + timedelta(minutes=61))
     assert (row.id, row.end_reason, row.bytes_up, row.bytes_down) == (
         a.session.id,
         "timeout",
-        2_000,
-        250_000,
+        1_510,
+        251_010,
     )
 
 
