@@ -25,13 +25,16 @@ demo: venv
 	echo; echo "Try it yourself:  export WIFIKOTA_DATA=$(DEMO_DATA) WIFIKOTA_DEVICE_HASH_SECRET=\$$(cat $(DEMO_DATA)/device-hash.key); $(BIN)/wifikota --help"
 
 ## Install what is missing (as root: Debian packages, PostgreSQL), then lint, type-check and
-## run the whole suite against SQLite and PostgreSQL.
+## run the whole suite: against SQLite and PostgreSQL, and (as root) the kernel tests in
+## network namespaces.
 test: system-deps venv
 	$(BIN)/ruff check controller captive radius tests
 	$(BIN)/ruff format --check controller captive radius tests
 	$(BIN)/mypy
 	@url="$${WIFIKOTA_TEST_POSTGRES:-$$(scripts/ensure-postgres)}"; \
-	WIFIKOTA_TEST_POSTGRES="$$url" WIFIKOTA_REQUIRE_POSTGRES=1 $(BIN)/pytest
+	netns=$$([ "$$(id -u)" -eq 0 ] && echo 1 || echo 0); \
+	WIFIKOTA_TEST_POSTGRES="$$url" WIFIKOTA_REQUIRE_POSTGRES=1 WIFIKOTA_REQUIRE_NETNS=$$netns \
+	$(BIN)/pytest
 
 system-deps:
 	@scripts/install-system-deps

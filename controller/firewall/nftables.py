@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 import math
-import socket
 import threading
 from datetime import datetime, timedelta
 from typing import Any
 
+from .. import network
 from ..netns import Runner
 from .base import FirewallError, FirewallState, Grant, Plan
 from .libnft import Nft, NftError
@@ -147,7 +147,8 @@ class NftFirewall:
                 raise FirewallError(str(exc)) from None
             changed = {g.ip for g in plan.revoke} | {g.ip for g in plan.grant}
             if changed:
-                self._runner.call(lambda: flush_conntrack(changed))
+                revoked = {g.ip for g in plan.revoke} - {g.ip for g in plan.grant}
+                self._runner.call(lambda: _cut(changed, revoked))
 
     def counters(self) -> dict[tuple[str, str], tuple[int, int]]:
         """Bytes (up, down) per (MAC, IP) since each client's grant was last written."""
@@ -165,34 +166,11 @@ class NftFirewall:
         self._runner.call(self._nft.close)
 
 
-def flush_conntrack(ips: set[str]) -> int:
-    """Delete the conntrack entries from or to these IPv4 addresses, so open connections
-    stop at once and the next request is judged anew. Returns how many went; errors are
-    logged, not raised (the set change already took effect)."""
-    from pyroute2 import Conntrack
-    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
-
-    removed = 0
-    try:
-        ct = Conntrack()
-    except OSError as exc:
-        log.warning("conntrack unavailable: %s", exc)
-        return 0
-    try:
-        for ip in sorted(ips):
-            for key in ("saddr", "daddr"):
-                match = NFCTAttrTuple(family=socket.AF_INET, **{key: ip})
-                for entry in list(ct.dump_entries(tuple_orig=match)):
-                    try:
-                        ct.delete(entry)
-                        removed += 1
-                    except OSError:
-                        pass  # gone already
-    except OSError as exc:
-        log.warning("conntrack flush failed for %s: %s", sorted(ips), exc)
-    finally:
-        ct.close()
-    return removed
+def _cut(changed: set[str], revoked: set[str]) -> None:
+    """Forget the clients' tracked connections (a new grant must not keep flows that were
+    sent to the portal); clients that lost their grant have their TCP flows ended."""
+    flows = network.flush_conntrack(changed)
+    network.nudge([f for f in flows if f.client_ip in revoked])
 
 
-__all__ = ["NftFirewall", "RulesetSpec", "commands", "flush_conntrack", "render"]
+__all__ = ["NftFirewall", "RulesetSpec", "commands", "render"]

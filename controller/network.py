@@ -1,0 +1,92 @@
+"""Connection tracking: cut a client's open connections when its grant ends.
+
+Deleting conntrack entries stops the bytes, but a phone that is only receiving sends
+nothing afterwards and would wait on a dead download until its own timeout. So for each
+TCP connection the client had, the gateway also sends it one out-of-window ACK as if from
+the server; the phone answers with a challenge ACK (RFC 5961), which the ruleset rejects
+with a TCP reset carrying the right sequence number, and the phone's side closes at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import struct
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TcpFlow:
+    client_ip: str
+    client_port: int
+    server_ip: str
+    server_port: int
+
+
+def flush_conntrack(ips: set[str]) -> list[TcpFlow]:
+    """Delete the conntrack entries from or to these IPv4 addresses; return the TCP flows
+    the clients had opened. Errors are logged, not raised."""
+    from pyroute2 import Conntrack
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
+    flows: list[TcpFlow] = []
+    try:
+        ct = Conntrack()
+    except OSError as exc:
+        log.warning("conntrack unavailable: %s", exc)
+        return flows
+    try:
+        for ip in sorted(ips):
+            for key in ("saddr", "daddr"):
+                match = NFCTAttrTuple(family=socket.AF_INET, **{key: ip})
+                for entry in list(ct.dump_entries(tuple_orig=match)):
+                    orig = entry.tuple_orig
+                    if key == "saddr" and orig.proto == socket.IPPROTO_TCP:
+                        flows.append(TcpFlow(orig.saddr, orig.sport, orig.daddr, orig.dport))
+                    with contextlib.suppress(OSError):  # gone already
+                        ct.delete(entry)
+    except OSError as exc:
+        log.warning("conntrack flush failed for %s: %s", sorted(ips), exc)
+    finally:
+        ct.close()
+    return flows
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def out_of_window_ack(flow: TcpFlow) -> bytes:
+    """An IPv4+TCP ACK from the server to the client with sequence numbers no live
+    connection expects (the kernel fills in the IP checksum and id)."""
+    src, dst = socket.inet_aton(flow.server_ip), socket.inet_aton(flow.client_ip)
+    tcp = struct.pack("!HHIIBBHHH", flow.server_port, flow.client_port, 1, 1, 5 << 4, 0x10,
+                      1024, 0, 0)  # fmt: skip
+    pseudo = src + dst + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", _checksum(pseudo + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, socket.IPPROTO_TCP, 0,
+                     src, dst)  # fmt: skip
+    return ip + tcp
+
+
+def nudge(flows: list[TcpFlow]) -> int:
+    """Send each flow's client an out-of-window ACK; returns how many were sent."""
+    if not flows:
+        return 0
+    sent = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as raw:
+        for flow in flows:
+            try:
+                raw.sendto(out_of_window_ack(flow), (flow.client_ip, 0))
+                sent += 1
+            except OSError as exc:
+                log.warning("could not nudge %s: %s", flow, exc)
+    return sent

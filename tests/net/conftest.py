@@ -1,0 +1,53 @@
+"""Kernel tests: a city in network namespaces. Root only; skipped without it, unless
+WIFIKOTA_REQUIRE_NETNS=1 (as `make test` sets it when run as root) makes that a failure."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from ipaddress import IPv4Network
+
+import pytest
+
+from controller.firewall import FirewallState
+from controller.firewall.nftables import NftFirewall
+from controller.firewall.ruleset import RulesetSpec
+from controller.netns import Runner
+from tests.netlab import City, Lab, build_city, have_root
+
+
+@pytest.fixture(scope="module")
+def city() -> Iterator[City]:
+    if not have_root():
+        if os.environ.get("WIFIKOTA_REQUIRE_NETNS") == "1":
+            pytest.fail("network namespace tests need root, ip and nft (WIFIKOTA_REQUIRE_NETNS=1)")
+        pytest.skip("network namespace tests need root, ip and nft")
+    lab = Lab()
+    try:
+        yield build_city(lab, aps=2, clients_per_ap=2)
+    finally:
+        lab.close()
+
+
+@pytest.fixture(scope="module")
+def spec(city: City) -> RulesetSpec:
+    return RulesetSpec(
+        tuple(city.bridges), tuple(IPv4Network(n) for n in city.subnets), "wan", 8080
+    )
+
+
+@pytest.fixture(scope="module")
+def gw_firewall(city: City, spec: RulesetSpec) -> Iterator[NftFirewall]:
+    runner = Runner(city.gw)
+    fw = NftFirewall(runner)
+    yield fw
+    fw.close()
+    runner.close()
+
+
+@pytest.fixture
+def fw(gw_firewall: NftFirewall, spec: RulesetSpec) -> NftFirewall:
+    """The gateway's firewall with a fresh ruleset and no clients."""
+    gw_firewall.load(spec, FirewallState(), datetime.now(UTC))
+    return gw_firewall

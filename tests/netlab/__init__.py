@@ -1,0 +1,157 @@
+"""A small city in network namespaces, for tests and demos that need real packets.
+
+Every name starts with a prefix unique to this run; every namespace and process the lab
+creates is recorded and removed by :meth:`Lab.close`, even when a test failed. Nothing
+outside the lab's own namespaces is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+INTERNET_IP = "198.51.100.2"  # TEST-NET-2, only ever inside the lab's namespaces
+GATEWAY_WAN_IP = "198.51.100.1"
+
+
+def have_root() -> bool:
+    return os.geteuid() == 0 and shutil.which("ip") is not None and shutil.which("nft") is not None
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> bool:
+    """Poll ``check`` until it holds or ``timeout`` seconds pass; returns the last result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step)
+
+
+@dataclass
+class Lab:
+    prefix: str = field(default_factory=lambda: "wk" + secrets.token_hex(2))
+    namespaces: list[str] = field(default_factory=list)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def netns(self, name: str) -> str:
+        ns = f"{self.prefix}-{name}"
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        self.namespaces.append(ns)
+        self.sh(ns, ["ip", "link", "set", "lo", "up"])
+        return ns
+
+    def veth(self, ns_a: str, name_a: str, ns_b: str, name_b: str) -> None:
+        subprocess.run(["ip", "link", "add", name_a, "netns", ns_a, "type", "veth",
+                        "peer", "name", name_b, "netns", ns_b], check=True)  # fmt: skip
+        self.sh(ns_a, ["ip", "link", "set", name_a, "up"])
+        self.sh(ns_b, ["ip", "link", "set", name_b, "up"])
+
+    def sh(self, ns: str, cmd: Sequence[str], *, check: bool = True, timeout: float = 30,
+           input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:  # fmt: skip
+        return subprocess.run(["ip", "netns", "exec", ns, *cmd], check=check, timeout=timeout,
+                              capture_output=True, input=input)  # fmt: skip
+
+    def spawn(self, ns: str, cmd: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], **kwargs)  # type: ignore[call-overload]
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+        self.procs.clear()
+        for ns in reversed(self.namespaces):
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+        self.namespaces.clear()
+
+
+@dataclass
+class Client:
+    ns: str
+    mac: str
+    ip: str
+
+
+@dataclass
+class City:
+    """A gateway (``gw``), an internet (``inet``) and APs (bridges on the gateway) with
+    client namespaces behind them, addressed statically."""
+
+    lab: Lab
+    gw: str
+    inet: str
+    bridges: list[str]
+    subnets: list[str]
+    clients: list[Client]
+
+    def curl(
+        self, client: Client, url: str, *extra: str, timeout: float = 10
+    ) -> tuple[int, str, str]:
+        """(curl exit code, HTTP status, body) of a request from ``client``."""
+        res = self.lab.sh(client.ns, ["curl", "-sS", "-o", "-", "-w", "\n%{http_code}",
+                                      "--connect-timeout", "5", "-m", str(timeout), *extra, url],
+                          check=False, timeout=timeout + 10)  # fmt: skip
+        out = res.stdout.decode(errors="replace")
+        body, _, status = out.rpartition("\n")
+        return res.returncode, status.strip(), body
+
+
+def build_city(lab: Lab, aps: int = 1, clients_per_ap: int = 2, portal_port: int = 8080) -> City:
+    gw, inet = lab.netns("gw"), lab.netns("inet")
+    lab.veth(gw, "wan", inet, "eth0")
+    lab.sh(gw, ["ip", "addr", "add", f"{GATEWAY_WAN_IP}/24", "dev", "wan"])
+    lab.sh(inet, ["ip", "addr", "add", f"{INTERNET_IP}/24", "dev", "eth0"])
+    lab.sh(gw, ["ip", "route", "add", "default", "via", INTERNET_IP])
+    lab.sh(gw, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    lab.spawn(inet, [sys.executable, str(HERE / "internet.py"), "--ports", "80,443"],
+              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    bridges, subnets, clients = [], [], []
+    for a in range(1, aps + 1):
+        br = f"ap{a}"
+        lab.sh(gw, ["ip", "link", "add", br, "type", "bridge"])
+        lab.sh(gw, ["ip", "link", "set", br, "up"])
+        lab.sh(gw, ["ip", "addr", "add", f"10.20.{a}.1/24", "dev", br])
+        bridges.append(br)
+        subnets.append(f"10.20.{a}.0/24")
+        for c in range(1, clients_per_ap + 1):
+            ns = lab.netns(f"c{a}x{c}")
+            port = f"p{a}x{c}"
+            lab.veth(gw, port, ns, "eth0")
+            lab.sh(gw, ["ip", "link", "set", port, "master", br])
+            mac, ip = f"02:00:00:00:{a:02x}:{c:02x}", f"10.20.{a}.{9 + c}"
+            lab.sh(ns, ["ip", "link", "set", "eth0", "address", mac])
+            lab.sh(ns, ["ip", "addr", "add", f"{ip}/24", "dev", "eth0"])
+            lab.sh(ns, ["ip", "route", "add", "default", "via", f"10.20.{a}.1"])
+            clients.append(Client(ns, mac, ip))
+    # Stands in for the portal on the gateway (the portal application is separate).
+    lab.spawn(gw, [sys.executable, str(HERE / "internet.py"), "--ports", str(portal_port),
+                   "--name", "WIFIKOTA-PORTAL"], stdout=subprocess.DEVNULL,
+              stderr=subprocess.DEVNULL)  # fmt: skip
+    city = City(lab, gw, inet, bridges, subnets, clients)
+    for url in (f"http://{INTERNET_IP}/generate_204", f"http://127.0.0.1:{portal_port}/"):
+        if not wait_until(lambda u=url: _answers(lab, gw, u)):  # type: ignore[misc]
+            raise RuntimeError(f"the lab did not come up: no answer from {url}")
+    return city
+
+
+def _answers(lab: Lab, ns: str, url: str) -> bool:
+    return (
+        lab.sh(ns, ["curl", "-s", "-o", "/dev/null", "-m", "2", url], check=False).returncode == 0
+    )

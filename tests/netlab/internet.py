@@ -1,0 +1,86 @@
+"""The lab's internet: answers the OS connectivity probes like the real servers, serves
+the city app, files of any size, and slow streams. Run inside a lab namespace."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+PROBES = {
+    "/hotspot-detect.html": "<HTML><HEAD><TITLE>Success</TITLE></HEAD><BODY>Success</BODY></HTML>",
+    "/library/test/success.html": "<HTML><HEAD><TITLE>Success</TITLE></HEAD><BODY>Success</BODY></HTML>",
+    "/connecttest.txt": "Microsoft Connect Test",
+    "/ncsi.txt": "Microsoft NCSI",
+    "/canonical.html": '<meta http-equiv="refresh" content="0;url=https://support.mozilla.org/kb/captive-portal"/>',
+    "/success.txt": "success\n",
+}
+CHUNK = 16 * 1024
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "lab-internet"
+    name = "INTERNET"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes, ctype: str = "text/plain") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        url = urlparse(self.path)
+        query = parse_qs(url.query)
+        if self.name != "INTERNET":
+            self._send(200, f"{self.name} {self.headers.get('Host', '')}{self.path}".encode())
+        elif url.path in ("/generate_204", "/gen_204"):
+            self._send(204, b"")
+        elif url.path in PROBES:
+            self._send(200, PROBES[url.path].encode(), "text/html")
+        elif url.path.startswith("/bytes/"):
+            size = int(url.path.split("/")[2])
+            self.send_response(200)
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            block = b"x" * CHUNK
+            while size > 0:
+                self.wfile.write(block[: min(size, CHUNK)])
+                size -= CHUNK
+        elif url.path == "/slow":
+            seconds = float(query.get("seconds", ["30"])[0])
+            self.send_response(200)
+            self.end_headers()
+            end = time.monotonic() + seconds
+            try:
+                while time.monotonic() < end:
+                    self.wfile.write(b"y" * CHUNK)
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            except OSError:
+                pass
+        else:
+            self._send(
+                200, f"CITY-APP {self.headers.get('Host', '')}{self.path}".encode(), "text/html"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ports", default="80")
+    parser.add_argument("--name", default="INTERNET")
+    args = parser.parse_args()
+    Handler.name = args.name
+    servers = [ThreadingHTTPServer(("0.0.0.0", int(p)), Handler) for p in args.ports.split(",")]
+    for s in servers[1:]:
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    servers[0].serve_forever()
+
+
+if __name__ == "__main__":
+    main()
