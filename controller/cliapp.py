@@ -125,10 +125,19 @@ class App:
             raise Failure(f"no site '{site}'")
 
     def after_change(self) -> None:
-        if self.fw.pending:
+        """Ask the controller to put a database change into force now."""
+        if not self.fw.pending:
+            return
+        from . import control
+
+        try:
+            answer = control.call({"op": "reconcile"})
+        except DomainError:
+            answer = {"ok": False}
+        if not answer.get("ok"):
             click.echo(
-                "note: recorded in the database; the controller daemon puts it into force "
-                "when it reconciles the firewall",
+                "note: recorded in the database; the controller is not reachable and puts it "
+                "into force when it next reconciles the firewall",
                 err=True,
             )
 

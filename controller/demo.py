@@ -57,13 +57,23 @@ def run(
     inventory.sync(database, config, clock)
     gateway_aps = [ap for ap in config.aps if config.sites[ap.site].mode == "gateway"]
 
-    say(f"{config.city.name}, {day:%A %d %B %Y}: {len(config.aps)} APs at "
+    say(
+        f"{config.city.name}, {day:%A %d %B %Y}: {len(config.aps)} APs at "
         f"{len(config.sites)} sites; database {db.describe_url(url)}; "
-        "enforcement: in-memory firewall")  # fmt: skip
+        "enforcement: in-memory firewall"
+    )
     [voucher] = vouchers.create(
-        database, ctx, count=1, duration_seconds=2 * 3600, valid_for_seconds=86400, max_uses=5,
-        site_id=None, note="demo event", actor="demo", now=clock,
-    )  # fmt: skip
+        database,
+        ctx,
+        count=1,
+        duration_seconds=2 * 3600,
+        valid_for_seconds=86400,
+        max_uses=5,
+        site_id=None,
+        note="demo event",
+        actor="demo",
+        now=clock,
+    )
     say(f"{clock:%H:%M} admin creates voucher {voucher.code} (2h online, 5 uses, every site)")
     troublemaker = _mac(rng)
     blocks.block(
@@ -83,15 +93,19 @@ def run(
         if step % 10 == 0:
             for info in sessions.sweep(database, fw, ctx, clock):
                 assert info.ended_at is not None
-                say(f"{info.ended_at.astimezone(tz):%H:%M} session {info.id} at {info.site_id} "
-                    f"ends: {info.end_reason} ({info.bytes_down / 1e6:.1f} MB down)")  # fmt: skip
+                say(
+                    f"{info.ended_at.astimezone(tz):%H:%M} session {info.id} at {info.site_id} "
+                    f"ends: {info.end_reason} ({info.bytes_down / 1e6:.1f} MB down)"
+                )
     ran_out = sessions.sweep(database, fw, ctx, now) if now > clock else []
     with database.uow() as uow:
         open_now = sessions.list_sessions(uow, active=True, limit=10_000)
     state = fw.state(now)
-    say(f"{local_now:%Y-%m-%d %H:%M} (now): {len(ran_out)} more sessions ran out since "
+    say(
+        f"{local_now:%Y-%m-%d %H:%M} (now): {len(ran_out)} more sessions ran out since "
         f"{clock:%H:%M}; still online: {len(open_now)}; firewall grants in force: "
-        f"{len(state.grants)}; blocked: {len(state.blocked)}")  # fmt: skip
+        f"{len(state.grants)}; blocked: {len(state.blocked)}"
+    )
     database.dispose()
     return 0
 

@@ -41,8 +41,9 @@ class Runner:
         self._thread: threading.Thread | None = None
         if netns is not None:
             ready: Future[None] = Future()
-            self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True,
-                                            name=f"netns-{netns}")  # fmt: skip
+            self._thread = threading.Thread(
+                target=self._serve, args=(ready,), daemon=True, name=f"netns-{netns}"
+            )
             self._thread.start()
             ready.result(timeout=10)
 

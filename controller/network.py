@@ -68,12 +68,14 @@ def out_of_window_ack(flow: TcpFlow) -> bytes:
     """An IPv4+TCP ACK from the server to the client with sequence numbers no live
     connection expects (the kernel fills in the IP checksum and id)."""
     src, dst = socket.inet_aton(flow.server_ip), socket.inet_aton(flow.client_ip)
-    tcp = struct.pack("!HHIIBBHHH", flow.server_port, flow.client_port, 1, 1, 5 << 4, 0x10,
-                      1024, 0, 0)  # fmt: skip
+    tcp = struct.pack(
+        "!HHIIBBHHH", flow.server_port, flow.client_port, 1, 1, 5 << 4, 0x10, 1024, 0, 0
+    )
     pseudo = src + dst + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp))
     tcp = tcp[:16] + struct.pack("!H", _checksum(pseudo + tcp)) + tcp[18:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, socket.IPPROTO_TCP, 0,
-                     src, dst)  # fmt: skip
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, socket.IPPROTO_TCP, 0, src, dst
+    )
     return ip + tcp
 
 

@@ -20,6 +20,7 @@ class MemoryFirewall:
         self._lock = threading.Lock()
         self.broken = False  # set to make every apply fail, as a dead netlink socket would
         self.flushed: list[tuple[str, str]] = []  # clients whose connections were cut
+        self.traffic: dict[tuple[str, str], tuple[int, int]] = {}  # what counters() reports
 
     def state(self, now: datetime) -> FirewallState:
         with self._lock:
@@ -43,6 +44,23 @@ class MemoryFirewall:
                     grants[g.key] = g
             self._grants, self._blocked = grants, blocked
             self.flushed.extend(flushed)
+
+    def check(self, spec: object) -> None:
+        """Every ruleset is acceptable to the twin (the kernel's verdict is nftables')."""
+
+    def load(self, spec: object, keep: FirewallState, now: datetime) -> None:
+        """Replace everything with ``keep``, as a ruleset swap does (counters restart)."""
+        with self._lock:
+            if self.broken:
+                raise FirewallError("firewall unavailable")
+            self._grants = {k: g for k, g in keep.grants.items() if g.expires_at > now}
+            self._blocked = set(keep.blocked)
+            self.traffic.clear()
+
+    def counters(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """Bytes (up, down) per granted client, from :attr:`traffic` (set by tests/demos)."""
+        with self._lock:
+            return {k: self.traffic.get(k, (0, 0)) for k in self._grants}
 
     def forwards(self, mac: str, ip: str, now: datetime) -> bool:
         """Would a packet from this MAC and IP be forwarded to the internet?"""

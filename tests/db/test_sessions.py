@@ -379,8 +379,11 @@ def test_traffic_counters_keep_a_session_alive_and_are_stored(database, fw, ctx,
     a = login(database, fw, ctx, now, mac=PHONE, ip="10.20.3.20")
     login(database, fw, ctx, now, mac=OTHER, ip="10.20.3.21")
     t = now + timedelta(minutes=10)
-    changed = sessions.record_usage(database, {(PHONE, "10.20.3.20"): (1_000, 250_000),
-                                               ("3c:5a:b4:00:00:01", "10.20.3.99"): (5, 5)}, t)  # fmt: skip
+    changed = sessions.record_usage(
+        database,
+        {(PHONE, "10.20.3.20"): (1_000, 250_000), ("3c:5a:b4:00:00:01", "10.20.3.99"): (5, 5)},
+        t,
+    )
     assert changed == 1
     ended = sessions.sweep(database, fw, ctx, now + timedelta(minutes=20))
     assert [e.end_reason for e in ended] == ["idle"] and ended[0].id != a.session.id

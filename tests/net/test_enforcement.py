@@ -64,8 +64,10 @@ def test_logging_out_cuts_an_open_download_and_http_is_captured_again(city, fw):
     phone = city.clients[0]
     g = grant(phone)
     fw.apply(Plan(grant=(g,)), now())
-    download = city.lab.spawn(phone.ns, ["curl", "-sS", "-o", "/dev/null", "-m", "60",
-                                         f"http://{INTERNET_IP}/slow?seconds=40"])  # fmt: skip
+    download = city.lab.spawn(
+        phone.ns,
+        ["curl", "-sS", "-o", "/dev/null", "-m", "60", f"http://{INTERNET_IP}/slow?seconds=40"],
+    )
     assert wait_until(lambda: fw.counters().get((phone.mac, phone.ip), (0, 0))[1] > 200_000)
     fw.apply(Plan(revoke=(g,)), now())
     assert wait_until(lambda: download.poll() is not None, timeout=30)
@@ -101,8 +103,17 @@ def test_a_grant_ends_by_itself_when_its_time_is_up(city, fw):
 def test_the_rules_do_not_grow_with_clients(city, fw):
     rules_before = fw.rule_count()
     base = now() + timedelta(hours=1)
-    many = tuple(Grant(f"02:10:00:00:{i // 256:02x}:{i % 256:02x}", f"10.21.{i // 250}.{i % 250 + 1}",
-                       "jam-gadang", base, 5000, 1000) for i in range(2000))  # fmt: skip
+    many = tuple(
+        Grant(
+            f"02:10:00:00:{i // 256:02x}:{i % 256:02x}",
+            f"10.21.{i // 250}.{i % 250 + 1}",
+            "jam-gadang",
+            base,
+            5000,
+            1000,
+        )
+        for i in range(2000)
+    )
     fw.apply(Plan(grant=many), now())
     assert len(fw.state(now()).grants) == 2000
     assert fw.rule_count() == rules_before

@@ -52,15 +52,43 @@ class Lab:
         return ns
 
     def veth(self, ns_a: str, name_a: str, ns_b: str, name_b: str) -> None:
-        subprocess.run(["ip", "link", "add", name_a, "netns", ns_a, "type", "veth",
-                        "peer", "name", name_b, "netns", ns_b], check=True)  # fmt: skip
+        subprocess.run(
+            [
+                "ip",
+                "link",
+                "add",
+                name_a,
+                "netns",
+                ns_a,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                name_b,
+                "netns",
+                ns_b,
+            ],
+            check=True,
+        )
         self.sh(ns_a, ["ip", "link", "set", name_a, "up"])
         self.sh(ns_b, ["ip", "link", "set", name_b, "up"])
 
-    def sh(self, ns: str, cmd: Sequence[str], *, check: bool = True, timeout: float = 30,
-           input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:  # fmt: skip
-        return subprocess.run(["ip", "netns", "exec", ns, *cmd], check=check, timeout=timeout,
-                              capture_output=True, input=input)  # fmt: skip
+    def sh(
+        self,
+        ns: str,
+        cmd: Sequence[str],
+        *,
+        check: bool = True,
+        timeout: float = 30,
+        input: bytes | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            ["ip", "netns", "exec", ns, *cmd],
+            check=check,
+            timeout=timeout,
+            capture_output=True,
+            input=input,
+        )
 
     def spawn(self, ns: str, cmd: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], **kwargs)  # type: ignore[call-overload]
@@ -105,9 +133,25 @@ class City:
         self, client: Client, url: str, *extra: str, timeout: float = 10
     ) -> tuple[int, str, str]:
         """(curl exit code, HTTP status, body) of a request from ``client``."""
-        res = self.lab.sh(client.ns, ["curl", "-sS", "-o", "-", "-w", "\n%{http_code}",
-                                      "--connect-timeout", "5", "-m", str(timeout), *extra, url],
-                          check=False, timeout=timeout + 10)  # fmt: skip
+        res = self.lab.sh(
+            client.ns,
+            [
+                "curl",
+                "-sS",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                "--connect-timeout",
+                "5",
+                "-m",
+                str(timeout),
+                *extra,
+                url,
+            ],
+            check=False,
+            timeout=timeout + 10,
+        )
         out = res.stdout.decode(errors="replace")
         body, _, status = out.rpartition("\n")
         return res.returncode, status.strip(), body
@@ -120,8 +164,12 @@ def build_city(lab: Lab, aps: int = 1, clients_per_ap: int = 2, portal_port: int
     lab.sh(inet, ["ip", "addr", "add", f"{INTERNET_IP}/24", "dev", "eth0"])
     lab.sh(gw, ["ip", "route", "add", "default", "via", INTERNET_IP])
     lab.sh(gw, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
-    lab.spawn(inet, [sys.executable, str(HERE / "internet.py"), "--ports", "80,443"],
-              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    lab.spawn(
+        inet,
+        [sys.executable, str(HERE / "internet.py"), "--ports", "80,443"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     bridges, subnets, clients = [], [], []
     for a in range(1, aps + 1):
         br = f"ap{a}"
@@ -141,9 +189,19 @@ def build_city(lab: Lab, aps: int = 1, clients_per_ap: int = 2, portal_port: int
             lab.sh(ns, ["ip", "route", "add", "default", "via", f"10.20.{a}.1"])
             clients.append(Client(ns, mac, ip))
     # Stands in for the portal on the gateway (the portal application is separate).
-    lab.spawn(gw, [sys.executable, str(HERE / "internet.py"), "--ports", str(portal_port),
-                   "--name", "WIFIKOTA-PORTAL"], stdout=subprocess.DEVNULL,
-              stderr=subprocess.DEVNULL)  # fmt: skip
+    lab.spawn(
+        gw,
+        [
+            sys.executable,
+            str(HERE / "internet.py"),
+            "--ports",
+            str(portal_port),
+            "--name",
+            "WIFIKOTA-PORTAL",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     city = City(lab, gw, inet, bridges, subnets, clients)
     for url in (f"http://{INTERNET_IP}/generate_204", f"http://127.0.0.1:{portal_port}/"):
         if not wait_until(lambda u=url: _answers(lab, gw, u)):  # type: ignore[misc]

@@ -9,8 +9,16 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 ADAPTERS = ("captive", "radius")
-FORBIDDEN = ("sqlalchemy", "pyroute2", "nftables", "controller.firewall", "controller.models",
-             "controller.db", "controller.network", "controller.shaping")  # fmt: skip
+FORBIDDEN = (
+    "sqlalchemy",
+    "pyroute2",
+    "nftables",
+    "controller.firewall",
+    "controller.models",
+    "controller.db",
+    "controller.network",
+    "controller.shaping",
+)
 
 
 def imports_of(path: Path) -> set[str]:

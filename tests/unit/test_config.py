@@ -36,9 +36,15 @@ def test_bukittinggi_has_15_access_points_at_8_sites():
     assert (len(city.aps), len(city.sites)) == (15, 8)
     counts = {site: len(city.aps_at(site)) for site in city.sites}
     assert counts == {
-        "taman-panorama": 2, "jam-gadang": 2, "pasar-atas": 3, "tmsbk": 4,
-        "terminal-aur-kuning": 1, "pasar-simpang-aur": 1, "pustaka-bung-hatta": 1, "tugu-polwan": 1,
-    }  # fmt: skip
+        "taman-panorama": 2,
+        "jam-gadang": 2,
+        "pasar-atas": 3,
+        "tmsbk": 4,
+        "terminal-aur-kuning": 1,
+        "pasar-simpang-aur": 1,
+        "pustaka-bung-hatta": 1,
+        "tugu-polwan": 1,
+    }
 
 
 def test_site_policy_overrides_the_city_defaults():

@@ -16,8 +16,14 @@ NOW = wib(2026, 11, 23, 10, 0)
 
 
 def grant(n: int, minutes: int = 60, down: int = 5000) -> Grant:
-    return Grant(f"3c:5a:b4:00:00:{n:02x}", f"10.20.3.{n}", "jam-gadang",
-                 NOW + timedelta(minutes=minutes), down, 1000)  # fmt: skip
+    return Grant(
+        f"3c:5a:b4:00:00:{n:02x}",
+        f"10.20.3.{n}",
+        "jam-gadang",
+        NOW + timedelta(minutes=minutes),
+        down,
+        1000,
+    )
 
 
 def test_agreeing_states_need_no_change():
@@ -35,9 +41,20 @@ def test_missing_grants_are_added_and_stray_ones_revoked():
 def test_a_changed_rate_or_a_moved_expiry_is_granted_again_but_jitter_is_not():
     actual = FirewallState.of([grant(1), grant(2), grant(3)])
     jitter = Grant(*grant(3).__dict__.values())
-    desired = FirewallState.of([grant(1, down=2000), grant(2, minutes=90),
-                                Grant(jitter.mac, jitter.ip, jitter.site_id,
-                                      jitter.expires_at + timedelta(seconds=2), 5000, 1000)])  # fmt: skip
+    desired = FirewallState.of(
+        [
+            grant(1, down=2000),
+            grant(2, minutes=90),
+            Grant(
+                jitter.mac,
+                jitter.ip,
+                jitter.site_id,
+                jitter.expires_at + timedelta(seconds=2),
+                5000,
+                1000,
+            ),
+        ]
+    )
     p = plan(desired, actual, NOW)
     assert [g.ip for g in p.grant] == ["10.20.3.1", "10.20.3.2"] and not p.revoke
 

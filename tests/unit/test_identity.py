@@ -12,8 +12,18 @@ def test_macs_in_every_common_notation_are_the_same_device(text):
     assert normalize_mac(text) == "3c:5a:b4:12:34:56"
 
 
-@pytest.mark.parametrize("text", ["", "3c:5a:b4:12:34", "zz:5a:b4:12:34:56", "01:00:5e:00:00:01",
-                                  "00:00:00:00:00:00", "3c:5a:b4:12:34:56:78", "a" * 100])  # fmt: skip
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "3c:5a:b4:12:34",
+        "zz:5a:b4:12:34:56",
+        "01:00:5e:00:00:01",
+        "00:00:00:00:00:00",
+        "3c:5a:b4:12:34:56:78",
+        "a" * 100,
+    ],
+)
 def test_things_that_are_not_a_devices_mac_are_refused(text):
     with pytest.raises(BadIdentifier):
         normalize_mac(text)

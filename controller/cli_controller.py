@@ -1,0 +1,140 @@
+"""`wifikota controller run`, `wifikota clients`, `wifikota firewall show`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+
+import click
+
+from . import control
+from .cliapp import App, Failure, json_option, pass_app
+from .clifmt import duration, emit_json, local, size, table
+
+
+@click.group("controller")
+def controller_group() -> None:
+    """The gateway's controller daemon."""
+
+
+@controller_group.command("run")
+@click.option(
+    "--socket",
+    "socket_path",
+    default=None,
+    help=f"Control socket (default: $WIFIKOTA_CONTROL_SOCKET or {control.DEFAULT_SOCKET}).",
+)
+@click.option("--gateway", help="Which gateway of sites.yaml this is (default: the first).")
+@click.option(
+    "--tick",
+    type=click.FloatRange(0.2, 300),
+    default=10.0,
+    show_default=True,
+    help="Seconds between accounting rounds.",
+)
+@click.option(
+    "--memory-firewall",
+    is_flag=True,
+    help="Enforce nothing in the kernel (for trying it out without root).",
+)
+@pass_app
+def controller_run(
+    app: App, socket_path: str | None, gateway: str | None, tick: float, memory_firewall: bool
+) -> None:
+    """Run the controller: ruleset, accounting, expiry, control API. Needs root."""
+    from .daemon import Controller, Enforcer, ensure_forwarding, run
+    from .firewall import FirewallError
+    from .firewall.memory import MemoryFirewall
+    from .neighbours import KernelNeighbours, MemoryNeighbours, NeighbourTable
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if gateway is not None and gateway not in {g.name for g in app.config.gateways}:
+        raise Failure(f"no gateway '{gateway}' in {app.config_path}")
+    fw: Enforcer
+    neighbours: NeighbourTable
+    if memory_firewall:
+        fw, neighbours = MemoryFirewall(), MemoryNeighbours()
+    else:
+        from .firewall.libnft import NftError
+        from .firewall.nftables import NftFirewall
+
+        try:
+            ensure_forwarding()
+            fw, neighbours = NftFirewall(), KernelNeighbours()
+        except (OSError, NftError) as exc:
+            raise Failure(
+                f"cannot enforce here ({exc}); run as root, or try --memory-firewall"
+            ) from None
+    controller = Controller(app.database(), app.ctx, fw, neighbours, gateway)
+    try:
+        run(
+            controller,
+            str(app.config_path),
+            socket_path or control.socket_path(),
+            tick_seconds=tick,
+        )
+    except FirewallError as exc:
+        raise Failure(f"the ruleset was refused: {exc}") from None
+
+
+@click.command("clients")
+@click.option("--site", help="Only this site.")
+@json_option
+@pass_app
+def clients_cmd(app: App, site: str | None) -> None:
+    """Who is online now, as the controller sees it."""
+    app.check_site(site)
+    answer = control.call({"op": "clients", "site": site})
+    if not answer.get("ok"):
+        raise Failure(answer.get("message", "the controller refused"))
+    rows = answer["clients"]
+    now = datetime.now(UTC)
+    if app.json:
+        emit_json(rows)
+        return
+    table(
+        ["ID", "SITE", "AP", "IP", "MAC", "SINCE", "LEFT", "DOWN", "UP"],
+        [
+            [
+                r["id"],
+                r["site_id"],
+                r["ap_id"],
+                r["ip"],
+                r["mac"],
+                local(datetime.fromisoformat(r["started_at"]), app.tz),
+                duration(
+                    max(0, int((datetime.fromisoformat(r["expires_at"]) - now).total_seconds()))
+                ),
+                size(r["bytes_down"]),
+                size(r["bytes_up"]),
+            ]
+            for r in rows
+        ],
+    )
+
+
+@click.group("firewall")
+def firewall_group() -> None:
+    """The gateway's firewall."""
+
+
+@firewall_group.command("show")
+@json_option
+@pass_app
+def firewall_show(app: App) -> None:
+    """A summary of what is in force: clients let through, blocked devices, interfaces."""
+    answer = control.call({"op": "firewall"})
+    if not answer.get("ok"):
+        raise Failure(answer.get("message", "the controller refused"))
+    answer.pop("ok")
+    if app.json:
+        emit_json(answer)
+        return
+    click.echo(
+        f"gateway {answer['gateway']}: {answer['grants']} clients let through, "
+        f"{len(answer['blocked'])} devices blocked"
+    )
+    click.echo(f"AP interfaces: {', '.join(answer['interfaces'])}; WAN: {answer['wan']}")

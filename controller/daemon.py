@@ -1,0 +1,210 @@
+"""The controller: keeps the firewall in step with the database, counts bytes, ends
+sessions whose time is up, and serves the portal's and the CLI's requests.
+
+:class:`Controller` is the core: every method takes ``now`` and does one thing.
+:func:`run` is the shell: it reads the clock, handles signals and runs the loops.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from ipaddress import ip_address
+from typing import Protocol
+
+from . import inventory, sessions
+from .config import AccessPoint, CityConfig
+from .context import Ctx
+from .db import Database
+from .errors import BadRequest, NotFound
+from .firewall import Firewall, FirewallState, plan
+from .firewall.ruleset import RulesetSpec, client_iface
+from .models import EndReason
+from .neighbours import NeighbourTable
+
+log = logging.getLogger("wifikota.controller")
+
+
+class Enforcer(Firewall, Protocol):
+    """A firewall that also owns its ruleset and counts bytes per client."""
+
+    def check(self, spec: RulesetSpec) -> None: ...
+    def load(self, spec: RulesetSpec, keep: FirewallState, now: datetime) -> None: ...
+    def counters(self) -> dict[tuple[str, str], tuple[int, int]]: ...
+
+
+@dataclass(frozen=True)
+class TickResult:
+    counted: int
+    ended: tuple[sessions.SessionInfo, ...]
+
+
+class Controller:
+    def __init__(
+        self,
+        db: Database,
+        ctx: Ctx,
+        fw: Enforcer,
+        neighbours: NeighbourTable,
+        gateway: str | None = None,
+    ) -> None:
+        self.db, self.ctx, self.fw, self.neighbours = db, ctx, fw, neighbours
+        self.gateway = gateway or ctx.config.gateways[0].name
+        self._lock = threading.RLock()  # reload swaps ctx; requests see one or the other
+
+    @property
+    def spec(self) -> RulesetSpec:
+        return RulesetSpec.for_gateway(self.ctx.config, self.gateway)
+
+    def desired(self, now: datetime) -> FirewallState:
+        with self.db.uow() as uow:
+            return sessions.desired_state(uow, self.ctx, now, self.gateway)
+
+    def start(self, now: datetime) -> list[sessions.SessionInfo]:
+        """Close what ran out while nobody watched, then put the ruleset and every open
+        session's grant in force in one transaction (nobody loses access, nobody gains)."""
+        inventory.sync(self.db, self.ctx.config, now)
+        ended = sessions.sweep(self.db, self.fw, self.ctx, now)
+        self.fw.load(self.spec, self.desired(now), now)
+        return ended
+
+    def tick(self, now: datetime) -> TickResult:
+        """One accounting round: read the byte counters, store them, end what is over."""
+        with self._lock:
+            counted = sessions.record_usage(self.db, self.fw.counters(), now)
+            ended = sessions.sweep(self.db, self.fw, self.ctx, now)
+        return TickResult(counted, tuple(ended))
+
+    def reconcile(self, now: datetime) -> int:
+        """Make the firewall match the database; returns how many changes it took."""
+        with self._lock:
+            change = plan(self.desired(now), self.fw.state(now), now)
+            self.fw.apply(change, now)
+        return len(change.grant) + len(change.revoke) + len(change.block) + len(change.unblock)
+
+    def reload(self, config: CityConfig, now: datetime) -> None:
+        """Swap in a new config, all or nothing: if its ruleset is refused, the old config
+        and ruleset stay. Raises ConfigError or FirewallError."""
+        ctx = Ctx.from_config(config)
+        spec = RulesetSpec.for_gateway(config, self.gateway)
+        self.fw.check(spec)
+        with self._lock:
+            inventory.sync(self.db, config, now)
+            with self.db.uow() as uow:
+                keep = sessions.desired_state(uow, ctx, now, self.gateway)
+            self.fw.load(spec, keep, now)
+            self.ctx = ctx
+
+    # ------------------------------------------------------------------ requests
+
+    def locate(self, ip: str) -> tuple[AccessPoint, str]:
+        """The AP a client is behind and its MAC, from the neighbour table. The client's
+        address must belong to the subnet of the AP it was seen on."""
+        try:
+            addr = ip_address(ip)
+        except ValueError:
+            raise BadRequest(f"'{ip}' is not an IP address") from None
+        seen = self.neighbours.lookup(str(addr))
+        if seen is None:
+            raise NotFound(f"{ip} has not been seen on any access point")
+        for ap in self.ctx.config.aps:
+            if ap.interface and client_iface(ap.interface, ap.vlan) == seen.interface:
+                if addr not in ap.subnet:
+                    raise BadRequest(f"{ip} does not belong on {ap.id}")
+                return ap, seen.mac
+        raise NotFound(f"{seen.interface} is not an access point's interface")
+
+    def authorize(
+        self,
+        ip: str,
+        now: datetime,
+        *,
+        method: str = "click",
+        terms_version: str | None = None,
+        voucher_code: str | None = None,
+    ) -> sessions.Outcome:
+        with self._lock:
+            ap, mac = self.locate(ip)
+            req = sessions.LoginRequest(
+                ap.site, mac, ip, method, ap.id, terms_version, voucher_code
+            )
+            return sessions.authorize(self.db, self.fw, self.ctx, req, now)
+
+    def deauthorize(
+        self, target: str, reason: EndReason, now: datetime, actor: str | None = None
+    ) -> sessions.SessionInfo:
+        with self._lock:
+            return sessions.end_session(
+                self.db, self.fw, self.ctx, target, reason, now, actor=actor
+            )
+
+
+# ---------------------------------------------------------------------- the shell
+
+
+def ensure_forwarding() -> None:
+    """The gateway routes between APs and the WAN."""
+    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+        f.write("1\n")
+
+
+def run(
+    controller: Controller,
+    config_path: str,
+    socket_path: str,
+    *,
+    tick_seconds: float = 10.0,
+    reconcile_every: int = 6,
+    stop: threading.Event | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``): start, serve, tick, reconcile, reload on SIGHUP."""
+    from . import control
+    from .config import ConfigError
+    from .config import load as load_config
+    from .firewall import FirewallError
+
+    stop = stop or threading.Event()
+    reload_wanted = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: reload_wanted.set())
+
+    ended = controller.start(datetime.now(UTC))
+    log.info(
+        "started: ruleset loaded for %s; %d sessions had run out", controller.gateway, len(ended)
+    )
+    server = control.serve(controller, socket_path)
+    log.info("control API on %s", socket_path)
+    ticks = 0
+    try:
+        while not stop.wait(tick_seconds):
+            now = datetime.now(UTC)
+            if reload_wanted.is_set():
+                reload_wanted.clear()
+                try:
+                    controller.reload(load_config(config_path), now)
+                    log.info("reloaded %s", config_path)
+                except (ConfigError, FirewallError) as exc:
+                    log.error("reload refused, the running config stays:\n%s", exc)
+            try:
+                result = controller.tick(now)
+                for s in result.ended:
+                    log.info("session %s at %s ended: %s", s.id, s.site_id, s.end_reason)
+                ticks += 1
+                if ticks % reconcile_every == 0:
+                    changes = controller.reconcile(now)
+                    if changes:
+                        log.warning("reconcile corrected %d firewall entries", changes)
+            except Exception:
+                log.exception("tick failed; retrying next tick")
+    finally:
+        server.shutdown()
+        server.server_close()
+        if os.path.exists(socket_path):
+            os.unlink(socket_path)
+        log.info("stopped")

@@ -1,0 +1,229 @@
+"""The controller daemon in the lab's gateway: logins through its control API, expiry,
+idle, quota, kicks from the CLI, a SIGKILL and a restart, and a refused reload."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from controller import control, db
+from controller.models import Session
+from controller.sessions import SessionInfo
+from tests.netlab import INTERNET_IP, Lab, build_city, have_root, wait_until
+from tests.netlab.cityconfig import lab_sites_yaml
+
+PROBE = f"http://{INTERNET_IP}/generate_204"
+WIFIKOTA = str(Path(sys.executable).with_name("wifikota"))
+
+
+class Daemon:
+    def __init__(self, lab: Lab, city, tmp: Path) -> None:
+        self.lab, self.city, self.tmp = lab, city, tmp
+        self.config = tmp / "sites.yaml"
+        self.config.write_text(lab_sites_yaml(city))
+        self.socket = str(tmp / "control.sock")
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{tmp / 'wifikota.db'}",
+            "WIFIKOTA_DEVICE_HASH_SECRET": "lab-device-secret-0123456789",
+            "WIFIKOTA_CONTROL_SOCKET": self.socket,
+        }
+        self.cli("db", "upgrade")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = open(tmp / "controller.log", "ab")  # noqa: SIM115 - closed in stop()
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [WIFIKOTA, "--config", str(self.config), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def start(self) -> None:
+        self.proc = self.lab.spawn(
+            self.city.gw,
+            [
+                WIFIKOTA,
+                "--config",
+                str(self.config),
+                "controller",
+                "run",
+                "--socket",
+                self.socket,
+                "--tick",
+                "0.5",
+            ],
+            env=self.env,
+            stdout=self.log,
+            stderr=self.log,
+        )
+        assert wait_until(lambda: self.answers(), timeout=20), (
+            self.tmp / "controller.log"
+        ).read_text()
+
+    def answers(self) -> bool:
+        try:
+            return control.call({"op": "ping"}, self.socket, timeout=2).get("ok", False)
+        except Exception:
+            return False
+
+    def ctl(self, **request: object) -> dict:
+        return control.call(dict(request), self.socket)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=20)
+
+    def sessions(self) -> list[SessionInfo]:
+        database = db.Database.connect(self.env["DATABASE_URL"])
+        with database.reading() as s:
+            rows = [SessionInfo.of(r) for r in s.scalars(select(Session).order_by(Session.id))]
+        database.dispose()
+        return rows
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    if not have_root():
+        if os.environ.get("WIFIKOTA_REQUIRE_NETNS") == "1":
+            pytest.fail("network namespace tests need root")
+        pytest.skip("network namespace tests need root")
+    lab = Lab()
+    try:
+        city = build_city(lab, aps=4, clients_per_ap=1)
+        d = Daemon(lab, city, tmp_path_factory.mktemp("daemon"))
+        d.start()
+        yield d
+    finally:
+        lab.close()
+
+
+def phone(daemon, n: int):
+    return daemon.city.clients[n]
+
+
+def login(daemon, client) -> dict:
+    daemon.city.curl(client, PROBE)  # the phone's probe: the gateway now knows its MAC
+    return daemon.ctl(op="authorize", ip=client.ip, terms_version="1")
+
+
+def test_a_login_through_the_control_api_lets_the_phone_out(daemon):
+    client = phone(daemon, 0)
+    assert daemon.city.curl(client, PROBE)[2].startswith("WIFIKOTA-PORTAL")
+    answer = login(daemon, client)
+    assert answer["ok"] and answer["session"]["site_id"] == "alun-alun"
+    assert answer["session"]["mac"] == client.mac and answer["session"]["ap_id"] == "alun-alun-1"
+    assert daemon.city.curl(client, PROBE)[1] == "204"
+    again = login(daemon, client)
+    assert again["resumed"] and again["session"]["id"] == answer["session"]["id"]
+
+
+def test_an_unknown_address_is_refused_politely(daemon):
+    assert daemon.ctl(op="authorize", ip="10.20.9.9")["error"] == "not-found"
+    assert daemon.ctl(op="authorize", ip="nonsense")["error"] == "bad-request"
+    assert daemon.ctl(op="dance")["error"] == "bad-request"
+
+
+def test_sessions_end_by_time_and_the_phone_is_captured_again(daemon):
+    client = phone(daemon, 1)  # stasiun: 3 second sessions
+    assert login(daemon, client)["ok"]
+    assert daemon.city.curl(client, PROBE)[1] == "204"
+    assert wait_until(lambda: daemon.city.curl(client, PROBE)[2].startswith("WIFIKOTA-PORTAL"), 15)
+    assert wait_until(
+        lambda: any(s.ip == client.ip and s.end_reason == "timeout" for s in daemon.sessions()), 15
+    )
+
+
+def test_a_quiet_phone_goes_idle_and_a_busy_one_does_not(daemon):
+    client = phone(daemon, 2)  # taman: idle after 2 seconds
+    assert login(daemon, client)["ok"]
+    assert wait_until(
+        lambda: any(s.ip == client.ip and s.end_reason == "idle" for s in daemon.sessions()), 15
+    )
+    assert daemon.city.curl(client, PROBE)[2].startswith("WIFIKOTA-PORTAL")
+
+
+def test_the_days_quota_ends_the_session_and_refuses_the_next(daemon):
+    client = phone(daemon, 3)  # pasar: 4 seconds a day
+    assert login(daemon, client)["ok"]
+    assert wait_until(
+        lambda: any(s.ip == client.ip and s.end_reason == "quota" for s in daemon.sessions()), 15
+    )
+    assert login(daemon, client)["error"] == "quota-used"
+
+
+def test_bytes_reach_the_session(daemon):
+    client = phone(daemon, 0)
+    assert login(daemon, client)["ok"]
+    assert daemon.city.curl(client, f"http://{INTERNET_IP}/bytes/3000000")[1] == "200"
+    assert wait_until(
+        lambda: any(
+            s.ip == client.ip and s.ended_at is None and s.bytes_down >= 3_000_000
+            for s in daemon.sessions()
+        ),
+        10,
+    )
+
+
+def test_an_admin_kick_from_the_cli_cuts_the_phone_off_at_once(daemon):
+    client = phone(daemon, 0)
+    assert login(daemon, client)["ok"]
+    result = daemon.cli("kick", client.ip)
+    assert result.returncode == 0 and "controller is not reachable" not in result.stderr
+    assert daemon.city.curl(client, PROBE)[2].startswith("WIFIKOTA-PORTAL")
+    listed = daemon.cli("--json", "clients")
+    assert listed.returncode == 0 and client.ip not in listed.stdout
+
+
+def test_a_blocked_device_cannot_log_in(daemon):
+    client = phone(daemon, 0)
+    assert daemon.cli("block", client.mac, "--reason", "test").returncode == 0
+    try:
+        assert login(daemon, client)["error"] == "blocked"
+        assert daemon.city.curl(client, f"http://{INTERNET_IP}/bytes/10")[0] != 0
+    finally:
+        assert daemon.cli("unblock", client.mac).returncode == 0
+
+
+def test_sigkill_and_restart_keep_clients_online_and_lose_no_session(daemon):
+    client = phone(daemon, 0)
+    assert login(daemon, client)["ok"]
+    before = daemon.sessions()
+    daemon.kill(signal.SIGKILL)
+    assert daemon.city.curl(client, PROBE)[1] == "204", (
+        "the kernel keeps enforcing while the daemon is down"
+    )
+    daemon.start()
+    assert daemon.city.curl(client, PROBE)[1] == "204", "nobody loses access"
+    other = phone(daemon, 2)
+    assert daemon.city.curl(other, PROBE)[2].startswith("WIFIKOTA-PORTAL"), "nobody gains it"
+    after = daemon.sessions()
+    assert [s.id for s in after][: len(before)] == [s.id for s in before]
+
+
+def test_a_broken_config_on_sighup_leaves_the_running_one(daemon):
+    client = phone(daemon, 0)
+    assert login(daemon, client)["ok"]
+    good = daemon.config.read_text()
+    daemon.config.write_text(good.replace("wan_interface: wan", "wan_interface: 'not valid!'"))
+    try:
+        daemon.proc.send_signal(signal.SIGHUP)
+        log = daemon.tmp / "controller.log"
+        assert wait_until(lambda: "reload refused" in log.read_text(), 10)
+        assert daemon.answers() and daemon.city.curl(client, PROBE)[1] == "204"
+    finally:
+        daemon.config.write_text(good)
+
+
+def test_firewall_show_summarises_what_is_in_force(daemon):
+    result = daemon.cli("firewall", "show")
+    assert result.returncode == 0 and "gateway gw-lab:" in result.stdout and "ap1" in result.stdout

@@ -1,0 +1,45 @@
+"""A sites.yaml for the lab's city: its bridges are the APs, ``wan`` the uplink."""
+
+from __future__ import annotations
+
+from tests.netlab import City
+
+SITES = {
+    "alun-alun": "session_length: 1h",  # plain
+    "stasiun": "session_length: 3s",  # sessions end by time
+    "taman": "idle_timeout: 2s",  # quiet phones go idle
+    "pasar": "daily_quota: 4s",  # the day's quota runs out
+}
+
+
+def lab_sites_yaml(city: City, portal_port: int = 8080) -> str:
+    names = list(SITES)
+    sites = "\n".join(
+        f"  {name}:\n    name: Lab {name}\n    location: {{lat: -0.3, lon: 100.37}}\n"
+        f"    policy: {{opening_hours: always, {SITES[name]}}}"
+        for name in names[: len(city.bridges)]
+    )
+    aps = "\n".join(
+        f"  - {{id: {names[i]}-1, name: AP {i + 1}, site: {names[i]}, interface: {br}, "
+        f"subnet: {city.subnets[i]}, dhcp_range: {city.subnets[i].rsplit('.', 1)[0]}.10 - "
+        f"{city.subnets[i].rsplit('.', 1)[0]}.200, management: 10.19.0.{i + 11}}}"
+        for i, br in enumerate(city.bridges)
+    )
+    return f"""city: {{name: Lab City, timezone: Asia/Jakarta, ssid: WiFi Kota Lab}}
+gateways: [{{name: gw-lab, wan_interface: wan}}]
+portal: {{hostname: wifi.lab.example.id, base_url: http://wifi.lab.example.id, terms_version: "1", port: {portal_port}}}
+city_app: {{name: Lab App, domains: [app.lab.example.id], link: https://app.lab.example.id/}}
+defaults:
+  login_methods: [click]
+  session_length: 1h
+  daily_quota: 3h
+  download_rate: 5mbit
+  upload_rate: 1mbit
+  idle_timeout: 15m
+  opening_hours: always
+sites:
+{sites}
+aps:
+{aps}
+device_hash_secret: {{env: WIFIKOTA_DEVICE_HASH_SECRET}}
+"""
