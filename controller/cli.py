@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from . import blocks, db, inventory, sessions
 from .cli_admin import admin_group, audit_cmd, voucher_group
-from .cli_controller import clients_cmd, controller_group, firewall_group
+from .cli_controller import clients_cmd, controller_group, dnsmasq_group, firewall_group
 from .cliapp import (
     DURATION,
     App,
@@ -344,6 +344,7 @@ def blocks_cmd(app: App, include_lifted: bool) -> None:
 cli.add_command(controller_group)
 cli.add_command(clients_cmd)
 cli.add_command(firewall_group)
+cli.add_command(dnsmasq_group)
 cli.add_command(voucher_group)
 cli.add_command(admin_group)
 cli.add_command(audit_cmd)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import click
 
-from . import control
+from . import control, dnsmasq
 from .cliapp import App, Failure, json_option, pass_app
 from .clifmt import duration, emit_json, local, size, table
 
@@ -34,13 +34,24 @@ def controller_group() -> None:
     help="Seconds between accounting rounds.",
 )
 @click.option(
+    "--dnsmasq",
+    "run_dnsmasq",
+    is_flag=True,
+    help="Run dnsmasq (DHCP and DNS for the APs) as the controller's child.",
+)
+@click.option(
     "--memory-firewall",
     is_flag=True,
     help="Enforce nothing in the kernel (for trying it out without root).",
 )
 @pass_app
 def controller_run(
-    app: App, socket_path: str | None, gateway: str | None, tick: float, memory_firewall: bool
+    app: App,
+    socket_path: str | None,
+    gateway: str | None,
+    tick: float,
+    run_dnsmasq: bool,
+    memory_firewall: bool,
 ) -> None:
     """Run the controller: ruleset, accounting, expiry, control API. Needs root."""
     from .daemon import Controller, Enforcer, ensure_forwarding, run
@@ -68,7 +79,11 @@ def controller_run(
             raise Failure(
                 f"cannot enforce here ({exc}); run as root, or try --memory-firewall"
             ) from None
-    controller = Controller(app.database(), app.ctx, fw, neighbours, gateway)
+    conf, leases = dnsmasq.default_paths()
+    dns = dnsmasq.DnsmasqProcess(conf.absolute()) if run_dnsmasq else None
+    controller = Controller(
+        app.database(), app.ctx, fw, neighbours, gateway, dns, leases.absolute()
+    )
     try:
         run(
             controller,
@@ -138,3 +153,49 @@ def firewall_show(app: App) -> None:
         f"{len(answer['blocked'])} devices blocked"
     )
     click.echo(f"AP interfaces: {', '.join(answer['interfaces'])}; WAN: {answer['wan']}")
+
+
+@click.group("dnsmasq")
+def dnsmasq_group() -> None:
+    """DHCP and DNS for the APs."""
+
+
+@dnsmasq_group.command("config")
+@click.option("--gateway", help="Which gateway of sites.yaml (default: the first).")
+@click.option(
+    "--leases",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="dnsmasq's lease file (default: $WIFIKOTA_DATA/dnsmasq.leases).",
+)
+@pass_app
+def dnsmasq_config(app: App, gateway: str | None, leases: str | None) -> None:
+    """Print dnsmasq's config for this gateway (for a dnsmasq of its own unit)."""
+    from pathlib import Path
+
+    name = gateway or app.config.gateways[0].name
+    if name not in {g.name for g in app.config.gateways}:
+        raise Failure(f"no gateway '{name}' in {app.config_path}")
+    path = Path(leases) if leases else dnsmasq.default_paths()[1]
+    click.echo(dnsmasq.render(app.config, name, path.absolute()), nl=False)
+
+
+@dnsmasq_group.command("leases")
+@json_option
+@pass_app
+def dnsmasq_leases(app: App) -> None:
+    """The addresses dnsmasq has handed out."""
+    rows = dnsmasq.read_leases(dnsmasq.default_paths()[1])
+    app.show(
+        rows,
+        ["IP", "MAC", "HOSTNAME", "EXPIRES"],
+        [
+            [
+                r.ip,
+                r.mac,
+                r.hostname,
+                local(datetime.fromtimestamp(r.expires, UTC), app.tz) if r.expires else "never",
+            ]
+            for r in rows
+        ],
+    )

@@ -144,6 +144,7 @@ class Portal(_Model):
     hostname: Domain
     base_url: HttpUrl
     port: Annotated[int, in_range(1, 65535)] = 8080  # where the gateway's portal listens
+    api_url: HttpsUrl | None = None  # RFC 8908 API, announced by DHCP option 114 (RFC 8910)
     terms_version: str = Field(min_length=1, max_length=32)
 
 
@@ -165,6 +166,7 @@ class Policy(_Model):
     idle_timeout: Seconds
     opening_hours: OpeningHours
     city_app_link: HttpsUrl | None = None
+    dhcp_lease: Seconds = 3600
 
 
 class PolicyOverride(_Model):
@@ -177,6 +179,7 @@ class PolicyOverride(_Model):
     idle_timeout: Seconds | None = None
     opening_hours: OpeningHours | None = None
     city_app_link: HttpsUrl | None = None
+    dhcp_lease: Seconds | None = None
 
 
 class Site(_Model):
@@ -208,6 +211,13 @@ class RadiusClient(_Model):
     require_message_authenticator: bool = True
 
 
+class Dns(_Model):
+    """Where the gateway's resolver forwards residents' queries (a city may be required to
+    use a filtering resolver)."""
+
+    servers: tuple[IPv4, ...] = Field(min_length=1)
+
+
 class Radius(_Model):
     auth_port: Annotated[int, in_range(1, 65535)] = 1812
     acct_port: Annotated[int, in_range(1, 65535)] = 1813
@@ -222,6 +232,7 @@ class CityConfig(_Model):
     defaults: Policy
     sites: dict[Slug, Site] = Field(min_length=1)
     aps: tuple[AccessPoint, ...] = Field(min_length=1)
+    dns: Dns
     radius: Radius = Radius()
     retention_days: Annotated[int, in_range(1, 3650)] = 90
     device_hash_secret: SecretRef
@@ -376,6 +387,7 @@ _FIELD_NAMES = sorted(
             Radius,
             Location,
             SecretRef,
+            Dns,
         )
         for name in model.model_fields
     }

@@ -14,14 +14,16 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import ip_address
+from pathlib import Path
 from typing import Protocol
 
-from . import inventory, sessions
+from . import dnsmasq, inventory, sessions
 from .config import AccessPoint, CityConfig
 from .context import Ctx
 from .db import Database
+from .dnsmasq import DnsmasqProcess
 from .errors import BadRequest, NotFound
-from .firewall import Firewall, FirewallState, plan
+from .firewall import Firewall, FirewallError, FirewallState, plan
 from .firewall.ruleset import RulesetSpec, client_iface
 from .models import EndReason
 from .neighbours import NeighbourTable
@@ -51,9 +53,13 @@ class Controller:
         fw: Enforcer,
         neighbours: NeighbourTable,
         gateway: str | None = None,
+        dns: DnsmasqProcess | None = None,
+        leases: Path | None = None,
     ) -> None:
         self.db, self.ctx, self.fw, self.neighbours = db, ctx, fw, neighbours
         self.gateway = gateway or ctx.config.gateways[0].name
+        self.dns = dns  # dnsmasq run by the controller itself, or None
+        self.leases = leases or dnsmasq.default_paths()[1]
         self._lock = threading.RLock()  # reload swaps ctx; requests see one or the other
 
     @property
@@ -70,6 +76,8 @@ class Controller:
         inventory.sync(self.db, self.ctx.config, now)
         ended = sessions.sweep(self.db, self.fw, self.ctx, now)
         self.fw.load(self.spec, self.desired(now), now)
+        if self.dns is not None:
+            self.dns.ensure(dnsmasq.render(self.ctx.config, self.gateway, self.leases))
         return ended
 
     def tick(self, now: datetime) -> TickResult:
@@ -92,12 +100,20 @@ class Controller:
         ctx = Ctx.from_config(config)
         spec = RulesetSpec.for_gateway(config, self.gateway)
         self.fw.check(spec)
+        dns_text = dnsmasq.render(config, self.gateway, self.leases)
+        if self.dns is not None:
+            try:
+                self.dns.check(dns_text)
+            except ValueError as exc:
+                raise FirewallError(str(exc)) from None
         with self._lock:
             inventory.sync(self.db, config, now)
             with self.db.uow() as uow:
                 keep = sessions.desired_state(uow, ctx, now, self.gateway)
             self.fw.load(spec, keep, now)
             self.ctx = ctx
+            if self.dns is not None:
+                self.dns.ensure(dns_text)
 
     # ------------------------------------------------------------------ requests
 
@@ -165,7 +181,6 @@ def run(
     from . import control
     from .config import ConfigError
     from .config import load as load_config
-    from .firewall import FirewallError
 
     stop = stop or threading.Event()
     reload_wanted = threading.Event()
@@ -203,6 +218,8 @@ def run(
             except Exception:
                 log.exception("tick failed; retrying next tick")
     finally:
+        if controller.dns is not None:
+            controller.dns.stop()
         server.shutdown()
         server.server_close()
         if os.path.exists(socket_path):

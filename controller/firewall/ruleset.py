@@ -71,8 +71,8 @@ def render(spec: RulesetSpec) -> str:
     set allowed {{ type ether_addr . ipv4_addr; flags timeout; counter; }}
     set allowed_down {{ type ipv4_addr; flags timeout; counter; }}
     set blocked {{ type ether_addr; }}
-    set city_app {{ type ipv4_addr; flags timeout; }}
-    set city_app6 {{ type ipv6_addr; flags timeout; }}
+    set city_app {{ type ipv4_addr; flags timeout; timeout 1d; }}
+    set city_app6 {{ type ipv6_addr; flags timeout; timeout 1d; }}
 
     chain prerouting {{
         type nat hook prerouting priority dstnat; policy accept;

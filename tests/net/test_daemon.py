@@ -15,7 +15,16 @@ from sqlalchemy import select
 from controller import control, db
 from controller.models import Session
 from controller.sessions import SessionInfo
-from tests.netlab import INTERNET_IP, Lab, build_city, have_root, wait_until
+from tests.netlab import (
+    CITY_APP_IP,
+    CITY_APP_NAME,
+    INTERNET_IP,
+    Lab,
+    build_city,
+    dhcp_client,
+    have_root,
+    wait_until,
+)
 from tests.netlab.cityconfig import lab_sites_yaml
 
 PROBE = f"http://{INTERNET_IP}/generate_204"
@@ -33,6 +42,7 @@ class Daemon:
             "DATABASE_URL": f"sqlite:///{tmp / 'wifikota.db'}",
             "WIFIKOTA_DEVICE_HASH_SECRET": "lab-device-secret-0123456789",
             "WIFIKOTA_CONTROL_SOCKET": self.socket,
+            "WIFIKOTA_DATA": str(tmp),
         }
         self.cli("db", "upgrade")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -60,6 +70,7 @@ class Daemon:
                 self.socket,
                 "--tick",
                 "0.5",
+                "--dnsmasq",
             ],
             env=self.env,
             stdout=self.log,
@@ -105,6 +116,14 @@ def daemon(tmp_path_factory):
         yield d
     finally:
         lab.close()
+
+
+def dnsmasqs(daemon) -> list[str]:
+    """PIDs of the dnsmasq processes running in the gateway's namespace."""
+    pids = subprocess.run(
+        ["ip", "netns", "pids", daemon.city.gw], capture_output=True, text=True
+    ).stdout
+    return [p for p in pids.split() if Path(f"/proc/{p}/comm").read_text().strip() == "dnsmasq"]
 
 
 def phone(daemon, n: int):
@@ -198,11 +217,14 @@ def test_sigkill_and_restart_keep_clients_online_and_lose_no_session(daemon):
     client = phone(daemon, 0)
     assert login(daemon, client)["ok"]
     before = daemon.sessions()
+    assert len(dnsmasqs(daemon)) == 1
     daemon.kill(signal.SIGKILL)
+    assert wait_until(lambda: not dnsmasqs(daemon), 10), "dnsmasq goes with its controller"
     assert daemon.city.curl(client, PROBE)[1] == "204", (
         "the kernel keeps enforcing while the daemon is down"
     )
     daemon.start()
+    assert len(dnsmasqs(daemon)) == 1
     assert daemon.city.curl(client, PROBE)[1] == "204", "nobody loses access"
     other = phone(daemon, 2)
     assert daemon.city.curl(other, PROBE)[2].startswith("WIFIKOTA-PORTAL"), "nobody gains it"
@@ -227,3 +249,48 @@ def test_a_broken_config_on_sighup_leaves_the_running_one(daemon):
 def test_firewall_show_summarises_what_is_in_force(daemon):
     result = daemon.cli("firewall", "show")
     assert result.returncode == 0 and "gateway gw-lab:" in result.stdout and "ap1" in result.stdout
+
+
+def dig(daemon, client, server: str, name: str) -> list[str]:
+    res = daemon.lab.sh(
+        client.ns, ["dig", "+short", "+time=3", "+tries=1", f"@{server}", name], check=False
+    )
+    return res.stdout.decode().split()
+
+
+def test_a_phone_gets_address_router_resolver_and_the_portal_api_by_dhcp(daemon):
+    client, lease = dhcp_client(daemon.city, 1, "dhcp1", daemon.tmp)
+    assert lease["router"] == "10.20.1.1" and lease["dns"].split() == ["10.20.1.1"]
+    last = int(client.ip.rsplit(".", 1)[1])
+    assert client.ip.startswith("10.20.1.") and 100 <= last <= 200
+    assert bytes.fromhex(lease["opt114"]).decode() == "https://wifi.lab.example.id/api/captive"
+    assert int(lease["lease"]) == 3600
+    login(daemon, client)
+    assert daemon.city.curl(client, PROBE)[1] == "204"
+    leases = daemon.cli("--json", "dnsmasq", "leases")
+    assert client.mac in leases.stdout
+
+
+def test_dns_works_before_login_and_outside_resolvers_get_the_gateways_answer(daemon):
+    client = phone(daemon, 1)
+    assert dig(daemon, client, "10.20.2.1", CITY_APP_NAME) == [CITY_APP_IP]
+    # a phone with a resolver of its own is answered by the gateway all the same
+    assert dig(daemon, client, "203.0.113.53", CITY_APP_NAME) == [CITY_APP_IP]
+
+
+def test_the_portal_name_is_the_gateway_on_the_phones_own_subnet(daemon):
+    assert dig(daemon, phone(daemon, 1), "10.20.2.1", "wifi.lab.example.id") == ["10.20.2.1"]
+    assert dig(daemon, phone(daemon, 3), "10.20.4.1", "wifi.lab.example.id") == ["10.20.4.1"]
+
+
+def test_the_city_app_is_reachable_before_login_and_nothing_else_is(daemon):
+    client = phone(daemon, 3)
+    assert dig(daemon, client, "10.20.4.1", CITY_APP_NAME) == [CITY_APP_IP]
+    resolve = f"{CITY_APP_NAME}:80:{CITY_APP_IP}"
+    code, status, body = daemon.city.curl(
+        client, f"http://{CITY_APP_NAME}/layanan", "--resolve", resolve
+    )
+    assert (code, status) == (0, "200") and body.startswith(f"CITY-APP {CITY_APP_NAME}/layanan")
+    assert daemon.city.curl(client, f"http://{INTERNET_IP}/bytes/10")[2].startswith(
+        "WIFIKOTA-PORTAL"
+    )

@@ -7,6 +7,7 @@ outside the lab's own namespaces is touched.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -21,6 +22,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 INTERNET_IP = "198.51.100.2"  # TEST-NET-2, only ever inside the lab's namespaces
 GATEWAY_WAN_IP = "198.51.100.1"
+UPSTREAM_DNS_IP = "198.51.100.53"  # the internet's resolver
+CITY_APP_IP = "198.51.100.3"
+CITY_APP_NAME = "app.lab.example.id"
 
 
 def have_root() -> bool:
@@ -105,6 +109,13 @@ class Lab:
                     proc.kill()
                     proc.wait(timeout=5)
         self.procs.clear()
+        for ns in self.namespaces:  # anything our processes left running in our namespaces
+            pids = subprocess.run(
+                ["ip", "netns", "pids", ns], capture_output=True, text=True
+            ).stdout
+            for pid in pids.split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
         for ns in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
         self.namespaces.clear()
@@ -161,7 +172,8 @@ def build_city(lab: Lab, aps: int = 1, clients_per_ap: int = 2, portal_port: int
     gw, inet = lab.netns("gw"), lab.netns("inet")
     lab.veth(gw, "wan", inet, "eth0")
     lab.sh(gw, ["ip", "addr", "add", f"{GATEWAY_WAN_IP}/24", "dev", "wan"])
-    lab.sh(inet, ["ip", "addr", "add", f"{INTERNET_IP}/24", "dev", "eth0"])
+    for addr in (INTERNET_IP, UPSTREAM_DNS_IP, CITY_APP_IP):
+        lab.sh(inet, ["ip", "addr", "add", f"{addr}/24", "dev", "eth0"])
     lab.sh(gw, ["ip", "route", "add", "default", "via", INTERNET_IP])
     lab.sh(gw, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
     lab.spawn(
@@ -170,6 +182,23 @@ def build_city(lab: Lab, aps: int = 1, clients_per_ap: int = 2, portal_port: int
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    if shutil.which("dnsmasq"):  # the internet's resolver: every name the lab knows
+        names = {CITY_APP_NAME: CITY_APP_IP, "connectivitycheck.gstatic.com": INTERNET_IP}
+        lab.spawn(
+            inet,
+            [
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--pid-file",
+                f"--listen-address={UPSTREAM_DNS_IP}",
+                "--bind-interfaces",
+                *(f"--address=/{n}/{a}" for n, a in names.items()),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     bridges, subnets, clients = [], [], []
     for a in range(1, aps + 1):
         br = f"ap{a}"
@@ -207,6 +236,43 @@ def build_city(lab: Lab, aps: int = 1, clients_per_ap: int = 2, portal_port: int
         if not wait_until(lambda u=url: _answers(lab, gw, u)):  # type: ignore[misc]
             raise RuntimeError(f"the lab did not come up: no answer from {url}")
     return city
+
+
+def dhcp_client(city: City, ap: int, name: str, tmp: Path) -> tuple[Client, dict[str, str]]:
+    """A phone on AP number ``ap`` (1-based) that gets its address by DHCP; returns it
+    and what the DHCP server told it (ip, router, dns, lease, opt114...)."""
+    lab = city.lab
+    ns = lab.netns(name)
+    port = f"d{name}"[:15]
+    lab.veth(city.gw, port, ns, "eth0")
+    lab.sh(city.gw, ["ip", "link", "set", port, "master", city.bridges[ap - 1]])
+    mac = "02:dd:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(4))
+    lab.sh(ns, ["ip", "link", "set", "eth0", "address", mac])
+    out = tmp / f"{name}.lease"
+    cmd = [
+        "env",
+        f"LAB_LEASE_OUT={out}",
+        "udhcpc",
+        "-i",
+        "eth0",
+        "-q",
+        "-n",
+        "-t",
+        "6",
+        "-T",
+        "1",
+        "-O",
+        "114",
+        "-s",
+        str(HERE / "udhcpc.sh"),
+    ]
+    res = lab.sh(ns, cmd, check=False, timeout=30)
+    if res.returncode != 0 or not out.exists():
+        raise RuntimeError(f"no DHCP lease: {res.stderr.decode(errors='replace')}")
+    lease = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
+    client = Client(ns, mac, lease["ip"])
+    city.clients.append(client)
+    return client, lease
 
 
 def _answers(lab: Lab, ns: str, url: str) -> bool:

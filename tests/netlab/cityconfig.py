@@ -12,7 +12,7 @@ SITES = {
 }
 
 
-def lab_sites_yaml(city: City, portal_port: int = 8080) -> str:
+def lab_sites_yaml(city: City, portal_port: int = 8080, dns: str = "198.51.100.53") -> str:
     names = list(SITES)
     sites = "\n".join(
         f"  {name}:\n    name: Lab {name}\n    location: {{lat: -0.3, lon: 100.37}}\n"
@@ -21,13 +21,13 @@ def lab_sites_yaml(city: City, portal_port: int = 8080) -> str:
     )
     aps = "\n".join(
         f"  - {{id: {names[i]}-1, name: AP {i + 1}, site: {names[i]}, interface: {br}, "
-        f"subnet: {city.subnets[i]}, dhcp_range: {city.subnets[i].rsplit('.', 1)[0]}.10 - "
+        f"subnet: {city.subnets[i]}, dhcp_range: {city.subnets[i].rsplit('.', 1)[0]}.100 - "
         f"{city.subnets[i].rsplit('.', 1)[0]}.200, management: 10.19.0.{i + 11}}}"
         for i, br in enumerate(city.bridges)
     )
     return f"""city: {{name: Lab City, timezone: Asia/Jakarta, ssid: WiFi Kota Lab}}
 gateways: [{{name: gw-lab, wan_interface: wan}}]
-portal: {{hostname: wifi.lab.example.id, base_url: http://wifi.lab.example.id, terms_version: "1", port: {portal_port}}}
+portal: {{hostname: wifi.lab.example.id, base_url: http://wifi.lab.example.id, terms_version: "1", port: {portal_port}, api_url: "https://wifi.lab.example.id/api/captive"}}
 city_app: {{name: Lab App, domains: [app.lab.example.id], link: https://app.lab.example.id/}}
 defaults:
   login_methods: [click]
@@ -41,5 +41,6 @@ sites:
 {sites}
 aps:
 {aps}
+dns: {{servers: [{dns}]}}
 device_hash_secret: {{env: WIFIKOTA_DEVICE_HASH_SECRET}}
 """
