@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,10 +100,13 @@ def read_leases(path: Path) -> list[Lease]:
 
 class DnsmasqProcess:
     """dnsmasq as the controller's child: started with the config, restarted when the
-    config changes, stopped with the controller."""
+    config changes, stopped with the controller. If the controller dies without stopping it,
+    dnsmasq keeps serving DHCP and DNS, and the next controller replaces it (found by its
+    pid file) with one of its own."""
 
     def __init__(self, conf_path: Path, binary: str = "dnsmasq") -> None:
         self.conf_path = conf_path
+        self.pid_path = conf_path.with_suffix(".pid")
         self.binary = binary
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -133,15 +137,36 @@ class DnsmasqProcess:
         self.conf_path.parent.mkdir(parents=True, exist_ok=True)
         self.conf_path.write_text(text)
         self.stop()
+        self._stop_stale()
         args = [
             self.binary,
             "--keep-in-foreground",
             "--log-facility=-",
-            "--pid-file",
+            f"--pid-file={self.pid_path}",
             f"--conf-file={self.conf_path}",
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
         log.info("dnsmasq started (pid %d) with %s", self.proc.pid, self.conf_path)
+
+    def _stop_stale(self) -> None:
+        """End a dnsmasq a previous controller left running with this config."""
+        try:
+            pid = int(self.pid_path.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        if str(self.conf_path).encode() not in cmdline:
+            return
+        log.info("replacing the dnsmasq (pid %d) a previous controller left running", pid)
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):  # up to 5 s for it to let go of its ports
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                return
+            if state == "Z":
+                return
+            time.sleep(0.05)
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -155,15 +180,6 @@ class DnsmasqProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self.proc = None
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the controller dies, even by SIGKILL, so no
-    dnsmasq outlives it (a restarted controller starts its own)."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def default_paths() -> tuple[Path, Path]:
