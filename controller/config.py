@@ -167,6 +167,7 @@ class Policy(_Model):
     opening_hours: OpeningHours
     city_app_link: HttpsUrl | None = None
     dhcp_lease: Seconds = 3600
+    site_download_cap: Kbit | None = None  # for the whole site, shared evenly by its APs
 
 
 class PolicyOverride(_Model):
@@ -180,6 +181,7 @@ class PolicyOverride(_Model):
     opening_hours: OpeningHours | None = None
     city_app_link: HttpsUrl | None = None
     dhcp_lease: Seconds | None = None
+    site_download_cap: Kbit | None = None
 
 
 class Site(_Model):

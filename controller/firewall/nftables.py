@@ -13,7 +13,7 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any
 
-from .. import network
+from .. import network, shaping
 from ..netns import Runner
 from .base import FirewallError, FirewallState, Grant, Plan
 from .libnft import Nft, NftError
@@ -38,8 +38,9 @@ def _timeout(g: Grant, now: datetime) -> str:
     return f"{max(1, math.ceil((g.expires_at - now).total_seconds()))}s"
 
 
-def commands(plan: Plan, now: datetime) -> str:
-    """The nft commands for ``plan`` (pure; one transaction when run as one buffer)."""
+def commands(plan: Plan, now: datetime, spec: RulesetSpec | None = None) -> str:
+    """The nft commands for ``plan`` (pure; one transaction when run as one buffer). With
+    ``spec``, clients of its AP subnets are also put in their download class."""
     out: list[str] = []
     add, delete = f"add element {TABLE}", f"delete element {TABLE}"
     for mac in plan.unblock:
@@ -51,6 +52,15 @@ def commands(plan: Plan, now: datetime) -> str:
             f"{add} allowed_down {{ {g.ip} timeout {_PLACEHOLDER_TIMEOUT} }}",
             f"{delete} allowed_down {{ {g.ip} }}",
         ]
+        where = spec.iface_of(g.ip) if spec is not None else None
+        if where is not None:
+            # a map's placeholder must carry the element's own data, or the add is refused;
+            # a client's class follows from its address, so it is known here
+            cls = shaping.classid(g.ip, where[1])
+            out += [
+                f"{add} down_class {{ {g.ip} timeout {_PLACEHOLDER_TIMEOUT} : {cls} }}",
+                f"{delete} down_class {{ {g.ip} }}",
+            ]
     for mac in plan.block:
         out.append(f"{add} blocked {{ {mac} }}")
     for g in plan.grant:
@@ -65,6 +75,14 @@ def commands(plan: Plan, now: datetime) -> str:
             f"{delete} allowed_down {{ {g.ip} }}",
             f"{add} allowed_down {{ {g.ip} timeout {t} }}",
         ]
+        where = spec.iface_of(g.ip) if spec is not None else None
+        if where is not None:
+            cls = shaping.classid(g.ip, where[1])
+            out += [
+                f"{add} down_class {{ {g.ip} timeout {t} : {cls} }}",
+                f"{delete} down_class {{ {g.ip} }}",
+                f"{add} down_class {{ {g.ip} timeout {t} : {cls} }}",
+            ]
     return "\n".join(out) + ("\n" if out else "")
 
 
@@ -82,10 +100,12 @@ def _elements(listing: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class NftFirewall:
     """Writes to the ``inet wifikota`` table; flushes conntrack for clients that change."""
 
-    def __init__(self, runner: Runner | None = None) -> None:
+    def __init__(self, runner: Runner | None = None, *, shape: bool = True) -> None:
         self._runner = runner or Runner()
         self._lock = threading.Lock()
         self._nft: Nft = self._runner.call(Nft)
+        self._shaper = shaping.Shaper(self._runner) if shape else None
+        self._spec: RulesetSpec | None = None  # the ruleset in force, once loaded
 
     # -------------------------------------------------------------- the ruleset
 
@@ -100,14 +120,17 @@ class NftFirewall:
     def load(self, spec: RulesetSpec, keep: FirewallState, now: datetime) -> None:
         """Swap in the ruleset for ``spec`` with ``keep``'s grants and blocks in it, in one
         transaction: a refused ruleset leaves the old one (and every client) in force."""
-        text = replace_table(spec) + commands(
-            Plan(grant=tuple(keep.grants.values()), block=tuple(sorted(keep.blocked))), now
-        )
+        keep_plan = Plan(grant=tuple(keep.grants.values()), block=tuple(sorted(keep.blocked)))
+        text = replace_table(spec) + commands(keep_plan, now, spec)
         with self._lock:
             try:
                 self._runner.call(lambda: self._nft.run(text))
             except NftError as exc:
                 raise FirewallError(f"ruleset refused: {exc}") from None
+            self._spec = spec
+            if self._shaper is not None:
+                self._shaper.setup(spec.iface_caps())
+                self._shape(keep_plan, now)
 
     def loaded(self) -> bool:
         with self._lock:
@@ -139,16 +162,38 @@ class NftFirewall:
     def apply(self, plan: Plan, now: datetime) -> None:
         if not plan:
             return
-        text = commands(plan, now)
+        text = commands(plan, now, self._spec)
         with self._lock:
             try:
                 self._runner.call(lambda: self._nft.run(text))
             except NftError as exc:
                 raise FirewallError(str(exc)) from None
+            self._shape(plan, now)
             changed = {g.ip for g in plan.revoke} | {g.ip for g in plan.grant}
             if changed:
                 revoked = {g.ip for g in plan.revoke} - {g.ip for g in plan.grant}
                 self._runner.call(lambda: _cut(changed, revoked))
+
+    def _shape(self, plan: Plan, now: datetime) -> None:
+        """Give granted clients their download class; take revoked clients' away."""
+        if self._shaper is None or self._spec is None:
+            return
+        add, granted = [], set()
+        for g in plan.grant:
+            where = self._spec.iface_of(g.ip)
+            if where is not None and g.expires_at > now:
+                add.append((where[0], shaping.client_minor(g.ip, where[1]), g.down_kbit))
+                granted.add(g.ip)
+        remove = []
+        for g in plan.revoke:
+            where = self._spec.iface_of(g.ip)
+            if where is not None and g.ip not in granted:
+                remove.append((where[0], shaping.client_minor(g.ip, where[1])))
+        if add or remove:
+            try:
+                self._shaper.set_clients(add, remove)
+            except Exception:  # the grant stands; the client rides the default class
+                log.exception("tc could not shape %s", [a[:2] for a in add])
 
     def counters(self) -> dict[tuple[str, str], tuple[int, int]]:
         """Bytes (up, down) per (MAC, IP) since each client's grant was last written."""

@@ -19,19 +19,40 @@ traffic can go around the portal over IPv6.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 
 from ..config import CityConfig
 
 TABLE = "inet wifikota"
 
 
+NO_CAP_KBIT = 1_000_000
+
+
 @dataclass(frozen=True)
 class RulesetSpec:
+    """What the ruleset is made from. ``client_ifaces``, ``client_nets`` and ``caps`` (the
+    download cap of each AP interface, kbit/s) go in step; ``uploads`` lists each site's AP
+    interfaces with the upload rate of its clients (kbit/s)."""
+
     client_ifaces: tuple[str, ...]
     client_nets: tuple[IPv4Network, ...]
     wan_iface: str
     portal_port: int
+    caps: tuple[int, ...] = ()
+    uploads: tuple[tuple[tuple[str, ...], int], ...] = ()
+
+    def iface_caps(self) -> dict[str, int]:
+        caps = self.caps or (NO_CAP_KBIT,) * len(self.client_ifaces)
+        return dict(zip(self.client_ifaces, caps, strict=True))
+
+    def iface_of(self, ip: str) -> tuple[str, IPv4Network] | None:
+        """The AP interface and subnet a client address belongs to."""
+        addr = IPv4Address(ip)
+        for iface, net in zip(self.client_ifaces, self.client_nets, strict=True):
+            if addr in net:
+                return iface, net
+        return None
 
     @classmethod
     def for_gateway(cls, config: CityConfig, gateway: str | None = None) -> RulesetSpec:
@@ -43,11 +64,26 @@ class RulesetSpec:
             for ap in config.aps
             if config.sites[ap.site].mode == "gateway" and config.gateway_of(ap.site) == name
         ]
+        aps = [ap for ap in aps if ap.interface]
+        per_site = {site: [ap for ap in aps if ap.site == site] for site in {ap.site for ap in aps}}
+
+        def cap(site: str) -> int:
+            total = config.policy_for(site).site_download_cap
+            return NO_CAP_KBIT if total is None else max(8, total // len(per_site[site]))
+
         return cls(
-            client_ifaces=tuple(client_iface(ap.interface, ap.vlan) for ap in aps if ap.interface),
+            client_ifaces=tuple(client_iface(ap.interface, ap.vlan) for ap in aps),
             client_nets=tuple(ap.subnet for ap in aps),
             wan_iface=gw.wan_interface,
             portal_port=config.portal.port,
+            caps=tuple(cap(ap.site) for ap in aps),
+            uploads=tuple(
+                (
+                    tuple(client_iface(ap.interface, ap.vlan) for ap in site_aps),
+                    config.policy_for(site).upload_rate,
+                )
+                for site, site_aps in sorted(per_site.items())
+            ),
         )
 
 
@@ -67,13 +103,23 @@ def render(spec: RulesetSpec) -> str:
     nets = "{ " + ", ".join(str(n) for n in spec.client_nets) + " }" if spec.client_nets else None
     port = spec.portal_port
     masquerade = f'        oifname "{spec.wan_iface}" ip saddr {nets} masquerade\n' if nets else ""
+    meters = "".join(
+        f"    set up{i} {{ type ipv4_addr; size 131072; flags dynamic, timeout; timeout 10m; }}\n"
+        for i in range(len(spec.uploads))
+    )
+    policing = "".join(
+        f"        iifname {_names(ifaces)} update @up{i} {{ ip saddr limit rate over "
+        f"{max(1, kbit // 8)} kbytes/second burst {max(32, kbit // 8 // 5)} kbytes }} drop\n"
+        for i, (ifaces, kbit) in enumerate(spec.uploads)
+    )
     return f"""table {TABLE} {{
     set allowed {{ type ether_addr . ipv4_addr; flags timeout; counter; }}
     set allowed_down {{ type ipv4_addr; flags timeout; counter; }}
     set blocked {{ type ether_addr; }}
     set city_app {{ type ipv4_addr; flags timeout; timeout 1d; }}
     set city_app6 {{ type ipv6_addr; flags timeout; timeout 1d; }}
-
+    map down_class {{ type ipv4_addr : classid; flags timeout; }}
+{meters}
     chain prerouting {{
         type nat hook prerouting priority dstnat; policy accept;
         iifname != {ifs} return
@@ -106,7 +152,7 @@ def render(spec: RulesetSpec) -> str:
     chain from_clients {{
         meta nfproto ipv6 reject with icmpx admin-prohibited
         ether saddr @blocked reject with icmpx admin-prohibited
-        ether saddr . ip saddr @allowed accept
+{policing}        ether saddr . ip saddr @allowed accept
         ip daddr @city_app accept
         meta l4proto tcp reject with tcp reset
         reject with icmpx admin-prohibited
@@ -116,6 +162,11 @@ def render(spec: RulesetSpec) -> str:
         ip daddr @allowed_down accept
         ip saddr @city_app ct state established,related accept
         drop
+    }}
+
+    chain shape {{
+        type filter hook postrouting priority mangle; policy accept;
+        oifname {ifs} meta priority set ip daddr map @down_class
     }}
 
     chain postrouting {{

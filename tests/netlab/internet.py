@@ -70,6 +70,21 @@ class Handler(BaseHTTPRequestHandler):
             )
 
 
+def _do_post(self: Handler) -> None:
+    """Swallow an upload and say how many bytes came."""
+    size = int(self.headers.get("Content-Length", "0"))
+    got = 0
+    while got < size:
+        chunk = self.rfile.read(min(CHUNK, size - got))
+        if not chunk:
+            break
+        got += len(chunk)
+    self._send(200, str(got).encode())
+
+
+Handler.do_POST = _do_post  # type: ignore[attr-defined]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ports", default="80")

@@ -1,0 +1,129 @@
+"""Per-client download limits with tc (HTB) on the AP interfaces, through pyroute2.
+
+Each AP interface gets an HTB qdisc: class 1:1 is the AP's share of its site's cap, class
+1:2 (the default) carries what is not a logged-in client's (the portal, DNS), and each
+client has its own class under 1:1 at its download rate. Packets are put in their class
+by the firewall: an nftables map sets each packet's priority to its client's class id,
+which HTB uses directly, so there is no tc filter per client and classifying stays O(1).
+Upload is policed by the ruleset (a meter per site), not here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from .netns import Runner
+
+log = logging.getLogger(__name__)
+
+ROOT = 0x10000  # 1:
+AP_CLASS = 0x10001  # 1:1, the AP's share of its site's cap
+DEFAULT_MINOR = 0x2  # 1:2, everything that is not a logged-in client's
+FIRST_CLIENT_MINOR = 0x10
+DEFAULT_RATE_KBIT = 1000
+GUARANTEED_KBIT = 64
+QUANTUM = 1514  # bytes a class may send per round when borrowing: one full frame
+
+
+def client_minor(ip: str, subnet: IPv4Network) -> int:
+    """The class minor of a client: its offset in the AP's subnet, past the fixed ones."""
+    minor = FIRST_CLIENT_MINOR + int(IPv4Address(ip)) - int(subnet.network_address)
+    if minor > 0xFFFF:
+        raise ValueError(f"{subnet} is too large to shape per client (at most /17)")
+    return minor
+
+
+def classid(ip: str, subnet: IPv4Network) -> str:
+    """The class id as nftables writes it (``1:2a``)."""
+    return f"1:{client_minor(ip, subnet):x}"
+
+
+def _burst(kbit: int) -> int:
+    """Bytes HTB may send at once: 20 ms at the rate, never less than a few packets."""
+    return max(kbit * 1000 // 8 // 50, 15_000)
+
+
+class Shaper:
+    """Writes tc classes; every call is idempotent."""
+
+    def __init__(self, runner: Runner | None = None) -> None:
+        self._runner = runner or Runner()
+
+    def _ipr(self) -> Any:
+        from pyroute2 import IPRoute
+
+        return IPRoute()
+
+    def setup(self, caps: dict[str, int]) -> None:
+        """(Re)create the HTB tree on each interface, capped at ``caps[iface]`` kbit/s.
+        Client classes are dropped; the caller adds those of the clients it keeps."""
+
+        def run() -> None:
+            with self._ipr() as ipr:
+                for iface, cap in caps.items():
+                    idx = ipr.link_lookup(ifname=iface)
+                    if not idx:
+                        log.warning("no interface %s to shape on", iface)
+                        continue
+                    with contextlib.suppress(Exception):
+                        ipr.tc("del", "htb", idx[0], ROOT)
+                    ipr.tc("add", "htb", idx[0], ROOT, default=DEFAULT_MINOR)
+                    ipr.tc(
+                        "add-class",
+                        "htb",
+                        idx[0],
+                        AP_CLASS,
+                        parent=ROOT,
+                        rate=f"{cap}kbit",
+                        ceil=f"{cap}kbit",
+                        burst=_burst(cap),
+                    )
+                    rate = min(DEFAULT_RATE_KBIT, cap)
+                    ipr.tc(
+                        "add-class",
+                        "htb",
+                        idx[0],
+                        ROOT | DEFAULT_MINOR,
+                        parent=AP_CLASS,
+                        rate=f"{rate}kbit",
+                        ceil=f"{cap}kbit",
+                        burst=_burst(cap),
+                    )
+
+        self._runner.call(run)
+
+    def set_clients(self, add: list[tuple[str, int, int]], remove: list[tuple[str, int]]) -> None:
+        """Add (iface, minor, kbit) classes, replacing any there; remove (iface, minor)."""
+
+        def run() -> None:
+            with self._ipr() as ipr:
+                index: dict[str, int] = {}
+                for iface, minor in remove + [(i, m) for i, m, _ in add]:
+                    if iface not in index:
+                        found = ipr.link_lookup(ifname=iface)
+                        index[iface] = found[0] if found else -1
+                    if index[iface] >= 0:
+                        with contextlib.suppress(Exception):  # not there: nothing to remove
+                            ipr.tc("del-class", "htb", index[iface], ROOT | minor, parent=AP_CLASS)
+                for iface, minor, kbit in add:
+                    if index.get(iface, -1) >= 0:
+                        ipr.tc(
+                            "add-class",
+                            "htb",
+                            index[iface],
+                            ROOT | minor,
+                            parent=AP_CLASS,
+                            # HTB guarantees a class its rate even past its parent's, so a
+                            # client is guaranteed little and borrows up to its own limit
+                            # (ceil) from the AP's share; busy clients split it evenly
+                            rate=f"{min(kbit, GUARANTEED_KBIT)}kbit",
+                            ceil=f"{kbit}kbit",
+                            burst=_burst(kbit),
+                            cburst=_burst(kbit),
+                            quantum=QUANTUM,
+                        )
+
+        self._runner.call(run)

@@ -1,0 +1,109 @@
+"""Rates as a phone feels them: download shaped per client and per AP, upload policed."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Network
+
+import pytest
+
+from controller.firewall import FirewallState, Grant, Plan
+from controller.firewall.ruleset import RulesetSpec
+from tests.netlab import INTERNET_IP
+
+KBIT = 1000 / 8  # bytes per second in one kbit/s
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.fixture
+def shaped(gw_firewall, city):
+    """The gateway with AP 1 capped at 6 Mbit/s and its clients' upload at 2 Mbit/s."""
+    spec = RulesetSpec(
+        tuple(city.bridges),
+        tuple(IPv4Network(n) for n in city.subnets),
+        "wan",
+        8080,
+        caps=(6000, 1_000_000),
+        uploads=(((city.bridges[0],), 2000),),
+    )
+    gw_firewall.load(spec, FirewallState(), now())
+    return gw_firewall
+
+
+def speed(city, client, url: str) -> float:
+    """curl's average download speed in bytes per second."""
+    cmd = ["curl", "-sS", "-o", "/dev/null", "-m", "60", "-w", "%{speed_download}", url]
+    return float(city.lab.sh(client.ns, cmd, timeout=90).stdout.decode())
+
+
+def test_a_download_runs_at_the_clients_rate(city, shaped):
+    phone = city.clients[0]
+    shaped.apply(
+        Plan(grant=(Grant(phone.mac, phone.ip, "tmsbk", now() + timedelta(hours=1), 4000, 1000),)),
+        now(),
+    )
+    rate = speed(city, phone, f"http://{INTERNET_IP}/bytes/4000000")
+    assert 0.85 * 4000 * KBIT <= rate <= 1.15 * 4000 * KBIT
+
+
+def test_two_busy_phones_share_their_aps_cap(city, shaped):
+    a, b = city.clients[0], city.clients[1]
+    until = now() + timedelta(hours=1)
+    shaped.apply(
+        Plan(
+            grant=(
+                Grant(a.mac, a.ip, "tmsbk", until, 5000, 1000),
+                Grant(b.mac, b.ip, "tmsbk", until, 5000, 1000),
+            )
+        ),
+        now(),
+    )
+    rates: dict[str, float] = {}
+
+    def fetch(client) -> None:
+        rates[client.ip] = speed(city, client, f"http://{INTERNET_IP}/bytes/3000000")
+
+    threads = [threading.Thread(target=fetch, args=(c,)) for c in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(rates) == 2
+    assert sum(rates.values()) <= 1.15 * 6000 * KBIT  # the AP's cap, not 2 x 5 Mbit/s
+    assert min(rates.values()) >= 0.25 * 6000 * KBIT  # and neither phone starves
+
+
+def test_an_upload_is_policed_near_the_sites_rate(city, shaped):
+    phone = city.clients[0]
+    shaped.apply(
+        Plan(grant=(Grant(phone.mac, phone.ip, "tmsbk", now() + timedelta(hours=1), 4000, 2000),)),
+        now(),
+    )
+    rate = _upload(city, phone)
+    assert 0.4 * 2000 * KBIT <= rate <= 1.15 * 2000 * KBIT
+
+
+def _upload(city, phone) -> float:
+    res = city.lab.sh(
+        phone.ns,
+        [
+            "sh",
+            "-c",
+            "head -c 1500000 /dev/zero | curl -sS -o /dev/null -m 60 "
+            f"-w '%{{speed_upload}}' --data-binary @- http://{INTERNET_IP}/upload",
+        ],
+        timeout=90,
+    )
+    return float(res.stdout.decode())
+
+
+def test_a_client_not_logged_in_is_not_shaped_into_a_class(city, shaped):
+    phone = city.clients[1]
+    rules = city.lab.sh(
+        city.gw, ["nft", "list", "map", "inet", "wifikota", "down_class"]
+    ).stdout.decode()
+    assert phone.ip not in rules
