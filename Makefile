@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO_DATA := $(CURDIR)/var/demo
 
-.PHONY: demo test lint check venv system-deps clean
+.PHONY: demo test bench venv system-deps clean
 
 ## Build the environment, then show the system with its embedded defaults (SQLite).
 demo: venv
@@ -50,3 +50,8 @@ $(BIN)/.installed: pyproject.toml
 
 clean:
 	rm -rf $(VENV) var *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+## Benchmarks (root): enforcement latency and forwarding, side by side in one run.
+bench: system-deps venv
+	@command -v iperf3 >/dev/null || { echo "bench needs iperf3 (apt-get install iperf3)"; exit 1; }
+	$(BIN)/python bench/enforcement.py

@@ -14,6 +14,7 @@ import logging
 import socket
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -26,33 +27,47 @@ class TcpFlow:
     server_port: int
 
 
-def flush_conntrack(ips: set[str]) -> list[TcpFlow]:
-    """Delete the conntrack entries from or to these IPv4 addresses; return the TCP flows
-    the clients had opened. Errors are logged, not raised."""
-    from pyroute2 import Conntrack
-    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+class Conntrack:
+    """The kernel's connection tracking table, over one netlink socket kept open (opening
+    one costs more than the rest of a logout). Use it from one thread."""
 
-    flows: list[TcpFlow] = []
-    try:
-        ct = Conntrack()
-    except OSError as exc:
-        log.warning("conntrack unavailable: %s", exc)
+    def __init__(self) -> None:
+        self._socket: Any = None
+
+    def _ct(self) -> Any:
+        if self._socket is None:
+            from pyroute2 import Conntrack as Socket
+
+            self._socket = Socket()
+        return self._socket
+
+    def flush(self, ips: set[str]) -> list[TcpFlow]:
+        """Delete the entries from or to these IPv4 addresses; return the TCP flows the
+        clients had opened. Errors are logged, not raised."""
+        from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
+        flows: list[TcpFlow] = []
+        try:
+            ct = self._ct()
+            for ip in sorted(ips):
+                for key in ("saddr", "daddr"):
+                    match = NFCTAttrTuple(family=socket.AF_INET, **{key: ip})
+                    for entry in list(ct.dump_entries(tuple_orig=match)):
+                        orig = entry.tuple_orig
+                        if key == "saddr" and orig.proto == socket.IPPROTO_TCP:
+                            flows.append(TcpFlow(orig.saddr, orig.sport, orig.daddr, orig.dport))
+                        with contextlib.suppress(OSError):  # gone already
+                            ct.delete(entry)
+        except OSError as exc:
+            log.warning("conntrack flush failed for %s: %s", sorted(ips), exc)
+            self.close()  # a fresh socket next time
         return flows
-    try:
-        for ip in sorted(ips):
-            for key in ("saddr", "daddr"):
-                match = NFCTAttrTuple(family=socket.AF_INET, **{key: ip})
-                for entry in list(ct.dump_entries(tuple_orig=match)):
-                    orig = entry.tuple_orig
-                    if key == "saddr" and orig.proto == socket.IPPROTO_TCP:
-                        flows.append(TcpFlow(orig.saddr, orig.sport, orig.daddr, orig.dport))
-                    with contextlib.suppress(OSError):  # gone already
-                        ct.delete(entry)
-    except OSError as exc:
-        log.warning("conntrack flush failed for %s: %s", sorted(ips), exc)
-    finally:
-        ct.close()
-    return flows
+
+    def close(self) -> None:
+        if self._socket is not None:
+            with contextlib.suppress(Exception):
+                self._socket.close()
+            self._socket = None
 
 
 def _checksum(data: bytes) -> int:

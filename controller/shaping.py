@@ -11,9 +11,12 @@ Upload is policed by the ruleset (a meter per site), not here.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
+
+from pyroute2.netlink.exceptions import NetlinkError
 
 from .netns import Runner
 
@@ -51,47 +54,52 @@ class Shaper:
 
     def __init__(self, runner: Runner | None = None) -> None:
         self._runner = runner or Runner()
+        self._socket: Any = None  # one netlink socket, opened in the runner's namespace
 
     def _ipr(self) -> Any:
-        from pyroute2 import IPRoute
+        """The netlink socket; opening one costs more than a login's whole tc work."""
+        if self._socket is None:
+            from pyroute2 import IPRoute
 
-        return IPRoute()
+            self._socket = IPRoute()
+        return self._socket
 
     def setup(self, caps: dict[str, int]) -> None:
         """(Re)create the HTB tree on each interface, capped at ``caps[iface]`` kbit/s.
         Client classes are dropped; the caller adds those of the clients it keeps."""
 
         def run() -> None:
-            with self._ipr() as ipr:
-                for iface, cap in caps.items():
-                    idx = ipr.link_lookup(ifname=iface)
-                    if not idx:
-                        log.warning("no interface %s to shape on", iface)
-                        continue
-                    with contextlib.suppress(Exception):
-                        ipr.tc("del", "htb", idx[0], ROOT)
-                    ipr.tc("add", "htb", idx[0], ROOT, default=DEFAULT_MINOR)
-                    ipr.tc(
-                        "add-class",
-                        "htb",
-                        idx[0],
-                        AP_CLASS,
-                        parent=ROOT,
-                        rate=f"{cap}kbit",
-                        ceil=f"{cap}kbit",
-                        burst=_burst(cap),
-                    )
-                    rate = min(DEFAULT_RATE_KBIT, cap)
-                    ipr.tc(
-                        "add-class",
-                        "htb",
-                        idx[0],
-                        ROOT | DEFAULT_MINOR,
-                        parent=AP_CLASS,
-                        rate=f"{rate}kbit",
-                        ceil=f"{cap}kbit",
-                        burst=_burst(cap),
-                    )
+            ipr = self._ipr()
+            for iface, cap in caps.items():
+                idx = ipr.link_lookup(ifname=iface)
+                if not idx:
+                    log.warning("no interface %s to shape on", iface)
+                    continue
+                with contextlib.suppress(Exception):
+                    ipr.tc("del", "htb", idx[0], ROOT)
+                ipr.tc("add", "htb", idx[0], ROOT, default=DEFAULT_MINOR)
+                ipr.tc(
+                    "add-class",
+                    "htb",
+                    idx[0],
+                    AP_CLASS,
+                    parent=ROOT,
+                    rate=f"{cap}kbit",
+                    ceil=f"{cap}kbit",
+                    burst=_burst(cap),
+                )
+                rate = min(DEFAULT_RATE_KBIT, cap)
+                ipr.tc(
+                    "add-class",
+                    "htb",
+                    idx[0],
+                    ROOT | DEFAULT_MINOR,
+                    parent=AP_CLASS,
+                    rate=f"{rate}kbit",
+                    ceil=f"{cap}kbit",
+                    burst=_burst(rate),  # a burst belongs to its rate: too big overflows
+                    cburst=_burst(cap),
+                )
 
         self._runner.call(run)
 
@@ -99,31 +107,44 @@ class Shaper:
         """Add (iface, minor, kbit) classes, replacing any there; remove (iface, minor)."""
 
         def run() -> None:
-            with self._ipr() as ipr:
-                index: dict[str, int] = {}
-                for iface, minor in remove + [(i, m) for i, m, _ in add]:
-                    if iface not in index:
-                        found = ipr.link_lookup(ifname=iface)
-                        index[iface] = found[0] if found else -1
-                    if index[iface] >= 0:
-                        with contextlib.suppress(Exception):  # not there: nothing to remove
-                            ipr.tc("del-class", "htb", index[iface], ROOT | minor, parent=AP_CLASS)
-                for iface, minor, kbit in add:
-                    if index.get(iface, -1) >= 0:
+            ipr = self._ipr()
+            index: dict[str, int] = {}
+            for iface, minor in remove + [(i, m) for i, m, _ in add]:
+                if iface not in index:
+                    found = ipr.link_lookup(ifname=iface)
+                    index[iface] = found[0] if found else -1
+                if index[iface] >= 0:
+                    # rates are ignored on delete, but pyroute2 0.9.7 cannot encode an HTB
+                    # class message without them
+                    try:
                         ipr.tc(
-                            "add-class",
+                            "del-class",
                             "htb",
                             index[iface],
                             ROOT | minor,
                             parent=AP_CLASS,
-                            # HTB guarantees a class its rate even past its parent's, so a
-                            # client is guaranteed little and borrows up to its own limit
-                            # (ceil) from the AP's share; busy clients split it evenly
-                            rate=f"{min(kbit, GUARANTEED_KBIT)}kbit",
-                            ceil=f"{kbit}kbit",
-                            burst=_burst(kbit),
-                            cburst=_burst(kbit),
-                            quantum=QUANTUM,
+                            rate=f"{GUARANTEED_KBIT}kbit",
+                            ceil=f"{GUARANTEED_KBIT}kbit",
                         )
+                    except NetlinkError as exc:
+                        if exc.code != errno.ENOENT:  # not there: nothing to remove
+                            raise
+            for iface, minor, kbit in add:
+                if index.get(iface, -1) >= 0:
+                    ipr.tc(
+                        "add-class",
+                        "htb",
+                        index[iface],
+                        ROOT | minor,
+                        parent=AP_CLASS,
+                        # HTB guarantees a class its rate even past its parent's, so a
+                        # client is guaranteed little and borrows up to its own limit
+                        # (ceil) from the AP's share; busy clients split it evenly
+                        rate=f"{min(kbit, GUARANTEED_KBIT)}kbit",
+                        ceil=f"{kbit}kbit",
+                        burst=_burst(min(kbit, GUARANTEED_KBIT)),  # for the rate
+                        cburst=_burst(kbit),  # for the ceiling
+                        quantum=QUANTUM,
+                    )
 
         self._runner.call(run)

@@ -106,6 +106,7 @@ class NftFirewall:
         self._nft: Nft = self._runner.call(Nft)
         self._shaper = shaping.Shaper(self._runner) if shape else None
         self._spec: RulesetSpec | None = None  # the ruleset in force, once loaded
+        self._conntrack = network.Conntrack()
 
     # -------------------------------------------------------------- the ruleset
 
@@ -172,7 +173,13 @@ class NftFirewall:
             changed = {g.ip for g in plan.revoke} | {g.ip for g in plan.grant}
             if changed:
                 revoked = {g.ip for g in plan.revoke} - {g.ip for g in plan.grant}
-                self._runner.call(lambda: _cut(changed, revoked))
+                self._runner.call(lambda: self._cut(changed, revoked))
+
+    def _cut(self, changed: set[str], revoked: set[str]) -> None:
+        """Forget the clients' tracked connections (a new grant must not keep flows that
+        were sent to the portal); clients that lost their grant have their TCP flows ended."""
+        flows = self._conntrack.flush(changed)
+        network.nudge([f for f in flows if f.client_ip in revoked])
 
     def _shape(self, plan: Plan, now: datetime) -> None:
         """Give granted clients their download class; take revoked clients' away."""
@@ -209,13 +216,6 @@ class NftFirewall:
 
     def close(self) -> None:
         self._runner.call(self._nft.close)
-
-
-def _cut(changed: set[str], revoked: set[str]) -> None:
-    """Forget the clients' tracked connections (a new grant must not keep flows that were
-    sent to the portal); clients that lost their grant have their TCP flows ended."""
-    flows = network.flush_conntrack(changed)
-    network.nudge([f for f in flows if f.client_ip in revoked])
 
 
 __all__ = ["NftFirewall", "RulesetSpec", "commands", "render"]

@@ -26,7 +26,7 @@ from ..config import CityConfig
 TABLE = "inet wifikota"
 
 
-NO_CAP_KBIT = 1_000_000
+NO_CAP_KBIT = 30_000_000  # "no cap": above what a gateway forwards, within what tc encodes
 
 
 @dataclass(frozen=True)

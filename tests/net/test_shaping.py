@@ -107,3 +107,20 @@ def test_a_client_not_logged_in_is_not_shaped_into_a_class(city, shaped):
         city.gw, ["nft", "list", "map", "inet", "wifikota", "down_class"]
     ).stdout.decode()
     assert phone.ip not in rules
+
+
+def test_a_revoked_client_loses_its_class_and_a_regranted_one_gets_its_new_rate(city, shaped):
+    phone = city.clients[0]
+    until = now() + timedelta(hours=1)
+
+    def classes() -> str:
+        return city.lab.sh(city.gw, ["tc", "class", "show", "dev", "ap1"]).stdout.decode()
+
+    shaped.apply(Plan(grant=(Grant(phone.mac, phone.ip, "tmsbk", until, 4000, 1000),)), now())
+    assert (
+        "class htb 1:1a parent 1:1" in classes() and "ceil 4Mbit" in classes()
+    )  # .10 -> 0x10 + 10
+    shaped.apply(Plan(grant=(Grant(phone.mac, phone.ip, "tmsbk", until, 2000, 1000),)), now())
+    assert "ceil 2Mbit" in classes() and "ceil 4Mbit" not in classes()
+    shaped.apply(Plan(revoke=(Grant(phone.mac, phone.ip, "tmsbk", until, 2000, 1000),)), now())
+    assert "1:1a" not in classes()

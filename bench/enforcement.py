@@ -1,0 +1,171 @@
+"""Enforcement benchmark, all in one run (root; network namespaces made and removed here).
+
+1. Authorize and deauthorize one client while N others are already let through
+   (N = 1, 1,000, 10,000, 50,000): median and p99 per call, and the ruleset's rule count.
+   A call is what a login does at the gateway: one nftables transaction (set elements,
+   class map) plus the client's tc class, and conntrack flush and nudge on deauthorize.
+2. Forwarding throughput (iperf3, client -> gateway -> internet) with 0 and with 50,000
+   authorized clients, alternated so machine noise falls on both alike; the ratio.
+
+Usage: python bench/enforcement.py [--sizes 1,1000,10000,50000] [--calls 200] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from controller.firewall import FirewallState, Grant, Plan
+from controller.firewall.nftables import NftFirewall
+from controller.firewall.ruleset import RulesetSpec
+from controller.netns import Runner
+from tests.netlab import GATEWAY_WAN_IP, INTERNET_IP, Lab, build_city, wait_until
+
+BULK = IPv4Network("10.64.0.0/16")  # the N others, on a second AP of their own
+
+
+def grants(n: int, until: datetime) -> list[Grant]:
+    base = int(BULK.network_address) + 2
+    return [
+        Grant(
+            f"02:b0:{(i >> 16) & 0xFF:02x}:{(i >> 8) & 0xFF:02x}:{i & 0xFF:02x}:01",
+            str(IPv4Address(base + i)),
+            "bench",
+            until,
+            5000,
+            1000,
+        )
+        for i in range(n)
+    ]
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def latency(fw: NftFirewall, spec: RulesetSpec, n: int, calls: int, probe_net: IPv4Network) -> dict:
+    now = datetime.now(UTC)
+    until = now + timedelta(hours=2)
+    fw.load(spec, FirewallState(), now)
+    others = grants(n, until)
+    for i in range(0, len(others), 5000):  # fill in batches, as a restart's reconcile would
+        fw.apply(Plan(grant=tuple(others[i : i + 5000])), datetime.now(UTC))
+    auth, deauth = [], []
+    for i in range(calls):
+        g = Grant(
+            f"02:c0:00:00:{i >> 8:02x}:{i & 0xFF:02x}",
+            str(probe_net[10 + i % 200]),
+            "bench",
+            until,
+            5000,
+            1000,
+        )
+        t0 = time.perf_counter()
+        fw.apply(Plan(grant=(g,)), datetime.now(UTC))
+        t1 = time.perf_counter()
+        fw.apply(Plan(revoke=(g,)), datetime.now(UTC))
+        t2 = time.perf_counter()
+        auth.append((t1 - t0) * 1000)
+        deauth.append((t2 - t1) * 1000)
+    return {
+        "clients": n,
+        "rules": fw.rule_count(),
+        "authorize_ms": (statistics.median(auth), percentile(auth, 99)),
+        "deauthorize_ms": (statistics.median(deauth), percentile(deauth, 99)),
+    }
+
+
+def iperf(lab: Lab, city, seconds: int) -> float:
+    res = lab.sh(
+        city.clients[0].ns,
+        ["iperf3", "-c", INTERNET_IP, "-t", str(seconds), "-J"],
+        timeout=seconds + 30,
+    )
+    return json.loads(res.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1,1000,10000,50000")
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the lab is torn down
+
+    lab = Lab()
+    try:
+        city = build_city(lab, aps=1, clients_per_ap=1)
+        lab.sh(city.gw, ["ip", "link", "add", "bulk", "type", "bridge"])
+        lab.sh(city.gw, ["ip", "link", "set", "bulk", "up"])
+        lab.sh(city.gw, ["ip", "addr", "add", f"{BULK[1]}/{BULK.prefixlen}", "dev", "bulk"])
+        iperf_server = lab.spawn(city.inet, ["iperf3", "-s"], stdout=subprocess.DEVNULL)
+        spec = RulesetSpec(("ap1", "bulk"), (IPv4Network(city.subnets[0]), BULK), "wan", 8080)
+        runner = Runner(city.gw)
+        fw = NftFirewall(runner)
+
+        print(f"## Authorize / deauthorize one client (ms, {args.calls} calls each)\n")
+        print("| clients in force | rules | authorize median | p99 | deauthorize median | p99 |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        for n in sizes:
+            r = latency(fw, spec, n, args.calls, IPv4Network(city.subnets[0]))
+            print(
+                f"| {n:,} | {r['rules']} | {r['authorize_ms'][0]:.2f} | {r['authorize_ms'][1]:.2f} "
+                f"| {r['deauthorize_ms'][0]:.2f} | {r['deauthorize_ms'][1]:.2f} |",
+                flush=True,
+            )
+
+        phone = city.clients[0]
+        until = datetime.now(UTC) + timedelta(hours=2)
+        me = Grant(phone.mac, phone.ip, "bench", until, 30_000_000, 30_000_000)  # not binding
+        wait_until(lambda: lab.sh(city.inet, ["ss", "-ltn"]).stdout.decode().count(":5201") > 0, 10)
+        empty = FirewallState.of([me])
+        full = FirewallState.of([me, *grants(max(sizes), until)])
+        # replies find the clients without NAT too, so "no portal at all" can be measured
+        lab.sh(city.inet, ["ip", "route", "add", "10.20.0.0/16", "via", GATEWAY_WAN_IP])
+        big = f"{max(sizes):,}"
+        results: dict[str, list[float]] = {"no portal": [], "0": [], big: []}
+        for _ in range(args.rounds):
+            for label, state in (("no portal", None), ("0", empty), (big, full)):
+                if state is None:
+                    lab.sh(city.gw, ["nft", "delete", "table", "inet", "wifikota"], check=False)
+                    lab.sh(city.gw, ["tc", "qdisc", "del", "dev", "ap1", "root"], check=False)
+                    results[label].append(iperf(lab, city, args.seconds))
+                    continue
+                fw.load(spec, FirewallState(), datetime.now(UTC))
+                grants_list = list(state.grants.values())
+                for i in range(0, len(grants_list), 5000):
+                    fw.apply(Plan(grant=tuple(grants_list[i : i + 5000])), datetime.now(UTC))
+                results[label].append(iperf(lab, city, args.seconds))
+        bare, base, loaded = (statistics.median(v) for v in results.values())
+        print(f"\n## Forwarding (iperf3 TCP, {args.rounds} x {args.seconds} s each, alternated)\n")
+        print("| authorized clients | Gbit/s (median) | runs |")
+        print("|---:|---:|---|")
+        for label, values in results.items():
+            runs = ", ".join(f"{v:.2f}" for v in values)
+            print(f"| {label} | {statistics.median(values):.2f} | {runs} |")
+        print(
+            f"\nratio, {big} clients to no portal at all: **{loaded / bare:.3f}**; "
+            f"to the ruleset with no client: **{loaded / base:.3f}**"
+        )
+        iperf_server.terminate()
+        fw.close()
+        runner.close()
+    finally:
+        lab.close()
+
+
+if __name__ == "__main__":
+    main()
