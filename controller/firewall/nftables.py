@@ -38,51 +38,56 @@ def _timeout(g: Grant, now: datetime) -> str:
     return f"{max(1, math.ceil((g.expires_at - now).total_seconds()))}s"
 
 
+def _remove(name: str, key: str, data: str = "") -> list[str]:
+    """Delete an element whether or not it is there (add a short-lived one first). A map's
+    placeholder must carry the element's own data, or the kernel refuses the add."""
+    value = f" : {data}" if data else ""
+    return [
+        f"add element {TABLE} {name} {{ {key} timeout {_PLACEHOLDER_TIMEOUT}{value} }}",
+        f"delete element {TABLE} {name} {{ {key} }}",
+    ]
+
+
+def _put(name: str, key: str, timeout: str, extra: str = "", data: str = "") -> list[str]:
+    """Create or replace an element with a fresh timeout (and comment, for ``extra``)."""
+    value = f" : {data}" if data else ""
+    return [
+        *_remove(name, key, data),
+        f"add element {TABLE} {name} {{ {key} timeout {timeout}{extra}{value} }}",
+    ]
+
+
+def _class_of(ip: str, spec: RulesetSpec | None) -> str | None:
+    """The download class of a client of one of ``spec``'s AP subnets (its class follows
+    from its address), or None."""
+    where = spec.iface_of(ip) if spec is not None else None
+    return shaping.classid(ip, where[1]) if where is not None else None
+
+
 def commands(plan: Plan, now: datetime, spec: RulesetSpec | None = None) -> str:
     """The nft commands for ``plan`` (pure; one transaction when run as one buffer). With
     ``spec``, clients of its AP subnets are also put in their download class."""
     out: list[str] = []
-    add, delete = f"add element {TABLE}", f"delete element {TABLE}"
     for mac in plan.unblock:
-        out += [f"{add} blocked {{ {mac} }}", f"{delete} blocked {{ {mac} }}"]
-    for g in plan.revoke:
         out += [
-            f"{add} allowed {{ {_elem_allowed(g)} timeout {_PLACEHOLDER_TIMEOUT} }}",
-            f"{delete} allowed {{ {_elem_allowed(g)} }}",
-            f"{add} allowed_down {{ {g.ip} timeout {_PLACEHOLDER_TIMEOUT} }}",
-            f"{delete} allowed_down {{ {g.ip} }}",
+            f"add element {TABLE} blocked {{ {mac} }}",
+            f"delete element {TABLE} blocked {{ {mac} }}",
         ]
-        where = spec.iface_of(g.ip) if spec is not None else None
-        if where is not None:
-            # a map's placeholder must carry the element's own data, or the add is refused;
-            # a client's class follows from its address, so it is known here
-            cls = shaping.classid(g.ip, where[1])
-            out += [
-                f"{add} down_class {{ {g.ip} timeout {_PLACEHOLDER_TIMEOUT} : {cls} }}",
-                f"{delete} down_class {{ {g.ip} }}",
-            ]
+    for g in plan.revoke:
+        out += _remove("allowed", _elem_allowed(g)) + _remove("allowed_down", g.ip)
+        if cls := _class_of(g.ip, spec):
+            out += _remove("down_class", g.ip, cls)
     for mac in plan.block:
-        out.append(f"{add} blocked {{ {mac} }}")
+        out.append(f"add element {TABLE} blocked {{ {mac} }}")
     for g in plan.grant:
         if g.expires_at <= now:
             continue
         t = _timeout(g, now)
-        out += [
-            f"{add} allowed {{ {_elem_allowed(g)} timeout {t} }}",
-            f"{delete} allowed {{ {_elem_allowed(g)} }}",
-            f"{add} allowed {{ {_elem_allowed(g)} timeout {t} {_comment(g)} }}",
-            f"{add} allowed_down {{ {g.ip} timeout {t} }}",
-            f"{delete} allowed_down {{ {g.ip} }}",
-            f"{add} allowed_down {{ {g.ip} timeout {t} }}",
-        ]
-        where = spec.iface_of(g.ip) if spec is not None else None
-        if where is not None:
-            cls = shaping.classid(g.ip, where[1])
-            out += [
-                f"{add} down_class {{ {g.ip} timeout {t} : {cls} }}",
-                f"{delete} down_class {{ {g.ip} }}",
-                f"{add} down_class {{ {g.ip} timeout {t} : {cls} }}",
-            ]
+        out += _put("allowed", _elem_allowed(g), t, f" {_comment(g)}") + _put(
+            "allowed_down", g.ip, t
+        )
+        if cls := _class_of(g.ip, spec):
+            out += _put("down_class", g.ip, t, data=cls)
     return "\n".join(out) + ("\n" if out else "")
 
 
