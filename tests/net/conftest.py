@@ -3,7 +3,6 @@ WIFIKOTA_REQUIRE_NETNS=1 (as `make test` sets it when run as root) makes that a 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from ipaddress import IPv4Network
@@ -14,15 +13,12 @@ from controller.firewall import FirewallState
 from controller.firewall.nftables import NftFirewall
 from controller.firewall.ruleset import RulesetSpec
 from controller.netns import Runner
-from tests.netlab import City, Lab, build_city, have_root
+from tests.netlab import City, Lab, build_city, require_root
 
 
 @pytest.fixture(scope="module")
 def city() -> Iterator[City]:
-    if not have_root():
-        if os.environ.get("WIFIKOTA_REQUIRE_NETNS") == "1":
-            pytest.fail("network namespace tests need root, ip and nft (WIFIKOTA_REQUIRE_NETNS=1)")
-        pytest.skip("network namespace tests need root, ip and nft")
+    require_root()
     lab = Lab()
     try:
         yield build_city(lab, aps=2, clients_per_ap=2)

@@ -22,7 +22,7 @@ from tests.netlab import (
     Lab,
     build_city,
     dhcp_client,
-    have_root,
+    require_root,
     wait_until,
 )
 from tests.netlab.cityconfig import lab_sites_yaml
@@ -104,10 +104,7 @@ class Daemon:
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    if not have_root():
-        if os.environ.get("WIFIKOTA_REQUIRE_NETNS") == "1":
-            pytest.fail("network namespace tests need root")
-        pytest.skip("network namespace tests need root")
+    require_root()
     lab = Lab()
     try:
         city = build_city(lab, aps=4, clients_per_ap=1)

@@ -31,6 +31,18 @@ def have_root() -> bool:
     return os.geteuid() == 0 and shutil.which("ip") is not None and shutil.which("nft") is not None
 
 
+def require_root() -> None:
+    """Skip a kernel test without root, or fail it when WIFIKOTA_REQUIRE_NETNS=1 (as
+    `make test` sets it when run as root), so a CI run cannot skip them by accident."""
+    import pytest
+
+    if have_root():
+        return
+    if os.environ.get("WIFIKOTA_REQUIRE_NETNS") == "1":
+        pytest.fail("network namespace tests need root, ip and nft (WIFIKOTA_REQUIRE_NETNS=1)")
+    pytest.skip("network namespace tests need root, ip and nft")
+
+
 def wait_until(check: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> bool:
     """Poll ``check`` until it holds or ``timeout`` seconds pass; returns the last result."""
     deadline = time.monotonic() + timeout
