@@ -280,7 +280,7 @@ def load(path: str | Path) -> CityConfig:
     except OSError as exc:
         raise ConfigError([Problem(str(path), 1, 1, "", f"cannot read: {exc.strerror}")]) from None
     except yamlsource.YamlError as exc:
-        raise ConfigError([_located(str(path), doc=None, problem=exc.problem)]) from None
+        raise ConfigError([_located(str(path), exc.problem)]) from None
     return validate(doc, str(path))
 
 
@@ -289,13 +289,11 @@ def loads(text: str, source: str = "<config>") -> CityConfig:
     try:
         doc = yamlsource.loads(text)
     except yamlsource.YamlError as exc:
-        raise ConfigError([_located(source, doc=None, problem=exc.problem)]) from None
+        raise ConfigError([_located(source, exc.problem)]) from None
     return validate(doc, source)
 
 
-def _located(
-    file: str, doc: yamlsource.Document | None, problem: yamlsource.YamlProblem
-) -> Problem:
+def _located(file: str, problem: yamlsource.YamlProblem) -> Problem:
     pos = problem.position
     return Problem(file, pos.line, pos.column, format_path(problem.path), problem.message)
 

@@ -99,9 +99,6 @@ class UnitOfWork:
     def commit(self) -> None:
         self.session.commit()
 
-    def rollback(self) -> None:
-        self.session.rollback()
-
 
 class Database:
     """An engine and its unit-of-work factory."""

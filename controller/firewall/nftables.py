@@ -138,14 +138,6 @@ class NftFirewall:
                 self._shaper.setup(spec.iface_caps())
                 self._shape(keep_plan, now)
 
-    def loaded(self) -> bool:
-        with self._lock:
-            try:
-                self._runner.call(lambda: self._nft.run(f"list table {TABLE}"))
-            except NftError:
-                return False
-            return True
-
     def rule_count(self) -> int:
         with self._lock:
             listing = self._runner.call(lambda: self._nft.json(f"list table {TABLE}"))
