@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from . import audit, sessions
 from .context import Ctx
@@ -118,7 +118,5 @@ def unblock(
 def list_blocks(uow: UnitOfWork, now: datetime, *, include_lifted: bool = False) -> list[BlockInfo]:
     query = select(Block).order_by(Block.id.desc())
     if not include_lifted:
-        query = query.where(
-            Block.lifted_at.is_(None), or_(Block.expires_at.is_(None), Block.expires_at > now)
-        )
+        query = query.where(sessions.block_in_force(now))
     return [BlockInfo.of(b) for b in uow.session.scalars(query)]

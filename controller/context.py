@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
-from .config import CityConfig
+from .config import CityConfig, Policy
 from .identity import DeviceHasher
 
 
@@ -20,6 +20,14 @@ class Ctx:
     @cached_property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.config.city.timezone)
+
+    @cached_property
+    def _policies(self) -> dict[str, Policy]:
+        return {site: self.config.policy_for(site) for site in self.config.sites}
+
+    def policy(self, site_id: str) -> Policy:
+        """The site's effective policy, built once per config (rules ask per session)."""
+        return self._policies[site_id]
 
     @classmethod
     def from_config(cls, config: CityConfig) -> Ctx:

@@ -67,6 +67,17 @@ def opens_at(hours: tuple[Hours, ...], now: datetime, tz: ZoneInfo) -> datetime 
     return min(o for o, _ in _windows_around(now, hours, tz) if o > now)
 
 
+def day_end(now: datetime, tz: ZoneInfo) -> datetime:
+    """The coming local midnight: when today's quota resets."""
+    return day_bounds(local_day(now, tz), tz)[1]
+
+
+def seconds_until_close(hours: tuple[Hours, ...], now: datetime, tz: ZoneInfo) -> float | None:
+    """Seconds until the site next closes; None if it never does."""
+    close = closes_at(hours, now, tz)
+    return None if close is None else (close - now).total_seconds()
+
+
 def overlap_seconds(start: datetime, end: datetime, lo: datetime, hi: datetime) -> float:
     return max(0.0, (min(end, hi) - max(start, lo)).total_seconds())
 

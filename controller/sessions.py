@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from . import audit, rules, vouchers
@@ -94,10 +94,15 @@ def _grant(ctx: Ctx, row: Session) -> Grant | None:
     """The firewall grant for an open session; None where the site's own NAS enforces."""
     if row.mac is None or ctx.config.sites[row.site_id].mode != "gateway":
         return None
-    policy = ctx.config.policy_for(row.site_id)
+    policy = ctx.policy(row.site_id)
     return Grant(
         row.mac, row.ip, row.site_id, row.expires_at, policy.download_rate, policy.upload_rate
     )
+
+
+def _granting(ctx: Ctx, row: Session) -> Plan:
+    g = _grant(ctx, row)
+    return Plan(grant=(g,)) if g else Plan()
 
 
 def _revoke(ctx: Ctx, row: Session) -> Plan:
@@ -105,14 +110,14 @@ def _revoke(ctx: Ctx, row: Session) -> Plan:
     return Plan(revoke=(g,)) if g else Plan()
 
 
+def block_in_force(now: datetime) -> ColumnElement[bool]:
+    """Blocks not lifted and not run out at ``now``."""
+    return and_(Block.lifted_at.is_(None), or_(Block.expires_at.is_(None), Block.expires_at > now))
+
+
 def active_block(uow: UnitOfWork, mac_hash: str, now: datetime) -> Block | None:
-    return uow.session.scalars(
-        select(Block).where(
-            Block.mac_hash == mac_hash,
-            Block.lifted_at.is_(None),
-            or_(Block.expires_at.is_(None), Block.expires_at > now),
-        )
-    ).first()
+    query = select(Block).where(Block.mac_hash == mac_hash, block_in_force(now))
+    return uow.session.scalars(query).first()
 
 
 def seconds_used_today(uow: UnitOfWork, ctx: Ctx, device_id: int, now: datetime) -> float:
@@ -173,7 +178,7 @@ def start(uow: UnitOfWork, ctx: Ctx, req: LoginRequest, now: datetime) -> Outcom
         raise BadRequest(str(exc)) from None
     if req.ap_id is not None and req.ap_id not in {ap.id for ap in config.aps_at(req.site_id)}:
         raise BadRequest(f"AP '{req.ap_id}' is not at site '{req.site_id}'")
-    policy = config.policy_for(req.site_id)
+    policy = ctx.policy(req.site_id)
     if req.method not in policy.login_methods:
         raise MethodNotAllowed(f"'{req.method}' login is not offered at this site")
     mac_hash = ctx.device_hash(mac)
@@ -186,17 +191,15 @@ def start(uow: UnitOfWork, ctx: Ctx, req: LoginRequest, now: datetime) -> Outcom
     for row in _open_sessions(uow, or_(Session.device_id == device.id, Session.ip == ip)):
         same = row.device_id == device.id and row.site_id == req.site_id and row.ip == ip
         if same and row.expires_at > now:
-            grant = _grant(ctx, row)
-            return Outcome(SessionInfo.of(row), Plan(grant=(grant,)) if grant else Plan(), True)
+            return Outcome(SessionInfo.of(row), _granting(ctx, row), True)
         reason = EndReason.TIMEOUT if row.expires_at <= now else EndReason.ROAMED
         plan += end(uow, ctx, row, reason, min(now, row.expires_at)).plan
 
     hours = policy.opening_hours
     if not rules.is_open(hours, now, ctx.tz):
         raise Closed(rules.opens_at(hours, now, ctx.tz))
-    close = rules.closes_at(hours, now, ctx.tz)
-    until_close = None if close is None else (close - now).total_seconds()
-    resets_at = rules.day_bounds(rules.local_day(now, ctx.tz), ctx.tz)[1]
+    until_close = rules.seconds_until_close(hours, now, ctx.tz)
+    resets_at = rules.day_end(now, ctx.tz)
 
     voucher_id = None
     if req.method == "voucher":
@@ -239,8 +242,7 @@ def start(uow: UnitOfWork, ctx: Ctx, req: LoginRequest, now: datetime) -> Outcom
     )
     uow.session.add(row)
     uow.session.flush()  # the one-open-session-per-device index speaks here
-    grant = _grant(ctx, row)
-    return Outcome(SessionInfo.of(row), plan + (Plan(grant=(grant,)) if grant else Plan()))
+    return Outcome(SessionInfo.of(row), plan + _granting(ctx, row))
 
 
 def end(uow: UnitOfWork, ctx: Ctx, row: Session, reason: EndReason, at: datetime) -> Outcome:
@@ -332,21 +334,19 @@ def extend(db: Database, fw: Firewall, ctx: Ctx, session_id: int, now: datetime)
         row = uow.session.get(Session, session_id)
         if row is None or row.ended_at is not None or row.expires_at <= now:
             raise NotFound(f"no open session {session_id}")
-        policy = ctx.config.policy_for(row.site_id)
+        policy = ctx.policy(row.site_id)
         if row.login_method == "voucher":
             raise QuotaUsed(row.expires_at)  # a voucher's time is what it is
         used = seconds_used_today(uow, ctx, row.device_id, now)
-        close = rules.closes_at(policy.opening_hours, now, ctx.tz)
         length = rules.grant_seconds(
             session_length=policy.session_length,
             quota_left=policy.daily_quota - used,
-            until_close=None if close is None else (close - now).total_seconds(),
+            until_close=rules.seconds_until_close(policy.opening_hours, now, ctx.tz),
         )
         if length < 1:
-            raise QuotaUsed(rules.day_bounds(rules.local_day(now, ctx.tz), ctx.tz)[1])
+            raise QuotaUsed(rules.day_end(now, ctx.tz))
         row.expires_at = max(row.expires_at, now + timedelta(seconds=length))
-        grant = _grant(ctx, row)
-        apply_and_commit(uow, fw, Plan(grant=(grant,)) if grant else Plan(), now, undo=False)
+        apply_and_commit(uow, fw, _granting(ctx, row), now, undo=False)
         return SessionInfo.of(row)
 
 
@@ -381,7 +381,7 @@ def record_usage(
 
 def due_reason(ctx: Ctx, row: Session, now: datetime) -> tuple[EndReason, datetime] | None:
     """Why and when an open session should have ended by ``now``, or None."""
-    policy = ctx.config.policy_for(row.site_id)
+    policy = ctx.policy(row.site_id)
     idle_at = row.last_activity_at + timedelta(seconds=policy.idle_timeout)
     if idle_at <= now and idle_at < row.expires_at:
         return EndReason.IDLE, idle_at
@@ -400,7 +400,7 @@ def sweep(db: Database, fw: Firewall, ctx: Ctx, now: datetime) -> list[SessionIn
             if due is not None:
                 reason, at = due
                 if reason is EndReason.TIMEOUT and row.login_method != "voucher":
-                    policy = ctx.config.policy_for(row.site_id)
+                    policy = ctx.policy(row.site_id)
                     used = seconds_used_today(uow, ctx, row.device_id, at)
                     reason = EndReason.QUOTA if used >= policy.daily_quota else reason
                 outcome = end(uow, ctx, row, reason, at)
@@ -421,11 +421,7 @@ def desired_state(
         if (gateway is None or ctx.config.gateway_of(row.site_id) == gateway)
         and (g := _grant(ctx, row)) is not None
     ]
-    blocked = uow.session.scalars(
-        select(Block.mac).where(
-            Block.lifted_at.is_(None), or_(Block.expires_at.is_(None), Block.expires_at > now)
-        )
-    ).all()
+    blocked = uow.session.scalars(select(Block.mac).where(block_in_force(now))).all()
     return FirewallState.of(grants, blocked)
 
 
