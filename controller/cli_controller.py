@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 
 from . import control, dnsmasq
 from .cliapp import App, Failure, json_option, pass_app
-from .clifmt import duration, emit_json, local, size, table
+from .clifmt import duration, emit_json, local, size
 
 
 @click.group("controller")
@@ -95,6 +96,14 @@ def controller_run(
         raise Failure(f"the ruleset was refused: {exc}") from None
 
 
+def _ask(request: dict[str, Any]) -> dict[str, Any]:
+    """The controller's answer; Failure (exit 1) when it refuses or cannot be reached."""
+    answer = control.call(request)
+    if not answer.get("ok"):
+        raise Failure(answer.get("message", "the controller refused"))
+    return answer
+
+
 @click.command("clients")
 @click.option("--site", help="Only this site.")
 @json_option
@@ -102,15 +111,10 @@ def controller_run(
 def clients_cmd(app: App, site: str | None) -> None:
     """Who is online now, as the controller sees it."""
     app.check_site(site)
-    answer = control.call({"op": "clients", "site": site})
-    if not answer.get("ok"):
-        raise Failure(answer.get("message", "the controller refused"))
-    rows = answer["clients"]
+    rows = _ask({"op": "clients", "site": site})["clients"]
     now = datetime.now(UTC)
-    if app.json:
-        emit_json(rows)
-        return
-    table(
+    app.show(
+        rows,
         ["ID", "SITE", "AP", "IP", "MAC", "SINCE", "LEFT", "DOWN", "UP"],
         [
             [
@@ -141,9 +145,7 @@ def firewall_group() -> None:
 @pass_app
 def firewall_show(app: App) -> None:
     """A summary of what is in force: clients let through, blocked devices, interfaces."""
-    answer = control.call({"op": "firewall"})
-    if not answer.get("ok"):
-        raise Failure(answer.get("message", "the controller refused"))
+    answer = _ask({"op": "firewall"})
     answer.pop("ok")
     if app.json:
         emit_json(answer)
