@@ -12,6 +12,7 @@ import click
 from . import control, dnsmasq
 from .cliapp import App, Failure, json_option, pass_app
 from .clifmt import duration, emit_json, local, size
+from .resolvers import resolvers
 
 
 @click.group("controller")
@@ -81,7 +82,7 @@ def controller_run(
                 f"cannot enforce here ({exc}); run as root, or try --memory-firewall"
             ) from None
     conf, leases = dnsmasq.default_paths()
-    dns = dnsmasq.DnsmasqProcess(conf.absolute()) if run_dnsmasq else None
+    dns = dnsmasq.Dnsmasqs(conf.absolute()) if run_dnsmasq else None
     controller = Controller(
         app.database(), app.ctx, fw, neighbours, gateway, dns, leases.absolute()
     )
@@ -162,8 +163,24 @@ def dnsmasq_group() -> None:
     """DHCP and DNS for the APs."""
 
 
+def _gateway(app: App, gateway: str | None) -> str:
+    name = gateway or app.config.gateways[0].name
+    if name not in {g.name for g in app.config.gateways}:
+        raise Failure(f"no gateway '{name}' in {app.config_path}")
+    return name
+
+
+gateway_option = click.option("--gateway", help="Which gateway of sites.yaml (default: the first).")
+
+
 @dnsmasq_group.command("config")
-@click.option("--gateway", help="Which gateway of sites.yaml (default: the first).")
+@gateway_option
+@click.option(
+    "--instance",
+    default="main",
+    show_default=True,
+    help="Which dnsmasq: main (DHCP, DNS on port 53) or a site resolver's (see: resolvers).",
+)
 @click.option(
     "--leases",
     type=click.Path(dir_okay=False),
@@ -171,15 +188,29 @@ def dnsmasq_group() -> None:
     help="dnsmasq's lease file (default: $WIFIKOTA_DATA/dnsmasq.leases).",
 )
 @pass_app
-def dnsmasq_config(app: App, gateway: str | None, leases: str | None) -> None:
-    """Print dnsmasq's config for this gateway (for a dnsmasq of its own unit)."""
+def dnsmasq_config(app: App, gateway: str | None, instance: str, leases: str | None) -> None:
+    """Print a dnsmasq's config for this gateway (for dnsmasq run by its own unit)."""
     from pathlib import Path
 
-    name = gateway or app.config.gateways[0].name
-    if name not in {g.name for g in app.config.gateways}:
-        raise Failure(f"no gateway '{name}' in {app.config_path}")
     path = Path(leases) if leases else dnsmasq.default_paths()[1]
-    click.echo(dnsmasq.render(app.config, name, path.absolute()), nl=False)
+    configs = dnsmasq.render(app.config, _gateway(app, gateway), path.absolute())
+    if instance not in configs:
+        raise Failure(f"no dnsmasq '{instance}' on this gateway; there are: {', '.join(configs)}")
+    click.echo(configs[instance], nl=False)
+
+
+@dnsmasq_group.command("resolvers")
+@gateway_option
+@json_option
+@pass_app
+def dnsmasq_resolvers(app: App, gateway: str | None) -> None:
+    """Which dnsmasq answers which AP interfaces' DNS, and where it forwards."""
+    rows = resolvers(app.config, _gateway(app, gateway))
+    app.show(
+        rows,
+        ["INSTANCE", "PORT", "SERVERS", "INTERFACES"],
+        [[r.name, r.port, ", ".join(r.servers), ", ".join(r.ifaces) or "-"] for r in rows],
+    )
 
 
 @dnsmasq_group.command("leases")

@@ -184,12 +184,20 @@ class PolicyOverride(_Model):
     site_download_cap: Kbit | None = None
 
 
+class Dns(_Model):
+    """Where the gateway's resolver forwards residents' queries (a city may be required to
+    use a filtering resolver)."""
+
+    servers: tuple[IPv4, ...] = Field(min_length=1)
+
+
 class Site(_Model):
     name: str = Field(min_length=1, max_length=80)
     location: Location
     mode: SiteMode = "gateway"
     gateway: Slug | None = None
     policy: PolicyOverride = PolicyOverride()
+    dns: Dns | None = None  # this site's resolver, when it is not the city's
 
 
 class AccessPoint(_Model):
@@ -203,6 +211,13 @@ class AccessPoint(_Model):
     dhcp_range: Range | None = None
     management: IPv4
 
+    @property
+    def gateway_iface(self) -> str | None:
+        """The gateway's interface toward this AP: ``ens19.103`` for VLAN 103 on ens19."""
+        if self.interface is None:
+            return None
+        return f"{self.interface}.{self.vlan}" if self.vlan else self.interface
+
 
 class RadiusClient(_Model):
     name: Slug
@@ -211,13 +226,6 @@ class RadiusClient(_Model):
     address: IPv4
     secret: SecretRef
     require_message_authenticator: bool = True
-
-
-class Dns(_Model):
-    """Where the gateway's resolver forwards residents' queries (a city may be required to
-    use a filtering resolver)."""
-
-    servers: tuple[IPv4, ...] = Field(min_length=1)
 
 
 class Radius(_Model):
@@ -262,6 +270,21 @@ class CityConfig(_Model):
 
     def gateway_of(self, site_id: str) -> str:
         return self.sites[site_id].gateway or self.gateways[0].name
+
+    def enforced_by(self, gateway: str) -> tuple[AccessPoint, ...]:
+        """The APs whose clients ``gateway`` enforces: those of its gateway-mode sites."""
+        return tuple(
+            ap
+            for ap in self.aps
+            if ap.interface
+            and self.sites[ap.site].mode == "gateway"
+            and self.gateway_of(ap.site) == gateway
+        )
+
+    def dns_for(self, site_id: str) -> tuple[str, ...]:
+        """The resolvers the site's queries are forwarded to."""
+        dns = self.sites[site_id].dns or self.dns
+        return tuple(str(s) for s in dns.servers)
 
     def secrets(self) -> Iterator[tuple[str, SecretRef]]:
         yield "device_hash_secret", self.device_hash_secret

@@ -138,4 +138,7 @@ def _check_radius(config: CityConfig, site_ids: list[str]) -> list[Finding]:
         if site.mode == "nas" and site_id not in served:
             msg = "is in NAS mode but no radius.clients entry serves it; add its NAS"
             found.append((("sites", site_id, "mode"), msg, False))
+        if site.mode == "nas" and site.dns is not None:
+            msg = "a NAS-mode site's own router answers its DNS; remove this or set mode: gateway"
+            found.append((("sites", site_id, "dns"), msg, False))
     return found

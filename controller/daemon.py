@@ -21,10 +21,10 @@ from . import dnsmasq, inventory, sessions
 from .config import AccessPoint, CityConfig
 from .context import Ctx
 from .db import Database
-from .dnsmasq import DnsmasqProcess
+from .dnsmasq import Dnsmasqs
 from .errors import BadRequest, NotFound
 from .firewall import Firewall, FirewallError, FirewallState, plan
-from .firewall.ruleset import RulesetSpec, client_iface
+from .firewall.ruleset import RulesetSpec
 from .models import EndReason
 from .neighbours import NeighbourTable
 
@@ -53,7 +53,7 @@ class Controller:
         fw: Enforcer,
         neighbours: NeighbourTable,
         gateway: str | None = None,
-        dns: DnsmasqProcess | None = None,
+        dns: Dnsmasqs | None = None,
         leases: Path | None = None,
     ) -> None:
         self.db, self.ctx, self.fw, self.neighbours = db, ctx, fw, neighbours
@@ -100,10 +100,10 @@ class Controller:
         ctx = Ctx.from_config(config)
         spec = RulesetSpec.for_gateway(config, self.gateway)
         self.fw.check(spec)
-        dns_text = dnsmasq.render(config, self.gateway, self.leases)
+        dns_configs = dnsmasq.render(config, self.gateway, self.leases)
         if self.dns is not None:
             try:
-                self.dns.check(dns_text)
+                self.dns.check(dns_configs)
             except ValueError as exc:
                 raise FirewallError(str(exc)) from None
         with self._lock:
@@ -113,7 +113,7 @@ class Controller:
             self.fw.load(spec, keep, now)
             self.ctx = ctx
             if self.dns is not None:
-                self.dns.ensure(dns_text)
+                self.dns.ensure(dns_configs)
 
     # ------------------------------------------------------------------ requests
 
@@ -128,7 +128,7 @@ class Controller:
         if seen is None:
             raise NotFound(f"{ip} has not been seen on any access point")
         for ap in self.ctx.config.aps:
-            if ap.interface and client_iface(ap.interface, ap.vlan) == seen.interface:
+            if ap.gateway_iface == seen.interface:
                 if addr not in ap.subnet:
                     raise BadRequest(f"{ip} does not belong on {ap.id}")
                 return ap, seen.mac

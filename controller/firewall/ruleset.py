@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from ..config import CityConfig
+from ..config import AccessPoint, CityConfig
+from ..resolvers import MAIN_PORT, resolvers
 
 TABLE = "inet wifikota"
 
@@ -41,6 +42,7 @@ class RulesetSpec:
     portal_port: int
     caps: tuple[int, ...] = ()
     uploads: tuple[tuple[tuple[str, ...], int], ...] = ()
+    dns_ports: tuple[tuple[tuple[str, ...], int], ...] = ()  # APs answered off port 53
 
     def iface_caps(self) -> dict[str, int]:
         caps = self.caps or (NO_CAP_KBIT,) * len(self.client_ifaces)
@@ -59,38 +61,30 @@ class RulesetSpec:
         """The spec for the sites ``gateway`` enforces (default: the first gateway)."""
         name = gateway or config.gateways[0].name
         gw = next(g for g in config.gateways if g.name == name)
-        aps = [
-            ap
-            for ap in config.aps
-            if config.sites[ap.site].mode == "gateway" and config.gateway_of(ap.site) == name
-        ]
-        aps = [ap for ap in aps if ap.interface]
+        aps = config.enforced_by(name)
         per_site = {site: [ap for ap in aps if ap.site == site] for site in {ap.site for ap in aps}}
 
         def cap(site: str) -> int:
             total = config.policy_for(site).site_download_cap
             return NO_CAP_KBIT if total is None else max(8, total // len(per_site[site]))
 
+        def ifaces(site_aps: list[AccessPoint]) -> tuple[str, ...]:
+            return tuple(str(ap.gateway_iface) for ap in site_aps)
+
         return cls(
-            client_ifaces=tuple(client_iface(ap.interface, ap.vlan) for ap in aps),
+            client_ifaces=ifaces(list(aps)),
             client_nets=tuple(ap.subnet for ap in aps),
             wan_iface=gw.wan_interface,
             portal_port=config.portal.port,
             caps=tuple(cap(ap.site) for ap in aps),
             uploads=tuple(
-                (
-                    tuple(client_iface(ap.interface, ap.vlan) for ap in site_aps),
-                    config.policy_for(site).upload_rate,
-                )
+                (ifaces(site_aps), config.policy_for(site).upload_rate)
                 for site, site_aps in sorted(per_site.items())
             ),
+            dns_ports=tuple(
+                (r.ifaces, r.port) for r in resolvers(config, name) if r.port != MAIN_PORT
+            ),
         )
-
-
-def client_iface(interface: str | None, vlan: int | None) -> str:
-    """The gateway's interface toward an AP: ``ens19.103`` for VLAN 103 on ens19."""
-    assert interface is not None
-    return f"{interface}.{vlan}" if vlan else interface
 
 
 def _names(items: tuple[str, ...]) -> str:
@@ -107,6 +101,13 @@ def render(spec: RulesetSpec) -> str:
         f"    set up{i} {{ type ipv4_addr; size 131072; flags dynamic, timeout; timeout 10m; }}\n"
         for i in range(len(spec.uploads))
     )
+    dns = "".join(
+        f"        iifname {_names(ifaces)} meta l4proto {{ tcp, udp }} th dport 53 "
+        f"redirect to :{port}\n"
+        for ifaces, port in spec.dns_ports
+        if ifaces
+    )
+    dns_ports = "".join(f", {port}" for _, port in spec.dns_ports)
     policing = "".join(
         f"        iifname {_names(ifaces)} update @up{i} {{ ip saddr limit rate over "
         f"{max(1, kbit // 8)} kbytes/second burst {max(32, kbit // 8 // 5)} kbytes }} drop\n"
@@ -123,7 +124,7 @@ def render(spec: RulesetSpec) -> str:
     chain prerouting {{
         type nat hook prerouting priority dstnat; policy accept;
         iifname != {ifs} return
-        meta l4proto {{ tcp, udp }} th dport 53 redirect to :53
+{dns}        meta l4proto {{ tcp, udp }} th dport 53 redirect to :53
         ether saddr @blocked return
         ip daddr @city_app return
         ether saddr . ip saddr @allowed return
@@ -136,8 +137,8 @@ def render(spec: RulesetSpec) -> str:
         iifname != {ifs} return
         ct state established,related accept
         meta nfproto ipv6 drop
-        udp dport {{ 53, 67 }} accept
-        tcp dport {{ 53, {port} }} accept
+        udp dport {{ 53, 67{dns_ports} }} accept
+        tcp dport {{ 53, {port}{dns_ports} }} accept
         icmp type echo-request accept
         meta l4proto tcp reject with tcp reset
         reject with icmpx admin-prohibited

@@ -3,6 +3,7 @@ idle, quota, kicks from the CLI, a SIGKILL and a restart, and a refused reload."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,8 +17,11 @@ from controller import control, db
 from controller.models import Session
 from controller.sessions import SessionInfo
 from tests.netlab import (
+    BLOCK_PAGE_IP,
     CITY_APP_IP,
     CITY_APP_NAME,
+    FILTER_DNS_IP,
+    FILTERED_NAME,
     INTERNET_IP,
     Lab,
     build_city,
@@ -35,7 +39,8 @@ class Daemon:
     def __init__(self, lab: Lab, city, tmp: Path) -> None:
         self.lab, self.city, self.tmp = lab, city, tmp
         self.config = tmp / "sites.yaml"
-        self.config.write_text(lab_sites_yaml(city))
+        # Taman's phones must use a filtering resolver
+        self.config.write_text(lab_sites_yaml(city, site_dns={"taman": FILTER_DNS_IP}))
         self.socket = str(tmp / "control.sock")
         self.env = {
             **os.environ,
@@ -222,14 +227,17 @@ def test_sigkill_and_restart_keep_clients_online_and_lose_no_session(daemon):
     client = phone(daemon, 0)
     assert login(daemon, client)["ok"]
     before = daemon.sessions()
-    assert len(dnsmasqs(daemon)) == 1
+    assert len(dnsmasqs(daemon)) == 2  # main, and Taman's own resolver
     daemon.kill(signal.SIGKILL)
-    [orphan] = dnsmasqs(daemon)  # DHCP and DNS go on while the controller is down
+    orphans = dnsmasqs(daemon)  # DHCP and DNS go on while the controller is down
+    assert len(orphans) == 2
     assert daemon.city.curl(client, PROBE)[1] == "204", (
         "the kernel keeps enforcing while the daemon is down"
     )
     daemon.start()
-    assert wait_until(lambda: len(dnsmasqs(daemon)) == 1 and orphan not in dnsmasqs(daemon), 10)
+    assert wait_until(
+        lambda: len(dnsmasqs(daemon)) == 2 and not set(orphans) & set(dnsmasqs(daemon)), 10
+    )
     assert daemon.city.curl(client, PROBE)[1] == "204", "nobody loses access"
     other = phone(daemon, 2)
     assert daemon.city.curl(other, PROBE)[2].startswith("WIFIKOTA-PORTAL"), "nobody gains it"
@@ -299,3 +307,23 @@ def test_the_city_app_is_reachable_before_login_and_nothing_else_is(daemon):
     assert daemon.city.curl(client, f"http://{INTERNET_IP}/bytes/10")[2].startswith(
         "WIFIKOTA-PORTAL"
     )
+
+
+def test_a_site_with_a_resolver_of_its_own_is_answered_by_it_and_only_it(daemon):
+    elsewhere, taman = phone(daemon, 0), phone(daemon, 2)
+    assert dig(daemon, elsewhere, "10.20.1.1", FILTERED_NAME) == [INTERNET_IP]
+    assert dig(daemon, taman, "10.20.3.1", FILTERED_NAME) == [BLOCK_PAGE_IP]
+    # asking the city's resolver, or any other, directly changes nothing
+    for server in ("198.51.100.53", "203.0.113.53"):
+        assert dig(daemon, taman, server, FILTERED_NAME) == [BLOCK_PAGE_IP]
+    # the portal's name and the city app still work there before login
+    assert dig(daemon, taman, "10.20.3.1", "wifi.lab.example.id") == ["10.20.3.1"]
+    assert dig(daemon, taman, "10.20.3.1", CITY_APP_NAME) == [CITY_APP_IP]
+    resolve = f"{CITY_APP_NAME}:80:{CITY_APP_IP}"
+    status = daemon.city.curl(taman, f"http://{CITY_APP_NAME}/", "--resolve", resolve)[1]
+    assert status == "200"
+    listed = json.loads(daemon.cli("--json", "dnsmasq", "resolvers").stdout)
+    assert [(r["name"], r["port"], r["servers"], r["ifaces"]) for r in listed] == [
+        ("main", 53, ["198.51.100.53"], ["ap1", "ap2", "ap4"]),
+        ("dns1", 5301, [FILTER_DNS_IP], ["ap3"]),
+    ]

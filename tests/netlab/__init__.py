@@ -23,6 +23,9 @@ HERE = Path(__file__).resolve().parent
 INTERNET_IP = "198.51.100.2"  # TEST-NET-2, only ever inside the lab's namespaces
 GATEWAY_WAN_IP = "198.51.100.1"
 UPSTREAM_DNS_IP = "198.51.100.53"  # the internet's resolver
+FILTER_DNS_IP = "198.51.100.54"  # a filtering resolver a site may be required to use
+FILTERED_NAME = "judi.lab.example.id"  # the internet's resolver knows it; the filter does not
+BLOCK_PAGE_IP = "198.51.100.99"  # what the filter answers for it instead
 CITY_APP_IP = "198.51.100.3"
 CITY_APP_NAME = "app.lab.example.id"
 
@@ -184,7 +187,7 @@ def build_city(lab: Lab, aps: int = 1, clients_per_ap: int = 2, portal_port: int
     gw, inet = lab.netns("gw"), lab.netns("inet")
     lab.veth(gw, "wan", inet, "eth0")
     lab.sh(gw, ["ip", "addr", "add", f"{GATEWAY_WAN_IP}/24", "dev", "wan"])
-    for addr in (INTERNET_IP, UPSTREAM_DNS_IP, CITY_APP_IP):
+    for addr in (INTERNET_IP, UPSTREAM_DNS_IP, FILTER_DNS_IP, CITY_APP_IP):
         lab.sh(inet, ["ip", "addr", "add", f"{addr}/24", "dev", "eth0"])
     lab.sh(gw, ["ip", "route", "add", "default", "via", INTERNET_IP])
     lab.sh(gw, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
@@ -194,23 +197,30 @@ def build_city(lab: Lab, aps: int = 1, clients_per_ap: int = 2, portal_port: int
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    if shutil.which("dnsmasq"):  # the internet's resolver: every name the lab knows
-        names = {CITY_APP_NAME: CITY_APP_IP, "connectivitycheck.gstatic.com": INTERNET_IP}
-        lab.spawn(
-            inet,
-            [
-                "dnsmasq",
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--pid-file",
-                f"--listen-address={UPSTREAM_DNS_IP}",
-                "--bind-interfaces",
-                *(f"--address=/{n}/{a}" for n, a in names.items()),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    if shutil.which("dnsmasq"):  # the internet's resolvers: every name the lab knows
+        names = {
+            CITY_APP_NAME: CITY_APP_IP,
+            "connectivitycheck.gstatic.com": INTERNET_IP,
+            FILTERED_NAME: INTERNET_IP,
+        }
+        for resolver in (UPSTREAM_DNS_IP, FILTER_DNS_IP):
+            if resolver == FILTER_DNS_IP:
+                names = {**names, FILTERED_NAME: BLOCK_PAGE_IP}
+            lab.spawn(
+                inet,
+                [
+                    "dnsmasq",
+                    "--keep-in-foreground",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--pid-file",
+                    f"--listen-address={resolver}",
+                    "--bind-interfaces",
+                    *(f"--address=/{n}/{a}" for n, a in names.items()),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
     bridges, subnets, clients = [], [], []
     for a in range(1, aps + 1):
         br = f"ap{a}"

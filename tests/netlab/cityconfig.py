@@ -12,11 +12,19 @@ SITES = {
 }
 
 
-def lab_sites_yaml(city: City, portal_port: int = 8080, dns: str = "198.51.100.53") -> str:
+def lab_sites_yaml(
+    city: City,
+    portal_port: int = 8080,
+    dns: str = "198.51.100.53",
+    site_dns: dict[str, str] | None = None,
+) -> str:
+    """``site_dns`` names the sites with a resolver of their own."""
     names = list(SITES)
+    site_dns = site_dns or {}
     sites = "\n".join(
         f"  {name}:\n    name: Lab {name}\n    location: {{lat: -0.3, lon: 100.37}}\n"
         f"    policy: {{opening_hours: always, {SITES[name]}}}"
+        + (f"\n    dns: {{servers: [{site_dns[name]}]}}" if name in site_dns else "")
         for name in names[: len(city.bridges)]
     )
     aps = "\n".join(

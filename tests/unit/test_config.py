@@ -294,3 +294,29 @@ def test_a_device_secret_too_short_is_refused_at_its_line(monkeypatch):
         f"{where(GOOD, '{env: WIFIKOTA_DEVICE_HASH_SECRET}')}: device_hash_secret: "
         "the device-hash secret must be at least 16 bytes"
     )
+
+
+def test_a_site_may_name_a_resolver_of_its_own():
+    text = broken(
+        "    location: {lat: -0.3025, lon: 100.3662}\n",
+        "    location: {lat: -0.3025, lon: 100.3662}\n    dns: {servers: [10.99.0.53]}\n",
+    )
+    city = config.loads(text, "sites.yaml")
+    assert city.dns_for("tmsbk") == ("10.99.0.53",)
+    assert city.dns_for("jam-gadang") == ("1.1.1.1", "8.8.8.8")
+
+
+def test_a_site_resolver_must_be_an_address_and_not_on_a_nas_site():
+    text = broken(
+        "    location: {lat: -0.3025, lon: 100.3662}\n",
+        "    location: {lat: -0.3025, lon: 100.3662}\n    dns: {servers: [dns.example]}\n",
+    )
+    assert errors_for(text) == [
+        f"{where(text, 'dns.example')}: sites.tmsbk.dns.servers[0]: "
+        "'dns.example' is not an IPv4 address (e.g. 10.20.1.1)"
+    ]
+    text = broken("    mode: nas", "    dns: {servers: [10.99.0.53]}\n    mode: nas")
+    assert errors_for(text) == [
+        f"{where(text, '{servers: [10.99')}: sites.pasar-simpang-aur.dns: "
+        "a NAS-mode site's own router answers its DNS; remove this or set mode: gateway"
+    ]

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller import dnsmasq
+from controller import config, dnsmasq
+from controller.firewall.ruleset import RulesetSpec, render
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_gateway_mode_ap_gets_its_range_and_lease_and_nas_sites_none(city):
-    text = dnsmasq.render(city, "gw-balaikota", Path("/var/lib/wifikota/dnsmasq.leases"))
+    configs = dnsmasq.render(city, "gw-balaikota", Path("/var/lib/wifikota/dnsmasq.leases"))
+    assert list(configs) == ["main"]  # every site uses the city's resolver
+    text = configs["main"]
     lines = text.splitlines()
     ranges = [line for line in lines if line.startswith("dhcp-range=")]
     assert len(ranges) == 14  # 15 APs, one of them behind Pasar Simpang Aur's own router
@@ -21,7 +26,7 @@ def test_every_gateway_mode_ap_gets_its_range_and_lease_and_nas_sites_none(city)
 
 
 def test_dns_goes_upstream_and_the_city_app_fills_the_firewall_sets(city):
-    lines = dnsmasq.render(city, "gw-balaikota", Path("/l")).splitlines()
+    lines = dnsmasq.render(city, "gw-balaikota", Path("/l"))["main"].splitlines()
     assert [x for x in lines if x.startswith("server=")] == ["server=1.1.1.1", "server=8.8.8.8"]
     assert (
         "nftset=/bukittinggikota.go.id/4#inet#wifikota#city_app,6#inet#wifikota#city_app6" in lines
@@ -33,7 +38,8 @@ def test_option_114_announces_the_portal_api_when_configured(city):
     portal = city.portal.model_copy(
         update={"api_url": "https://wifi.bukittinggikota.go.id/api/captive"}
     )
-    text = dnsmasq.render(city.model_copy(update={"portal": portal}), "gw-balaikota", Path("/l"))
+    configs = dnsmasq.render(city.model_copy(update={"portal": portal}), "gw-balaikota", Path("/l"))
+    text = configs["main"]
     assert 'dhcp-option=114,"https://wifi.bukittinggikota.go.id/api/captive"' in text.splitlines()
 
 
@@ -48,3 +54,43 @@ def test_leases_are_read_with_and_without_hostnames(tmp_path):
         ("10.20.3.58", "02:dd:00:00:00:01", None, 0),
     ]
     assert dnsmasq.read_leases(tmp_path / "none") == []
+
+
+def with_site_resolver(site_line: str, servers: str):
+    text = (ROOT / "sites.yaml").read_text()
+    assert site_line in text
+    return config.loads(text.replace(site_line, f"{site_line}    dns: {{servers: [{servers}]}}\n"))
+
+
+def test_a_site_with_its_own_resolver_gets_a_dns_only_dnsmasq_and_a_redirect_to_it():
+    city = with_site_resolver("    location: {lat: -0.3025, lon: 100.3662}\n", "10.99.0.53")
+    configs = dnsmasq.render(city, "gw-balaikota", Path("/l"))
+    assert list(configs) == ["main", "dns1"]
+    main, own = configs["main"].splitlines(), configs["dns1"].splitlines()
+    # DHCP stays with main for every AP, TMSBK's two included
+    assert len([x for x in main if x.startswith("dhcp-range=")]) == 14
+    assert "port=53" in main and "server=1.1.1.1" in main
+    assert "port=5301" in own and [x for x in own if x.startswith("server=")] == [
+        "server=10.99.0.53"
+    ]
+    tmsbk = [ap.gateway_iface for ap in city.aps_at("tmsbk")]
+    assert [x for x in own if x.startswith("interface=")] == [f"interface={i}" for i in tmsbk]
+    assert not any(x.startswith(("dhcp-", "except-interface")) for x in own)
+    assert any(x.startswith("nftset=/bukittinggikota.go.id/") for x in own)
+    assert f"interface-name=wifi.bukittinggikota.go.id,{tmsbk[0]}/4" in own
+
+    spec = RulesetSpec.for_gateway(city)
+    assert spec.dns_ports == ((tuple(tmsbk), 5301),)
+    ruleset = render(spec)
+    names = ", ".join(f'"{i}"' for i in tmsbk)
+    redirect = f"iifname {{ {names} }} meta l4proto {{ tcp, udp }} th dport 53 redirect to :5301"
+    assert redirect in ruleset
+    # before the redirect that sends everyone else to main
+    assert ruleset.index(redirect) < ruleset.index("th dport 53 redirect to :53\n")
+    assert "udp dport { 53, 67, 5301 }" in ruleset
+
+
+def test_sites_naming_the_citys_resolver_need_no_instance_of_their_own(city):
+    same = with_site_resolver("    location: {lat: -0.3025, lon: 100.3662}\n", "1.1.1.1, 8.8.8.8")
+    assert list(dnsmasq.render(same, "gw-balaikota", Path("/l"))) == ["main"]
+    assert RulesetSpec.for_gateway(same).dns_ports == ()
