@@ -138,6 +138,9 @@ class City(_Model):
 class Gateway(_Model):
     name: Slug
     wan_interface: IfName
+    # blocked: clients get no IPv6 at all; after_login: router advertisements on the APs,
+    # and logged-in clients' IPv6 is forwarded (masqueraded) like their IPv4
+    ipv6: Literal["blocked", "after_login"] = "blocked"
 
 
 class Portal(_Model):

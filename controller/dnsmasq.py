@@ -3,10 +3,11 @@ the processes when the controller runs them itself.
 
 Per AP interface: its DHCP range and lease time; the gateway's address on it as router and
 resolver; DHCP option 114 (RFC 8910) with the RFC 8908 API URL when one is configured; the
-portal's hostname answered with the gateway's address on the resident's own subnet; and
-``nftset=`` so the city app's addresses land in the firewall's ``city_app`` sets as
-phones resolve its names, which makes the app reachable before login. A site with a
-resolver of its own is answered by a DNS-only dnsmasq of its own (see :mod:`.resolvers`).
+portal's hostname answered with the gateway's address on the resident's own subnet;
+router advertisements when the gateway forwards IPv6 after login; and ``nftset=`` so the
+city app's addresses land in the firewall's ``city_app`` sets as phones resolve its names,
+which makes the app reachable before login. A site with a resolver of its own is answered
+by a DNS-only dnsmasq of its own (see :mod:`.resolvers`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def render(config: CityConfig, gateway: str, leases: Path) -> dict[str, str]:
     ``main`` (DHCP for every AP, DNS on port 53) and one DNS-only instance per resolver a
     site names for itself (see :mod:`.resolvers`)."""
     aps = [ap for ap in config.enforced_by(gateway) if ap.dhcp_range]
+    ipv6 = next(g for g in config.gateways if g.name == gateway).ipv6 == "after_login"
     out = {}
     for resolver in resolvers(config, gateway):
         lines = [
@@ -57,6 +59,13 @@ def render(config: CityConfig, gateway: str, leases: Path) -> dict[str, str]:
                 ]
             if config.portal.api_url:
                 lines.append(f'dhcp-option=114,"{config.portal.api_url}"')
+            if ipv6:  # router advertisements (SLAAC) from each AP interface's own prefix
+                lines.append("enable-ra")
+                lines += [
+                    f"dhcp-range=::,constructor:{ap.gateway_iface},ra-only,64,"
+                    f"{config.policy_for(ap.site).dhcp_lease}s"
+                    for ap in aps
+                ]
             answers = [str(ap.gateway_iface) for ap in aps]
         else:
             lines += [f"interface={iface}" for iface in resolver.ifaces]

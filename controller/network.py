@@ -32,14 +32,15 @@ class Conntrack:
     one costs more than the rest of a logout). Use it from one thread."""
 
     def __init__(self) -> None:
-        self._socket: Any = None
+        self._sockets: dict[int, Any] = {}
 
-    def _ct(self) -> Any:
-        if self._socket is None:
+    def _ct(self, family: int = socket.AF_INET) -> Any:
+        """The socket for one address family (a conntrack dump lists one family)."""
+        if family not in self._sockets:
             from pyroute2 import Conntrack as Socket
 
-            self._socket = Socket()
-        return self._socket
+            self._sockets[family] = Socket(nfgen_family=family)
+        return self._sockets[family]
 
     def flush(self, ips: set[str]) -> list[TcpFlow]:
         """Delete the entries from or to these IPv4 addresses; return the TCP flows the
@@ -63,11 +64,29 @@ class Conntrack:
             self.close()  # a fresh socket next time
         return flows
 
+    def flush_marks(self, marks: set[int]) -> list[TcpFlow]:
+        """Delete the entries carrying these conntrack marks (clients' IPv6 connections);
+        return their TCP flows. Errors are logged, not raised."""
+        flows: list[TcpFlow] = []
+        try:
+            ct = self._ct(socket.AF_INET6)
+            for mark in sorted(marks):
+                for entry in list(ct.dump_entries(mark=mark)):
+                    orig = entry.tuple_orig
+                    if orig.proto == socket.IPPROTO_TCP:
+                        flows.append(TcpFlow(orig.saddr, orig.sport, orig.daddr, orig.dport))
+                    with contextlib.suppress(OSError):  # gone already
+                        ct.delete(entry)
+        except OSError as exc:
+            log.warning("conntrack flush failed for marks %s: %s", sorted(marks), exc)
+            self.close()
+        return flows
+
     def close(self) -> None:
-        if self._socket is not None:
+        for sock in self._sockets.values():
             with contextlib.suppress(Exception):
-                self._socket.close()
-            self._socket = None
+                sock.close()
+        self._sockets.clear()
 
 
 def _checksum(data: bytes) -> int:
@@ -80,14 +99,21 @@ def _checksum(data: bytes) -> int:
 
 
 def out_of_window_ack(flow: TcpFlow) -> bytes:
-    """An IPv4+TCP ACK from the server to the client with sequence numbers no live
-    connection expects (the kernel fills in the IP checksum and id)."""
-    src, dst = socket.inet_aton(flow.server_ip), socket.inet_aton(flow.client_ip)
+    """An IP+TCP ACK from the server to the client with sequence numbers no live connection
+    expects: IPv4 (the kernel fills in its checksum and id) or IPv6, by the addresses."""
+    v6 = ":" in flow.client_ip
+    family = socket.AF_INET6 if v6 else socket.AF_INET
+    src, dst = socket.inet_pton(family, flow.server_ip), socket.inet_pton(family, flow.client_ip)
     tcp = struct.pack(
         "!HHIIBBHHH", flow.server_port, flow.client_port, 1, 1, 5 << 4, 0x10, 1024, 0, 0
     )
-    pseudo = src + dst + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp))
+    if v6:
+        pseudo = src + dst + struct.pack("!I3xB", len(tcp), socket.IPPROTO_TCP)
+    else:
+        pseudo = src + dst + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp))
     tcp = tcp[:16] + struct.pack("!H", _checksum(pseudo + tcp)) + tcp[18:]
+    if v6:
+        return struct.pack("!IHBB", 6 << 28, len(tcp), socket.IPPROTO_TCP, 64) + src + dst + tcp
     ip = struct.pack(
         "!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, socket.IPPROTO_TCP, 0, src, dst
     )
@@ -96,14 +122,16 @@ def out_of_window_ack(flow: TcpFlow) -> bytes:
 
 def nudge(flows: list[TcpFlow]) -> int:
     """Send each flow's client an out-of-window ACK; returns how many were sent."""
-    if not flows:
-        return 0
     sent = 0
-    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as raw:
-        for flow in flows:
-            try:
-                raw.sendto(out_of_window_ack(flow), (flow.client_ip, 0))
-                sent += 1
-            except OSError as exc:
-                log.warning("could not nudge %s: %s", flow, exc)
+    for family in (socket.AF_INET, socket.AF_INET6):
+        mine = [f for f in flows if (":" in f.client_ip) == (family == socket.AF_INET6)]
+        if not mine:
+            continue
+        with socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW) as raw:
+            for flow in mine:
+                try:
+                    raw.sendto(out_of_window_ack(flow), (flow.client_ip, 0))
+                    sent += 1
+                except OSError as exc:
+                    log.warning("could not nudge %s: %s", flow, exc)
     return sent

@@ -17,7 +17,7 @@ from .. import network, shaping
 from ..netns import Runner
 from .base import FirewallError, FirewallState, Grant, Plan
 from .libnft import Nft, NftError
-from .ruleset import TABLE, RulesetSpec, render, replace_table
+from .ruleset import TABLE, RulesetSpec, mark6, render, replace_table
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,16 @@ def commands(plan: Plan, now: datetime, spec: RulesetSpec | None = None) -> str:
             f"add element {TABLE} blocked {{ {mac} }}",
             f"delete element {TABLE} blocked {{ {mac} }}",
         ]
+    ipv6 = spec is not None and spec.ipv6
     for g in plan.revoke:
         out += _remove("allowed", _elem_allowed(g)) + _remove("allowed_down", g.ip)
-        if cls := _class_of(g.ip, spec):
+        cls = _class_of(g.ip, spec)
+        if cls:
             out += _remove("down_class", g.ip, cls)
+        if ipv6:
+            mark = str(mark6(g.ip))
+            out += _remove("allowed6", g.mac) + _remove("mark6", g.mac, mark)
+            out += _remove("down6", mark) + (_remove("down_class6", mark, cls) if cls else [])
     for mac in plan.block:
         out.append(f"add element {TABLE} blocked {{ {mac} }}")
     for g in plan.grant:
@@ -86,8 +92,13 @@ def commands(plan: Plan, now: datetime, spec: RulesetSpec | None = None) -> str:
         out += _put("allowed", _elem_allowed(g), t, f" {_comment(g)}") + _put(
             "allowed_down", g.ip, t
         )
-        if cls := _class_of(g.ip, spec):
+        cls = _class_of(g.ip, spec)
+        if cls:
             out += _put("down_class", g.ip, t, data=cls)
+        if ipv6:
+            mark = str(mark6(g.ip))
+            out += _put("allowed6", g.mac, t) + _put("mark6", g.mac, t, data=mark)
+            out += _put("down6", mark, t) + (_put("down_class6", mark, t, data=cls) if cls else [])
     return "\n".join(out) + ("\n" if out else "")
 
 
@@ -175,8 +186,11 @@ class NftFirewall:
     def _cut(self, changed: set[str], revoked: set[str]) -> None:
         """Forget the clients' tracked connections (a new grant must not keep flows that
         were sent to the portal); clients that lost their grant have their TCP flows ended."""
-        flows = self._conntrack.flush(changed)
-        network.nudge([f for f in flows if f.client_ip in revoked])
+        flows = [f for f in self._conntrack.flush(changed) if f.client_ip in revoked]
+        if self._spec is not None and self._spec.ipv6:  # their IPv6 flows, by mark
+            flows += self._conntrack.flush_marks({mark6(ip) for ip in revoked})
+            self._conntrack.flush_marks({mark6(ip) for ip in changed - revoked})
+        network.nudge(flows)
 
     def _shape(self, plan: Plan, now: datetime) -> None:
         """Give granted clients their download class; take revoked clients' away."""
@@ -200,15 +214,29 @@ class NftFirewall:
                 log.exception("tc could not shape %s", [a[:2] for a in add])
 
     def counters(self) -> dict[tuple[str, str], tuple[int, int]]:
-        """Bytes (up, down) per (MAC, IP) since each client's grant was last written."""
+        """Bytes (up, down) per (MAC, IP) since each client's grant was last written, over
+        IPv4 and, where it is forwarded, IPv6."""
+        ipv6 = self._spec is not None and self._spec.ipv6
         with self._lock:
-            up = self._runner.call(lambda: self._nft.json(f"list set {TABLE} allowed"))
-            down = self._runner.call(lambda: self._nft.json(f"list set {TABLE} allowed_down"))
-        down_by_ip = {str(e["val"]): e.get("counter", {}).get("bytes", 0) for e in _elements(down)}
+            up, down, up6, down6 = (
+                self._listing(name) if name else {}
+                for name in ("allowed", "allowed_down", ipv6 and "allowed6", ipv6 and "down6")
+            )
         out = {}
-        for e in _elements(up):
-            mac, ip = e["val"]["concat"]
-            out[(mac, ip)] = (e.get("counter", {}).get("bytes", 0), down_by_ip.get(ip, 0))
+        for (mac, ip), sent in up.items():
+            received = down.get(ip, 0) + down6.get(mark6(ip), 0)
+            out[(mac, ip)] = (sent + up6.get(mac, 0), received)
+        return out
+
+    def _listing(self, name: str) -> dict[Any, int]:
+        """A set's elements with their byte counters; a concatenation as a tuple, a mark
+        as an int."""
+        listing = self._runner.call(lambda: self._nft.json(f"list set {TABLE} {name}"))
+        out: dict[Any, int] = {}
+        for e in _elements(listing):
+            val = e["val"]
+            key = tuple(val["concat"]) if isinstance(val, dict) else val
+            out[key] = e.get("counter", {}).get("bytes", 0)
         return out
 
     def close(self) -> None:

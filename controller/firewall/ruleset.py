@@ -27,6 +27,7 @@ from ..resolvers import MAIN_PORT, resolvers
 TABLE = "inet wifikota"
 
 
+CITY_APP_MARK = 1  # IPv6 connections to the city app before login (no client's IPv4 is 1)
 NO_CAP_KBIT = 30_000_000  # "no cap": above what a gateway forwards, within what tc encodes
 
 
@@ -43,6 +44,7 @@ class RulesetSpec:
     caps: tuple[int, ...] = ()
     uploads: tuple[tuple[tuple[str, ...], int], ...] = ()
     dns_ports: tuple[tuple[tuple[str, ...], int], ...] = ()  # APs answered off port 53
+    ipv6: bool = False  # forward logged-in clients' IPv6 (else refused throughout)
 
     def iface_caps(self) -> dict[str, int]:
         caps = self.caps or (NO_CAP_KBIT,) * len(self.client_ifaces)
@@ -84,11 +86,63 @@ class RulesetSpec:
             dns_ports=tuple(
                 (r.ifaces, r.port) for r in resolvers(config, name) if r.port != MAIN_PORT
             ),
+            ipv6=gw.ipv6 == "after_login",
         )
 
 
 def _names(items: tuple[str, ...]) -> str:
     return "{ " + ", ".join(f'"{i}"' for i in items) + " }"
+
+
+@dataclass(frozen=True)
+class _Ipv6:
+    """The ruleset's IPv6 parts for a gateway that forwards logged-in clients' IPv6.
+
+    A phone has several IPv6 addresses (SLAAC, privacy addresses that change), none of them
+    known in advance, so IPv6 is let through by MAC (``allowed6``, whose counters are the
+    client's IPv6 upload). Each connection it opens is marked with the client's IPv4 address
+    as a number (``mark6``), unique on the gateway; the mark finds the way back: download
+    counters (``down6``), the download class (``down_class6``), masquerading and the
+    conntrack flush at logout. Connections to the city app before login carry a mark of
+    their own, so they are masqueraded too."""
+
+    sets: str = ""
+    input: str = ""
+    forward: str = ""
+    back: str = ""
+    shape: str = ""
+    nat: str = ""
+
+    def __init__(self, spec: RulesetSpec | None = None) -> None:
+        if spec is None:
+            return
+        ifs = _names(spec.client_ifaces) if spec.client_ifaces else '{ "wifikota-none" }'
+        dns_ports = "".join(f", {p}" for _, p in spec.dns_ports)
+        parts = {
+            "sets": "    set allowed6 { type ether_addr; flags timeout; counter; }\n"
+            "    map mark6 { type ether_addr : mark; flags timeout; }\n"
+            "    set down6 { type mark; flags timeout; counter; }\n"
+            "    map down_class6 { type mark : classid; flags timeout; }\n",
+            "input": "        icmpv6 type { nd-router-solicit, nd-neighbor-solicit, "
+            "nd-neighbor-advert, echo-request } accept\n"
+            f"        meta nfproto ipv6 meta l4proto {{ tcp, udp }} th dport {{ 53{dns_ports} }} "
+            "accept\n",
+            "forward": "        ether saddr @allowed6 ct mark set ether saddr map @mark6 accept\n"
+            f"        ip6 daddr @city_app6 ct mark set {CITY_APP_MARK} accept\n",
+            "back": "        meta nfproto ipv6 ct mark @down6 accept\n"
+            "        ip6 saddr @city_app6 ct state established,related accept\n",
+            "shape": f"        oifname {ifs} meta nfproto ipv6 meta priority set "
+            "ct mark map @down_class6\n",
+            "nat": f'        oifname "{spec.wan_iface}" meta nfproto ipv6 ct mark != 0 '
+            "masquerade\n",
+        }
+        for name, text in parts.items():
+            object.__setattr__(self, name, text)
+
+
+def mark6(ip: str) -> int:
+    """The conntrack mark of a client's IPv6 connections: its IPv4 address as a number."""
+    return int(IPv4Address(ip))
 
 
 def render(spec: RulesetSpec) -> str:
@@ -98,21 +152,22 @@ def render(spec: RulesetSpec) -> str:
     port = spec.portal_port
     masquerade = f'        oifname "{spec.wan_iface}" ip saddr {nets} masquerade\n' if nets else ""
     meters = "".join(
-        f"    set up{i} {{ type ipv4_addr; size 131072; flags dynamic, timeout; timeout 10m; }}\n"
+        f"    set up{i} {{ type ether_addr; size 131072; flags dynamic, timeout; timeout 10m; }}\n"
         for i in range(len(spec.uploads))
     )
     dns = "".join(
         f"        iifname {_names(ifaces)} meta l4proto {{ tcp, udp }} th dport 53 "
-        f"redirect to :{port}\n"
-        for ifaces, port in spec.dns_ports
+        f"redirect to :{p}\n"
+        for ifaces, p in spec.dns_ports
         if ifaces
     )
-    dns_ports = "".join(f", {port}" for _, port in spec.dns_ports)
+    dns_ports = "".join(f", {p}" for _, p in spec.dns_ports)
     policing = "".join(
-        f"        iifname {_names(ifaces)} update @up{i} {{ ip saddr limit rate over "
+        f"        iifname {_names(ifaces)} update @up{i} {{ ether saddr limit rate over "
         f"{max(1, kbit // 8)} kbytes/second burst {max(32, kbit // 8 // 5)} kbytes }} drop\n"
         for i, (ifaces, kbit) in enumerate(spec.uploads)
     )
+    v6 = _Ipv6(spec) if spec.ipv6 else _Ipv6()
     return f"""table {TABLE} {{
     set allowed {{ type ether_addr . ipv4_addr; flags timeout; counter; }}
     set allowed_down {{ type ipv4_addr; flags timeout; counter; }}
@@ -120,7 +175,7 @@ def render(spec: RulesetSpec) -> str:
     set city_app {{ type ipv4_addr; flags timeout; timeout 1d; }}
     set city_app6 {{ type ipv6_addr; flags timeout; timeout 1d; }}
     map down_class {{ type ipv4_addr : classid; flags timeout; }}
-{meters}
+{v6.sets}{meters}
     chain prerouting {{
         type nat hook prerouting priority dstnat; policy accept;
         iifname != {ifs} return
@@ -129,6 +184,7 @@ def render(spec: RulesetSpec) -> str:
         ip daddr @city_app return
         ether saddr . ip saddr @allowed return
         fib daddr type local return
+        meta nfproto ipv6 return
         tcp dport 80 redirect to :{port}
     }}
 
@@ -136,7 +192,7 @@ def render(spec: RulesetSpec) -> str:
         type filter hook input priority filter; policy accept;
         iifname != {ifs} return
         ct state established,related accept
-        meta nfproto ipv6 drop
+{v6.input}        meta nfproto ipv6 drop
         udp dport {{ 53, 67{dns_ports} }} accept
         tcp dport {{ 53, {port}{dns_ports} }} accept
         icmp type echo-request accept
@@ -151,9 +207,10 @@ def render(spec: RulesetSpec) -> str:
     }}
 
     chain from_clients {{
-        meta nfproto ipv6 reject with icmpx admin-prohibited
         ether saddr @blocked reject with icmpx admin-prohibited
 {policing}        ether saddr . ip saddr @allowed accept
+{v6.forward}        meta nfproto ipv6 meta l4proto tcp reject with tcp reset
+        meta nfproto ipv6 reject with icmpx admin-prohibited
         ip daddr @city_app accept
         meta l4proto tcp reject with tcp reset
         reject with icmpx admin-prohibited
@@ -161,18 +218,18 @@ def render(spec: RulesetSpec) -> str:
 
     chain to_clients {{
         ip daddr @allowed_down accept
-        ip saddr @city_app ct state established,related accept
+{v6.back}        ip saddr @city_app ct state established,related accept
         drop
     }}
 
     chain shape {{
         type filter hook postrouting priority mangle; policy accept;
         oifname {ifs} meta priority set ip daddr map @down_class
-    }}
+{v6.shape}    }}
 
     chain postrouting {{
         type nat hook postrouting priority srcnat; policy accept;
-{masquerade}    }}
+{masquerade}{v6.nat}    }}
 }}
 """
 

@@ -23,6 +23,7 @@ from tests.netlab import (
     FILTER_DNS_IP,
     FILTERED_NAME,
     INTERNET_IP,
+    INTERNET_IP6,
     Lab,
     build_city,
     dhcp_client,
@@ -40,7 +41,9 @@ class Daemon:
         self.lab, self.city, self.tmp = lab, city, tmp
         self.config = tmp / "sites.yaml"
         # Taman's phones must use a filtering resolver
-        self.config.write_text(lab_sites_yaml(city, site_dns={"taman": FILTER_DNS_IP}))
+        self.config.write_text(
+            lab_sites_yaml(city, site_dns={"taman": FILTER_DNS_IP}, ipv6="after_login")
+        )
         self.socket = str(tmp / "control.sock")
         self.env = {
             **os.environ,
@@ -327,3 +330,21 @@ def test_a_site_with_a_resolver_of_its_own_is_answered_by_it_and_only_it(daemon)
         ("main", 53, ["198.51.100.53"], ["ap1", "ap2", "ap4"]),
         ("dns1", 5301, [FILTER_DNS_IP], ["ap3"]),
     ]
+
+
+def test_with_ipv6_after_login_a_phone_gets_an_address_by_ra_and_ipv6_only_after_login(daemon):
+    client, _ = dhcp_client(daemon.city, 2, "slaac1", daemon.tmp)
+
+    def global_ipv6() -> list[str]:
+        res = daemon.lab.sh(
+            client.ns, ["ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"]
+        )
+        return [w.split("/")[0] for w in res.stdout.decode().split() if w.startswith("fd20:2:")]
+
+    assert wait_until(lambda: bool(global_ipv6()), timeout=20), "no address from the RA"
+    probe6 = f"http://[{INTERNET_IP6}]/generate_204"
+    assert daemon.city.curl(client, probe6)[0] == 7
+    assert login(daemon, client)["ok"]
+    assert daemon.city.curl(client, probe6)[:2] == (0, "204")
+    assert daemon.cli("kick", client.ip).returncode == 0
+    assert daemon.city.curl(client, probe6)[0] == 7

@@ -8,7 +8,7 @@ import pytest
 
 from controller.firewall import FirewallError, FirewallState, Grant, Plan
 from controller.firewall import ruleset as ruleset_mod
-from tests.netlab import INTERNET_IP, wait_until
+from tests.netlab import INTERNET_IP, INTERNET_IP6, wait_until
 
 PROBE = f"http://{INTERNET_IP}/generate_204"
 
@@ -142,3 +142,12 @@ def test_other_tables_on_the_gateway_are_left_alone(city, fw, spec):
     listing = city.lab.sh(city.gw, ["nft", "list", "tables"]).stdout.decode()
     assert "table inet admin_own" in listing and "table inet wifikota" in listing
     city.lab.sh(city.gw, ["nft", "delete table inet admin_own"])
+
+
+def test_ipv6_is_refused_before_and_after_login_on_a_gateway_that_blocks_it(city, fw):
+    phone = city.clients[0]
+    probe6 = f"http://[{INTERNET_IP6}]/generate_204"
+    assert city.curl(phone, probe6)[0] == 7  # refused at once, never the portal
+    fw.apply(Plan(grant=(grant(phone),)), now())
+    assert city.curl(phone, PROBE)[1] == "204"
+    assert city.curl(phone, probe6)[0] == 7

@@ -27,6 +27,8 @@ FILTER_DNS_IP = "198.51.100.54"  # a filtering resolver a site may be required t
 FILTERED_NAME = "judi.lab.example.id"  # the internet's resolver knows it; the filter does not
 BLOCK_PAGE_IP = "198.51.100.99"  # what the filter answers for it instead
 CITY_APP_IP = "198.51.100.3"
+INTERNET_IP6 = "2001:db8:100::2"  # documentation prefix, only inside the lab
+GATEWAY_WAN_IP6 = "2001:db8:100::1"
 CITY_APP_NAME = "app.lab.example.id"
 
 
@@ -141,6 +143,7 @@ class Client:
     ns: str
     mac: str
     ip: str
+    ip6: str | None = None  # a static IPv6 address, where it has one
 
 
 @dataclass
@@ -191,6 +194,11 @@ def build_city(lab: Lab, aps: int = 1, clients_per_ap: int = 2, portal_port: int
         lab.sh(inet, ["ip", "addr", "add", f"{addr}/24", "dev", "eth0"])
     lab.sh(gw, ["ip", "route", "add", "default", "via", INTERNET_IP])
     lab.sh(gw, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    # IPv6 everywhere, so that the ruleset, not a missing route, is what keeps it out
+    lab.sh(inet, ["ip", "-6", "addr", "add", f"{INTERNET_IP6}/64", "dev", "eth0", "nodad"])
+    lab.sh(gw, ["ip", "-6", "addr", "add", f"{GATEWAY_WAN_IP6}/64", "dev", "wan", "nodad"])
+    lab.sh(gw, ["ip", "-6", "route", "add", "default", "via", INTERNET_IP6])
+    lab.sh(gw, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
     lab.spawn(
         inet,
         [sys.executable, str(HERE / "internet.py"), "--ports", "80,443"],
@@ -227,6 +235,7 @@ def build_city(lab: Lab, aps: int = 1, clients_per_ap: int = 2, portal_port: int
         lab.sh(gw, ["ip", "link", "add", br, "type", "bridge"])
         lab.sh(gw, ["ip", "link", "set", br, "up"])
         lab.sh(gw, ["ip", "addr", "add", f"10.20.{a}.1/24", "dev", br])
+        lab.sh(gw, ["ip", "-6", "addr", "add", f"fd20:{a}::1/64", "dev", br, "nodad"])
         bridges.append(br)
         subnets.append(f"10.20.{a}.0/24")
         for c in range(1, clients_per_ap + 1):
@@ -238,7 +247,10 @@ def build_city(lab: Lab, aps: int = 1, clients_per_ap: int = 2, portal_port: int
             lab.sh(ns, ["ip", "link", "set", "eth0", "address", mac])
             lab.sh(ns, ["ip", "addr", "add", f"{ip}/24", "dev", "eth0"])
             lab.sh(ns, ["ip", "route", "add", "default", "via", f"10.20.{a}.1"])
-            clients.append(Client(ns, mac, ip))
+            ip6 = f"fd20:{a}::{9 + c:x}"
+            lab.sh(ns, ["ip", "-6", "addr", "add", f"{ip6}/64", "dev", "eth0", "nodad"])
+            lab.sh(ns, ["ip", "-6", "route", "add", "default", "via", f"fd20:{a}::1"])
+            clients.append(Client(ns, mac, ip, ip6))
     # Stands in for the portal on the gateway (the portal application is separate).
     lab.spawn(
         gw,

@@ -17,8 +17,10 @@ def lab_sites_yaml(
     portal_port: int = 8080,
     dns: str = "198.51.100.53",
     site_dns: dict[str, str] | None = None,
+    ipv6: str = "blocked",
 ) -> str:
-    """``site_dns`` names the sites with a resolver of their own."""
+    """``site_dns`` names the sites with a resolver of their own; ``ipv6`` is the
+    gateway's IPv6 mode."""
     names = list(SITES)
     site_dns = site_dns or {}
     sites = "\n".join(
@@ -34,7 +36,7 @@ def lab_sites_yaml(
         for i, br in enumerate(city.bridges)
     )
     return f"""city: {{name: Lab City, timezone: Asia/Jakarta, ssid: WiFi Kota Lab}}
-gateways: [{{name: gw-lab, wan_interface: wan}}]
+gateways: [{{name: gw-lab, wan_interface: wan, ipv6: {ipv6}}}]
 portal: {{hostname: wifi.lab.example.id, base_url: http://wifi.lab.example.id, terms_version: "1", port: {portal_port}, api_url: "https://wifi.lab.example.id/api/captive"}}
 city_app: {{name: Lab App, domains: [app.lab.example.id], link: https://app.lab.example.id/}}
 defaults:

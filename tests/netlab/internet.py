@@ -4,6 +4,7 @@ the city app, files of any size, and slow streams. Run inside a lab namespace.""
 from __future__ import annotations
 
 import argparse
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +19,16 @@ PROBES = {
     "/success.txt": "success\n",
 }
 CHUNK = 16 * 1024
+
+
+class DualStackServer(ThreadingHTTPServer):
+    """Listens on IPv6 and IPv4 alike (IPv4 clients appear as ::ffff:a.b.c.d)."""
+
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -91,7 +102,7 @@ def main() -> None:
     parser.add_argument("--name", default="INTERNET")
     args = parser.parse_args()
     Handler.name = args.name
-    servers = [ThreadingHTTPServer(("0.0.0.0", int(p)), Handler) for p in args.ports.split(",")]
+    servers = [DualStackServer(("::", int(p)), Handler) for p in args.ports.split(",")]
     for s in servers[1:]:
         threading.Thread(target=s.serve_forever, daemon=True).start()
     servers[0].serve_forever()

@@ -94,3 +94,14 @@ def test_sites_naming_the_citys_resolver_need_no_instance_of_their_own(city):
     same = with_site_resolver("    location: {lat: -0.3025, lon: 100.3662}\n", "1.1.1.1, 8.8.8.8")
     assert list(dnsmasq.render(same, "gw-balaikota", Path("/l"))) == ["main"]
     assert RulesetSpec.for_gateway(same).dns_ports == ()
+
+
+def test_router_advertisements_only_where_the_gateway_forwards_ipv6(city):
+    assert "enable-ra" not in dnsmasq.render(city, "gw-balaikota", Path("/l"))["main"]
+    gw = city.gateways[0].model_copy(update={"ipv6": "after_login"})
+    lines = dnsmasq.render(city.model_copy(update={"gateways": (gw,)}), gw.name, Path("/l"))[
+        "main"
+    ].splitlines()
+    assert "enable-ra" in lines
+    ra = [x for x in lines if x.startswith("dhcp-range=::")]
+    assert len(ra) == 14 and "dhcp-range=::,constructor:ens19.103,ra-only,64,3600s" in ra
