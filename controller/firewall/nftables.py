@@ -17,7 +17,7 @@ from .. import network, shaping
 from ..netns import Runner
 from .base import FirewallError, FirewallState, Grant, Plan
 from .libnft import Nft, NftError
-from .ruleset import TABLE, RulesetSpec, mark6, render, replace_table
+from .ruleset import TABLE, RulesetSpec, client_mark, render, replace_table
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def commands(plan: Plan, now: datetime, spec: RulesetSpec | None = None) -> str:
         if cls:
             out += _remove("down_class", g.ip, cls)
         if ipv6:
-            mark = str(mark6(g.ip))
+            mark = str(client_mark(g.ip))
             out += _remove("allowed6", g.mac) + _remove("mark6", g.mac, mark)
             out += _remove("down6", mark) + (_remove("down_class6", mark, cls) if cls else [])
     for mac in plan.block:
@@ -96,7 +96,7 @@ def commands(plan: Plan, now: datetime, spec: RulesetSpec | None = None) -> str:
         if cls:
             out += _put("down_class", g.ip, t, data=cls)
         if ipv6:
-            mark = str(mark6(g.ip))
+            mark = str(client_mark(g.ip))
             out += _put("allowed6", g.mac, t) + _put("mark6", g.mac, t, data=mark)
             out += _put("down6", mark, t) + (_put("down_class6", mark, t, data=cls) if cls else [])
     return "\n".join(out) + ("\n" if out else "")
@@ -186,10 +186,8 @@ class NftFirewall:
     def _cut(self, changed: set[str], revoked: set[str]) -> None:
         """Forget the clients' tracked connections (a new grant must not keep flows that
         were sent to the portal); clients that lost their grant have their TCP flows ended."""
-        flows = [f for f in self._conntrack.flush(changed) if f.client_ip in revoked]
-        if self._spec is not None and self._spec.ipv6:  # their IPv6 flows, by mark
-            flows += self._conntrack.flush_marks({mark6(ip) for ip in revoked})
-            self._conntrack.flush_marks({mark6(ip) for ip in changed - revoked})
+        flows = self._conntrack.cut({client_mark(ip) for ip in revoked})
+        self._conntrack.forget({client_mark(ip) for ip in changed - revoked})
         network.nudge(flows)
 
     def _shape(self, plan: Plan, now: datetime) -> None:
@@ -224,7 +222,7 @@ class NftFirewall:
             )
         out = {}
         for (mac, ip), sent in up.items():
-            received = down.get(ip, 0) + down6.get(mark6(ip), 0)
+            received = down.get(ip, 0) + down6.get(client_mark(ip), 0)
             out[(mac, ip)] = (sent + up6.get(mac, 0), received)
         return out
 

@@ -18,6 +18,7 @@ traffic can go around the portal over IPv6.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
@@ -100,9 +101,9 @@ class _Ipv6:
 
     A phone has several IPv6 addresses (SLAAC, privacy addresses that change), none of them
     known in advance, so IPv6 is let through by MAC (``allowed6``, whose counters are the
-    client's IPv6 upload). Each connection it opens is marked with the client's IPv4 address
-    as a number (``mark6``), unique on the gateway; the mark finds the way back: download
-    counters (``down6``), the download class (``down_class6``), masquerading and the
+    client's IPv6 upload). Each connection it opens is marked with the client's mark
+    (``mark6``, see :func:`client_mark`), unique on the gateway; the mark finds the way
+    back: download counters (``down6``), the download class (``down_class6``), masquerading and the
     conntrack flush at logout. Connections to the city app before login carry a mark of
     their own, so they are masqueraded too."""
 
@@ -140,9 +141,13 @@ class _Ipv6:
             object.__setattr__(self, name, text)
 
 
-def mark6(ip: str) -> int:
-    """The conntrack mark of a client's IPv6 connections: its IPv4 address as a number."""
-    return int(IPv4Address(ip))
+def client_mark(ip: str) -> int:
+    """The conntrack mark of a client's connections: its IPv4 address as the kernel reads
+    those four bytes into a mark (host byte order), unique on the gateway. The ruleset
+    marks each IPv4 connection from an AP interface as it starts (``ct mark set
+    @nh,96,32``: the source address's bytes), and a logged-in client's IPv6 ones through
+    ``mark6``; the controller finds and deletes a client's connections by it."""
+    return int.from_bytes(IPv4Address(ip).packed, sys.byteorder)
 
 
 def render(spec: RulesetSpec) -> str:
@@ -179,6 +184,7 @@ def render(spec: RulesetSpec) -> str:
     chain prerouting {{
         type nat hook prerouting priority dstnat; policy accept;
         iifname != {ifs} return
+        meta nfproto ipv4 ct mark set @nh,96,32
 {dns}        meta l4proto {{ tcp, udp }} th dport 53 redirect to :53
         ether saddr @blocked return
         ip daddr @city_app return
