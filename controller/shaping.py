@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import subprocess
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
@@ -29,6 +30,7 @@ FIRST_CLIENT_MINOR = 0x10
 DEFAULT_RATE_KBIT = 1000
 GUARANTEED_KBIT = 64
 QUANTUM = 1514  # bytes a class may send per round when borrowing: one full frame
+BATCH_FROM = 64  # class changes from which one tc process beats a netlink call each
 
 
 def client_minor(ip: str, subnet: IPv4Network) -> int:
@@ -47,6 +49,30 @@ def classid(ip: str, subnet: IPv4Network) -> str:
 def _burst(kbit: int) -> int:
     """Bytes HTB may send at once: 20 ms at the rate, never less than a few packets."""
     return max(kbit * 1000 // 8 // 50, 15_000)
+
+
+def _class_args(kbit: int) -> str:
+    """A client class's parameters as tc writes them (see :meth:`Shaper.set_clients`)."""
+    rate = min(kbit, GUARANTEED_KBIT)
+    return (
+        f"htb rate {rate}kbit ceil {kbit}kbit burst {_burst(rate)} cburst {_burst(kbit)} "
+        f"quantum {QUANTUM}"
+    )
+
+
+def batch_commands(add: list[tuple[str, int, int]], remove: list[tuple[str, int]]) -> str:
+    """The ``tc -batch`` lines for a set of class changes (pure)."""
+    added = {(iface, minor) for iface, minor, _ in add}
+    lines = [
+        f"class del dev {iface} classid 1:{minor:x}"
+        for iface, minor in remove
+        if (iface, minor) not in added
+    ]
+    lines += [
+        f"class replace dev {iface} parent 1:1 classid 1:{minor:x} {_class_args(kbit)}"
+        for iface, minor, kbit in add
+    ]
+    return "\n".join(lines) + "\n"
 
 
 class Shaper:
@@ -103,8 +129,35 @@ class Shaper:
 
         self._runner.call(run)
 
+    def _batch(self, add: list[tuple[str, int, int]], remove: list[tuple[str, int]]) -> None:
+        """Run the changes through one ``tc -force -batch`` (in the runner's namespace: a
+        child forked from its thread shares it). ``-force`` goes on past a class that is
+        already gone; other refusals are raised with tc's words."""
+        res = subprocess.run(
+            ["tc", "-force", "-batch", "-"],
+            input=batch_commands(add, remove),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        errors = [
+            line
+            for line in res.stderr.splitlines()
+            if line.strip()
+            and "No such file or directory" not in line
+            and "Command failed" not in line
+        ]
+        if res.returncode != 0 and errors:
+            raise RuntimeError(f"tc refused class changes: {'; '.join(errors[:3])}")
+
     def set_clients(self, add: list[tuple[str, int, int]], remove: list[tuple[str, int]]) -> None:
-        """Add (iface, minor, kbit) classes, replacing any there; remove (iface, minor)."""
+        """Add (iface, minor, kbit) classes, replacing any there; remove (iface, minor).
+        Many at once (a start, a reload, a reconcile after an outage) go to one ``tc
+        -batch`` process: through pyroute2 a class costs about 1 ms, through tc about
+        0.13 ms (3,000 classes on one interface, docs/benchmarks.md)."""
+        if len(add) + len(remove) >= BATCH_FROM:
+            self._runner.call(lambda: self._batch(add, remove))
+            return
 
         def run() -> None:
             ipr = self._ipr()

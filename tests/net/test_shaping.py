@@ -124,3 +124,27 @@ def test_a_revoked_client_loses_its_class_and_a_regranted_one_gets_its_new_rate(
     assert "ceil 2Mbit" in classes() and "ceil 4Mbit" not in classes()
     shaped.apply(Plan(revoke=(Grant(phone.mac, phone.ip, "tmsbk", until, 2000, 1000),)), now())
     assert "1:1a" not in classes()
+
+
+def test_many_classes_at_once_go_through_one_tc_batch_and_match_one_by_one(city, shaped):
+    """A start or reconcile with many clients takes the bulk path (tc -batch): the classes
+    are the same as those added one at a time, and a bulk revoke removes them."""
+    net = IPv4Network(city.subnets[0])
+    until = now() + timedelta(hours=1)
+    many = tuple(
+        Grant(f"02:ba:00:00:00:{i:02x}", str(net[100 + i]), "tmsbk", until, 3000, 1000)
+        for i in range(100)
+    )
+
+    def classes() -> list[str]:
+        out = city.lab.sh(city.gw, ["tc", "class", "show", "dev", "ap1"]).stdout.decode()
+        return out.splitlines()
+
+    shaped.apply(Plan(grant=many[:1]), now())  # one by one: through netlink
+    [single] = [c for c in classes() if c.startswith("class htb 1:74 ")]  # .100 -> 0x10 + 100
+    shaped.apply(Plan(grant=many), now())  # 100 at once: one tc process
+    clients = [c for c in classes() if "parent 1:1 " in c and "1:2 " not in c]
+    assert len(clients) == 100
+    assert single in clients, "the batch writes the same class as netlink does"
+    shaped.apply(Plan(revoke=many), now())
+    assert not [c for c in classes() if "parent 1:1 " in c and "1:2 " not in c]
