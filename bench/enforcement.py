@@ -1,11 +1,13 @@
 """Enforcement benchmark, all in one run (root; network namespaces made and removed here).
 
 1. Authorize and deauthorize one client while N others are already let through
-   (N = 1, 1,000, 10,000, 50,000): median and p99 per call, and the ruleset's rule count.
+   (N = 1, 1,000, 10,000, 50,000, 250 to an AP interface as in a city): median and p99
+   per call, the ruleset's rule count, and how long filling the N took.
    A call is what a login does at the gateway: one nftables transaction (set elements,
    class map) plus the client's tc class, and conntrack flush and nudge on deauthorize.
-2. Forwarding throughput (iperf3, client -> gateway -> internet) with 0 and with 50,000
-   authorized clients, alternated so machine noise falls on both alike; the ratio.
+2. Forwarding throughput (iperf3, client -> gateway -> internet) with no portal at all
+   (routed, no NAT), a plain masquerading router, the ruleset with no client and with
+   50,000 authorized clients, alternated so machine noise falls on all alike; the ratios.
 
 Usage: python bench/enforcement.py [--sizes 1,1000,10000,50000] [--calls 200] [--seconds 5]
 """
@@ -20,7 +22,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Network
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -31,15 +33,20 @@ from controller.firewall.ruleset import RulesetSpec
 from controller.netns import Runner
 from tests.netlab import GATEWAY_WAN_IP, INTERNET_IP, Lab, build_city, wait_until
 
-BULK = IPv4Network("10.64.0.0/16")  # the N others, on a second AP of their own
+PER_AP = 250  # the N others, 250 to an AP interface, as a /24 each would hold them
+
+
+def bulk_nets(n: int) -> list[IPv4Network]:
+    """The /24 subnets of the APs the N others are on (10.64.0.0/24, 10.64.1.0/24, ...)."""
+    return [IPv4Network(f"10.{64 + k // 256}.{k % 256}.0/24") for k in range(-(-n // PER_AP))]
 
 
 def grants(n: int, until: datetime) -> list[Grant]:
-    base = int(BULK.network_address) + 2
+    nets = bulk_nets(n)
     return [
         Grant(
             f"02:b0:{(i >> 16) & 0xFF:02x}:{(i >> 8) & 0xFF:02x}:{i & 0xFF:02x}:01",
-            str(IPv4Address(base + i)),
+            str(nets[i // PER_AP][2 + i % PER_AP]),
             "bench",
             until,
             5000,
@@ -57,10 +64,9 @@ def percentile(values: list[float], p: float) -> float:
 def latency(fw: NftFirewall, spec: RulesetSpec, n: int, calls: int, probe_net: IPv4Network) -> dict:
     now = datetime.now(UTC)
     until = now + timedelta(hours=2)
-    fw.load(spec, FirewallState(), now)
-    others = grants(n, until)
-    for i in range(0, len(others), 5000):  # fill in batches, as a restart's reconcile would
-        fw.apply(Plan(grant=tuple(others[i : i + 5000])), datetime.now(UTC))
+    t0 = time.perf_counter()  # what a restart with n open sessions does: one load
+    fw.load(spec, FirewallState.of(grants(n, until)), now)
+    fill = time.perf_counter() - t0
     auth, deauth = [], []
     for i in range(calls):
         g = Grant(
@@ -80,6 +86,7 @@ def latency(fw: NftFirewall, spec: RulesetSpec, n: int, calls: int, probe_net: I
         deauth.append((t2 - t1) * 1000)
     return {
         "clients": n,
+        "fill_s": fill,
         "rules": fw.rule_count(),
         "authorize_ms": (statistics.median(auth), percentile(auth, 99)),
         "deauthorize_ms": (statistics.median(deauth), percentile(deauth, 99)),
@@ -108,21 +115,33 @@ def main() -> None:
     lab = Lab()
     try:
         city = build_city(lab, aps=1, clients_per_ap=1)
-        lab.sh(city.gw, ["ip", "link", "add", "bulk", "type", "bridge"])
-        lab.sh(city.gw, ["ip", "link", "set", "bulk", "up"])
-        lab.sh(city.gw, ["ip", "addr", "add", f"{BULK[1]}/{BULK.prefixlen}", "dev", "bulk"])
+        nets = bulk_nets(max(sizes))
+        script = "".join(
+            f"link add b{k} type bridge\nlink set b{k} up\naddr add {net[1]}/24 dev b{k}\n"
+            for k, net in enumerate(nets)
+        )
+        lab.sh(city.gw, ["ip", "-batch", "-"], input=script.encode())
         iperf_server = lab.spawn(city.inet, ["iperf3", "-s"], stdout=subprocess.DEVNULL)
-        spec = RulesetSpec(("ap1", "bulk"), (IPv4Network(city.subnets[0]), BULK), "wan", 8080)
+        spec = RulesetSpec(
+            ("ap1", *(f"b{k}" for k in range(len(nets)))),
+            (IPv4Network(city.subnets[0]), *nets),
+            "wan",
+            8080,
+        )
         runner = Runner(city.gw)
         fw = NftFirewall(runner)
 
         print(f"## Authorize / deauthorize one client (ms, {args.calls} calls each)\n")
-        print("| clients in force | rules | authorize median | p99 | deauthorize median | p99 |")
-        print("|---:|---:|---:|---:|---:|---:|")
+        print(
+            "| clients in force | start with them (s) | rules | authorize median | p99 "
+            "| deauthorize median | p99 |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|")
         for n in sizes:
             r = latency(fw, spec, n, args.calls, IPv4Network(city.subnets[0]))
             print(
-                f"| {n:,} | {r['rules']} | {r['authorize_ms'][0]:.2f} | {r['authorize_ms'][1]:.2f} "
+                f"| {n:,} | {r['fill_s']:.1f} | {r['rules']} | {r['authorize_ms'][0]:.2f} "
+                f"| {r['authorize_ms'][1]:.2f} "
                 f"| {r['deauthorize_ms'][0]:.2f} | {r['deauthorize_ms'][1]:.2f} |",
                 flush=True,
             )
@@ -136,20 +155,29 @@ def main() -> None:
         # replies find the clients without NAT too, so "no portal at all" can be measured
         lab.sh(city.inet, ["ip", "route", "add", "10.20.0.0/16", "via", GATEWAY_WAN_IP])
         big = f"{max(sizes):,}"
-        results: dict[str, list[float]] = {"no portal": [], "0": [], big: []}
+        nat_only = (
+            "table ip natonly {\n chain p {\n  type nat hook postrouting priority srcnat;\n"
+            '  oifname "wan" masquerade\n }\n}\n'
+        )
+        results: dict[str, list[float]] = {"no portal": [], "NAT only": [], "0": [], big: []}
         for _ in range(args.rounds):
-            for label, state in (("no portal", None), ("0", empty), (big, full)):
+            for label, state in (
+                ("no portal", None),
+                ("NAT only", None),
+                ("0", empty),
+                (big, full),
+            ):
                 if state is None:
                     lab.sh(city.gw, ["nft", "delete", "table", "inet", "wifikota"], check=False)
                     lab.sh(city.gw, ["tc", "qdisc", "del", "dev", "ap1", "root"], check=False)
+                    if label == "NAT only":  # a plain masquerading router, as any city has
+                        lab.sh(city.gw, ["nft", "-f", "-"], input=nat_only.encode())
                     results[label].append(iperf(lab, city, args.seconds))
+                    lab.sh(city.gw, ["nft", "delete", "table", "ip", "natonly"], check=False)
                     continue
-                fw.load(spec, FirewallState(), datetime.now(UTC))
-                grants_list = list(state.grants.values())
-                for i in range(0, len(grants_list), 5000):
-                    fw.apply(Plan(grant=tuple(grants_list[i : i + 5000])), datetime.now(UTC))
+                fw.load(spec, state, datetime.now(UTC))
                 results[label].append(iperf(lab, city, args.seconds))
-        bare, base, loaded = (statistics.median(v) for v in results.values())
+        bare, nat, base, loaded = (statistics.median(v) for v in results.values())
         print(f"\n## Forwarding (iperf3 TCP, {args.rounds} x {args.seconds} s each, alternated)\n")
         print("| authorized clients | Gbit/s (median) | runs |")
         print("|---:|---:|---|")
@@ -158,6 +186,7 @@ def main() -> None:
             print(f"| {label} | {statistics.median(values):.2f} | {runs} |")
         print(
             f"\nratio, {big} clients to no portal at all: **{loaded / bare:.3f}**; "
+            f"to a NAT router with no portal: **{loaded / nat:.3f}**; "
             f"to the ruleset with no client: **{loaded / base:.3f}**"
         )
         iperf_server.terminate()
