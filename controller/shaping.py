@@ -51,13 +51,18 @@ def _burst(kbit: int) -> int:
     return max(kbit * 1000 // 8 // 50, 15_000)
 
 
-def _class_args(kbit: int) -> str:
-    """A client class's parameters as tc writes them (see :meth:`Shaper.set_clients`)."""
+def client_class(kbit: int) -> dict[str, Any]:
+    """A client's HTB class parameters. HTB guarantees a class its rate even past its
+    parent's, so a client is guaranteed little and borrows up to its own limit (ceil) from
+    the AP's share; busy clients split it evenly. Each burst belongs to its own rate."""
     rate = min(kbit, GUARANTEED_KBIT)
-    return (
-        f"htb rate {rate}kbit ceil {kbit}kbit burst {_burst(rate)} cburst {_burst(kbit)} "
-        f"quantum {QUANTUM}"
-    )
+    return {
+        "rate": f"{rate}kbit",
+        "ceil": f"{kbit}kbit",
+        "burst": _burst(rate),
+        "cburst": _burst(kbit),
+        "quantum": QUANTUM,
+    }
 
 
 def batch_commands(add: list[tuple[str, int, int]], remove: list[tuple[str, int]]) -> str:
@@ -69,7 +74,8 @@ def batch_commands(add: list[tuple[str, int, int]], remove: list[tuple[str, int]
         if (iface, minor) not in added
     ]
     lines += [
-        f"class replace dev {iface} parent 1:1 classid 1:{minor:x} {_class_args(kbit)}"
+        f"class replace dev {iface} parent 1:1 classid 1:{minor:x} htb "
+        + " ".join(f"{k} {v}" for k, v in client_class(kbit).items())
         for iface, minor, kbit in add
     ]
     return "\n".join(lines) + "\n"
@@ -190,14 +196,7 @@ class Shaper:
                         index[iface],
                         ROOT | minor,
                         parent=AP_CLASS,
-                        # HTB guarantees a class its rate even past its parent's, so a
-                        # client is guaranteed little and borrows up to its own limit
-                        # (ceil) from the AP's share; busy clients split it evenly
-                        rate=f"{min(kbit, GUARANTEED_KBIT)}kbit",
-                        ceil=f"{kbit}kbit",
-                        burst=_burst(min(kbit, GUARANTEED_KBIT)),  # for the rate
-                        cburst=_burst(kbit),  # for the ceiling
-                        quantum=QUANTUM,
+                        **client_class(kbit),
                     )
 
         self._runner.call(run)

@@ -3,7 +3,6 @@ before, let out after, counted, shaped, and cut at logout, never leaking around 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -12,8 +11,7 @@ import pytest
 from controller.firewall import FirewallState, Grant, Plan
 from controller.firewall.nftables import NftFirewall
 from controller.firewall.ruleset import RulesetSpec
-from controller.netns import Runner
-from tests.netlab import INTERNET_IP, INTERNET_IP6, City, wait_until
+from tests.netlab import INTERNET_IP, INTERNET_IP6, wait_until
 
 PROBE = f"http://{INTERNET_IP}/generate_204"
 PROBE6 = f"http://[{INTERNET_IP6}]/generate_204"
@@ -27,19 +25,11 @@ def grant(client, down_kbit: int = 5000) -> Grant:
     return Grant(client.mac, client.ip, "alun-alun", now() + timedelta(hours=1), down_kbit, 1000)
 
 
-@pytest.fixture(scope="module")
-def fw6(city: City, spec: RulesetSpec) -> Iterator[NftFirewall]:
-    runner = Runner(city.gw)
-    fw = NftFirewall(runner)
-    yield fw
-    fw.close()
-    runner.close()
-
-
 @pytest.fixture
-def fw(fw6: NftFirewall, spec: RulesetSpec) -> NftFirewall:
-    fw6.load(replace(spec, ipv6=True), FirewallState(), now())
-    return fw6
+def fw(gw_firewall: NftFirewall, spec: RulesetSpec) -> NftFirewall:
+    """The gateway's firewall forwarding IPv6 after login, with no clients."""
+    gw_firewall.load(replace(spec, ipv6=True), FirewallState(), now())
+    return gw_firewall
 
 
 def test_before_login_ipv6_is_refused_at_once_and_never_reaches_the_internet(city, fw):
