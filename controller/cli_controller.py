@@ -15,6 +15,14 @@ from .clifmt import duration, emit_json, local, size
 from .resolvers import resolvers
 
 
+def _gateway(app: App, gateway: str | None) -> str:
+    """The name of the gateway meant (default: the first), or a Failure naming the file."""
+    try:
+        return app.config.gateway(gateway).name
+    except KeyError:
+        raise Failure(f"no gateway '{gateway}' in {app.config_path}") from None
+
+
 @click.group("controller")
 def controller_group() -> None:
     """The gateway's controller daemon."""
@@ -64,8 +72,7 @@ def controller_run(
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    if gateway is not None and gateway not in {g.name for g in app.config.gateways}:
-        raise Failure(f"no gateway '{gateway}' in {app.config_path}")
+    gateway = _gateway(app, gateway)
     fw: Enforcer
     neighbours: NeighbourTable
     if memory_firewall:
@@ -161,13 +168,6 @@ def firewall_show(app: App) -> None:
 @click.group("dnsmasq")
 def dnsmasq_group() -> None:
     """DHCP and DNS for the APs."""
-
-
-def _gateway(app: App, gateway: str | None) -> str:
-    name = gateway or app.config.gateways[0].name
-    if name not in {g.name for g in app.config.gateways}:
-        raise Failure(f"no gateway '{name}' in {app.config_path}")
-    return name
 
 
 gateway_option = click.option("--gateway", help="Which gateway of sites.yaml (default: the first).")

@@ -271,6 +271,15 @@ class CityConfig(_Model):
     def ap(self, ap_id: str) -> AccessPoint | None:
         return next((ap for ap in self.aps if ap.id == ap_id), None)
 
+    def gateway(self, name: str | None = None) -> Gateway:
+        """The gateway called ``name`` (default: the first); KeyError if there is none."""
+        if name is None:
+            return self.gateways[0]
+        for gw in self.gateways:
+            if gw.name == name:
+                return gw
+        raise KeyError(name)
+
     def gateway_of(self, site_id: str) -> str:
         return self.sites[site_id].gateway or self.gateways[0].name
 

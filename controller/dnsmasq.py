@@ -32,7 +32,7 @@ def render(config: CityConfig, gateway: str, leases: Path) -> dict[str, str]:
     ``main`` (DHCP for every AP, DNS on port 53) and one DNS-only instance per resolver a
     site names for itself (see :mod:`.resolvers`)."""
     aps = [ap for ap in config.enforced_by(gateway) if ap.dhcp_range]
-    ipv6 = next(g for g in config.gateways if g.name == gateway).ipv6 == "after_login"
+    ipv6 = config.gateway(gateway).ipv6 == "after_login"
     out = {}
     for resolver in resolvers(config, gateway):
         lines = [
@@ -57,15 +57,14 @@ def render(config: CityConfig, gateway: str, leases: Path) -> dict[str, str]:
                     f"interface={ap.gateway_iface}",
                     f"dhcp-range=set:{ap.id},{rng.first},{rng.last},{ap.subnet.netmask},{lease}s",
                 ]
+                if ipv6:  # router advertisements (SLAAC) from the interface's own prefix
+                    lines.append(
+                        f"dhcp-range=::,constructor:{ap.gateway_iface},ra-only,64,{lease}s"
+                    )
+            if ipv6:
+                lines.append("enable-ra")
             if config.portal.api_url:
                 lines.append(f'dhcp-option=114,"{config.portal.api_url}"')
-            if ipv6:  # router advertisements (SLAAC) from each AP interface's own prefix
-                lines.append("enable-ra")
-                lines += [
-                    f"dhcp-range=::,constructor:{ap.gateway_iface},ra-only,64,"
-                    f"{config.policy_for(ap.site).dhcp_lease}s"
-                    for ap in aps
-                ]
             answers = [str(ap.gateway_iface) for ap in aps]
         else:
             lines += [f"interface={iface}" for iface in resolver.ifaces]

@@ -34,7 +34,7 @@ _NLMSG_ERROR, _NLMSG_DONE = 2, 3
 _CT_GET, _CT_DELETE = (1 << 8) | 1, (1 << 8) | 2  # subsystem ctnetlink
 _CTA_TUPLE_ORIG, _CTA_MARK, _CTA_MARK_MASK = 1, 8, 21
 _CTA_TUPLE_IP, _CTA_TUPLE_PROTO = 1, 2
-_CTA_IP = {1: "src4", 2: "dst4", 3: "src6", 4: "dst6"}
+_CTA_IP_SRC = {1: socket.AF_INET, 3: socket.AF_INET6}  # CTA_IP_V4_SRC, CTA_IP_V6_SRC
 _CTA_PROTO_NUM, _CTA_PROTO_SRC_PORT, _CTA_PROTO_DST_PORT = 1, 2, 3
 
 
@@ -59,17 +59,11 @@ def _tcp_flow(payload: bytes) -> TcpFlow | None:
     ip, proto = _attrs(tup.get(_CTA_TUPLE_IP, b"")), _attrs(tup.get(_CTA_TUPLE_PROTO, b""))
     if proto.get(_CTA_PROTO_NUM) != bytes([socket.IPPROTO_TCP]):
         return None
-    addrs = {_CTA_IP[k]: v for k, v in ip.items() if k in _CTA_IP}
-    if "src4" in addrs:
-        src, dst = (
-            socket.inet_ntop(socket.AF_INET, addrs["src4"]),
-            socket.inet_ntop(socket.AF_INET, addrs["dst4"]),
-        )
-    elif "src6" in addrs:
-        src, dst = (
-            socket.inet_ntop(socket.AF_INET6, addrs["src6"]),
-            socket.inet_ntop(socket.AF_INET6, addrs["dst6"]),
-        )
+    for src_type, family in _CTA_IP_SRC.items():  # the destination's type follows
+        if src_type in ip and src_type + 1 in ip:
+            src = socket.inet_ntop(family, ip[src_type])
+            dst = socket.inet_ntop(family, ip[src_type + 1])
+            break
     else:
         return None
     (sport,) = struct.unpack("!H", proto[_CTA_PROTO_SRC_PORT])
@@ -122,28 +116,21 @@ class Conntrack:
                 out.append(payload)
         return out
 
-    def cut(self, marks: set[int]) -> list[TcpFlow]:
-        """Delete the entries of the clients with these marks; return their TCP flows
-        (for :func:`nudge`). Errors are logged, not raised."""
+    def cut(self, marks: set[int], *, with_flows: bool = True) -> list[TcpFlow]:
+        """Delete the entries of the clients with these marks; return their TCP flows (for
+        :func:`nudge`) unless ``with_flows`` is false, which spares the listing. Errors are
+        logged, not raised."""
         flows: list[TcpFlow] = []
         for mark in sorted(marks):
             try:
-                replies = self._request(_CT_GET, _NLM_F_DUMP, mark)
-                flows += [f for f in map(_tcp_flow, replies) if f is not None]
+                if with_flows:
+                    replies = self._request(_CT_GET, _NLM_F_DUMP, mark)
+                    flows += [f for f in map(_tcp_flow, replies) if f is not None]
                 self._request(_CT_DELETE, _NLM_F_ACK, mark)
             except OSError as exc:
                 log.warning("conntrack cut failed for mark %#x: %s", mark, exc)
                 self.close()
         return flows
-
-    def forget(self, marks: set[int]) -> None:
-        """Delete the entries of the clients with these marks (no flows returned)."""
-        for mark in sorted(marks):
-            try:
-                self._request(_CT_DELETE, _NLM_F_ACK, mark)
-            except OSError as exc:
-                log.warning("conntrack flush failed for mark %#x: %s", mark, exc)
-                self.close()
 
     def close(self) -> None:
         if self._socket is not None:

@@ -187,7 +187,7 @@ class NftFirewall:
         """Forget the clients' tracked connections (a new grant must not keep flows that
         were sent to the portal); clients that lost their grant have their TCP flows ended."""
         flows = self._conntrack.cut({client_mark(ip) for ip in revoked})
-        self._conntrack.forget({client_mark(ip) for ip in changed - revoked})
+        self._conntrack.cut({client_mark(ip) for ip in changed - revoked}, with_flows=False)
         network.nudge(flows)
 
     def _shape(self, plan: Plan, now: datetime) -> None:
@@ -216,10 +216,8 @@ class NftFirewall:
         IPv4 and, where it is forwarded, IPv6."""
         ipv6 = self._spec is not None and self._spec.ipv6
         with self._lock:
-            up, down, up6, down6 = (
-                self._listing(name) if name else {}
-                for name in ("allowed", "allowed_down", ipv6 and "allowed6", ipv6 and "down6")
-            )
+            up, down = self._listing("allowed"), self._listing("allowed_down")
+            up6, down6 = (self._listing("allowed6"), self._listing("down6")) if ipv6 else ({}, {})
         out = {}
         for (mac, ip), sent in up.items():
             received = down.get(ip, 0) + down6.get(client_mark(ip), 0)

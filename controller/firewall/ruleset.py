@@ -21,6 +21,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
+from typing import NamedTuple
 
 from ..config import AccessPoint, CityConfig
 from ..resolvers import MAIN_PORT, resolvers
@@ -62,8 +63,8 @@ class RulesetSpec:
     @classmethod
     def for_gateway(cls, config: CityConfig, gateway: str | None = None) -> RulesetSpec:
         """The spec for the sites ``gateway`` enforces (default: the first gateway)."""
-        name = gateway or config.gateways[0].name
-        gw = next(g for g in config.gateways if g.name == name)
+        gw = config.gateway(gateway)
+        name = gw.name
         aps = config.enforced_by(name)
         per_site = {site: [ap for ap in aps if ap.site == site] for site in {ap.site for ap in aps}}
 
@@ -95,17 +96,9 @@ def _names(items: tuple[str, ...]) -> str:
     return "{ " + ", ".join(f'"{i}"' for i in items) + " }"
 
 
-@dataclass(frozen=True)
-class _Ipv6:
-    """The ruleset's IPv6 parts for a gateway that forwards logged-in clients' IPv6.
-
-    A phone has several IPv6 addresses (SLAAC, privacy addresses that change), none of them
-    known in advance, so IPv6 is let through by MAC (``allowed6``, whose counters are the
-    client's IPv6 upload). Each connection it opens is marked with the client's mark
-    (``mark6``, see :func:`client_mark`), unique on the gateway; the mark finds the way
-    back: download counters (``down6``), the download class (``down_class6``), masquerading and the
-    conntrack flush at logout. Connections to the city app before login carry a mark of
-    their own, so they are masqueraded too."""
+class _Ipv6(NamedTuple):
+    """The ruleset's IPv6 parts, by where they go; all empty unless the gateway forwards
+    logged-in clients' IPv6 (see :func:`_ipv6`)."""
 
     sets: str = ""
     input: str = ""
@@ -114,31 +107,34 @@ class _Ipv6:
     shape: str = ""
     nat: str = ""
 
-    def __init__(self, spec: RulesetSpec | None = None) -> None:
-        if spec is None:
-            return
-        ifs = _names(spec.client_ifaces) if spec.client_ifaces else '{ "wifikota-none" }'
-        dns_ports = "".join(f", {p}" for _, p in spec.dns_ports)
-        parts = {
-            "sets": "    set allowed6 { type ether_addr; flags timeout; counter; }\n"
-            "    map mark6 { type ether_addr : mark; flags timeout; }\n"
-            "    set down6 { type mark; flags timeout; counter; }\n"
-            "    map down_class6 { type mark : classid; flags timeout; }\n",
-            "input": "        icmpv6 type { nd-router-solicit, nd-neighbor-solicit, "
-            "nd-neighbor-advert, echo-request } accept\n"
-            f"        meta nfproto ipv6 meta l4proto {{ tcp, udp }} th dport {{ 53{dns_ports} }} "
-            "accept\n",
-            "forward": "        ether saddr @allowed6 ct mark set ether saddr map @mark6 accept\n"
-            f"        ip6 daddr @city_app6 ct mark set {CITY_APP_MARK} accept\n",
-            "back": "        meta nfproto ipv6 ct mark @down6 accept\n"
-            "        ip6 saddr @city_app6 ct state established,related accept\n",
-            "shape": f"        oifname {ifs} meta nfproto ipv6 meta priority set "
-            "ct mark map @down_class6\n",
-            "nat": f'        oifname "{spec.wan_iface}" meta nfproto ipv6 ct mark != 0 '
-            "masquerade\n",
-        }
-        for name, text in parts.items():
-            object.__setattr__(self, name, text)
+
+def _ipv6(spec: RulesetSpec, ifs: str, dns_ports: str) -> _Ipv6:
+    """A phone has several IPv6 addresses (SLAAC, privacy addresses that change), none of
+    them known in advance, so IPv6 is let through by MAC (``allowed6``, whose counters are
+    the client's IPv6 upload). Each connection it opens is marked with the client's mark
+    (``mark6``, see :func:`client_mark`), unique on the gateway; the mark finds the way
+    back: download counters (``down6``), the download class (``down_class6``),
+    masquerading and the conntrack flush at logout. Connections to the city app before
+    login carry a mark of their own, so they are masqueraded too."""
+    if not spec.ipv6:
+        return _Ipv6()
+    return _Ipv6(
+        sets="    set allowed6 { type ether_addr; flags timeout; counter; }\n"
+        "    map mark6 { type ether_addr : mark; flags timeout; }\n"
+        "    set down6 { type mark; flags timeout; counter; }\n"
+        "    map down_class6 { type mark : classid; flags timeout; }\n",
+        input="        icmpv6 type { nd-router-solicit, nd-neighbor-solicit, "
+        "nd-neighbor-advert, echo-request } accept\n"
+        f"        meta nfproto ipv6 meta l4proto {{ tcp, udp }} th dport {{ 53{dns_ports} }} "
+        "accept\n",
+        forward="        ether saddr @allowed6 ct mark set ether saddr map @mark6 accept\n"
+        f"        ip6 daddr @city_app6 ct mark set {CITY_APP_MARK} accept\n",
+        back="        meta nfproto ipv6 ct mark @down6 accept\n"
+        "        ip6 saddr @city_app6 ct state established,related accept\n",
+        shape=f"        oifname {ifs} meta nfproto ipv6 "
+        "meta priority set ct mark map @down_class6\n",
+        nat=f'        oifname "{spec.wan_iface}" meta nfproto ipv6 ct mark != 0 masquerade\n',
+    )
 
 
 def client_mark(ip: str) -> int:
@@ -172,7 +168,7 @@ def render(spec: RulesetSpec) -> str:
         f"{max(1, kbit // 8)} kbytes/second burst {max(32, kbit // 8 // 5)} kbytes }} drop\n"
         for i, (ifaces, kbit) in enumerate(spec.uploads)
     )
-    v6 = _Ipv6(spec) if spec.ipv6 else _Ipv6()
+    v6 = _ipv6(spec, ifs, dns_ports)
     return f"""table {TABLE} {{
     set allowed {{ type ether_addr . ipv4_addr; flags timeout; counter; }}
     set allowed_down {{ type ipv4_addr; flags timeout; counter; }}
