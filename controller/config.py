@@ -201,6 +201,7 @@ class Site(_Model):
     gateway: Slug | None = None
     policy: PolicyOverride = PolicyOverride()
     dns: Dns | None = None  # this site's resolver, when it is not the city's
+    maintenance: bool = False  # no new logins; the portal says the site is in maintenance
 
 
 class AccessPoint(_Model):

@@ -45,7 +45,8 @@ def _error(exc: DomainError) -> dict[str, Any]:
 
 
 def handle(controller: Controller, request: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """Answer one request. Ops: ping, authorize, deauthorize, reconcile, clients, firewall."""
+    """Answer one request. Ops: ping, authorize, deauthorize, reconcile, clients, firewall;
+    for the portal, about the device at ``ip``: status, logout, extend, click."""
     op = request.get("op")
     try:
         if op == "ping":
@@ -65,6 +66,16 @@ def handle(controller: Controller, request: dict[str, Any], now: datetime) -> di
                 str(request.get("target", "")), reason, now, actor=request.get("actor")
             )
             return {"ok": True, "session": plain(info)}
+        ip = str(request.get("ip", ""))
+        if op == "status":
+            st = controller.status(ip, now)
+            return {"ok": True, "authorized": st.authorized, "status": plain(st)}
+        if op == "logout":
+            return {"ok": True, "session": plain(controller.logout(ip, now))}
+        if op == "extend":
+            return {"ok": True, "session": plain(controller.extend(ip, now))}
+        if op == "click":
+            return {"ok": True, "link": controller.click(ip, now)}
         if op == "reconcile":
             return {"ok": True, "changes": controller.reconcile(now)}
         if op == "clients":

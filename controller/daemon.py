@@ -17,7 +17,7 @@ from ipaddress import ip_address
 from pathlib import Path
 from typing import Protocol
 
-from . import dnsmasq, inventory, sessions
+from . import dnsmasq, inventory, residents, sessions
 from .config import AccessPoint, CityConfig
 from .context import Ctx
 from .db import Database
@@ -157,6 +157,34 @@ class Controller:
             return sessions.end_session(
                 self.db, self.fw, self.ctx, target, reason, now, actor=actor
             )
+
+    def status(self, ip: str, now: datetime) -> residents.ClientStatus:
+        """What the device at ``ip`` is told about its connection (the portal's question)."""
+        ap, mac = self.locate(ip)
+        with self.db.uow() as uow:
+            return residents.status(uow, self.ctx, ap.site, ap.id, mac, ip, now)
+
+    def logout(self, ip: str, now: datetime) -> sessions.SessionInfo:
+        """The resident at ``ip`` logs out: its own open session there ends."""
+        with self._lock:
+            _, mac = self.locate(ip)
+            return sessions.end_session(self.db, self.fw, self.ctx, mac, EndReason.LOGOUT, now)
+
+    def extend(self, ip: str, now: datetime) -> sessions.SessionInfo:
+        with self._lock:
+            _, mac = self.locate(ip)
+            with self.db.uow() as uow:
+                session_id = sessions.find_open(uow, mac).id
+            return sessions.extend(self.db, self.fw, self.ctx, session_id, now)
+
+    def click(self, ip: str, now: datetime) -> str:
+        """Count the resident's jump into the city app; the site's link to send them to."""
+        ap, mac = self.locate(ip)
+        with self.db.uow() as uow:
+            st = residents.status(uow, self.ctx, ap.site, ap.id, mac, ip, now)
+        return residents.record_click(
+            self.db, self.ctx, ap.site, st.session.id if st.session else None, now
+        )
 
 
 # ---------------------------------------------------------------------- the shell

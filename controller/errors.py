@@ -67,6 +67,12 @@ class VoucherInvalid(DomainError):
         self.why = why  # unknown | revoked | expired | not-yet-valid | used-up | other-site
 
 
+class Maintenance(DomainError):
+    """The site takes no logins for now (``sites.X.maintenance``)."""
+
+    code = "maintenance"
+
+
 class Conflict(DomainError):
     code = "conflict"
 

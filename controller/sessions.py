@@ -23,6 +23,7 @@ from .errors import (
     Blocked,
     Closed,
     Conflict,
+    Maintenance,
     MethodNotAllowed,
     NotFound,
     QuotaUsed,
@@ -178,6 +179,8 @@ def start(uow: UnitOfWork, ctx: Ctx, req: LoginRequest, now: datetime) -> Outcom
         raise BadRequest(str(exc)) from None
     if req.ap_id is not None and req.ap_id not in {ap.id for ap in config.aps_at(req.site_id)}:
         raise BadRequest(f"AP '{req.ap_id}' is not at site '{req.site_id}'")
+    if config.sites[req.site_id].maintenance:
+        raise Maintenance(f"{config.sites[req.site_id].name} is in maintenance")
     policy = ctx.policy(req.site_id)
     if req.method not in policy.login_methods:
         raise MethodNotAllowed(f"'{req.method}' login is not offered at this site")
