@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO_DATA := $(CURDIR)/var/demo
 
-.PHONY: demo test bench venv system-deps clean
+.PHONY: demo test bench venv system-deps clean translations
 
 ## Build the environment, then show the system with its embedded defaults (SQLite).
 demo: venv
@@ -55,3 +55,10 @@ clean:
 bench: system-deps venv
 	@command -v iperf3 >/dev/null || { echo "bench needs iperf3 (apt-get install iperf3)"; exit 1; }
 	$(BIN)/python bench/enforcement.py
+
+# After changing a text in captive/: extract, merge into the .po files, compile the .mo files.
+translations: venv
+	$(BIN)/pybabel extract -F captive/babel.cfg -o captive/translations/messages.pot \
+		--no-location --omit-header .
+	$(BIN)/pybabel update -i captive/translations/messages.pot -d captive/translations
+	$(BIN)/pybabel compile -d captive/translations

@@ -1,0 +1,127 @@
+"""The captive portal residents see, as a Flask application factory.
+
+gunicorn calls ``create_app()`` (``gunicorn 'captive:create_app()'``), unprivileged; the
+portal asks the controller daemon for everything through its control socket
+(``WIFIKOTA_CONTROL_SOCKET``), and reads ``sites.yaml`` (``WIFIKOTA_CONFIG``) only for names,
+links and the form-token secret.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, g, request
+from flask_babel import Babel
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.wrappers import Response as Reply
+
+from controller.config import CityConfig
+from controller.config import load as load_config
+
+from . import api, pages, probes
+from .gateway import Gateway, SocketGateway
+from .security import HEADERS, FormTokens, RateLimit
+
+LANGUAGES = ("id", "en")
+MAX_BODY = 8 * 1024  # bytes of a form post
+
+
+def select_locale() -> str:
+    """A switch (``?lang=``, or the form's) first, then the remembered choice, then the
+    browser's languages; Bahasa Indonesia when none of these says otherwise."""
+    want = request.args.get("lang")
+    if not want and request.method == "POST":
+        try:
+            want = request.form.get("lang")
+        except HTTPException:  # an oversized post; its page comes in the default language
+            want = None
+    if want in LANGUAGES:
+        if request.cookies.get("lang") != want:
+            g.set_lang = want
+        return str(want)
+    remembered = request.cookies.get("lang")
+    if remembered in LANGUAGES:
+        return str(remembered)
+    return request.accept_languages.best_match(LANGUAGES, default="id") or "id"
+
+
+def create_app(
+    config: CityConfig | None = None,
+    gateway: Gateway | None = None,
+    *,
+    secret: bytes | None = None,
+) -> Flask:
+    """The portal for ``config`` (default: ``WIFIKOTA_CONFIG`` or ./sites.yaml), asking
+    ``gateway`` (default: the controller's socket). Raises ConfigError for a bad config."""
+    if config is None:
+        from controller.cliapp import default_config_path
+
+        config = load_config(default_config_path())
+    if secret is None:
+        secret = config.device_hash_secret.resolve()
+    base_url = str(config.portal.base_url).rstrip("/")
+    app = Flask(__name__)
+    app.config.update(
+        PORTAL_BASE_URL=base_url,
+        PORTAL_HOSTS={config.portal.hostname.lower(), (urlsplit(base_url).hostname or "").lower()},
+        CITY_NAME=config.city.name,
+        SSID=config.city.ssid,
+        CITY_APP_NAME=config.city_app.name,
+        CITY_APP_LINK=str(config.city_app.link),
+        TERMS_VERSION=config.portal.terms_version,
+        RETENTION_DAYS=config.retention_days,
+        MAX_CONTENT_LENGTH=MAX_BODY,
+        MAX_FORM_PARTS=20,
+        BABEL_DEFAULT_LOCALE="id",
+        BABEL_DEFAULT_TIMEZONE=config.city.timezone,
+        BABEL_TRANSLATION_DIRECTORIES=str(Path(__file__).parent / "translations"),
+    )
+    app.extensions["wifikota.gateway"] = gateway or SocketGateway()
+    app.extensions["wifikota.tokens"] = FormTokens(secret)
+    app.extensions["wifikota.post_limit"] = RateLimit(burst=10, every=6.0)
+    app.extensions["wifikota.voucher_limit"] = RateLimit(burst=5, every=60.0)
+    Babel(app, locale_selector=select_locale)
+
+    @app.before_request
+    def guard() -> Reply | None:
+        captured = probes.captured()
+        if captured is not None:
+            return captured
+        if request.method == "POST":
+            ip = pages.client_ip()
+            if not app.extensions["wifikota.post_limit"].allow(ip):
+                return pages.problem("too-many")
+            bad = pages.check_fields()
+            if bad is not None:
+                return bad
+            token = request.form.get("token", "")
+            if not app.extensions["wifikota.tokens"].valid(token, ip, time.time()):
+                return pages.problem("form-expired")
+        return None
+
+    @app.after_request
+    def headers(response: Response) -> Response:
+        for name, value in HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_exc: RequestEntityTooLarge) -> Response:
+        return pages.problem("too-large")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        if exc.code == 404:
+            return pages.problem("not-found")
+        return pages.problem("bad-request")
+
+    @app.errorhandler(Exception)
+    def failure(exc: Exception) -> Response:
+        app.logger.exception("portal request failed")
+        return pages.problem("unavailable")
+
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
+    return app

@@ -1,0 +1,321 @@
+"""The pages residents see: splash, success, status, terms, venue, and the problem pages.
+
+Every page is a full navigation (the iOS sheet shows "Done" only after one), works with
+JavaScript off, and asks the controller about the device by its address: the portal keeps
+no state of its own between requests but its form tokens and rate limits.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+)
+from flask_babel import format_datetime, get_locale
+from flask_babel import gettext as _
+from werkzeug.wrappers import Response as Reply
+
+from controller.errors import Unavailable
+
+from .gateway import Gateway, Status
+from .probes import ONLINE, online_answer, to_splash
+from .security import FIELD_LIMIT, clean_voucher
+
+bp = Blueprint("pages", __name__)
+
+BUILT_METHODS = ("click", "voucher")  # phone + one-time code is not built yet
+
+
+def gateway() -> Gateway:
+    gw: Gateway = current_app.extensions["wifikota.gateway"]
+    return gw
+
+
+def client_ip() -> str:
+    return request.remote_addr or ""
+
+
+def client_status() -> Status | None:
+    """The controller's word on this device (once per request); None when it has none:
+    ``unavailable_or_unknown()`` then says why."""
+    if "status" not in g:
+        g.status, g.problem = None, None
+        try:
+            answer = gateway().ask({"op": "status", "ip": client_ip()})
+        except Unavailable:
+            g.problem = "unavailable"
+        else:
+            if answer.get("ok"):
+                g.status = Status.of(answer)
+            else:
+                g.problem = "unknown-device"
+    status: Status | None = g.status
+    return status
+
+
+def unavailable_or_unknown() -> str:
+    return str(g.get("problem") or "unknown-device")
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def duration(seconds: int) -> str:
+    hours, rest = divmod(max(0, int(seconds)), 3600)
+    minutes = rest // 60
+    if hours and minutes:
+        return str(_("%(h)d jam %(m)d menit", h=hours, m=minutes))
+    if hours:
+        return str(_("%(h)d jam", h=hours))
+    return str(_("%(m)d menit", m=max(minutes, 1 if seconds > 0 else 0)))
+
+
+def data_size(count: int) -> str:
+    mb = count / 1_000_000
+    if mb >= 1000:
+        return str(_("%(n)s GB", n=f"{mb / 1000:.1f}"))
+    return str(_("%(n)s MB", n=f"{mb:.0f}"))
+
+
+def clock(value: datetime | None) -> str:
+    return "" if value is None else str(format_datetime(value, "HH:mm"))
+
+
+def day_and_clock(value: datetime | None) -> str:
+    return "" if value is None else str(format_datetime(value, "EEEE d MMMM, HH:mm"))
+
+
+def render(template: str, code: int = 200, **context: Any) -> Response:
+    config = current_app.config
+    st = g.get("status")
+    response = make_response(
+        render_template(
+            template,
+            lang=str(get_locale()),
+            city=config["CITY_NAME"],
+            ssid=config["SSID"],
+            app_name=config["CITY_APP_NAME"],
+            site_name=st.site_name if st else None,
+            token=current_app.extensions["wifikota.tokens"].issue(client_ip(), time.time()),
+            duration=duration,
+            data_size=data_size,
+            clock=clock,
+            day_and_clock=day_and_clock,
+            **context,
+        ),
+        code,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    if g.get("set_lang"):
+        response.set_cookie("lang", g.set_lang, max_age=365 * 86400, httponly=True, samesite="Lax")
+    return response
+
+
+PROBLEM_STATUS = {
+    "blocked": 403,
+    "closed": 403,
+    "quota-used": 403,
+    "maintenance": 503,
+    "unavailable": 503,
+    "unknown-device": 403,
+    "voucher-invalid": 400,
+    "method-not-allowed": 400,
+    "bad-request": 400,
+    "form-expired": 400,
+    "too-many": 429,
+    "too-large": 413,
+    "not-found": 404,
+}
+
+
+def problem(code: str, **facts: Any) -> Response:
+    """The page for one of the things that can stand between a resident and the internet."""
+    if code not in PROBLEM_STATUS:
+        code = "bad-request"
+    response = render("problem.html", PROBLEM_STATUS[code], problem=code, **facts)
+    if code in ("unavailable", "maintenance"):
+        response.headers["Retry-After"] = "30"
+    return response
+
+
+def standing_problem(st: Status) -> Response | None:
+    """What keeps this device from logging in now, as a page; None if nothing does."""
+    if st.blocked:
+        return problem("blocked", until=st.blocked_until)
+    if st.maintenance:
+        return problem("maintenance")
+    if st.opens_at is not None:
+        return problem("closed", opens_at=st.opens_at)
+    if st.quota_used:
+        return problem("quota-used", resets_at=st.resets_at)
+    return None
+
+
+def answer_problem(answer: dict[str, Any]) -> Response:
+    """A refused request's page, with the facts the controller gave."""
+    code = str(answer.get("error", "bad-request"))
+    if code == "not-found":
+        code = "unknown-device"
+    facts = {
+        "until": _parse(answer.get("until")),
+        "opens_at": _parse(answer.get("opens_at")),
+        "resets_at": _parse(answer.get("resets_at")),
+        "why": answer.get("why"),
+    }
+    return problem(code, **facts)
+
+
+def _parse(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+# ------------------------------------------------------------------ pages
+
+
+def splash(st: Status, code: int = 200, **notice: Any) -> Response:
+    methods = [m for m in st.login_methods if m in BUILT_METHODS]
+    return render("splash.html", code, st=st, methods=methods, **notice)
+
+
+@bp.get("/")
+def index() -> Response:
+    st = client_status()
+    if st is None:
+        return problem(unavailable_or_unknown())
+    if st.authorized:
+        return render("status.html", st=st)
+    return standing_problem(st) or splash(st)
+
+
+@bp.post("/masuk")
+def login() -> Reply:
+    st = client_status()
+    if st is None:
+        return problem(unavailable_or_unknown())
+    if st.authorized:
+        return redirect("/berhasil", code=303)
+    method = request.form.get("method", "")
+    if method not in BUILT_METHODS or method not in st.login_methods:
+        return problem("method-not-allowed")
+    if request.form.get("terms_version") != st.terms_version:
+        return splash(st, 409, notice="terms-changed")
+    code = None
+    if method == "voucher":
+        if not current_app.extensions["wifikota.voucher_limit"].allow(client_ip()):
+            return problem("too-many")
+        code = clean_voucher(request.form.get("kode", ""))
+        if code is None:
+            return splash(st, 400, notice="voucher-format")
+    try:
+        answer = gateway().ask(
+            {
+                "op": "authorize",
+                "ip": client_ip(),
+                "method": method,
+                "terms_version": st.terms_version,
+                "voucher_code": code,
+            }
+        )
+    except Unavailable:
+        return problem("unavailable")
+    if not answer.get("ok"):
+        if answer.get("error") == "voucher-invalid":
+            return splash(st, 400, notice="voucher-invalid", why=answer.get("why"))
+        return answer_problem(answer)
+    return redirect("/berhasil", code=303)
+
+
+@bp.get("/berhasil")
+def success() -> Reply:
+    st = client_status()
+    if st is None:
+        return problem(unavailable_or_unknown())
+    if not st.authorized:
+        return redirect("/", code=303)
+    return render("success.html", st=st)
+
+
+@bp.get("/aplikasi")
+def city_app() -> Reply:
+    """Count the jump into the city app and go there (the link comes from config only)."""
+    try:
+        answer = gateway().ask({"op": "click", "ip": client_ip()})
+    except Unavailable:
+        answer = {}
+    link = answer.get("link") if answer.get("ok") else None
+    response = redirect(str(link or current_app.config["CITY_APP_LINK"]), code=302)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/tempat")
+def venue() -> Response:
+    """The venue page (RFC 8908 ``venue-info-url``): the way into the city app."""
+    st = client_status()
+    return render("venue.html", st=st)
+
+
+@bp.post("/keluar")
+def logout() -> Reply:
+    try:
+        answer = gateway().ask({"op": "logout", "ip": client_ip()})
+    except Unavailable:
+        return problem("unavailable")
+    if not answer.get("ok") and answer.get("error") != "not-found":
+        return answer_problem(answer)
+    return redirect("/", code=303)
+
+
+@bp.post("/perpanjang")
+def extend() -> Reply:
+    try:
+        answer = gateway().ask({"op": "extend", "ip": client_ip()})
+    except Unavailable:
+        return problem("unavailable")
+    if not answer.get("ok"):
+        return answer_problem(answer)
+    return redirect("/", code=303)
+
+
+@bp.get("/syarat")
+def terms() -> Response:
+    client_status()  # for the site's name, when the controller knows the device
+    return render(
+        "terms.html",
+        version=current_app.config["TERMS_VERSION"],
+        retention_days=current_app.config["RETENTION_DAYS"],
+    )
+
+
+def probe(path: str) -> Reply:
+    """A probe that reached the portal by its own name."""
+    st = client_status()
+    if st is not None and st.authorized:
+        return online_answer(path)
+    return to_splash()
+
+
+for _path in ONLINE:
+    bp.add_url_rule(
+        _path,
+        endpoint="probe" + _path.replace("/", "_").replace(".", "_"),
+        view_func=lambda _path=_path: probe(_path),
+    )
+
+
+def check_fields() -> Response | None:
+    """Every form field within its length; nothing but text."""
+    for key, value in request.form.items(multi=True):
+        if len(key) > 32 or len(value) > FIELD_LIMIT or "\x00" in value:
+            return problem("bad-request")
+    return None

@@ -1,0 +1,95 @@
+"""The portal's defences: form tokens, rate limits, input checks, response headers.
+
+Form tokens are bound to the client's address and signed, not kept in a cookie: the
+captive mini-browser may drop cookies between visits, and the client's address is what
+the gateway itself keys on. A token from one device is worthless on another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+TOKEN_LIFETIME = 2 * 3600  # seconds a page's form stays usable
+VOUCHER_CODE = re.compile(r"^[A-Z0-9]{4,32}$")
+FIELD_LIMIT = 256  # characters in any one form field
+
+
+class FormTokens:
+    def __init__(self, secret: bytes) -> None:
+        self._key = hashlib.sha256(b"wifikota portal form token\0" + secret).digest()
+
+    def _sign(self, ip: str, issued: int) -> str:
+        msg = f"{ip}|{issued}".encode()
+        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:32]
+
+    def issue(self, ip: str, now: float) -> str:
+        issued = int(now)
+        return f"{issued}.{self._sign(ip, issued)}"
+
+    def valid(self, token: str, ip: str, now: float) -> bool:
+        issued_s, _, sig = token.partition(".")
+        if not issued_s.isdigit() or len(token) > 64:
+            return False
+        issued = int(issued_s)
+        if not (0 <= now - issued <= TOKEN_LIFETIME):
+            return False
+        return hmac.compare_digest(sig, self._sign(ip, issued))
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class RateLimit:
+    """A token bucket per key (the client's address): ``burst`` at once, then one every
+    ``every`` seconds. Kept per process and bounded in size: with several workers each
+    keeps its own, so the limit a client meets is at most workers x burst."""
+
+    def __init__(self, burst: int, every: float, max_keys: int = 100_000) -> None:
+        self.burst, self.every, self.max_keys = burst, every, max_keys
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def allow(self, key: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            b = self._buckets.pop(key, None) or _Bucket(float(self.burst), now)
+            b.tokens = min(float(self.burst), b.tokens + (now - b.at) / self.every)
+            b.at = now
+            ok = b.tokens >= 1
+            if ok:
+                b.tokens -= 1
+            self._buckets[key] = b
+            while len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+            return ok
+
+
+def clean_voucher(raw: str) -> str | None:
+    """A voucher code as typed (spaces, dashes, lower case forgiven), or None if it cannot
+    be one."""
+    code = re.sub(r"[\s-]", "", raw).upper()
+    return code if VOUCHER_CODE.match(code) else None
+
+
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}

@@ -1,0 +1,93 @@
+"""A portal in front of a real controller (in-memory firewall and neighbour table), with a
+clock the tests move. SQLite only: the rules behind the pages run against both databases in
+tests/db."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import pytest
+
+from captive import create_app
+from captive.gateway import LocalGateway
+from controller import db as db_mod
+from controller import inventory
+from controller.daemon import Controller
+from controller.neighbours import MemoryNeighbours
+
+BASE = "http://wifi.bukittinggikota.go.id"
+PHONE_IP, PHONE_MAC = "10.20.3.20", "02:11:22:33:44:55"  # at Jam Gadang Utara
+
+
+@dataclass
+class Clock:
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock(now) -> Clock:
+    return Clock(now)
+
+
+@pytest.fixture
+def portal_db(tmp_path, sqlite_template, city, now) -> Iterator[db_mod.Database]:
+    path = tmp_path / "portal.db"
+    shutil.copy(sqlite_template, path)
+    database = db_mod.Database.connect(f"sqlite:///{path}")
+    inventory.sync(database, city, now)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def neighbours(city) -> MemoryNeighbours:
+    table = MemoryNeighbours()
+    ap = next(a for a in city.aps if a.id == "jam-gadang-1")
+    table.add(PHONE_IP, PHONE_MAC, ap.gateway_iface)
+    return table
+
+
+@pytest.fixture
+def controller(portal_db, ctx, fw, neighbours) -> Controller:
+    return Controller(portal_db, ctx, fw, neighbours)
+
+
+@pytest.fixture
+def app(city, controller, clock):
+    return create_app(
+        city, LocalGateway(controller, clock), secret=b"portal-test-secret-0123456789"
+    )
+
+
+def client_at(app, ip: str):
+    """A device at ``ip`` talking to the portal."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = ip
+    return client
+
+
+@pytest.fixture
+def phone(app):
+    """The resident's phone."""
+    return client_at(app, PHONE_IP)
+
+
+def token_of(html: str) -> str:
+    match = re.search(r'name="token" value="([^"]+)"', html)
+    assert match, "the page has no form token"
+    return match.group(1)
+
+
+def tap_connect(phone, **extra: str):
+    """What the one tap does: load the splash, post its form."""
+    page = phone.get("/", base_url=BASE)
+    form = {"token": token_of(page.text), "method": "click", "terms_version": "2026-11"}
+    form.update(extra)
+    return phone.post("/masuk", data=form, base_url=BASE)
