@@ -8,8 +8,13 @@
 2. Forwarding throughput (iperf3, client -> gateway -> internet) with no portal at all
    (routed, no NAT), a plain masquerading router, the ruleset with no client and with
    50,000 authorized clients, alternated so machine noise falls on all alike; the ratios.
+3. The reference, openNDS 9.10 from Debian (see bench/opennds.py), on the same gateway in the
+   same run: `ndsctl auth` and `ndsctl deauth` with 1 and with N clients listed, its iptables
+   rule count, and forwarding with 1 and with A clients authorized, against the same
+   "no portal at all" figure.
 
 Usage: python bench/enforcement.py [--sizes 1,1000,10000,50000] [--calls 200] [--seconds 5]
+           [--opennds 1000] [--opennds-authorized 100] [--opennds-calls 5]
 """
 
 from __future__ import annotations
@@ -27,11 +32,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.opennds import BULK_GATEWAY, OpenNDS, add_bulk_clients, bulk_client, median_ms, visit
+from bench.opennds import missing as opennds_missing
 from controller.firewall import FirewallState, Grant, Plan
 from controller.firewall.nftables import NftFirewall
 from controller.firewall.ruleset import RulesetSpec
 from controller.netns import Runner
 from tests.netlab import GATEWAY_WAN_IP, INTERNET_IP, Lab, build_city, wait_until
+
+OPENNDS_CACHE = Path(__file__).resolve().parent / ".cache" / "opennds"
 
 PER_AP = 250  # the N others, 250 to an AP interface, as a /24 each would hold them
 
@@ -108,20 +117,25 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--opennds", type=int, default=1000, help="clients listed; 0 skips it")
+    parser.add_argument("--opennds-authorized", type=int, default=100)
+    parser.add_argument("--opennds-calls", type=int, default=5)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the lab is torn down
 
     lab = Lab()
     try:
-        city = build_city(lab, aps=1, clients_per_ap=1)
+        city = build_city(lab, aps=1, clients_per_ap=2)  # the second hosts openNDS's clients
         nets = bulk_nets(max(sizes))
         script = "".join(
             f"link add b{k} type bridge\nlink set b{k} up\naddr add {net[1]}/24 dev b{k}\n"
             for k, net in enumerate(nets)
         )
         lab.sh(city.gw, ["ip", "-batch", "-"], input=script.encode())
-        iperf_server = lab.spawn(city.inet, ["iperf3", "-s"], stdout=subprocess.DEVNULL)
+        iperf_server = lab.spawn(
+            city.inet, ["iperf3", "-s"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         spec = RulesetSpec(
             ("ap1", *(f"b{k}" for k in range(len(nets)))),
             (IPv4Network(city.subnets[0]), *nets),
@@ -189,11 +203,89 @@ def main() -> None:
             f"to a NAT router with no portal: **{loaded / nat:.3f}**; "
             f"to the ruleset with no client: **{loaded / base:.3f}**"
         )
-        iperf_server.terminate()
         fw.close()
         runner.close()
+        if args.opennds:
+            reference(lab, city, args, bare)
+        iperf_server.terminate()
     finally:
         lab.close()
+
+
+def reference(lab: Lab, city, args: argparse.Namespace, bare: float) -> None:
+    """openNDS on the same gateway, AP interface and phone, after ours has gone."""
+    print("\n## Reference: openNDS 9.10 (Debian bookworm, patched to start)\n")
+    lacking = opennds_missing()
+    if lacking:
+        print(f"Not run: this machine lacks {', '.join(lacking)} (apt-get install them).")
+        return
+    lab.sh(city.gw, ["nft", "delete", "table", "inet", "wifikota"], check=False)
+    lab.sh(city.gw, ["tc", "qdisc", "del", "dev", "ap1", "root"], check=False)
+    n, calls = args.opennds, args.opennds_calls
+    authorized = min(max(args.opennds_authorized, calls), n)
+    phone, host = city.clients[0], city.clients[1]
+    url = f"http://{INTERNET_IP}/"
+
+    def list_phone() -> None:  # the phone reaches the splash page, so openNDS lists it
+        lab.sh(phone.ns, ["curl", "-s", "-m", "20", "-o", "/dev/null", url], check=False)
+
+    nds = OpenNDS(lab, city.gw, "ap1", OPENNDS_CACHE)
+    try:
+        nds.lease([(phone.mac, phone.ip), *(bulk_client(i)[1:] for i in range(n))])
+        nds.start()
+        base_rules = nds.rules()
+        auth1, deauth1 = [], []
+        for _ in range(calls):
+            list_phone()
+            auth1.append(nds.auth(phone.mac))
+            deauth1.append(nds.deauth(phone.mac))
+        list_phone()
+        nds.auth(phone.mac)
+        fwd1 = [iperf(lab, city, args.seconds) for _ in range(args.rounds)]
+
+        # the listed clients' subnet, added once openNDS has read the interface's one address
+        lab.sh(city.gw, ["ip", "addr", "add", f"{BULK_GATEWAY}/16", "dev", "ap1"])
+        add_bulk_clients(lab, host.ns, "eth0", n)
+        began = time.perf_counter()
+        codes = visit(lab, host.ns, range(n), url)
+        fill_s = time.perf_counter() - began
+        listed = 1 + codes.get("307", 0)  # the phone, and each sent to its splash page
+        authn = [nds.auth(bulk_client(i)[1]) for i in range(authorized)]
+        rules = nds.rules()
+        fwdn = [iperf(lab, city, args.seconds) for _ in range(args.rounds)]
+        deauthn = [nds.deauth(bulk_client(i)[1]) for i in range(calls)]
+    finally:
+        nds.close()
+        lab.sh(city.gw, ["ip", "addr", "del", f"{BULK_GATEWAY}/16", "dev", "ap1"], check=False)
+
+    print(
+        f"{n:,} clients each fetched one page through it in {fill_s:.0f} s "
+        f"(HTTP status: {codes}); {listed:,} listed, {authorized:,} of them then authorized "
+        "one by one.\n"
+    )
+    print(
+        "| clients listed | authorized | iptables rules | ndsctl auth median (ms) | max "
+        "| ndsctl deauth median (ms) | max |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| 1 | 1 | {base_rules} | {median_ms(auth1):.0f} | {max(auth1) * 1000:.0f} "
+        f"| {median_ms(deauth1):.0f} | {max(deauth1) * 1000:.0f} |"
+    )
+    print(
+        f"| {listed:,} | {authorized + 1:,} | {rules} | {median_ms(authn):.0f} "
+        f"| {max(authn) * 1000:.0f} | {median_ms(deauthn):.0f} | {max(deauthn) * 1000:.0f} |"
+    )
+    print(
+        f"\nThe {authorized:,} authorizations took {sum(authn):.0f} s in all; "
+        f"first {authn[0] * 1000:.0f} ms, last {authn[-1] * 1000:.0f} ms.\n"
+    )
+    print("| openNDS, clients authorized | Gbit/s (median) | runs | ratio to no portal at all |")
+    print("|---:|---:|---|---:|")
+    for label, values in (("1", fwd1), (f"{authorized + 1:,}", fwdn)):
+        runs = ", ".join(f"{v:.2f}" for v in values)
+        med = statistics.median(values)
+        print(f"| {label} | {med:.2f} | {runs} | {med / bare:.3f} |")
 
 
 if __name__ == "__main__":
