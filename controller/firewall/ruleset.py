@@ -142,7 +142,9 @@ def client_mark(ip: str) -> int:
     those four bytes into a mark (host byte order), unique on the gateway. The ruleset
     marks each IPv4 connection from an AP interface as it starts (``ct mark set
     @nh,96,32``: the source address's bytes), and a logged-in client's IPv6 ones through
-    ``mark6``; the controller finds and deletes a client's connections by it."""
+    ``mark6``; the controller finds and deletes a client's connections by it.
+    Connections to the gateway itself (the portal by its name, DNS to the gateway) stay
+    unmarked: the login is answered over one of them, and a login must not cut it."""
     return int.from_bytes(IPv4Address(ip).packed, sys.byteorder)
 
 
@@ -180,8 +182,9 @@ def render(spec: RulesetSpec) -> str:
     chain prerouting {{
         type nat hook prerouting priority dstnat; policy accept;
         iifname != {ifs} return
-        meta nfproto ipv4 ct mark set @nh,96,32
+        meta nfproto ipv4 fib daddr type != local ct mark set @nh,96,32
 {dns}        meta l4proto {{ tcp, udp }} th dport 53 redirect to :53
+        fib daddr type local tcp dport 80 redirect to :{port}
         ether saddr @blocked return
         ip daddr @city_app return
         ether saddr . ip saddr @allowed return

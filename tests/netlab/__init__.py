@@ -186,7 +186,15 @@ class City:
         return res.returncode, status.strip(), body
 
 
-def build_city(lab: Lab, aps: int = 1, clients_per_ap: int = 2, portal_port: int = 8080) -> City:
+def build_city(
+    lab: Lab,
+    aps: int = 1,
+    clients_per_ap: int = 2,
+    portal_port: int = 8080,
+    stand_in_portal: bool = True,
+) -> City:
+    """``stand_in_portal``: a plain web server answers on the portal's port (tests that run
+    the real portal under gunicorn say False and start it themselves)."""
     gw, inet = lab.netns("gw"), lab.netns("inet")
     lab.veth(gw, "wan", inet, "eth0")
     lab.sh(gw, ["ip", "addr", "add", f"{GATEWAY_WAN_IP}/24", "dev", "wan"])
@@ -251,22 +259,24 @@ def build_city(lab: Lab, aps: int = 1, clients_per_ap: int = 2, portal_port: int
             lab.sh(ns, ["ip", "-6", "addr", "add", f"{ip6}/64", "dev", "eth0", "nodad"])
             lab.sh(ns, ["ip", "-6", "route", "add", "default", "via", f"fd20:{a}::1"])
             clients.append(Client(ns, mac, ip, ip6))
-    # Stands in for the portal on the gateway (the portal application is separate).
-    lab.spawn(
-        gw,
-        [
-            sys.executable,
-            str(HERE / "internet.py"),
-            "--ports",
-            str(portal_port),
-            "--name",
-            "WIFIKOTA-PORTAL",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    urls = [f"http://{INTERNET_IP}/generate_204"]
+    if stand_in_portal:
+        lab.spawn(
+            gw,
+            [
+                sys.executable,
+                str(HERE / "internet.py"),
+                "--ports",
+                str(portal_port),
+                "--name",
+                "WIFIKOTA-PORTAL",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        urls.append(f"http://127.0.0.1:{portal_port}/")
     city = City(lab, gw, inet, bridges, subnets, clients)
-    for url in (f"http://{INTERNET_IP}/generate_204", f"http://127.0.0.1:{portal_port}/"):
+    for url in urls:
         if not wait_until(lambda u=url: _answers(lab, gw, u)):  # type: ignore[misc]
             raise RuntimeError(f"the lab did not come up: no answer from {url}")
     return city
