@@ -1,0 +1,180 @@
+"""The real portal under gunicorn in the lab's gateway, with the controller daemon behind
+it, driven by curl on a phone with no JavaScript: captured, splash, one tap, online, the
+city app, the RFC 8908 API, logout."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.net.test_daemon import Daemon
+from tests.netlab import CITY_APP_NAME, INTERNET_IP, Lab, build_city, require_root, wait_until
+
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+PORTAL = "wifi.lab.example.id"
+PROBE = f"http://{INTERNET_IP}/generate_204"
+
+
+class Phone:
+    """curl in a phone's namespace; the portal's name resolved as the gateway's DNS does."""
+
+    def __init__(self, lab: Lab, client, gateway_ip: str) -> None:
+        self.lab, self.client = lab, client
+        self.resolve = ["--resolve", f"{PORTAL}:80:{gateway_ip}"]
+
+    def fetch(self, url: str, *extra: str) -> tuple[int, dict[str, str], str]:
+        """(HTTP status, headers with lower-case names, body); no redirect is followed."""
+        res = self.lab.sh(
+            self.client.ns,
+            ["curl", "-sS", "-i", "--connect-timeout", "5", "-m", "10", *self.resolve, *extra, url],
+            check=False,
+            timeout=20,
+        )
+        raw = res.stdout.decode(errors="replace")
+        self.last_error = res.stderr.decode(errors="replace")
+        head, _, body = raw.partition("\r\n\r\n")
+        lines = head.split("\r\n")
+        status = int(lines[0].split()[1]) if lines and lines[0].startswith("HTTP/") else 0
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return status, headers, body
+
+    def post(self, path: str, form: dict[str, str]) -> tuple[int, dict[str, str], str]:
+        fields = [arg for k, v in form.items() for arg in ("--data-urlencode", f"{k}={v}")]
+        return self.fetch(f"http://{PORTAL}{path}", *fields)
+
+
+@pytest.fixture(scope="module")
+def portal(tmp_path_factory):
+    require_root()
+    lab = Lab()
+    try:
+        city = build_city(lab, aps=1, clients_per_ap=2, stand_in_portal=False)
+        tmp = tmp_path_factory.mktemp("portal")
+        daemon = Daemon(lab, city, tmp)
+        daemon.start()
+        log = open(tmp / "portal.log", "ab")  # noqa: SIM115 - the lab's end closes the process
+        lab.spawn(
+            city.gw,
+            [GUNICORN, "--bind", "0.0.0.0:8080", "--workers", "2", "captive:create_app()"],
+            env={**daemon.env, "WIFIKOTA_CONFIG": str(daemon.config)},
+            stdout=log,
+            stderr=log,
+        )
+
+        def up() -> bool:
+            res = lab.sh(
+                city.gw,
+                [
+                    "curl",
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "-H",
+                    f"Host: {PORTAL}",
+                    "http://127.0.0.1:8080/syarat",
+                ],
+                check=False,
+            )
+            return res.stdout == b"200"
+
+        assert wait_until(up, 30), (tmp / "portal.log").read_text()
+        yield daemon
+        log.close()
+    finally:
+        lab.close()
+
+
+def token(html: str) -> str:
+    match = re.search(r'name="token" value="([^"]+)"', html)
+    assert match, html
+    return match.group(1)
+
+
+def test_a_phone_is_captured_taps_once_and_is_online(portal):
+    city = portal.city
+    phone = Phone(city.lab, city.clients[0], "10.20.1.1")
+
+    status, headers, _ = phone.fetch(PROBE)
+    assert status == 302
+    assert headers["location"].startswith(f"http://{PORTAL}/?dari=")
+
+    status, _, splash = phone.fetch(headers["location"])
+    assert status == 200
+    assert "Lab alun-alun" in splash and ">Sambungkan<" in splash
+    assert "<script" not in splash
+
+    status, headers, _ = phone.post(
+        "/masuk", {"token": token(splash), "method": "click", "terms_version": "1"}
+    )
+    assert status == 303 and headers["location"] == "/berhasil", phone.last_error
+
+    status, _, _ = phone.fetch(PROBE)
+    assert status == 204, "the OS's probe now reaches the internet"
+    status, _, success = phone.fetch(f"http://{PORTAL}/berhasil")
+    assert status == 200 and "Anda sudah terhubung" in success
+    status, headers, _ = phone.fetch(f"http://{PORTAL}/aplikasi")
+    assert status == 302 and headers["location"] == "https://app.lab.example.id/"
+
+    status, headers, body = phone.fetch(f"http://{PORTAL}/api/captive")
+    assert headers["content-type"] == "application/captive+json"
+    answer = json.loads(body)
+    assert answer["captive"] is False and 3500 < answer["seconds-remaining"] <= 3600
+
+    (row,) = [s for s in portal.sessions() if s.ip == city.clients[0].ip]
+    assert (row.login_method, row.ended_at) == ("click", None)
+
+
+def test_logging_out_on_the_status_page_captures_the_phone_again(portal):
+    city = portal.city
+    phone = Phone(city.lab, city.clients[1], "10.20.1.1")
+    _, headers, _ = phone.fetch(PROBE)
+    _, _, splash = phone.fetch(headers["location"])
+    phone.post("/masuk", {"token": token(splash), "method": "click", "terms_version": "1"})
+    assert phone.fetch(PROBE)[0] == 204
+
+    status, _, page = phone.fetch(f"http://{PORTAL}/")
+    assert status == 200 and ">Keluar<" in page
+    status, headers, _ = phone.post("/keluar", {"token": token(page)})
+    assert status == 303
+    assert phone.fetch(PROBE)[0] == 302
+    assert phone.fetch(f"http://{PORTAL}/api/captive")[2].count('"captive": true') == 1
+
+
+def test_english_pages_for_a_phone_set_to_english(portal):
+    city = portal.city
+    phone = Phone(city.lab, city.clients[1], "10.20.1.1")
+    status, _, page = phone.fetch(f"http://{PORTAL}/", "-H", "Accept-Language: en-US,en;q=0.9")
+    assert status == 200 and ">Connect<" in page
+
+
+def test_the_city_app_is_reachable_before_login_by_its_name(portal):
+    city = portal.city
+    client = city.clients[1]
+    dig = city.lab.sh(
+        client.ns, ["dig", "+short", "@10.20.1.1", CITY_APP_NAME], check=False, timeout=15
+    )
+    (address,) = dig.stdout.decode().split()
+    res = city.lab.sh(
+        client.ns,
+        [
+            "curl",
+            "-sS",
+            "-m",
+            "10",
+            "--resolve",
+            f"{CITY_APP_NAME}:80:{address}",
+            f"http://{CITY_APP_NAME}/",
+        ],
+        check=False,
+        timeout=20,
+    )
+    assert res.stdout.decode().startswith("CITY-APP")
