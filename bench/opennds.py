@@ -58,7 +58,7 @@ exec opennds -f
 CONFIG = """gatewayinterface {iface}
 login_option_enabled 1
 maxclients 65000
-debuglevel 1
+debuglevel 2
 FirewallRuleSet authenticated-users {{
 }}
 FirewallRuleSet preauthenticated-users {{
@@ -115,6 +115,7 @@ class OpenNDS:
         self.leases: list[str] = []
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = open(self.work / "opennds.log", "wb")  # noqa: SIM115 - closed in close()
+        self.kept_log = cache.parent / "opennds-last.log"
 
     def lease(self, pairs: Sequence[tuple[str, str]]) -> None:
         """Tell openNDS (through the leases file it reads) that each ip was handed to its mac."""
@@ -137,8 +138,13 @@ class OpenNDS:
             raise RuntimeError(f"openNDS did not start:\n{tail}")
 
     def ctl(self, *args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
-        """Run ndsctl in openNDS's namespaces; (seconds it took, result)."""
+        """Run ndsctl in openNDS's namespaces; (seconds it took, result). Raises
+        RuntimeError, with the end of its log, if openNDS has exited."""
         assert self.proc is not None
+        if self.proc.poll() is not None:
+            self.log.flush()
+            tail = (self.work / "opennds.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"openNDS exited ({self.proc.returncode}):\n{tail}")
         cmd = ["nsenter", "-t", str(self.proc.pid), "-m", "-n", "ndsctl", *args]
         began = time.perf_counter()
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -147,7 +153,10 @@ class OpenNDS:
     def auth(self, who: str) -> float:
         took, res = self.ctl("auth", who)
         if "authenticated." not in res.stdout:
-            raise RuntimeError(f"ndsctl auth {who}: {res.stdout.strip()} {res.stderr.strip()}")
+            raise RuntimeError(
+                f"ndsctl auth {who}: {res.stdout.strip()} {res.stderr.strip()} "
+                f"(its log: {self.kept_log})"
+            )
         return took
 
     def deauth(self, who: str) -> float:
@@ -171,6 +180,7 @@ class OpenNDS:
         for table in ("filter", "mangle", "nat"):
             self.lab.sh(self.ns, ["nft", "delete", "table", "ip", table], check=False)
         self.log.close()
+        shutil.copy(self.work / "opennds.log", self.kept_log)  # for a look afterwards
         shutil.rmtree(self.work, ignore_errors=True)
 
 
