@@ -265,26 +265,25 @@ def venue() -> Response:
     return render("venue.html", st=st)
 
 
-@bp.post("/keluar")
-def logout() -> Reply:
+def _session_change(op: str, *, done_if_none: bool = False) -> Reply:
+    """Ask the controller to change this device's session, then show the main page."""
     try:
-        answer = gateway().ask({"op": "logout", "ip": client_ip()})
+        answer = gateway().ask({"op": op, "ip": client_ip()})
     except Unavailable:
         return problem("unavailable")
-    if not answer.get("ok") and answer.get("error") != "not-found":
+    if not answer.get("ok") and not (done_if_none and answer.get("error") == "not-found"):
         return answer_problem(answer)
     return redirect("/", code=303)
+
+
+@bp.post("/keluar")
+def logout() -> Reply:
+    return _session_change("logout", done_if_none=True)  # logged out already: fine
 
 
 @bp.post("/perpanjang")
 def extend() -> Reply:
-    try:
-        answer = gateway().ask({"op": "extend", "ip": client_ip()})
-    except Unavailable:
-        return problem("unavailable")
-    if not answer.get("ok"):
-        return answer_problem(answer)
-    return redirect("/", code=303)
+    return _session_change("extend")
 
 
 @bp.get("/syarat")
