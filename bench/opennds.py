@@ -116,6 +116,7 @@ class OpenNDS:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = open(self.work / "opennds.log", "wb")  # noqa: SIM115 - closed in close()
         self.kept_log = cache.parent / "opennds-last.log"
+        self.refusals = 0  # ndsctl calls refused while openNDS was busy
 
     def lease(self, pairs: Sequence[tuple[str, str]]) -> None:
         """Tell openNDS (through the leases file it reads) that each ip was handed to its mac."""
@@ -150,20 +151,29 @@ class OpenNDS:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         return time.perf_counter() - began, res
 
+    def _until_done(self, command: str, who: str, done: str) -> float:
+        """Seconds from asking to done. While openNDS walks its client list (every 15 s,
+        with the list locked) its control socket refuses connections; like a portal, ask
+        again until it answers (at most 120 s), and count the wait."""
+        began = time.perf_counter()
+        while True:
+            _, res = self.ctl(command, who)
+            if done in res.stdout:
+                return time.perf_counter() - began
+            refused = "Connection refused" in res.stdout + res.stderr
+            if not refused or time.perf_counter() - began > 120:
+                raise RuntimeError(
+                    f"ndsctl {command} {who}: {res.stdout.strip()} {res.stderr.strip()} "
+                    f"(its log: {self.kept_log})"
+                )
+            self.refusals += 1
+            time.sleep(0.1)
+
     def auth(self, who: str) -> float:
-        took, res = self.ctl("auth", who)
-        if "authenticated." not in res.stdout:
-            raise RuntimeError(
-                f"ndsctl auth {who}: {res.stdout.strip()} {res.stderr.strip()} "
-                f"(its log: {self.kept_log})"
-            )
-        return took
+        return self._until_done("auth", who, "authenticated.")
 
     def deauth(self, who: str) -> float:
-        took, res = self.ctl("deauth", who)
-        if "deauthenticated." not in res.stdout:
-            raise RuntimeError(f"ndsctl deauth {who}: {res.stdout.strip()} {res.stderr.strip()}")
-        return took
+        return self._until_done("deauth", who, "deauthenticated.")
 
     def rules(self) -> int:
         out = self.lab.sh(self.ns, ["iptables-save"]).stdout.decode()  # every table
