@@ -39,6 +39,7 @@ FIX = tuple(
 )
 BULK_NET = "10.21"  # listed clients: 10.21.0.2 ... on the AP interface, gateway 10.21.0.1
 BULK_GATEWAY = f"{BULK_NET}.0.1"
+BUSY = ("Connection refused", "abnormal reply")  # what ndsctl says while openNDS is busy
 
 START = """#!/bin/sh
 # In the gateway's network namespace, under unshare -m: private /etc, /usr, /run, leases.
@@ -153,14 +154,15 @@ class OpenNDS:
 
     def _until_done(self, command: str, who: str, done: str) -> float:
         """Seconds from asking to done. While openNDS walks its client list (every 15 s,
-        with the list locked) its control socket refuses connections; like a portal, ask
-        again until it answers (at most 120 s), and count the wait."""
+        with the list locked) its control socket refuses connections or answers garbage;
+        like a portal, ask again until it answers (at most 120 s), and count the wait."""
         began = time.perf_counter()
         while True:
             _, res = self.ctl(command, who)
             if done in res.stdout:
                 return time.perf_counter() - began
-            refused = "Connection refused" in res.stdout + res.stderr
+            said = res.stdout + res.stderr
+            refused = any(busy in said for busy in BUSY)
             if not refused or time.perf_counter() - began > 120:
                 raise RuntimeError(
                     f"ndsctl {command} {who}: {res.stdout.strip()} {res.stderr.strip()} "
