@@ -164,9 +164,12 @@ class OpenNDS:
             said = res.stdout + res.stderr
             refused = any(busy in said for busy in BUSY)
             if not refused or time.perf_counter() - began > 120:
+                assert self.proc is not None
+                exited = self.proc.poll()
+                state = "running" if exited is None else f"exited with {exited}"
                 raise RuntimeError(
                     f"ndsctl {command} {who}: {res.stdout.strip()} {res.stderr.strip()} "
-                    f"(its log: {self.kept_log})"
+                    f"(openNDS {state}; its log: {self.kept_log})"
                 )
             self.refusals += 1
             time.sleep(0.1)
