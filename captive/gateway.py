@@ -64,7 +64,6 @@ class Status:
     seconds_remaining: int
     quota_seconds_left: int
     bytes_remaining: int | None
-    bytes_used: int
     can_extend: bool
     blocked: bool
     blocked_until: datetime | None
@@ -88,7 +87,6 @@ class Status:
             seconds_remaining=int(st["seconds_remaining"]),
             quota_seconds_left=int(st["quota_seconds_left"]),
             bytes_remaining=st["bytes_remaining"],
-            bytes_used=int(session.get("bytes_up", 0)) + int(session.get("bytes_down", 0)),
             can_extend=bool(st["can_extend"]),
             blocked=bool(st["blocked"]),
             blocked_until=_when(st.get("blocked_until")),

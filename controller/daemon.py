@@ -181,10 +181,11 @@ class Controller:
         """Count the resident's jump into the city app; the site's link to send them to."""
         ap, mac = self.locate(ip)
         with self.db.uow() as uow:
-            st = residents.status(uow, self.ctx, ap.site, ap.id, mac, ip, now)
-        return residents.record_click(
-            self.db, self.ctx, ap.site, st.session.id if st.session else None, now
-        )
+            try:
+                session_id: int | None = sessions.find_open(uow, mac).id
+            except NotFound:
+                session_id = None  # the city app is open before login too
+        return residents.record_click(self.db, self.ctx, ap.site, session_id, now)
 
 
 # ---------------------------------------------------------------------- the shell
