@@ -93,5 +93,5 @@ class Status:
             maintenance=bool(st["maintenance"]),
             opens_at=_when(st.get("opens_at")),
             quota_used=bool(st["quota_used"]),
-            resets_at=_when(st["resets_at"]) or datetime.now(UTC),
+            resets_at=datetime.fromisoformat(st["resets_at"]),
         )

@@ -72,7 +72,8 @@ def status(
         ).first()
         session = SessionInfo.of(row) if row is not None else None
         used_seconds = seconds_used_today(uow, ctx, device.id, now)
-        used_bytes = bytes_used_today(uow, ctx, device.id, now)
+        if policy.daily_data is not None:  # one query less on every page where no cap is set
+            used_bytes = bytes_used_today(uow, ctx, device.id, now)
 
     hours = policy.opening_hours
     opens_at = rules.opens_at(hours, now, ctx.tz)
