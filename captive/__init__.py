@@ -72,6 +72,7 @@ def create_app(
         CITY_APP_LINK=str(config.city_app.link),
         TERMS_VERSION=config.portal.terms_version,
         RETENTION_DAYS=config.retention_days,
+        SMS_COUNTRY_CODE=config.sms.country_code,
         MAX_CONTENT_LENGTH=MAX_BODY,
         MAX_FORM_PARTS=20,
         BABEL_DEFAULT_LOCALE="id",
@@ -82,6 +83,7 @@ def create_app(
     app.extensions["wifikota.tokens"] = FormTokens(secret)
     app.extensions["wifikota.post_limit"] = RateLimit(burst=10, every=6.0)
     app.extensions["wifikota.voucher_limit"] = RateLimit(burst=5, every=60.0)
+    app.extensions["wifikota.code_limit"] = RateLimit(burst=8, every=60.0)
     Babel(app, locale_selector=select_locale)
 
     @app.before_request

@@ -71,11 +71,15 @@ class Status:
     opens_at: datetime | None
     quota_used: bool
     resets_at: datetime
+    code_sent_to: str | None = None  # a one-time code is on its way to this number hint
+    code_expires_at: datetime | None = None
+    code_attempts_left: int = 0
 
     @classmethod
     def of(cls, answer: dict[str, Any]) -> Status:
         st = answer["status"]
         session = st.get("session") or {}
+        code = st.get("code") or {}
         return cls(
             site_id=st["site_id"],
             site_name=st["site_name"],
@@ -94,4 +98,7 @@ class Status:
             opens_at=_when(st.get("opens_at")),
             quota_used=bool(st["quota_used"]),
             resets_at=datetime.fromisoformat(st["resets_at"]),
+            code_sent_to=code.get("sent_to"),
+            code_expires_at=_when(code.get("expires_at")),
+            code_attempts_left=int(code.get("attempts_left", 0)),
         )

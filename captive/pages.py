@@ -26,6 +26,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response as Reply
 
 from controller.errors import Unavailable
+from controller.phone import BadNumber, clean_code, normalize_number
 
 from .gateway import Gateway, Status
 from .probes import ONLINE, online_answer, to_splash
@@ -33,7 +34,7 @@ from .security import FIELD_LIMIT, clean_voucher
 
 bp = Blueprint("pages", __name__)
 
-BUILT_METHODS = ("click", "voucher")  # phone + one-time code is not built yet
+BUILT_METHODS = ("click", "voucher", "phone")
 
 
 def gateway() -> Gateway:
@@ -129,6 +130,7 @@ PROBLEM_STATUS = {
     "unavailable": 503,
     "unknown-device": 403,
     "voucher-invalid": 400,
+    "code-invalid": 400,
     "method-not-allowed": 400,
     "bad-request": 400,
     "form-expired": 400,
@@ -170,6 +172,7 @@ def answer_problem(answer: dict[str, Any]) -> Response:
         "until": _parse(answer.get("until")),
         "opens_at": _parse(answer.get("opens_at")),
         "resets_at": _parse(answer.get("resets_at")),
+        "retry_at": _parse(answer.get("retry_at")),
         "why": answer.get("why"),
     }
     return problem(code, **facts)
@@ -209,13 +212,19 @@ def login() -> Reply:
         return problem("method-not-allowed")
     if request.form.get("terms_version") != st.terms_version:
         return splash(st, 409, notice="terms-changed")
-    code = None
+    voucher, one_time = None, None
     if method == "voucher":
         if not current_app.extensions["wifikota.voucher_limit"].allow(client_ip()):
             return problem("too-many")
-        code = clean_voucher(request.form.get("kode", ""))
-        if code is None:
+        voucher = clean_voucher(request.form.get("kode", ""))
+        if voucher is None:
             return splash(st, 400, notice="voucher-format")
+    if method == "phone":
+        if st.code_sent_to is None:
+            return splash(st, 400, notice="code-none")
+        one_time = clean_code(request.form.get("kode", ""))
+        if one_time is None:
+            return code_page(st, 400, notice="code-format")
     try:
         answer = gateway().ask(
             {
@@ -223,7 +232,8 @@ def login() -> Reply:
                 "ip": client_ip(),
                 "method": method,
                 "terms_version": st.terms_version,
-                "voucher_code": code,
+                "voucher_code": voucher,
+                "code": one_time,
             }
         )
     except Unavailable:
@@ -231,8 +241,64 @@ def login() -> Reply:
     if not answer.get("ok"):
         if answer.get("error") == "voucher-invalid":
             return splash(st, 400, notice="voucher-invalid", why=answer.get("why"))
+        if answer.get("error") == "code-invalid":
+            if answer.get("why") == "wrong":
+                left = int(answer.get("attempts_left", 0))
+                return code_page(st, 400, notice="code-wrong", attempts_left=left)
+            return splash(st, 400, notice="code-" + str(answer.get("why", "none")))
         return answer_problem(answer)
     return redirect("/berhasil", code=303)
+
+
+def code_page(st: Status, code: int = 200, **notice: Any) -> Response:
+    """Where the code from the SMS is typed: the sheet stays open while the resident reads
+    the SMS notification, so this page must not need anything from outside it."""
+    return render("code.html", code, st=st, **notice)
+
+
+@bp.post("/kode")
+def send_code() -> Reply:
+    """Send a one-time code to the number typed on the splash, then show where to type it."""
+    st = client_status()
+    if st is None:
+        return problem(unavailable_or_unknown())
+    if st.authorized:
+        return redirect("/berhasil", code=303)
+    if "phone" not in st.login_methods:
+        return problem("method-not-allowed")
+    number = request.form.get("telepon", "")
+    try:
+        normalize_number(number, current_app.config["SMS_COUNTRY_CODE"])
+    except BadNumber:
+        return splash(st, 400, notice="phone-format")
+    if not current_app.extensions["wifikota.code_limit"].allow(client_ip()):
+        return problem("too-many")
+    try:
+        answer = gateway().ask(
+            {"op": "send_code", "ip": client_ip(), "phone": number, "lang": str(get_locale())}
+        )
+    except Unavailable:
+        return problem("unavailable")
+    if not answer.get("ok"):
+        error = answer.get("error")
+        if error == "phone-invalid":
+            return splash(st, 400, notice="phone-format")
+        if error == "sms-failed":
+            return splash(st, 503, notice="sms-failed")
+        return answer_problem(answer)
+    return redirect("/kode", code=303)
+
+
+@bp.get("/kode")
+def code_form() -> Reply:
+    st = client_status()
+    if st is None:
+        return problem(unavailable_or_unknown())
+    if st.authorized:
+        return redirect("/berhasil", code=303)
+    if st.code_sent_to is None:
+        return redirect("/", code=303)
+    return code_page(st)
 
 
 @bp.get("/berhasil")

@@ -88,10 +88,17 @@ def controller_run(
             raise Failure(
                 f"cannot enforce here ({exc}); run as root, or try --memory-firewall"
             ) from None
+    from .config import ConfigError
+    from .sms import sender_for
+
+    try:
+        sms = sender_for(app.config.sms)
+    except ConfigError as exc:
+        raise Failure(f"cannot send SMS codes: {exc}") from None
     conf, leases = dnsmasq.default_paths()
     dns = dnsmasq.Dnsmasqs(conf.absolute()) if run_dnsmasq else None
     controller = Controller(
-        app.database(), app.ctx, fw, neighbours, gateway, dns, leases.absolute()
+        app.database(), app.ctx, fw, neighbours, gateway, dns, leases.absolute(), sms
     )
     try:
         run(

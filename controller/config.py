@@ -194,6 +194,23 @@ class Dns(_Model):
     servers: tuple[IPv4, ...] = Field(min_length=1)
 
 
+class Sms(_Model):
+    """How one-time codes for phone login reach residents, and the limits on them."""
+
+    backend: Literal["log", "http"] = "log"
+    # log backend: the file each message is appended to (default: $WIFIKOTA_DATA/sms.log)
+    log_file: Path | None = None
+    # http backend: POST {"to": "+62...", "message": "..."} as JSON to this URL
+    url: HttpUrl | None = None
+    token: SecretRef | None = None  # sent as "Authorization: Bearer <token>"
+    sender: str = Field(default="WiFi Kota", min_length=1, max_length=20)
+    country_code: str = Field(default="62", pattern=r"^[1-9][0-9]{0,2}$")
+    code_lifetime: Seconds = 300
+    max_attempts: Annotated[int, in_range(1, 10)] = 5  # wrong codes before a code is void
+    per_number_per_hour: Annotated[int, in_range(1, 20)] = 3
+    per_device_per_hour: Annotated[int, in_range(1, 50)] = 5
+
+
 class Site(_Model):
     name: str = Field(min_length=1, max_length=80)
     location: Location
@@ -248,6 +265,7 @@ class CityConfig(_Model):
     aps: tuple[AccessPoint, ...] = Field(min_length=1)
     dns: Dns
     radius: Radius = Radius()
+    sms: Sms = Sms()
     retention_days: Annotated[int, in_range(1, 3650)] = 90
     device_hash_secret: SecretRef
     database_url: str | None = None
@@ -303,6 +321,8 @@ class CityConfig(_Model):
         yield "device_hash_secret", self.device_hash_secret
         for client in self.radius.clients:
             yield f"radius client {client.name}", client.secret
+        if self.sms.token is not None:
+            yield "sms token", self.sms.token
 
 
 # ---------------------------------------------------------------------------- loading
@@ -398,10 +418,14 @@ def _with_positions(config: CityConfig, doc: yamlsource.Document, source: str) -
         c.model_copy(update={"secret": tagged(c.secret, ("radius", "clients", i, "secret"))})
         for i, c in enumerate(config.radius.clients)
     )
+    sms = config.sms
+    if sms.token is not None:
+        sms = sms.model_copy(update={"token": tagged(sms.token, ("sms", "token"))})
     return config.model_copy(
         update={
             "device_hash_secret": tagged(config.device_hash_secret, ("device_hash_secret",)),
             "radius": config.radius.model_copy(update={"clients": clients}),
+            "sms": sms,
             "source": source,
         }
     )
@@ -424,6 +448,7 @@ _FIELD_NAMES = sorted(
             Location,
             SecretRef,
             Dns,
+            Sms,
         )
         for name in model.model_fields
     }

@@ -58,6 +58,20 @@ def cross_check(config: CityConfig) -> list[Finding]:
 
     found.extend(_check_overlaps(config))
     found.extend(_check_radius(config, site_ids))
+    found.extend(_check_sms(config))
+    return found
+
+
+def _check_sms(config: CityConfig) -> list[Finding]:
+    sms = config.sms
+    found: list[Finding] = []
+    if sms.backend == "http" and sms.url is None:
+        found.append((("sms", "backend"), "the http backend needs url: (where to POST)", False))
+    if sms.backend == "log":
+        for key in ("url", "token"):
+            if getattr(sms, key) is not None:
+                msg = "is only for backend: http; remove it or set backend: http"
+                found.append((("sms", key), msg, True))
     return found
 
 

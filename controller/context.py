@@ -3,7 +3,6 @@ the device hasher. Built once by the composition root (CLI, daemon, portal facto
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from zoneinfo import ZoneInfo
@@ -15,7 +14,7 @@ from .identity import DeviceHasher
 @dataclass(frozen=True)
 class Ctx:
     config: CityConfig
-    device_hash: Callable[[str], str]
+    device_hash: DeviceHasher
 
     @cached_property
     def tz(self) -> ZoneInfo:

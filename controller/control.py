@@ -17,7 +17,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .clifmt import plain
-from .errors import Blocked, Closed, DomainError, QuotaUsed, Unavailable, VoucherInvalid
+from .errors import (
+    Blocked,
+    Closed,
+    CodeInvalid,
+    DomainError,
+    QuotaUsed,
+    TooMany,
+    Unavailable,
+    VoucherInvalid,
+)
 from .models import EndReason
 
 if TYPE_CHECKING:
@@ -41,12 +50,16 @@ def _error(exc: DomainError) -> dict[str, Any]:
         answer["until"] = exc.until
     elif isinstance(exc, VoucherInvalid):
         answer["why"] = exc.why
+    elif isinstance(exc, CodeInvalid):
+        answer["why"], answer["attempts_left"] = exc.why, exc.attempts_left
+    elif isinstance(exc, TooMany):
+        answer["retry_at"] = exc.retry_at
     return answer
 
 
 def handle(controller: Controller, request: dict[str, Any], now: datetime) -> dict[str, Any]:
     """Answer one request. Ops: ping, authorize, deauthorize, reconcile, clients, firewall;
-    for the portal, about the device at ``ip``: status, logout, extend, click."""
+    for the portal, about the device at ``ip``: status, send_code, logout, extend, click."""
     op = request.get("op")
     try:
         if op == "ping":
@@ -58,6 +71,7 @@ def handle(controller: Controller, request: dict[str, Any], now: datetime) -> di
                 method=str(request.get("method", "click")),
                 terms_version=request.get("terms_version"),
                 voucher_code=request.get("voucher_code"),
+                code=request.get("code"),
             )
             return {"ok": True, "resumed": out.resumed, "session": plain(out.session)}
         if op == "deauthorize":
@@ -74,6 +88,10 @@ def handle(controller: Controller, request: dict[str, Any], now: datetime) -> di
             return {"ok": True, "session": plain(controller.logout(ip, now))}
         if op == "extend":
             return {"ok": True, "session": plain(controller.extend(ip, now))}
+        if op == "send_code":
+            lang = "en" if request.get("lang") == "en" else "id"
+            sent = controller.send_code(ip, str(request.get("phone", "")), lang, now)
+            return {"ok": True, "code": plain(sent)}
         if op == "click":
             return {"ok": True, "link": controller.click(ip, now)}
         if op == "reconcile":

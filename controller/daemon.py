@@ -17,16 +17,17 @@ from ipaddress import ip_address
 from pathlib import Path
 from typing import Protocol
 
-from . import dnsmasq, inventory, residents, sessions
+from . import dnsmasq, inventory, phone, residents, sessions
 from .config import AccessPoint, CityConfig
 from .context import Ctx
 from .db import Database
 from .dnsmasq import Dnsmasqs
-from .errors import BadRequest, NotFound
+from .errors import BadRequest, MethodNotAllowed, NotFound, SmsFailed
 from .firewall import Firewall, FirewallError, FirewallState, plan
 from .firewall.ruleset import RulesetSpec
 from .models import EndReason
 from .neighbours import NeighbourTable
+from .sms import SmsSender, sender_for
 
 log = logging.getLogger("wifikota.controller")
 
@@ -55,8 +56,10 @@ class Controller:
         gateway: str | None = None,
         dns: Dnsmasqs | None = None,
         leases: Path | None = None,
+        sms: SmsSender | None = None,
     ) -> None:
         self.db, self.ctx, self.fw, self.neighbours = db, ctx, fw, neighbours
+        self.sms = sms  # None: phone login cannot send codes (the portal says so)
         self.gateway = gateway or ctx.config.gateways[0].name
         self.dns = dns  # dnsmasq run by the controller itself, or None
         self.leases = leases or dnsmasq.default_paths()[1]
@@ -98,6 +101,7 @@ class Controller:
         """Swap in a new config, all or nothing: if its ruleset is refused, the old config
         and ruleset stay. Raises ConfigError or FirewallError."""
         ctx = Ctx.from_config(config)
+        sms = sender_for(config.sms) if self.sms is not None else None
         spec = RulesetSpec.for_gateway(config, self.gateway)
         self.fw.check(spec)
         dns_configs = dnsmasq.render(config, self.gateway, self.leases)
@@ -111,7 +115,7 @@ class Controller:
             with self.db.uow() as uow:
                 keep = sessions.desired_state(uow, ctx, now, self.gateway)
             self.fw.load(spec, keep, now)
-            self.ctx = ctx
+            self.ctx, self.sms = ctx, sms
             if self.dns is not None:
                 self.dns.ensure(dns_configs)
 
@@ -142,13 +146,41 @@ class Controller:
         method: str = "click",
         terms_version: str | None = None,
         voucher_code: str | None = None,
+        code: str | None = None,
     ) -> sessions.Outcome:
+        """Log in the device at ``ip``; for a phone login, ``code`` is the one-time code
+        (spent even if the login then fails, e.g. the day's quota is used)."""
         with self._lock:
             ap, mac = self.locate(ip)
+            code_id = None
+            if method == "phone":
+                if "phone" not in self.ctx.policy(ap.site).login_methods:
+                    raise MethodNotAllowed("phone login is not offered at this site")
+                code_id = phone.redeem(self.db, self.ctx, mac=mac, code_text=code or "", now=now)
             req = sessions.LoginRequest(
                 ap.site, mac, ip, method, ap.id, terms_version, voucher_code
             )
-            return sessions.authorize(self.db, self.fw, self.ctx, req, now)
+            outcome = sessions.authorize(self.db, self.fw, self.ctx, req, now)
+            if code_id is not None:
+                phone.link_session(self.db, code_id, outcome.session.id)
+            return outcome
+
+    def send_code(self, ip: str, number: str, lang: str, now: datetime) -> phone.Pending:
+        """Send a one-time code by SMS for the device at ``ip`` (not under the lock: an SMS
+        gateway may take seconds, and logins must not wait for it)."""
+        ap, mac = self.locate(ip)
+        if self.sms is None:
+            raise SmsFailed("no SMS sender is set up")
+        return phone.send_code(
+            self.db,
+            self.ctx,
+            self.sms,
+            site_id=ap.site,
+            mac=mac,
+            number_text=number,
+            lang=lang,
+            now=now,
+        )
 
     def deauthorize(
         self, target: str, reason: EndReason, now: datetime, actor: str | None = None

@@ -81,3 +81,30 @@ class Unavailable(DomainError):
     """Enforcement could not be changed; nothing was recorded."""
 
     code = "unavailable"
+
+
+class CodeInvalid(DomainError):
+    """A one-time code that does not open a session."""
+
+    code = "code-invalid"
+
+    def __init__(self, why: str, attempts_left: int = 0) -> None:
+        super().__init__(f"one-time code {why}")
+        self.why = why  # wrong | expired | none | attempts-used
+        self.attempts_left = attempts_left
+
+
+class TooMany(DomainError):
+    """A limit on how often something may be asked for; it frees up at ``retry_at``."""
+
+    code = "too-many"
+
+    def __init__(self, what: str, retry_at: datetime) -> None:
+        super().__init__(f"too many {what}; try again after {retry_at:%H:%M}")
+        self.retry_at = retry_at
+
+
+class SmsFailed(DomainError):
+    """The SMS sender did not take the message."""
+
+    code = "sms-failed"

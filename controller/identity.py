@@ -52,3 +52,9 @@ class DeviceHasher:
 
     def __call__(self, mac: str) -> str:
         return hmac.new(self._secret, normalize_mac(mac).encode(), hashlib.sha256).hexdigest()
+
+    def keyed(self, purpose: str, value: str) -> str:
+        """HMAC of ``value`` under a key of its own for ``purpose`` (phone numbers, codes),
+        so no two kinds of identifier share a hash space."""
+        key = hmac.new(self._secret, b"wifikota " + purpose.encode(), hashlib.sha256).digest()
+        return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()

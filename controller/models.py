@@ -186,6 +186,29 @@ class Voucher(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class PhoneCode(Base):
+    """A one-time code sent by SMS for a phone login. Only HMACs of the number and the
+    code are kept; ``session_id`` ties a used code to the session it opened."""
+
+    __tablename__ = "phone_codes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    phone_hash: Mapped[str] = mapped_column(String(64))
+    phone_hint: Mapped[str] = mapped_column(String(24))  # "0812-****-7890", shown to the device
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(default=0)
+    used_at: Mapped[datetime | None]
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id"))
+
+    __table_args__ = (
+        Index("ix_phone_codes_device_id_created_at", "device_id", "created_at"),
+        Index("ix_phone_codes_phone_hash_created_at", "phone_hash", "created_at"),
+    )
+
+
 class Block(Base):
     """A device barred from logging in. Lifted blocks stay as history."""
 

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from . import rules
+from . import phone, rules
 from .context import Ctx
 from .db import Database, UnitOfWork
 from .errors import UnknownSite
@@ -40,6 +40,7 @@ class ClientStatus:
     opens_at: datetime | None  # set when the site is closed now
     quota_used: bool  # today's time or data is used up (and no session is open)
     resets_at: datetime  # local midnight, when the day's quota starts afresh
+    code: phone.Pending | None = None  # a one-time code sent to this device, still usable
 
     @property
     def authorized(self) -> bool:
@@ -59,6 +60,7 @@ def status(
     device = uow.session.scalars(select(Device).where(Device.mac_hash == mac_hash)).first()
 
     session: SessionInfo | None = None
+    code: phone.Pending | None = None
     used_seconds, used_bytes = 0.0, 0
     if device is not None:
         row = uow.session.scalars(
@@ -74,6 +76,8 @@ def status(
         used_seconds = seconds_used_today(uow, ctx, device.id, now)
         if policy.daily_data is not None:  # one query less on every page where no cap is set
             used_bytes = bytes_used_today(uow, ctx, device.id, now)
+        if session is None and "phone" in policy.login_methods:
+            code = phone.pending(uow, ctx, device.id, now)
 
     hours = policy.opening_hours
     opens_at = rules.opens_at(hours, now, ctx.tz)
@@ -108,6 +112,7 @@ def status(
         opens_at=opens_at,
         quota_used=quota_used,
         resets_at=rules.day_end(now, ctx.tz),
+        code=code,
     )
 
 

@@ -151,7 +151,7 @@ def bytes_used_today(uow: UnitOfWork, ctx: Ctx, device_id: int, now: datetime) -
     return int(total or 0)
 
 
-def _device(uow: UnitOfWork, mac_hash: str, now: datetime) -> Device:
+def find_or_add_device(uow: UnitOfWork, mac_hash: str, now: datetime) -> Device:
     device = uow.session.scalars(select(Device).where(Device.mac_hash == mac_hash)).first()
     if device is None:
         device = Device(mac_hash=mac_hash, first_seen=now, last_seen=now)
@@ -190,7 +190,7 @@ def start(uow: UnitOfWork, ctx: Ctx, req: LoginRequest, now: datetime) -> Outcom
         raise Blocked(block.expires_at)
 
     plan = Plan()
-    device = _device(uow, mac_hash, now)
+    device = find_or_add_device(uow, mac_hash, now)
     for row in _open_sessions(uow, or_(Session.device_id == device.id, Session.ip == ip)):
         same = row.device_id == device.id and row.site_id == req.site_id and row.ip == ip
         if same and row.expires_at > now:

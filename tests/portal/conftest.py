@@ -18,6 +18,7 @@ from controller import db as db_mod
 from controller import inventory
 from controller.daemon import Controller
 from controller.neighbours import MemoryNeighbours
+from tests.smsbox import Outbox
 
 BASE = "http://wifi.bukittinggikota.go.id"
 PHONE_IP, PHONE_MAC = "10.20.3.20", "02:11:22:33:44:55"  # at Jam Gadang Utara
@@ -55,8 +56,13 @@ def neighbours(city) -> MemoryNeighbours:
 
 
 @pytest.fixture
-def controller(portal_db, ctx, fw, neighbours) -> Controller:
-    return Controller(portal_db, ctx, fw, neighbours)
+def outbox() -> Outbox:
+    return Outbox()
+
+
+@pytest.fixture
+def controller(portal_db, ctx, fw, neighbours, outbox) -> Controller:
+    return Controller(portal_db, ctx, fw, neighbours, sms=outbox)
 
 
 @pytest.fixture

@@ -53,7 +53,7 @@ def test_site_policy_overrides_the_city_defaults():
     assert library.daily_quota == 4 * 3600 and library.session_length == 3600
     assert [str(h) for h in library.opening_hours] == ["08:00-17:00"]
     assert city.policy_for("tugu-polwan").opening_hours == city.defaults.opening_hours
-    assert city.policy_for("jam-gadang").login_methods == ("click", "voucher")
+    assert city.policy_for("jam-gadang").login_methods == ("click", "voucher", "phone")
     assert city.policy_for("pasar-atas").download_rate == 5000
 
 
@@ -319,4 +319,30 @@ def test_a_site_resolver_must_be_an_address_and_not_on_a_nas_site():
     assert errors_for(text) == [
         f"{where(text, '{servers: [10.99')}: sites.pasar-simpang-aur.dns: "
         "a NAS-mode site's own router answers its DNS; remove this or set mode: gateway"
+    ]
+
+
+def test_an_http_sms_backend_without_its_url_is_refused():
+    text = broken("  backend: log ", "  backend: http ")
+    assert errors_for(text) == [
+        f"{where(text, 'http ')}: sms.backend: the http backend needs url: (where to POST)"
+    ]
+
+
+def test_sms_gateway_settings_under_the_log_backend_are_refused():
+    text = broken("  code_lifetime: 5m", "  url: https://sms2.example.id/x\n  code_lifetime: 5m")
+    assert errors_for(text) == [
+        f"{where(text, 'url: https://sms2')}: sms.url: "
+        "is only for backend: http; remove it or set backend: http"
+    ]
+
+
+def test_an_sms_token_is_a_secret_like_any_other():
+    text = broken(
+        "  backend: log ",
+        "  backend: http\n  url: https://sms.example.id/send\n  token: hunter2\n ",
+    )
+    assert errors_for(text) == [
+        f"{where(text, 'hunter2')}: sms.token: "
+        "secrets are never written inline; write {env: VARIABLE} or {file: /path}"
     ]

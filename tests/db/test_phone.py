@@ -1,0 +1,182 @@
+"""Phone login: one-time codes sent, spent, limited; against both databases, through the
+controller (in-memory firewall and neighbour table), with a sender that keeps messages."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from controller.daemon import Controller
+from controller.errors import (
+    BadRequest,
+    Blocked,
+    CodeInvalid,
+    MethodNotAllowed,
+    SmsFailed,
+    TooMany,
+)
+from controller.models import PhoneCode
+from controller.neighbours import MemoryNeighbours
+from controller.phone import BadNumber
+from tests.smsbox import Outbox
+
+IP, MAC = "10.20.3.20", "02:11:22:33:44:55"  # at Jam Gadang (click, voucher, phone)
+IP2, MAC2 = "10.20.3.21", "02:11:22:33:44:66"
+PANORAMA_IP = "10.20.1.20"  # click only
+NUMBER = "0812-3456-7890"
+
+
+@pytest.fixture
+def outbox() -> Outbox:
+    return Outbox()
+
+
+@pytest.fixture
+def ctl(database, ctx, fw, city, outbox) -> Controller:
+    table = MemoryNeighbours()
+    for ip, mac, ap in ((IP, MAC, "jam-gadang-1"), (IP2, MAC2, "jam-gadang-1")):
+        table.add(ip, mac, city.ap(ap).gateway_iface)
+    table.add(PANORAMA_IP, "02:11:22:33:44:77", city.ap("panorama-1").gateway_iface)
+    return Controller(database, ctx, fw, table, sms=outbox)
+
+
+def test_a_code_sent_by_sms_logs_the_device_in_once(ctl, outbox, database, fw, now):
+    pending = ctl.send_code(IP, NUMBER, "id", now)
+    assert pending.sent_to == "0812-****-7890" and pending.attempts_left == 5
+    assert pending.expires_at == now + timedelta(minutes=5)
+    number, text = outbox.sent[0]
+    assert number == "+6281234567890"
+    assert "kode WiFi Bukittinggi" in text and "5 menit" in text
+    status = ctl.status(IP, now)
+    assert status.code is not None and status.code.sent_to == "0812-****-7890"
+
+    out = ctl.authorize(IP, now, method="phone", code=outbox.last_code(), terms_version="2026-11")
+    assert out.session.login_method == "phone" and not out.resumed
+    assert (MAC, IP) in fw.state(now).grants
+    with database.reading() as s:
+        row = s.scalars(select(PhoneCode)).one()
+        assert row.used_at is not None and row.session_id == out.session.id
+        assert "7890" not in row.phone_hash and row.code_hash != outbox.last_code()
+    ctl.logout(IP, now)
+    with pytest.raises(CodeInvalid) as spent:
+        ctl.authorize(IP, now, method="phone", code=outbox.last_code())
+    assert spent.value.why == "none"
+
+
+def test_the_message_speaks_english_when_the_resident_does(ctl, outbox, now):
+    ctl.send_code(IP, "+62 812 3456 7890", "en", now)
+    assert "is your Bukittinggi WiFi code" in outbox.sent[0][1]
+
+
+def test_wrong_codes_are_counted_and_the_code_dies_at_the_limit(ctl, outbox, now):
+    ctl.send_code(IP, NUMBER, "id", now)
+    right = outbox.last_code()
+    wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+    for left in (4, 3, 2, 1):
+        with pytest.raises(CodeInvalid) as exc:
+            ctl.authorize(IP, now, method="phone", code=wrong)
+        assert (exc.value.why, exc.value.attempts_left) == ("wrong", left)
+    with pytest.raises(CodeInvalid) as exc:
+        ctl.authorize(IP, now, method="phone", code=wrong)
+    assert exc.value.why == "attempts-used"
+    with pytest.raises(CodeInvalid) as exc:  # brute force ends here: even the right code
+        ctl.authorize(IP, now, method="phone", code=right)
+    assert exc.value.why == "attempts-used"
+    assert ctl.status(IP, now).code is None
+
+
+def test_a_code_expires(ctl, outbox, now):
+    ctl.send_code(IP, NUMBER, "id", now)
+    later = now + timedelta(minutes=5, seconds=1)
+    with pytest.raises(CodeInvalid) as exc:
+        ctl.authorize(IP, later, method="phone", code=outbox.last_code())
+    assert exc.value.why == "none"
+
+
+def test_a_new_code_voids_the_one_before(ctl, outbox, now):
+    ctl.send_code(IP, NUMBER, "id", now)
+    first = outbox.last_code()
+    ctl.send_code(IP, NUMBER, "id", now + timedelta(seconds=30))
+    second = outbox.last_code()
+    if first != second:
+        with pytest.raises(CodeInvalid):
+            ctl.authorize(IP, now + timedelta(seconds=40), method="phone", code=first)
+    ctl.authorize(IP, now + timedelta(seconds=41), method="phone", code=second)
+
+
+def test_a_code_is_for_the_device_that_asked(ctl, outbox, now):
+    ctl.send_code(IP, NUMBER, "id", now)
+    with pytest.raises(CodeInvalid) as exc:
+        ctl.authorize(IP2, now, method="phone", code=outbox.last_code())
+    assert exc.value.why == "none"
+
+
+def test_codes_per_number_are_limited_across_devices(ctl, now):
+    for i in range(3):
+        ctl.send_code(IP if i % 2 else IP2, NUMBER, "id", now + timedelta(minutes=i))
+    with pytest.raises(TooMany) as exc:
+        ctl.send_code(IP, NUMBER, "id", now + timedelta(minutes=10))
+    assert exc.value.retry_at == now + timedelta(hours=1)
+    ctl.send_code(IP, NUMBER, "id", now + timedelta(hours=1, seconds=1))  # the hour has passed
+
+
+def test_codes_per_device_are_limited_across_numbers(ctl, now):
+    for i in range(5):
+        ctl.send_code(IP, f"08123456780{i}", "id", now + timedelta(minutes=i))
+    with pytest.raises(TooMany):
+        ctl.send_code(IP, "081234567899", "id", now + timedelta(minutes=6))
+
+
+def test_a_message_the_gateway_refused_does_not_count(ctl, outbox, database, now):
+    outbox.fail = True
+    for _ in range(4):
+        with pytest.raises(SmsFailed):
+            ctl.send_code(IP, NUMBER, "id", now)
+    with database.reading() as s:
+        assert s.scalars(select(PhoneCode)).all() == []
+    outbox.fail = False
+    ctl.send_code(IP, NUMBER, "id", now)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "12345",
+        "0212345678",
+        "+1 212 555 0100",
+        "08123",
+        "0812345678901234",
+        "０８１２３４５６７８９",
+        "",
+    ],
+)
+def test_numbers_that_are_not_indonesian_mobiles_are_refused(ctl, outbox, now, text):
+    with pytest.raises(BadNumber):
+        ctl.send_code(IP, text, "id", now)
+    assert outbox.sent == []
+
+
+def test_phone_login_only_where_the_site_offers_it(ctl, outbox, now):
+    with pytest.raises(MethodNotAllowed):
+        ctl.send_code(PANORAMA_IP, NUMBER, "id", now)
+    with pytest.raises(MethodNotAllowed):
+        ctl.authorize(PANORAMA_IP, now, method="phone", code="123456")
+    assert outbox.sent == []
+
+
+def test_a_blocked_device_gets_no_code(ctl, outbox, now):
+    from controller import blocks
+
+    blocks.block(ctl.db, ctl.fw, ctl.ctx, MAC, reason="abuse", actor="test", now=now)
+    with pytest.raises(Blocked):
+        ctl.send_code(IP, NUMBER, "id", now)
+    assert outbox.sent == []
+
+
+def test_a_code_that_is_not_six_digits_is_not_a_try(ctl, outbox, now):
+    ctl.send_code(IP, NUMBER, "id", now)
+    with pytest.raises(BadRequest):
+        ctl.authorize(IP, now, method="phone", code="12ab56")
+    assert ctl.status(IP, now).code.attempts_left == 5
