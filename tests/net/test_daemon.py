@@ -307,6 +307,15 @@ def test_the_city_app_is_reachable_before_login_and_nothing_else_is(daemon):
         client, f"http://{CITY_APP_NAME}/layanan", "--resolve", resolve
     )
     assert (code, status) == (0, "200") and body.startswith(f"CITY-APP {CITY_APP_NAME}/layanan")
+    code, status, body = daemon.city.curl(  # and over HTTPS, as the real app is served
+        client,
+        f"https://{CITY_APP_NAME}/layanan",
+        "--resolve",
+        f"{CITY_APP_NAME}:443:{CITY_APP_IP}",
+        "--cacert",
+        str(daemon.city.tls_cert),
+    )
+    assert (code, status) == (0, "200") and body.startswith(f"CITY-APP {CITY_APP_NAME}/layanan")
     assert daemon.city.curl(client, f"http://{INTERNET_IP}/bytes/10")[2].startswith(
         "WIFIKOTA-PORTAL"
     )

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ class Lab:
     prefix: str = field(default_factory=lambda: "wk" + secrets.token_hex(2))
     namespaces: list[str] = field(default_factory=list)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="wifikota-lab-")))
 
     def netns(self, name: str) -> str:
         ns = f"{self.prefix}-{name}"
@@ -136,6 +138,7 @@ class Lab:
         for ns in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
         self.namespaces.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 @dataclass
@@ -157,6 +160,7 @@ class City:
     bridges: list[str]
     subnets: list[str]
     clients: list[Client]
+    tls_cert: Path | None = None  # the internet's self-signed certificate (HTTPS on 443)
 
     def curl(
         self, client: Client, url: str, *extra: str, timeout: float = 10
@@ -186,6 +190,38 @@ class City:
         return res.returncode, status.strip(), body
 
 
+def self_signed(where: Path, name: str, addresses: Sequence[str]) -> tuple[Path, Path]:
+    """A self-signed certificate for the lab's HTTPS (the city app): (cert, key) files."""
+    cert, key = where / "internet.crt", where / "internet.key"
+    alt = ",".join([f"DNS:{name}", *(f"IP:{a}" for a in addresses)])
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={name}",
+            "-addext",
+            f"subjectAltName={alt}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return cert, key
+
+
 def build_city(
     lab: Lab,
     aps: int = 1,
@@ -207,9 +243,21 @@ def build_city(
     lab.sh(gw, ["ip", "-6", "addr", "add", f"{GATEWAY_WAN_IP6}/64", "dev", "wan", "nodad"])
     lab.sh(gw, ["ip", "-6", "route", "add", "default", "via", INTERNET_IP6])
     lab.sh(gw, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+    cert, key = self_signed(lab.workdir, CITY_APP_NAME, [CITY_APP_IP, INTERNET_IP])
     lab.spawn(
         inet,
-        [sys.executable, str(HERE / "internet.py"), "--ports", "80,443"],
+        [
+            sys.executable,
+            str(HERE / "internet.py"),
+            "--ports",
+            "80",
+            "--tls-ports",
+            "443",
+            "--cert",
+            str(cert),
+            "--key",
+            str(key),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -275,7 +323,7 @@ def build_city(
             stderr=subprocess.DEVNULL,
         )
         urls.append(f"http://127.0.0.1:{portal_port}/")
-    city = City(lab, gw, inet, bridges, subnets, clients)
+    city = City(lab, gw, inet, bridges, subnets, clients, cert)
     for url in urls:
         if not wait_until(lambda u=url: _answers(lab, gw, u)):  # type: ignore[misc]
             raise RuntimeError(f"the lab did not come up: no answer from {url}")

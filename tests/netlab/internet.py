@@ -1,10 +1,12 @@
 """The lab's internet: answers the OS connectivity probes like the real servers, serves
-the city app, files of any size, and slow streams. Run inside a lab namespace."""
+the city app (over HTTP and, with a certificate, HTTPS), files of any size, and slow
+streams. Run inside a lab namespace."""
 
 from __future__ import annotations
 
 import argparse
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +31,18 @@ class DualStackServer(ThreadingHTTPServer):
     def server_bind(self) -> None:
         self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         super().server_bind()
+
+
+class TlsServer(DualStackServer):
+    """HTTPS; each connection's handshake happens in its own thread, at its first read."""
+
+    def __init__(self, address: tuple[str, int], handler: type, tls: ssl.SSLContext) -> None:
+        self.tls = tls
+        super().__init__(address, handler)
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        sock, addr = self.socket.accept()
+        return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -100,9 +114,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ports", default="80")
     parser.add_argument("--name", default="INTERNET")
+    parser.add_argument("--tls-ports", default="", help="ports that speak HTTPS")
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
     args = parser.parse_args()
     Handler.name = args.name
     servers = [DualStackServer(("::", int(p)), Handler) for p in args.ports.split(",")]
+    if args.tls_ports:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.cert, args.key)
+        servers += [TlsServer(("::", int(p)), Handler, tls) for p in args.tls_ports.split(",")]
     for s in servers[1:]:
         threading.Thread(target=s.serve_forever, daemon=True).start()
     servers[0].serve_forever()
