@@ -1,22 +1,35 @@
 """The real portal under gunicorn in the lab's gateway, with the controller daemon behind
-it, driven by curl on a phone with no JavaScript: captured, splash, one tap, online, the
-city app, the RFC 8908 API, logout."""
+it: curl as a phone with no JavaScript (captured, splash, one tap, online, the city app,
+the RFC 8908 API, logout; a voucher; a code by SMS), and headless Chromium as a phone's
+browser, with screenshots kept in ``$WIFIKOTA_ARTIFACTS`` (default ``var/test-artifacts``)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.net.test_daemon import Daemon
-from tests.netlab import CITY_APP_NAME, INTERNET_IP, Lab, build_city, require_root, wait_until
+from tests.netlab import (
+    CITY_APP_IP,
+    CITY_APP_NAME,
+    INTERNET_IP,
+    Lab,
+    build_city,
+    require_root,
+    wait_until,
+)
 
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 PORTAL = "wifi.lab.example.id"
 PROBE = f"http://{INTERNET_IP}/generate_204"
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("WIFIKOTA_ARTIFACTS", ROOT / "var" / "test-artifacts"))
 
 
 class Phone:
@@ -55,7 +68,7 @@ def portal(tmp_path_factory):
     require_root()
     lab = Lab()
     try:
-        city = build_city(lab, aps=1, clients_per_ap=2, stand_in_portal=False)
+        city = build_city(lab, aps=1, clients_per_ap=5, stand_in_portal=False)
         tmp = tmp_path_factory.mktemp("portal")
         daemon = Daemon(lab, city, tmp)
         daemon.start()
@@ -178,3 +191,90 @@ def test_the_city_app_is_reachable_before_login_by_its_name(portal):
         timeout=20,
     )
     assert res.stdout.decode().startswith("CITY-APP")
+
+
+def captured_splash(phone: Phone) -> str:
+    _, headers, _ = phone.fetch(PROBE)
+    status, _, splash = phone.fetch(headers["location"])
+    assert status == 200, splash
+    return splash
+
+
+def test_a_voucher_from_the_cli_logs_a_phone_in(portal):
+    city = portal.city
+    made = portal.cli("--json", "voucher", "create", "--duration", "2h", "--site", "alun-alun")
+    assert made.returncode == 0, made.stderr
+    code = json.loads(made.stdout)[0]["code"]
+    phone = Phone(city.lab, city.clients[2], "10.20.1.1")
+    splash = captured_splash(phone)
+    assert 'name="kode"' in splash
+    form = {"token": token(splash), "method": "voucher", "terms_version": "1"}
+    status, headers, _ = phone.post("/masuk", {**form, "kode": code.lower()})
+    assert status == 303 and headers["location"] == "/berhasil"
+    assert phone.fetch(PROBE)[0] == 204
+    (row,) = [s for s in portal.sessions() if s.ip == city.clients[2].ip]
+    assert row.login_method == "voucher" and row.ended_at is None
+    assert 7100 < (row.expires_at - row.started_at).total_seconds() <= 7200
+
+
+def test_a_code_by_sms_typed_in_the_sheet_logs_a_phone_in(portal):
+    city = portal.city
+    phone = Phone(city.lab, city.clients[3], "10.20.1.1")
+    splash = captured_splash(phone)
+    status, headers, _ = phone.post("/kode", {"token": token(splash), "telepon": "0812 1111 2222"})
+    assert status == 303 and headers["location"] == "/kode"
+    outbox = portal.tmp / "sms.log"  # the default sender: $WIFIKOTA_DATA/sms.log
+    assert wait_until(outbox.exists, 5)
+    line = outbox.read_text().splitlines()[-1]
+    assert " +6281211112222 " in line
+    code = re.search(r'"(\d{6}) ', line).group(1)
+    status, _, page = phone.fetch(f"http://{PORTAL}/kode")
+    assert status == 200 and "0812-****-2222" in page
+    form = {"token": token(page), "method": "phone", "terms_version": "1"}
+    status, headers, _ = phone.post("/masuk", {**form, "kode": code})
+    assert status == 303 and headers["location"] == "/berhasil"
+    assert phone.fetch(PROBE)[0] == 204
+    (row,) = [s for s in portal.sessions() if s.ip == city.clients[3].ip]
+    assert row.login_method == "phone" and row.ended_at is None
+
+
+@pytest.mark.skipif(shutil.which("chromedriver") is None, reason="needs chromium-driver")
+def test_chromium_on_a_phone_is_captured_taps_once_and_lands_in_the_city_app(portal):
+    city = portal.city
+    client = city.clients[4]
+    shots = ARTIFACTS / "portal-browser"
+    shutil.rmtree(shots, ignore_errors=True)
+    res = city.lab.sh(
+        client.ns,
+        [
+            sys.executable,
+            str(Path(__file__).with_name("browser.py")),
+            "--start",
+            f"http://{INTERNET_IP}/berita/hari-ini",
+            "--map",
+            f"{PORTAL}=10.20.1.1",
+            "--map",
+            f"{CITY_APP_NAME}={CITY_APP_IP}",
+            "--app-host",
+            CITY_APP_NAME,
+            "--shots",
+            str(shots),
+        ],
+        check=False,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr.decode()[-2000:]
+    seen = json.loads(res.stdout)
+    assert "error" not in seen, seen
+    assert seen["splash"]["url"].startswith(f"http://{PORTAL}/?dari=")
+    assert seen["splash"]["button"] == "Sambungkan" and seen["splash"]["lang"] == "id"
+    assert seen["success"]["url"] == f"http://{PORTAL}/berhasil"
+    assert seen["success"]["heading"] == "Anda sudah terhubung!"
+    assert seen["city_app"]["url"] == f"https://{CITY_APP_NAME}/"
+    assert seen["city_app"]["text"].startswith(f"CITY-APP {CITY_APP_NAME}/")
+    # online: the OS's probe now gets the internet's own answer
+    assert city.curl(client, PROBE)[:2] == (0, "204")
+    for page in ("splash", "success", "city-app"):
+        assert (shots / f"{page}.png").stat().st_size > 1000
+    (row,) = [s for s in portal.sessions() if s.ip == client.ip]
+    assert row.login_method == "click" and row.ended_at is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.netlab import City
 
 SITES = {
-    "alun-alun": "session_length: 1h",  # plain
+    "alun-alun": "session_length: 1h, login_methods: [click, voucher, phone]",  # plain
     "stasiun": "session_length: 3s",  # sessions end by time
     "taman": "idle_timeout: 2s",  # quiet phones go idle
     "pasar": "daily_quota: 4s",  # the day's quota runs out
