@@ -75,8 +75,12 @@ def portal(tmp_path_factory):
         log = open(tmp / "portal.log", "ab")  # noqa: SIM115 - the lab's end closes the process
         lab.spawn(
             city.gw,
-            [GUNICORN, "--bind", "0.0.0.0:8080", "--workers", "2", "captive:create_app()"],
-            env={**daemon.env, "WIFIKOTA_CONFIG": str(daemon.config)},
+            [GUNICORN, "-c", "python:captive.gunicorn_conf", "captive:create_app()"],
+            env={
+                **daemon.env,
+                "WIFIKOTA_CONFIG": str(daemon.config),
+                "WIFIKOTA_PORTAL_WORKERS": "2",
+            },
             stdout=log,
             stderr=log,
         )
