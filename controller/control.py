@@ -145,6 +145,9 @@ class _Handler(socketserver.StreamRequestHandler):
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: a busy portal (workers x threads asking at once)
+    # would find it full, and a connect to a full Unix socket fails at once (EAGAIN)
+    request_queue_size = socket.SOMAXCONN
     controller: Controller
 
 
