@@ -128,7 +128,8 @@ class Controller:
             addr = ip_address(ip)
         except ValueError:
             raise BadRequest(f"'{ip}' is not an IP address") from None
-        seen = self.neighbours.lookup(str(addr))
+        expected = next((ap for ap in self.ctx.config.aps if addr in ap.subnet), None)
+        seen = self.neighbours.lookup(str(addr), on=expected.gateway_iface if expected else None)
         if seen is None:
             raise NotFound(f"{ip} has not been seen on any access point")
         for ap in self.ctx.config.aps:

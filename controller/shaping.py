@@ -87,6 +87,7 @@ class Shaper:
     def __init__(self, runner: Runner | None = None) -> None:
         self._runner = runner or Runner()
         self._socket: Any = None  # one netlink socket, opened in the runner's namespace
+        self._index: dict[str, int] = {}  # interface name -> index, as last looked up
 
     def _ipr(self) -> Any:
         """The netlink socket; opening one costs more than a login's whole tc work."""
@@ -102,6 +103,7 @@ class Shaper:
 
         def run() -> None:
             ipr = self._ipr()
+            self._index.clear()
             for iface, cap in caps.items():
                 idx = ipr.link_lookup(ifname=iface)
                 if not idx:
@@ -165,9 +167,9 @@ class Shaper:
             self._runner.call(lambda: self._batch(add, remove))
             return
 
-        def run() -> None:
+        def attempt() -> None:
             ipr = self._ipr()
-            index: dict[str, int] = {}
+            index = self._index
             for iface, minor in remove + [(i, m) for i, m, _ in add]:
                 if iface not in index:
                     found = ipr.link_lookup(ifname=iface)
@@ -198,5 +200,14 @@ class Shaper:
                         parent=AP_CLASS,
                         **client_class(kbit),
                     )
+
+        def run() -> None:
+            try:
+                attempt()
+            except NetlinkError as exc:
+                if exc.code != errno.ENODEV:
+                    raise
+                self._index.clear()  # an interface was made anew since: look them up again
+                attempt()
 
         self._runner.call(run)
