@@ -51,10 +51,12 @@ $(BIN)/.installed: pyproject.toml
 clean:
 	rm -rf $(VENV) var *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
-## Benchmarks (root): enforcement latency and forwarding, side by side in one run.
+## Benchmarks (root): enforcement latency and forwarding, then the portal, each against
+## openNDS in the same run. The figures are printed as Markdown (docs/benchmarks.md).
 bench: system-deps venv
-	@command -v iperf3 >/dev/null || { echo "bench needs iperf3 (apt-get install iperf3)"; exit 1; }
+	@scripts/install-bench-deps
 	$(BIN)/python bench/enforcement.py
+	$(BIN)/python bench/portal.py
 
 # After changing a text in captive/: extract, merge into the .po files, compile the .mo files.
 translations: venv

@@ -1,0 +1,361 @@
+"""Portal benchmark, all in one run (root; network namespaces made and removed here).
+
+1. Our portal under gunicorn (captive/gunicorn_conf.py, as deployed) in the lab gateway,
+   the controller daemon behind it, loaded with wrk from a phone's namespace through the
+   gateway's ruleset: a captured connectivity probe (``/generate_204`` to an internet
+   address, answered with the redirect to the splash) and the splash page itself (which
+   asks the controller about the device). Requests/s and latency percentiles.
+2. Logins: N phones (macvlan interfaces, each its own MAC and address) load the splash,
+   then all post the login form at once; for each, the time the POST took and the time
+   until its connectivity probe reaches the internet (HTTP 204): the login "to a working
+   connection". p50 / p99 / max.
+3. The reference, openNDS 9.10 from Debian (bench/opennds.py), on the same gateway, AP
+   interface and phone after ours has gone: the same wrk load on its captured probe (its
+   307 to the splash) and on its splash page.
+
+Usage: python bench/portal.py [--seconds 10] [--connections 16] [--logins 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.opennds import OpenNDS
+from bench.opennds import missing as opennds_missing
+from tests.net.test_daemon import Daemon
+from tests.netlab import INTERNET_IP, Lab, build_city, wait_until
+
+OPENNDS_CACHE = Path(__file__).resolve().parent / ".cache" / "opennds"
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+PORTAL = "wifi.lab.example.id"
+GATEWAY = "10.20.1.1"
+PROBE_HOST = "connectivitycheck.gstatic.com"
+# a phone's browser says who it is; openNDS drops requests that carry no User-Agent
+USER_AGENT = "Mozilla/5.0 (Linux; Android 12; SM-A035F) AppleWebKit/537.36 Chrome/120 Mobile"
+FIRST_LOGIN_HOST = 20  # the login phones are 10.20.1.20 ...
+
+
+# ------------------------------------------------------------------ load with wrk
+
+
+def wrk(lab: Lab, ns: str, url: str, host: str, seconds: int, connections: int) -> dict:
+    """Requests/s, latency percentiles (ms), and answers that were errors."""
+    res = lab.sh(
+        ns,
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            "-H",
+            f"Host: {host}",
+            "-H",
+            f"User-Agent: {USER_AGENT}",
+            url,
+        ],
+        timeout=seconds + 60,
+    )
+    out = res.stdout.decode()
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if rate is None:
+        raise RuntimeError(f"wrk gave no figures:\n{out}\n{res.stderr.decode()}")
+    pct = {
+        int(p): _ms(v, unit)
+        for p, v, unit in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+    }
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": float(rate.group(1)),
+        "p50": pct.get(50, float("nan")),
+        "p99": pct.get(99, float("nan")),
+        "bad": int(bad.group(1)) if bad else 0,
+        "socket_errors": errors.group(1).strip() if errors else "",
+    }
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def first_answer(lab: Lab, ns: str, url: str) -> tuple[str, str]:
+    """(status, Location) of one request, redirects not followed."""
+    res = lab.sh(
+        ns,
+        ["curl", "-s", "-o", "/dev/null", "-m", "10", "-w", "%{http_code} %{redirect_url}", url],
+        check=False,
+    )
+    status, _, location = res.stdout.decode().partition(" ")
+    return status, location.strip()
+
+
+# ------------------------------------------------------------------ logins at once
+
+
+class BoundConnection(http.client.HTTPConnection):
+    """HTTP from one of the login phones: its own interface and address."""
+
+    def __init__(self, host: str, device: str, source: str) -> None:
+        super().__init__(host, 80, timeout=30)
+        self.device, self.source = device, source
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.device.encode())
+        sock.bind((self.source, 0))
+        sock.settimeout(self.timeout)
+        sock.connect((self.host, self.port))
+        self.sock = sock
+
+
+def _get(device: str, source: str, to: str, host: str, path: str) -> tuple[int, str]:
+    conn = BoundConnection(to, device, source)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        reply = conn.getresponse()
+        return reply.status, reply.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def one_login(i: int, start: threading.Barrier, out: list) -> None:
+    device, source = f"l{i}", f"10.20.1.{FIRST_LOGIN_HOST + i}"
+    form = None
+    try:
+        status, page = _get(device, source, GATEWAY, PORTAL, "/")
+        token = re.search(r'name="token" value="([^"]+)"', page)
+        if status != 200 or token is None:
+            raise RuntimeError(f"splash answered {status}")
+        form = f"token={token.group(1)}&method=click&terms_version=1&lang=id"
+    except Exception as exc:
+        out[i] = {"error": f"splash: {type(exc).__name__}: {exc}"}
+    start.wait(timeout=120)  # every phone, ready or not, so the others are not held up
+    if form is None:
+        return
+    try:
+        began = time.perf_counter()
+        conn = BoundConnection(GATEWAY, device, source)
+        conn.request(
+            "POST",
+            "/masuk",
+            body=form,
+            headers={"Host": PORTAL, "Content-Type": "application/x-www-form-urlencoded"},
+        )
+        reply = conn.getresponse()
+        reply.read()
+        conn.close()
+        posted = time.perf_counter() - began
+        if reply.status != 303:
+            raise RuntimeError(f"login answered {reply.status}")
+        deadline = began + 60
+        while time.perf_counter() < deadline:  # bounded: a minute at most
+            try:
+                if _get(device, source, INTERNET_IP, PROBE_HOST, "/generate_204")[0] == 204:
+                    out[i] = {"post": posted, "online": time.perf_counter() - began}
+                    return
+            except OSError:
+                pass
+            time.sleep(0.005)
+        raise RuntimeError("not online within a minute")
+    except Exception as exc:  # every phone reports, whatever happened to it
+        out[i] = {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def logins_worker(count: int) -> None:
+    """Inside the phones' namespace: all log in at once; print the times as JSON."""
+    out: list = [None] * count
+    start = threading.Barrier(count)
+    threads = [threading.Thread(target=one_login, args=(i, start, out)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    json.dump(out, sys.stdout)
+
+
+def add_login_phones(lab: Lab, ns: str, count: int) -> None:
+    lines = []
+    for i in range(count):
+        name, ip = f"l{i}", f"10.20.1.{FIRST_LOGIN_HOST + i}"
+        lines += [
+            f"link add {name} link eth0 address 02:cc:00:00:{i >> 8:02x}:{i & 255:02x} "
+            "type macvlan mode bridge",
+            f"addr add {ip}/24 dev {name} noprefixroute",
+            f"link set {name} up",
+            f"route add default via {GATEWAY} dev {name} onlink metric {1000 + i}",
+        ]
+    lab.sh(ns, ["ip", "-batch", "-"], input=("\n".join(lines) + "\n").encode())
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+# ------------------------------------------------------------------ the run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--logins", type=int, default=200)
+    parser.add_argument("--logins-worker", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.logins_worker:
+        logins_worker(args.logins_worker)
+        return
+    if not 1 <= args.logins <= 230:
+        parser.error("--logins must be 1..230 (they share the AP's /24)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the lab is torn down
+
+    lab = Lab()
+    try:
+        city = build_city(lab, aps=1, clients_per_ap=2, stand_in_portal=False)
+        phone, host = city.clients
+        tmp = lab.workdir / "portal"
+        tmp.mkdir()
+        daemon = Daemon(lab, city, tmp)
+        daemon.start()
+        log = open(tmp / "gunicorn.log", "ab")  # noqa: SIM115 - closed below
+        portal = lab.spawn(
+            city.gw,
+            [GUNICORN, "-c", "python:captive.gunicorn_conf", "captive:create_app()"],
+            env={
+                **daemon.env,
+                "WIFIKOTA_CONFIG": str(daemon.config),
+                "WIFIKOTA_PORTAL_ACCESS_LOG": "",
+            },
+            stdout=log,
+            stderr=log,
+        )
+        splash_url = f"http://{GATEWAY}/"
+        if not wait_until(lambda: first_answer(lab, phone.ns, splash_url)[0] != "000", 30):
+            raise RuntimeError((tmp / "gunicorn.log").read_text()[-2000:])
+        probe_url = f"http://{INTERNET_IP}/generate_204"
+        print("# Portal benchmark\n")
+        print(
+            f"wrk -t2 -c{args.connections} -d{args.seconds}s from one phone through the "
+            "gateway's ruleset; gunicorn as deployed (4 workers x 4 threads); "
+            "the controller daemon on SQLite.\n"
+        )
+        ours = {
+            "probe": wrk(lab, phone.ns, probe_url, PROBE_HOST, args.seconds, args.connections),
+            "splash": wrk(lab, phone.ns, splash_url, PORTAL, args.seconds, args.connections),
+        }
+
+        add_login_phones(lab, host.ns, args.logins)
+        res = lab.sh(
+            host.ns,
+            [sys.executable, __file__, "--logins-worker", str(args.logins)],
+            timeout=600,
+        )
+        results = json.loads(res.stdout)
+        done = [r for r in results if r and "online" in r]
+        failed = [r for r in results if not r or "error" in r]
+        portal.terminate()
+        portal.wait(20)
+        log.close()
+        daemon.kill(signal.SIGTERM)
+
+        theirs = reference(lab, city, args)
+        report(args, ours, theirs, done, failed)
+    finally:
+        lab.close()
+
+
+def reference(lab: Lab, city, args: argparse.Namespace) -> dict | None:
+    lacking = opennds_missing()
+    if lacking:
+        print(f"openNDS not run: this machine lacks {', '.join(lacking)}.\n")
+        return None
+    lab.sh(city.gw, ["nft", "delete", "table", "inet", "wifikota"], check=False)
+    lab.sh(city.gw, ["tc", "qdisc", "del", "dev", "ap1", "root"], check=False)
+    phone = city.clients[0]
+    nds = OpenNDS(lab, city.gw, "ap1", OPENNDS_CACHE)
+    try:
+        nds.lease([(phone.mac, phone.ip)])
+        nds.start()
+        probe_url = f"http://{INTERNET_IP}/generate_204"
+        status, splash_url = first_answer(lab, phone.ns, probe_url)
+        if not splash_url:
+            raise RuntimeError(f"openNDS did not redirect the probe (HTTP {status})")
+        splash_status, _ = first_answer(lab, phone.ns, splash_url)
+        return {
+            "probe_status": status,
+            "splash_status": splash_status,
+            "probe": wrk(lab, phone.ns, probe_url, PROBE_HOST, args.seconds, args.connections),
+            "splash": wrk(
+                lab,
+                phone.ns,
+                splash_url,
+                splash_url.split("/")[2],
+                args.seconds,
+                args.connections,
+            ),
+        }
+    finally:
+        nds.close()
+
+
+def report(args, ours: dict, theirs: dict | None, done: list, failed: list) -> None:
+    print("| page | portal | requests/s | p50 (ms) | p99 (ms) | errors | ratio of requests/s |")
+    print("|---|---|---:|---:|---:|---|---:|")
+    for page in ("probe", "splash"):
+        rows = [("WiFi Kota", ours[page])]
+        if theirs is not None:
+            rows.append(("openNDS 9.10", theirs[page]))
+        for name, r in rows:
+            errors = f"{r['bad']} non-2xx/3xx" + (
+                f"; sockets: {r['socket_errors']}" if r["socket_errors"] else ""
+            )
+            ratio = (
+                f"{ours[page]['rps'] / theirs[page]['rps']:.1f}x"
+                if theirs is not None and name == "WiFi Kota" and theirs[page]["rps"]
+                else ""
+            )
+            print(
+                f"| {page} | {name} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} "
+                f"| {errors} | {ratio} |"
+            )
+    if theirs is not None:
+        print(
+            f"\nopenNDS answered the captured probe with HTTP {theirs['probe_status']} and "
+            f"its splash with {theirs['splash_status']}; ours with 302 and 200."
+        )
+    print(f"\n## {args.logins} phones posting the login form at once\n")
+    if not done:
+        print(f"No login completed; failures: {failed[:5]}")
+        return
+    posts = [r["post"] * 1000 for r in done]
+    online = [r["online"] * 1000 for r in done]
+    print("| | p50 (ms) | p99 (ms) | max (ms) |")
+    print("|---|---:|---:|---:|")
+    for label, values in (("POST /masuk answered (303)", posts), ("online (probe 204)", online)):
+        print(
+            f"| {label} | {statistics.median(values):.0f} | {percentile(values, 99):.0f} "
+            f"| {max(values):.0f} |"
+        )
+    print(f"\n{len(done)} of {args.logins} online; {len(failed)} failed" + (
+        f" (first: {failed[0]})" if failed else ""
+    ) + ".")
+
+
+if __name__ == "__main__":
+    main()
