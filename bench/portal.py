@@ -8,12 +8,12 @@
 2. Logins: N phones (macvlan interfaces, each its own MAC and address) load the splash,
    then all post the login form at once; for each, the time the POST took and the time
    until its connectivity probe reaches the internet (HTTP 204): the login "to a working
-   connection". p50 / p99 / max.
+   connection". p50 / p99 / max. Then M more phones, one at a time (no queue).
 3. The reference, openNDS 9.10 from Debian (bench/opennds.py), on the same gateway, AP
    interface and phone after ours has gone: the same wrk load on its captured probe (its
    307 to the splash) and on its splash page.
 
-Usage: python bench/portal.py [--seconds 10] [--connections 16] [--logins 200]
+Usage: python bench/portal.py [--seconds 10] [--connections 16] [--logins 200] [--alone 20]
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import re
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -134,7 +133,9 @@ def _get(device: str, source: str, to: str, host: str, path: str) -> tuple[int, 
         conn.close()
 
 
-def one_login(i: int, start: threading.Barrier, out: list) -> None:
+def one_login(i: int, start: threading.Barrier | None, out: list) -> None:
+    """Phone number i loads the splash, waits for the others (``start``), logs in, and
+    polls its connectivity probe until the internet answers."""
     device, source = f"l{i}", f"10.20.1.{FIRST_LOGIN_HOST + i}"
     form = None
     try:
@@ -145,7 +146,8 @@ def one_login(i: int, start: threading.Barrier, out: list) -> None:
         form = f"token={token.group(1)}&method=click&terms_version=1&lang=id"
     except Exception as exc:
         out[i] = {"error": f"splash: {type(exc).__name__}: {exc}"}
-    start.wait(timeout=120)  # every phone, ready or not, so the others are not held up
+    if start is not None:
+        start.wait(timeout=120)  # every phone, ready or not, so the others are not held up
     if form is None:
         return
     try:
@@ -177,16 +179,24 @@ def one_login(i: int, start: threading.Barrier, out: list) -> None:
         out[i] = {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def logins_worker(count: int) -> None:
-    """Inside the phones' namespace: all log in at once; print the times as JSON."""
-    out: list = [None] * count
-    start = threading.Barrier(count)
-    threads = [threading.Thread(target=one_login, args=(i, start, out)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    json.dump(out, sys.stdout)
+def logins_worker(first: int, count: int, at_once: bool) -> None:
+    """Inside the phones' namespace: phones first..first+count-1 log in, all at once or one
+    after another; print their times as JSON."""
+    out: list = [None] * (first + count)
+    if at_once:
+        start = threading.Barrier(count)
+        threads = [
+            threading.Thread(target=one_login, args=(i, start, out))
+            for i in range(first, first + count)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+    else:
+        for i in range(first, first + count):
+            one_login(i, None, out)
+    json.dump(out[first:], sys.stdout)
 
 
 def add_login_phones(lab: Lab, ns: str, count: int) -> None:
@@ -215,14 +225,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--logins", type=int, default=200)
-    parser.add_argument("--logins-worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--logins", type=int, default=200, help="phones logging in at once")
+    parser.add_argument("--alone", type=int, default=20, help="then one at a time")
+    parser.add_argument("--logins-worker", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.logins_worker:
-        logins_worker(args.logins_worker)
+        logins_worker(*args.logins_worker[:2], at_once=bool(args.logins_worker[2]))
         return
-    if not 1 <= args.logins <= 230:
-        parser.error("--logins must be 1..230 (they share the AP's /24)")
+    if args.logins < 1 or args.alone < 1 or args.logins + args.alone > 230:
+        parser.error("--logins and --alone: at least 1 each, 230 in all (the AP's /24)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the lab is torn down
 
     lab = Lab()
@@ -260,22 +271,25 @@ def main() -> None:
             "splash": wrk(lab, phone.ns, splash_url, PORTAL, args.seconds, args.connections),
         }
 
-        add_login_phones(lab, host.ns, args.logins)
-        res = lab.sh(
-            host.ns,
-            [sys.executable, __file__, "--logins-worker", str(args.logins)],
-            timeout=600,
-        )
-        results = json.loads(res.stdout)
-        done = [r for r in results if r and "online" in r]
-        failed = [r for r in results if not r or "error" in r]
+        add_login_phones(lab, host.ns, args.logins + args.alone)
+        logins = {}
+        for label, first, count, at_once in (
+            ("at once", 0, args.logins, 1),
+            ("one at a time", args.logins, args.alone, 0),
+        ):
+            res = lab.sh(
+                host.ns,
+                [sys.executable, __file__, "--logins-worker", str(first), str(count), str(at_once)],
+                timeout=600,
+            )
+            logins[label] = json.loads(res.stdout)
         portal.terminate()
         portal.wait(20)
         log.close()
         daemon.kill(signal.SIGTERM)
 
         theirs = reference(lab, city, args)
-        report(args, ours, theirs, done, failed)
+        report(args, ours, theirs, logins)
     finally:
         lab.close()
 
@@ -314,7 +328,7 @@ def reference(lab: Lab, city, args: argparse.Namespace) -> dict | None:
         nds.close()
 
 
-def report(args, ours: dict, theirs: dict | None, done: list, failed: list) -> None:
+def report(args, ours: dict, theirs: dict | None, logins: dict[str, list]) -> None:
     print("| page | portal | requests/s | p50 (ms) | p99 (ms) | errors | ratio of requests/s |")
     print("|---|---|---:|---:|---:|---|---:|")
     for page in ("probe", "splash"):
@@ -339,22 +353,30 @@ def report(args, ours: dict, theirs: dict | None, done: list, failed: list) -> N
             f"\nopenNDS answered the captured probe with HTTP {theirs['probe_status']} and "
             f"its splash with {theirs['splash_status']}; ours with 302 and 200."
         )
-    print(f"\n## {args.logins} phones posting the login form at once\n")
-    if not done:
-        print(f"No login completed; failures: {failed[:5]}")
-        return
-    posts = [r["post"] * 1000 for r in done]
-    online = [r["online"] * 1000 for r in done]
-    print("| | p50 (ms) | p99 (ms) | max (ms) |")
-    print("|---|---:|---:|---:|")
-    for label, values in (("POST /masuk answered (303)", posts), ("online (probe 204)", online)):
-        print(
-            f"| {label} | {statistics.median(values):.0f} | {percentile(values, 99):.0f} "
-            f"| {max(values):.0f} |"
-        )
-    print(f"\n{len(done)} of {args.logins} online; {len(failed)} failed" + (
-        f" (first: {failed[0]})" if failed else ""
-    ) + ".")
+    print(
+        "\n## Logins to a working connection\n\n"
+        "Each phone has loaded the splash; the time runs from sending the login form to "
+        "its answer (303), and to its connectivity probe reaching the internet (204).\n"
+    )
+    print("| phones | | p50 (ms) | p99 (ms) | max (ms) | online |")
+    print("|---|---|---:|---:|---:|---:|")
+    for label, results in logins.items():
+        done = [r for r in results if r and "online" in r]
+        failed = [r for r in results if not r or "error" in r]
+        who = f"{len(results)} {label}"
+        if not done:
+            print(f"| {who} | none online | | | | 0 of {len(results)} |")
+        for what, key in (("form answered", "post"), ("online", "online")):
+            if not done:
+                break
+            values = [r[key] * 1000 for r in done]
+            print(
+                f"| {who} | {what} | {statistics.median(values):.0f} "
+                f"| {percentile(values, 99):.0f} | {max(values):.0f} "
+                f"| {len(done)} of {len(results)} |"
+            )
+        if failed:
+            print(f"\n{label}: {len(failed)} failed; the first: {failed[0]}\n")
 
 
 if __name__ == "__main__":
