@@ -147,6 +147,9 @@ class Portal(_Model):
     hostname: Domain
     base_url: HttpUrl
     port: Annotated[int, in_range(1, 65535)] = 8080  # where the gateway's portal listens
+    # where the portal's HTTPS listener is on the gateway (port 443 of the gateway is sent
+    # there); needed for api_url, as RFC 8908 wants the API over HTTPS
+    tls_port: Annotated[int, in_range(1, 65535)] | None = None
     api_url: HttpsUrl | None = None  # RFC 8908 API, announced by DHCP option 114 (RFC 8910)
     terms_version: str = Field(min_length=1, max_length=32)
 

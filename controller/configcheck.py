@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from .config import CityConfig
@@ -59,6 +60,27 @@ def cross_check(config: CityConfig) -> list[Finding]:
     found.extend(_check_overlaps(config))
     found.extend(_check_radius(config, site_ids))
     found.extend(_check_sms(config))
+    found.extend(_check_portal(config))
+    return found
+
+
+def _check_portal(config: CityConfig) -> list[Finding]:
+    portal = config.portal
+    found: list[Finding] = []
+    if portal.api_url is not None:
+        if portal.tls_port is None:
+            msg = (
+                "the API is served over HTTPS (RFC 8908); set portal.tls_port to the port of "
+                "the portal's HTTPS listener, or remove api_url"
+            )
+            found.append((("portal", "api_url"), msg, False))
+        host = (urlsplit(portal.api_url).hostname or "").lower()
+        if host != portal.hostname.lower():
+            name = portal.hostname
+            msg = f"must be on the portal's own name ({name}), which its certificate names"
+            found.append((("portal", "api_url"), msg, False))
+    if portal.tls_port is not None and portal.tls_port == portal.port:
+        found.append((("portal", "tls_port"), "must differ from port", False))
     return found
 
 

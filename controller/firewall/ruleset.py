@@ -47,6 +47,7 @@ class RulesetSpec:
     uploads: tuple[tuple[tuple[str, ...], int], ...] = ()
     dns_ports: tuple[tuple[tuple[str, ...], int], ...] = ()  # APs answered off port 53
     ipv6: bool = False  # forward logged-in clients' IPv6 (else refused throughout)
+    tls_port: int | None = None  # the portal's HTTPS listener: port 443 of the gateway goes there
 
     def iface_caps(self) -> dict[str, int]:
         caps = self.caps or (NO_CAP_KBIT,) * len(self.client_ifaces)
@@ -89,6 +90,7 @@ class RulesetSpec:
                 (r.ifaces, r.port) for r in resolvers(config, name) if r.port != MAIN_PORT
             ),
             ipv6=gw.ipv6 == "after_login",
+            tls_port=config.portal.tls_port,
         )
 
 
@@ -171,6 +173,9 @@ def render(spec: RulesetSpec) -> str:
         for i, (ifaces, kbit) in enumerate(spec.uploads)
     )
     v6 = _ipv6(spec, ifs, dns_ports)
+    tls = spec.tls_port
+    https = f"        fib daddr type local tcp dport 443 redirect to :{tls}\n" if tls else ""
+    portal_ports = f"{port}, {tls}" if tls else f"{port}"
     return f"""table {TABLE} {{
     set allowed {{ type ether_addr . ipv4_addr; flags timeout; counter; }}
     set allowed_down {{ type ipv4_addr; flags timeout; counter; }}
@@ -185,7 +190,7 @@ def render(spec: RulesetSpec) -> str:
         meta nfproto ipv4 fib daddr type != local ct mark set @nh,96,32
 {dns}        meta l4proto {{ tcp, udp }} th dport 53 redirect to :53
         fib daddr type local tcp dport 80 redirect to :{port}
-        ether saddr @blocked return
+{https}        ether saddr @blocked return
         ip daddr @city_app return
         ether saddr . ip saddr @allowed return
         fib daddr type local return
@@ -199,7 +204,7 @@ def render(spec: RulesetSpec) -> str:
         ct state established,related accept
 {v6.input}        meta nfproto ipv6 drop
         udp dport {{ 53, 67{dns_ports} }} accept
-        tcp dport {{ 53, {port}{dns_ports} }} accept
+        tcp dport {{ 53, {portal_ports}{dns_ports} }} accept
         icmp type echo-request accept
         meta l4proto tcp reject with tcp reset
         reject with icmpx admin-prohibited

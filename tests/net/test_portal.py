@@ -22,6 +22,7 @@ from tests.netlab import (
     Lab,
     build_city,
     require_root,
+    self_signed,
     wait_until,
 )
 
@@ -104,6 +105,23 @@ def portal(tmp_path_factory):
             return res.stdout == b"200"
 
         assert wait_until(up, 30), (tmp / "portal.log").read_text()
+        # and over HTTPS, for the RFC 8908 API, with a certificate for the portal's name
+        cert, key = self_signed(tmp, PORTAL, ["10.20.1.1"])
+        lab.spawn(
+            city.gw,
+            [GUNICORN, "-c", "python:captive.gunicorn_conf", "captive:create_app()"],
+            env={
+                **daemon.env,
+                "WIFIKOTA_CONFIG": str(daemon.config),
+                "WIFIKOTA_PORTAL_WORKERS": "1",
+                "WIFIKOTA_PORTAL_BIND": "0.0.0.0:8443",
+                "WIFIKOTA_PORTAL_CERT": str(cert),
+                "WIFIKOTA_PORTAL_KEY": str(key),
+            },
+            stdout=log,
+            stderr=log,
+        )
+        daemon.portal_cert = cert
         yield daemon
         log.close()
     finally:
@@ -270,9 +288,11 @@ def test_chromium_on_a_phone_is_captured_taps_once_and_lands_in_the_city_app(por
     assert res.returncode == 0, res.stderr.decode()[-2000:]
     seen = json.loads(res.stdout)
     assert "error" not in seen, seen
-    assert seen["splash"]["url"].startswith(f"http://{PORTAL}/?dari=")
+    # Chromium tries HTTPS first for a plain http:// address (HTTPS-Upgrades); the portal
+    # answers on its own name either way
+    assert re.match(rf"https?://{re.escape(PORTAL)}/\?dari=", seen["splash"]["url"])
     assert seen["splash"]["button"] == "Sambungkan" and seen["splash"]["lang"] == "id"
-    assert seen["success"]["url"] == f"http://{PORTAL}/berhasil"
+    assert re.fullmatch(rf"https?://{re.escape(PORTAL)}/berhasil", seen["success"]["url"])
     assert seen["success"]["heading"] == "Anda sudah terhubung!"
     assert seen["city_app"]["url"] == f"https://{CITY_APP_NAME}/"
     assert seen["city_app"]["text"].startswith(f"CITY-APP {CITY_APP_NAME}/")
@@ -282,3 +302,25 @@ def test_chromium_on_a_phone_is_captured_taps_once_and_lands_in_the_city_app(por
         assert (shots / f"{page}.png").stat().st_size > 1000
     (row,) = [s for s in portal.sessions() if s.ip == client.ip]
     assert row.login_method == "click" and row.ended_at is None
+
+
+def test_the_rfc8908_api_answers_over_https_on_the_portals_own_name(portal):
+    city = portal.city
+    client = city.clients[1]
+    args = ["--resolve", f"{PORTAL}:443:10.20.1.1", "--cacert", str(portal.portal_cert)]
+
+    def answers() -> bool:
+        return city.curl(client, f"https://{PORTAL}/api/captive", *args)[1] == "200"
+
+    assert wait_until(answers, 20)
+    res = city.lab.sh(
+        client.ns,
+        ["curl", "-sS", "-i", "-m", "10", *args, f"https://{PORTAL}/api/captive"],
+        check=False,
+        timeout=20,
+    )
+    head, _, body = res.stdout.decode().partition("\r\n\r\n")
+    assert "content-type: application/captive+json" in head.lower()
+    assert json.loads(body)["user-portal-url"] == f"http://{PORTAL}/"
+    # port 443 anywhere else is still refused before login
+    assert city.curl(client, f"https://{INTERNET_IP}/", "-k")[0] == 7

@@ -15,6 +15,7 @@ SITES = {
 def lab_sites_yaml(
     city: City,
     portal_port: int = 8080,
+    tls_port: int = 8443,
     dns: str = "198.51.100.53",
     site_dns: dict[str, str] | None = None,
     ipv6: str = "blocked",
@@ -37,7 +38,7 @@ def lab_sites_yaml(
     )
     return f"""city: {{name: Lab City, timezone: Asia/Jakarta, ssid: WiFi Kota Lab}}
 gateways: [{{name: gw-lab, wan_interface: wan, ipv6: {ipv6}}}]
-portal: {{hostname: wifi.lab.example.id, base_url: http://wifi.lab.example.id, terms_version: "1", port: {portal_port}, api_url: "https://wifi.lab.example.id/api/captive"}}
+portal: {{hostname: wifi.lab.example.id, base_url: http://wifi.lab.example.id, terms_version: "1", port: {portal_port}, tls_port: {tls_port}, api_url: "https://wifi.lab.example.id/api/captive"}}
 city_app: {{name: Lab App, domains: [app.lab.example.id], link: https://app.lab.example.id/}}
 defaults:
   login_methods: [click]

@@ -346,3 +346,26 @@ def test_an_sms_token_is_a_secret_like_any_other():
         f"{where(text, 'hunter2')}: sms.token: "
         "secrets are never written inline; write {env: VARIABLE} or {file: /path}"
     ]
+
+
+def test_the_rfc8908_api_needs_the_portals_https_listener():
+    text = broken(
+        '  terms_version: "2026-11"',
+        '  terms_version: "2026-11"\n  api_url: https://wifi.bukittinggikota.go.id/api/captive',
+    )
+    assert errors_for(text) == [
+        f"{where(text, 'https://wifi.bukittinggikota')}: portal.api_url: the API is served over "
+        "HTTPS (RFC 8908); set portal.tls_port to the port of the portal's HTTPS listener, "
+        "or remove api_url"
+    ]
+
+
+def test_the_rfc8908_api_must_be_on_the_portals_own_name():
+    text = broken(
+        '  terms_version: "2026-11"',
+        '  terms_version: "2026-11"\n  tls_port: 8443\n  api_url: https://api.example.id/captive',
+    )
+    assert errors_for(text) == [
+        f"{where(text, 'https://api.example.id')}: portal.api_url: must be on the portal's own "
+        "name (wifi.bukittinggikota.go.id), which its certificate names"
+    ]
