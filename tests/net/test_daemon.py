@@ -37,8 +37,8 @@ WIFIKOTA = str(Path(sys.executable).with_name("wifikota"))
 
 
 class Daemon:
-    def __init__(self, lab: Lab, city, tmp: Path) -> None:
-        self.lab, self.city, self.tmp = lab, city, tmp
+    def __init__(self, lab: Lab, city, tmp: Path, tick: float = 0.5) -> None:
+        self.lab, self.city, self.tmp, self.tick = lab, city, tmp, tick
         self.config = tmp / "sites.yaml"
         # Taman's phones must use a filtering resolver
         self.config.write_text(
@@ -77,7 +77,7 @@ class Daemon:
                 "--socket",
                 self.socket,
                 "--tick",
-                "0.5",
+                str(self.tick),
                 "--dnsmasq",
             ],
             env=self.env,
