@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 from . import blocks, db, inventory, sessions
 from .cli_admin import admin_group, audit_cmd, voucher_group
 from .cli_controller import clients_cmd, controller_group, dnsmasq_group, firewall_group
+from .cli_radius import radius_group
 from .cliapp import (
     DURATION,
     App,
@@ -348,6 +349,7 @@ cli.add_command(dnsmasq_group)
 cli.add_command(voucher_group)
 cli.add_command(admin_group)
 cli.add_command(audit_cmd)
+cli.add_command(radius_group)
 
 
 def main() -> NoReturn:

@@ -174,6 +174,9 @@ class Policy(_Model):
     city_app_link: HttpsUrl | None = None
     dhcp_lease: Seconds = 3600
     site_download_cap: Kbit | None = None  # for the whole site, shared evenly by its APs
+    # NAS-mode sites: a device that logged in here today is let in again by its MAC alone
+    # (the NAS's MAC authentication), within the day's quota
+    mac_auth: bool = False
 
 
 class PolicyOverride(_Model):
@@ -188,6 +191,7 @@ class PolicyOverride(_Model):
     city_app_link: HttpsUrl | None = None
     dhcp_lease: Seconds | None = None
     site_download_cap: Kbit | None = None
+    mac_auth: bool | None = None
 
 
 class Dns(_Model):
@@ -255,6 +259,7 @@ class RadiusClient(_Model):
 class Radius(_Model):
     auth_port: Annotated[int, in_range(1, 65535)] = 1812
     acct_port: Annotated[int, in_range(1, 65535)] = 1813
+    interim_interval: Seconds = 300  # Acct-Interim-Interval sent with every Access-Accept
     clients: tuple[RadiusClient, ...] = ()
 
 

@@ -191,7 +191,10 @@ def start(uow: UnitOfWork, ctx: Ctx, req: LoginRequest, now: datetime) -> Outcom
 
     plan = Plan()
     device = find_or_add_device(uow, mac_hash, now)
-    for row in _open_sessions(uow, or_(Session.device_id == device.id, Session.ip == ip)):
+    # the address is another device's only at the same site: NAS-mode sites may all use
+    # the same private subnet (a MikroTik hotspot's default), a gateway's never overlap
+    same_ip = and_(Session.ip == ip, Session.site_id == req.site_id)
+    for row in _open_sessions(uow, or_(Session.device_id == device.id, same_ip)):
         same = row.device_id == device.id and row.site_id == req.site_id and row.ip == ip
         if same and row.expires_at > now:
             return Outcome(SessionInfo.of(row), _granting(ctx, row), True)

@@ -1,0 +1,299 @@
+"""NAS-mode sites: the session rules behind the RADIUS server.
+
+At a NAS-mode site the site's own router (MikroTik Hotspot, CoovaChilli, ...) enforces,
+and asks us by RADIUS whom to let in and for how long; its accounting reports the bytes.
+Its sessions are ordinary rows in ``sessions`` (no firewall grant: ``sessions._grant``
+gives none for NAS sites), so the statistics are the same as a gateway site's.
+
+``NasService`` is what the RADIUS server (``radius/``) is handed by its composition root;
+it never sees the database itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select
+
+from . import rules, sessions, vouchers
+from .context import Ctx
+from .db import Database, UnitOfWork
+from .errors import BadRequest, DomainError, VoucherInvalid
+from .identity import BadIdentifier, normalize_ip, normalize_mac
+from .models import Device, EndReason, Session
+
+
+class BadCredentials(DomainError):
+    code = "bad-credentials"
+
+
+# Acct-Status-Type (RFC 2866 5.1, RFC 2866 for 7 and 8)
+START, STOP, INTERIM, ACCOUNTING_ON, ACCOUNTING_OFF = 1, 2, 3, 7, 8
+
+# Acct-Terminate-Cause (RFC 2866 5.10) -> why our session ended
+TERMINATE_CAUSES: dict[int, EndReason] = {
+    1: EndReason.LOGOUT,  # User-Request
+    2: EndReason.IDLE,  # Lost-Carrier: the phone went away
+    3: EndReason.IDLE,  # Lost-Service
+    4: EndReason.IDLE,  # Idle-Timeout
+    5: EndReason.TIMEOUT,  # Session-Timeout
+    6: EndReason.KICKED,  # Admin-Reset
+    18: EndReason.LOGOUT,  # Host-Request
+}
+CLASS_PREFIX = b"wifikota:"  # Class = b"wifikota:<session id>"
+GIGAWORD = 2**32
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What an Access-Accept says: the session and its limits."""
+
+    session_id: int
+    site_id: str
+    seconds: int  # Session-Timeout: the time this session has
+    idle_timeout: int
+    download_kbit: int
+    upload_kbit: int
+    bytes_left: int | None  # today's data left, where the site caps it
+    interim_interval: int
+    resumed: bool
+
+    @property
+    def class_(self) -> bytes:
+        return CLASS_PREFIX + str(self.session_id).encode()
+
+
+@dataclass(frozen=True)
+class AcctRecord:
+    """One Accounting-Request, decoded."""
+
+    status: int
+    acct_session_id: str
+    class_: bytes | None = None
+    mac: str | None = None
+    ip: str | None = None
+    input_octets: int = 0  # from the phone: its upload, with Acct-Input-Gigawords
+    output_octets: int = 0  # to the phone: its download
+    session_time: int | None = None
+    terminate_cause: int | None = None
+
+
+def session_of_class(value: bytes | None) -> int | None:
+    if value is None or not value.startswith(CLASS_PREFIX):
+        return None
+    digits = value[len(CLASS_PREFIX) :]
+    return int(digits) if digits.isdigit() and len(digits) < 19 else None
+
+
+def _mac(text: str | None) -> str | None:
+    try:
+        return normalize_mac(text) if text else None
+    except BadIdentifier:
+        return None
+
+
+def admit(
+    db: Database,
+    ctx: Ctx,
+    *,
+    site_id: str,
+    username: str,
+    check: Callable[[str], bool],
+    mac: str | None,
+    ip: str | None,
+    now: datetime,
+) -> Admission:
+    """Decide an Access-Request. ``check(candidate)`` says whether the password the NAS
+    sent (PAP, or CHAP against its challenge) is ``candidate``. Credentials are tried in
+    turn: a voucher code (user and password the code), then the device's MAC (the NAS's
+    MAC authentication, where the site allows it). Raises BadCredentials or a DomainError
+    of the session rules (Blocked, QuotaUsed, Closed, VoucherInvalid, ...)."""
+    policy = ctx.policy(site_id)
+    device_mac = _mac(mac)
+    if device_mac is None:
+        raise BadRequest("the NAS sent no usable Calling-Station-Id (the device's MAC)")
+    try:
+        address = normalize_ip(ip or "")
+    except BadIdentifier:
+        raise BadRequest("the NAS sent no usable Framed-IP-Address") from None
+
+    if "voucher" in policy.login_methods:
+        try:
+            code = vouchers.normalize_code(username)
+        except VoucherInvalid:
+            code = None
+        if code is not None and any(check(c) for c in (username, code, vouchers.format_code(code))):
+            return _start(db, ctx, site_id, device_mac, address, "voucher", code, now)
+
+    if policy.mac_auth and _mac(username) == device_mac and (check("") or check(username)):
+        method = _returning(db, ctx, site_id, device_mac, now)
+        if method is not None:
+            return _start(db, ctx, site_id, device_mac, address, method, None, now)
+    raise BadCredentials("unknown user or wrong password")
+
+
+def _returning(db: Database, ctx: Ctx, site_id: str, mac: str, now: datetime) -> str | None:
+    """How the device logged in at the site earlier today (not by voucher), if it did."""
+    lo, _ = rules.day_bounds(rules.local_day(now, ctx.tz), ctx.tz)
+    with db.uow() as uow:
+        method: str | None = uow.session.scalars(
+            select(Session.login_method)
+            .join(Device, Device.id == Session.device_id)
+            .where(
+                Device.mac_hash == ctx.device_hash(mac),
+                Session.site_id == site_id,
+                Session.started_at >= lo,
+                Session.login_method != "voucher",
+            )
+            .order_by(Session.started_at.desc())
+            .limit(1)
+        ).first()
+    return method
+
+
+def _start(
+    db: Database,
+    ctx: Ctx,
+    site_id: str,
+    mac: str,
+    ip: str,
+    method: str,
+    voucher_code: str | None,
+    now: datetime,
+) -> Admission:
+    req = sessions.LoginRequest(site_id, mac, ip, method, None, None, voucher_code)
+    with db.uow(write=True) as uow:
+        outcome = sessions.start(uow, ctx, req, now)
+        used = 0
+        policy = ctx.policy(site_id)
+        if policy.daily_data is not None:
+            used = sessions.bytes_used_today(uow, ctx, _device_id(uow, outcome.session.id), now)
+        uow.commit()
+    s = outcome.session
+    return Admission(
+        session_id=s.id,
+        site_id=site_id,
+        seconds=s.seconds_left(now),
+        idle_timeout=policy.idle_timeout,
+        download_kbit=policy.download_rate,
+        upload_kbit=policy.upload_rate,
+        bytes_left=None if policy.daily_data is None else max(0, policy.daily_data - used),
+        interim_interval=ctx.config.radius.interim_interval,
+        resumed=outcome.resumed,
+    )
+
+
+def _device_id(uow: UnitOfWork, session_id: int) -> int:
+    row = uow.session.get(Session, session_id)
+    assert row is not None
+    return row.device_id
+
+
+def account(
+    db: Database, ctx: Ctx, *, nas: str, site_id: str, record: AcctRecord, now: datetime
+) -> str:
+    """Apply one Accounting-Request; what it did, for the log. Idempotent: the octets a NAS
+    reports are totals for the session, so a retransmitted or late packet changes nothing
+    (bytes only grow), and a Stop for a session already ended only completes its bytes."""
+    if record.status in (ACCOUNTING_ON, ACCOUNTING_OFF):
+        return _nas_restarted(db, ctx, nas, site_id, now)
+    with db.uow(write=True) as uow:
+        row = _find(uow, nas, site_id, record)
+        if row is None:
+            return "no such session"
+        if row.nas_session_id is None:
+            row.nas_id, row.nas_session_id = nas, record.acct_session_id[:64]
+        if record.status == START:
+            uow.commit()
+            return f"session {row.id} started"
+        up, down = record.input_octets, record.output_octets
+        if up > row.bytes_up or down > row.bytes_down:
+            row.last_activity_at = max(row.last_activity_at, now)
+        row.bytes_up, row.bytes_down = max(row.bytes_up, up), max(row.bytes_down, down)
+        what = f"session {row.id} counted"
+        if record.status == STOP and row.ended_at is None:
+            reason = TERMINATE_CAUSES.get(record.terminate_cause or 0, EndReason.NAS_STOP)
+            at = now
+            if record.session_time is not None:
+                at = min(now, row.started_at + timedelta(seconds=record.session_time))
+            sessions.end(uow, ctx, row, reason, max(at, row.started_at))
+            what = f"session {row.id} ended ({reason.value})"
+        uow.commit()
+        return what
+
+
+def _find(uow: UnitOfWork, nas: str, site_id: str, record: AcctRecord) -> Session | None:
+    """The session an Accounting-Request is about: by the NAS's own session id, else by
+    the Class we issued (the Start may have been lost), else the device's open session."""
+    row = uow.session.scalars(
+        select(Session).where(
+            Session.nas_id == nas, Session.nas_session_id == record.acct_session_id[:64]
+        )
+    ).first()
+    if row is not None:
+        return row
+    issued = session_of_class(record.class_)
+    if issued is not None:
+        row = uow.session.get(Session, issued)
+        if row is not None and row.site_id == site_id and row.nas_session_id is None:
+            return row
+        return None
+    mac = _mac(record.mac)
+    if mac is None:
+        return None
+    return uow.session.scalars(
+        select(Session).where(
+            Session.site_id == site_id,
+            Session.ended_at.is_(None),
+            Session.mac == mac,
+            Session.nas_session_id.is_(None),
+        )
+    ).first()
+
+
+def _nas_restarted(db: Database, ctx: Ctx, nas: str, site_id: str, now: datetime) -> str:
+    """Accounting-On/Off: the NAS (re)started or stops; none of its sessions go on."""
+    with db.uow(write=True) as uow:
+        rows = uow.session.scalars(
+            select(Session).where(
+                Session.ended_at.is_(None),
+                Session.site_id == site_id,
+                or_(Session.nas_id == nas, Session.nas_id.is_(None)),
+            )
+        ).all()
+        for row in rows:
+            sessions.end(uow, ctx, row, EndReason.NAS_STOP, max(now, row.started_at))
+        uow.commit()
+    return f"{len(rows)} open sessions closed"
+
+
+class NasService:
+    """The RADIUS server's way into the session rules (built by the composition root)."""
+
+    def __init__(self, db: Database, ctx: Ctx) -> None:
+        self.db, self.ctx = db, ctx
+
+    def admit(
+        self,
+        site_id: str,
+        username: str,
+        check: Callable[[str], bool],
+        mac: str | None,
+        ip: str | None,
+        now: datetime,
+    ) -> Admission:
+        return admit(
+            self.db,
+            self.ctx,
+            site_id=site_id,
+            username=username,
+            check=check,
+            mac=mac,
+            ip=ip,
+            now=now,
+        )
+
+    def account(self, nas: str, site_id: str, record: AcctRecord, now: datetime) -> str:
+        return account(self.db, self.ctx, nas=nas, site_id=site_id, record=record, now=now)

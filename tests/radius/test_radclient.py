@@ -1,0 +1,363 @@
+"""The RADIUS server as a NAS meets it: `wifikota radius run` on loopback, FreeRADIUS's
+`radclient` as the MikroTik of Pasar Simpang Aur (and as a CoovaChilli), raw datagrams for
+what no NAS should send."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from controller import db
+from controller.models import Session
+from tests.conftest import ROOT
+
+WIFIKOTA = str(Path(sys.executable).with_name("wifikota"))
+SECRET = "simpang-aur-radius-secret"
+DICT = "/usr/share/freeradius"
+PHONE_MAC, PHONE_IP = "3C-5A-B4-12-34-56", "10.5.50.20"
+
+pytestmark = pytest.mark.skipif(shutil.which("radclient") is None, reason="needs radclient")
+
+
+def free_ports() -> tuple[int, int]:
+    """Two consecutive free UDP ports on loopback."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < 65000:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as t:
+                try:
+                    t.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port, port + 1
+    raise RuntimeError("no two free ports on loopback")
+
+
+class Radius:
+    def __init__(self, tmp: Path, nas_type: str = "mikrotik", require_ma: bool = True) -> None:
+        text = (ROOT / "sites.yaml").read_text()
+        text = text.replace("address: 10.19.0.23", "address: 127.0.0.1")
+        text = text.replace("type: mikrotik", f"type: {nas_type}")
+        if not require_ma:
+            text = text.replace(
+                "      secret: {env: WIFIKOTA_RADIUS_SECRET_SIMPANG_AUR}",
+                "      secret: {env: WIFIKOTA_RADIUS_SECRET_SIMPANG_AUR}\n"
+                "      require_message_authenticator: false",
+            )
+        text = text.replace(
+            "      opening_hours: 06:00-18:00\n      city_app_link: https://app.bukittinggikota.go.id/?tempat=pasar-simpang-aur",
+            "      opening_hours: always\n      login_methods: [click, voucher]\n"
+            "      mac_auth: true\n      daily_data: 5gb\n"
+            "      city_app_link: https://app.bukittinggikota.go.id/?tempat=pasar-simpang-aur",
+        )
+        self.config = tmp / "sites.yaml"
+        self.config.write_text(text)
+        self.db_url = f"sqlite:///{tmp / 'wifikota.db'}"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": self.db_url,
+            "WIFIKOTA_DEVICE_HASH_SECRET": "radius-test-device-secret-0123",
+            "WIFIKOTA_RADIUS_SECRET_SIMPANG_AUR": SECRET,
+            "WIFIKOTA_DATA": str(tmp),
+        }
+        assert self.cli("db", "upgrade").returncode == 0
+        self.auth, self.acct = free_ports()
+        self.log = open(tmp / "radius.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [WIFIKOTA, "--config", str(self.config), "radius", "run", "--host", "127.0.0.1",
+             "--auth-port", str(self.auth), "--acct-port", str(self.acct)],
+            env=self.env, stdout=self.log, stderr=self.log,
+        )  # fmt: skip
+        self.tmp = tmp
+        deadline = time.monotonic() + 20
+        while b"RADIUS on" not in (tmp / "radius.log").read_bytes():
+            assert self.proc.poll() is None, (tmp / "radius.log").read_text()
+            assert time.monotonic() < deadline, "the RADIUS server did not start"
+            time.sleep(0.05)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [WIFIKOTA, "--config", str(self.config), *args],
+            env=self.env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    def send(self, kind: str, attrs: str, secret: str = SECRET) -> tuple[str, dict[str, list[str]]]:
+        """radclient once: (the reply's name or "none", its attributes)."""
+        port = self.auth if kind == "auth" else self.acct
+        res = subprocess.run(
+            ["radclient", "-x", "-r", "1", "-t", "2", "-D", DICT, "-d", DICT,
+             f"127.0.0.1:{port}", kind, secret],
+            input=attrs, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        match = re.search(r"Received (\S+) Id", res.stdout)
+        if match is None:
+            return "none", {}
+        received = res.stdout[match.start() :]
+        found: dict[str, list[str]] = {}
+        for name, value in re.findall(r"^\s+(\S+) = (.*)$", received, re.MULTILINE):
+            found.setdefault(name, []).append(value.strip().strip('"'))
+        return match.group(1), found
+
+    def sessions(self) -> list[Session]:
+        database = db.Database.connect(self.db_url)
+        with database.reading() as s:
+            rows = list(s.scalars(select(Session).order_by(Session.id)))
+            s.expunge_all()  # read, then used after the session closes
+        database.dispose()
+        return rows
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.log.close()
+
+
+@pytest.fixture
+def radius(tmp_path):
+    server = Radius(tmp_path)
+    yield server
+    server.stop()
+
+
+def voucher(radius: Radius) -> str:
+    made = radius.cli("--json", "voucher", "create", "--site", "pasar-simpang-aur")
+    assert made.returncode == 0, made.stderr
+    return json.loads(made.stdout)[0]["code"]
+
+
+def access(user: str, password: str, *extra: str, ma: bool = True) -> str:
+    lines = [
+        f'User-Name = "{user}"',
+        f'User-Password = "{password}"',
+        f'Calling-Station-Id = "{PHONE_MAC}"',
+        f"Framed-IP-Address = {PHONE_IP}",
+        'NAS-Identifier = "simpang-aur"',
+        *extra,
+    ]
+    if ma:
+        lines.append("Message-Authenticator = 0x00")
+    return ", ".join(lines) + "\n"
+
+
+def test_a_voucher_is_accepted_with_the_mikrotik_attributes(radius):
+    code = voucher(radius)
+    reply, attrs = radius.send("auth", access(code, code, "Proxy-State = 0x6b6f7461"))
+    assert reply == "Access-Accept"
+    assert 7100 <= int(attrs["Session-Timeout"][0]) <= 7200
+    assert attrs["Idle-Timeout"] == ["900"]
+    assert attrs["Acct-Interim-Interval"] == ["300"]
+    assert attrs["Mikrotik-Rate-Limit"] == ["1000k/5000k"]
+    assert attrs["WISPr-Bandwidth-Max-Down"] == ["5000000"]
+    assert attrs["WISPr-Bandwidth-Max-Up"] == ["1000000"]
+    assert attrs["Mikrotik-Total-Limit-Gigawords"] == ["1"]  # 5 GB = 1 x 2^32 + ...
+    assert attrs["Mikrotik-Total-Limit"] == [str(5_000_000_000 - 2**32)]
+    assert attrs["Proxy-State"] == ["0x6b6f7461"]
+    (row,) = radius.sessions()
+    assert attrs["Class"] == ["0x" + f"wifikota:{row.id}".encode().hex()]
+    assert (row.site_id, row.login_method, row.ended_at) == ("pasar-simpang-aur", "voucher", None)
+
+
+def test_message_authenticator_comes_first_in_the_reply(radius):
+    code = voucher(radius)
+    reply, _ = radius.send("auth", access(code, code))
+    assert reply == "Access-Accept"
+    raw = send_raw(radius, access_request(code))
+    assert raw[20] == 80 and raw[21] == 18  # the first attribute: Message-Authenticator
+
+
+def test_a_wrong_password_or_unknown_voucher_is_rejected(radius):
+    code = voucher(radius)
+    assert radius.send("auth", access(code, "WRONGPASS"))[0] == "Access-Reject"
+    reply, attrs = radius.send("auth", access("ACDE-FGHJ", "ACDE-FGHJ"))
+    assert reply == "Access-Reject"
+    assert "Voucher" in attrs["Reply-Message"][0]
+    assert radius.sessions() == []
+
+
+def test_a_wrong_secret_is_dropped_not_answered(radius):
+    code = voucher(radius)
+    assert radius.send("auth", access(code, code), secret="not-the-secret")[0] == "none"
+    assert radius.sessions() == []
+
+
+def test_an_access_request_without_message_authenticator_is_dropped(radius):
+    code = voucher(radius)
+    assert radius.send("auth", access(code, code, ma=False))[0] == "none"
+    assert radius.send("auth", access(code, code))[0] == "Access-Accept"
+
+
+def test_chap_is_checked_against_the_voucher(radius):
+    code = voucher(radius)
+    lines = access(code, code).replace("User-Password", "CHAP-Password")
+    assert radius.send("auth", lines)[0] == "Access-Accept"
+    wrong = access(code, "NOTITATALL").replace("User-Password", "CHAP-Password")
+    assert radius.send("auth", wrong)[0] == "Access-Reject"
+
+
+def test_coovachilli_gets_its_own_rate_attributes(tmp_path):
+    radius = Radius(tmp_path, nas_type="coovachilli")
+    try:
+        code = voucher(radius)
+        reply, attrs = radius.send("auth", access(code, code))
+        assert reply == "Access-Accept"
+        assert attrs["ChilliSpot-Bandwidth-Max-Down"] == ["5000"]
+        assert attrs["ChilliSpot-Bandwidth-Max-Up"] == ["1000"]
+        assert attrs["ChilliSpot-Max-Total-Octets"] == [str(5_000_000_000 - 2**32)]
+        assert "Mikrotik-Rate-Limit" not in attrs
+    finally:
+        radius.stop()
+
+
+def accounting(status: str, session: str, *extra: str) -> str:
+    lines = [
+        f"Acct-Status-Type = {status}",
+        f'Acct-Session-Id = "{session}"',
+        f'Calling-Station-Id = "{PHONE_MAC}"',
+        f"Framed-IP-Address = {PHONE_IP}",
+        *extra,
+    ]
+    return ", ".join(lines) + "\n"
+
+
+def test_accounting_start_interim_stop_with_gigawords_and_no_double_counting(radius):
+    code = voucher(radius)
+    _, attrs = radius.send("auth", access(code, code))
+    klass = f"Class = {attrs['Class'][0]}"
+    assert radius.send("acct", accounting("Start", "81a00001", klass))[0] == "Accounting-Response"
+    interim = accounting(
+        "Interim-Update",
+        "81a00001",
+        klass,
+        "Acct-Input-Octets = 1000",
+        "Acct-Output-Octets = 5000",
+        "Acct-Output-Gigawords = 1",
+    )
+    for _ in range(3):  # the same report again, and again: counted once
+        assert radius.send("acct", interim)[0] == "Accounting-Response"
+    (row,) = radius.sessions()
+    assert (row.bytes_up, row.bytes_down) == (1000, 2**32 + 5000)
+    assert (row.nas_id, row.nas_session_id) == ("simpang-aur-mikrotik", "81a00001")
+    stop = accounting(
+        "Stop",
+        "81a00001",
+        "Acct-Input-Octets = 2000",
+        "Acct-Output-Octets = 9000",
+        "Acct-Output-Gigawords = 1",
+        "Acct-Terminate-Cause = User-Request",
+        "Acct-Session-Time = 120",
+    )
+    assert radius.send("acct", stop)[0] == "Accounting-Response"
+    late = accounting("Interim-Update", "81a00001", "Acct-Input-Octets = 1500")
+    assert radius.send("acct", late)[0] == "Accounting-Response"  # out of order: no harm
+    (row,) = radius.sessions()
+    assert (row.bytes_up, row.bytes_down) == (2000, 2**32 + 9000)
+    assert row.end_reason == "logout" and row.ended_at is not None
+
+
+def test_accounting_on_closes_the_nas_sessions(radius):
+    code = voucher(radius)
+    radius.send("auth", access(code, code))
+    assert radius.send("acct", "Acct-Status-Type = Accounting-On\n")[0] == "Accounting-Response"
+    (row,) = radius.sessions()
+    assert row.end_reason == "nas-stop"
+
+
+def test_a_returning_device_is_let_in_by_its_mac(radius):
+    code = voucher(radius)
+    assert radius.send("auth", access(code, code))[0] == "Access-Accept"
+    assert radius.send("acct", "Acct-Status-Type = Accounting-On\n")[0] == "Accounting-Response"
+    # the voucher session does not make the device a returning one: voucher time is its own
+    assert radius.send("auth", access(PHONE_MAC, ""))[0] == "Access-Reject"
+
+
+def access_request(code: str) -> bytes:
+    """An Access-Request built by hand (PAP, with Message-Authenticator)."""
+    from pyrad import packet
+    from pyrad.dictionary import Dictionary
+
+    from radius.server import DICTIONARY
+
+    req = packet.AuthPacket(
+        code=packet.AccessRequest, secret=SECRET.encode(), dict=Dictionary(str(DICTIONARY))
+    )
+    req["User-Name"] = code
+    req["User-Password"] = req.PwCrypt(code)
+    req["Calling-Station-Id"] = PHONE_MAC
+    req["Framed-IP-Address"] = PHONE_IP
+    req.add_message_authenticator()
+    raw: bytes = req.RequestPacket()
+    return raw
+
+
+def send_raw(radius: Radius, data: bytes, port: int | None = None, wait: float = 2.0) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(wait)
+        s.sendto(data, ("127.0.0.1", port or radius.auth))
+        try:
+            return s.recv(4096)
+        except TimeoutError:
+            return b""
+
+
+def test_malformed_packets_are_dropped_and_good_ones_still_answered(radius):
+    code = voucher(radius)
+    good = access_request(code)
+    bad = [
+        b"",
+        b"\x01\x02",  # truncated header
+        good[:19],
+        good[:2] + b"\x10\x00" + good[4:],  # Length says 4096, far beyond the datagram
+        good[:2] + b"\x00\x13" + good[4:],  # Length below 20
+        good[:20] + b"\x01\x00" + good[22:],  # an attribute of length 0
+        good[:20] + b"\x01\xff" + good[22:],  # an attribute running past the end
+        good[:2] + len(good + b"\x1a\x07\x00\x00\x3a\x8c\x08").to_bytes(2, "big") + good[4:]
+        + b"\x1a\x07\x00\x00\x3a\x8c\x08",  # MikroTik sub-attribute cut short
+        good[:2] + (len(good) + 8).to_bytes(2, "big") + good[4:]
+        + b"\x1a\x08\x00\x00\x3a\x8c\x08\x00",  # a vendor sub-attribute of length 0
+        b"\x01" + bytes(5000),  # oversized
+        os.urandom(64),
+    ]  # fmt: skip
+    for data in bad:
+        assert send_raw(radius, data, wait=0.3) == b""
+    reply = send_raw(radius, good)
+    assert reply[:1] == b"\x02"  # Access-Accept: still answering
+    assert b"malformed" in (radius.tmp / "radius.log").read_bytes()
+
+
+def test_a_retransmission_gets_the_same_reply_and_one_session(radius):
+    code = voucher(radius)
+    good = access_request(code)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(3)
+        s.sendto(good, ("127.0.0.1", radius.auth))
+        first = s.recv(4096)
+        s.sendto(good, ("127.0.0.1", radius.auth))
+        again = s.recv(4096)
+    assert first == again and first[:1] == b"\x02"
+    assert len(radius.sessions()) == 1
+
+
+def test_packets_from_an_unknown_address_are_dropped(radius):
+    code = voucher(radius)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.2", 0))  # loopback, but not the NAS's address
+        s.settimeout(0.5)
+        s.sendto(access_request(code), ("127.0.0.1", radius.auth))
+        with pytest.raises(TimeoutError):
+            s.recv(4096)
