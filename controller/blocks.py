@@ -25,10 +25,13 @@ class BlockInfo:
     created_at: datetime
     expires_at: datetime | None
     lifted_at: datetime | None
+    ended: tuple[sessions.SessionInfo, ...] = ()  # the device's sessions the block ended
 
     @classmethod
-    def of(cls, b: Block) -> BlockInfo:
-        return cls(b.id, b.mac, b.reason, b.created_by, b.created_at, b.expires_at, b.lifted_at)
+    def of(cls, b: Block, ended: tuple[sessions.SessionInfo, ...] = ()) -> BlockInfo:
+        return cls(
+            b.id, b.mac, b.reason, b.created_by, b.created_at, b.expires_at, b.lifted_at, ended
+        )
 
 
 def _mac(text: str) -> str:
@@ -75,8 +78,11 @@ def block(
             .join(Device)
             .where(Device.mac_hash == mac_hash, Session.ended_at.is_(None))
         ).all()
+        ended = []
         for s in open_rows:
-            plan += sessions.end(uow, ctx, s, EndReason.BLOCKED, now).plan
+            outcome = sessions.end(uow, ctx, s, EndReason.BLOCKED, now)
+            plan += outcome.plan
+            ended.append(outcome.session)
         uow.session.flush()
         audit.record(
             uow,
@@ -87,7 +93,7 @@ def block(
             now,
         )
         sessions.apply_and_commit(uow, fw, plan, now)
-        return BlockInfo.of(row)
+        return BlockInfo.of(row, tuple(ended))
 
 
 def _lift_expired(uow: UnitOfWork, mac_hash: str, now: datetime) -> None:

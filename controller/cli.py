@@ -284,6 +284,7 @@ def kick_cmd(app: App, target: str) -> None:
     )
     app.done(info, f"kicked: session {info.id} ({info.ip} at {info.site_id})")
     app.after_change()
+    app.tell_nas([info])
 
 
 @cli.command("block")
@@ -303,6 +304,7 @@ def block_cmd(app: App, mac: str, reason: str, for_: int | None) -> None:
         info, f"blocked: {info.mac}" + (f" until {local(info.expires_at, app.tz)}" if until else "")
     )
     app.after_change()
+    app.tell_nas(list(info.ended))
 
 
 @cli.command("unblock")

@@ -254,6 +254,7 @@ class RadiusClient(_Model):
     address: IPv4
     secret: SecretRef
     require_message_authenticator: bool = True
+    coa_port: Annotated[int, in_range(1, 65535)] = 3799  # where it takes Disconnect-Requests
 
 
 class Radius(_Model):

@@ -60,6 +60,8 @@ class SessionInfo:
     end_reason: str | None
     bytes_up: int
     bytes_down: int
+    nas_id: str | None = None  # at a NAS-mode site: the router, and its id for the session
+    nas_session_id: str | None = None
 
     @classmethod
     def of(cls, row: Session) -> SessionInfo:
@@ -76,6 +78,8 @@ class SessionInfo:
             row.end_reason,
             row.bytes_up,
             row.bytes_down,
+            row.nas_id,
+            row.nas_session_id,
         )
 
     def seconds_left(self, now: datetime) -> int:

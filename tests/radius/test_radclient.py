@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -46,10 +47,22 @@ def free_ports() -> tuple[int, int]:
 
 
 class Radius:
-    def __init__(self, tmp: Path, nas_type: str = "mikrotik", require_ma: bool = True) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        nas_type: str = "mikrotik",
+        require_ma: bool = True,
+        coa_port: int | None = None,
+    ) -> None:
         text = (ROOT / "sites.yaml").read_text()
         text = text.replace("address: 10.19.0.23", "address: 127.0.0.1")
         text = text.replace("type: mikrotik", f"type: {nas_type}")
+        if coa_port is not None:
+            text = text.replace(
+                "      secret: {env: WIFIKOTA_RADIUS_SECRET_SIMPANG_AUR}",
+                "      secret: {env: WIFIKOTA_RADIUS_SECRET_SIMPANG_AUR}\n"
+                f"      coa_port: {coa_port}",
+            )
         if not require_ma:
             text = text.replace(
                 "      secret: {env: WIFIKOTA_RADIUS_SECRET_SIMPANG_AUR}",
@@ -361,3 +374,63 @@ def test_packets_from_an_unknown_address_are_dropped(radius):
         s.sendto(access_request(code), ("127.0.0.1", radius.auth))
         with pytest.raises(TimeoutError):
             s.recv(4096)
+
+
+class RouterListener:
+    """The router's RFC 5176 port: takes Disconnect-Requests, checks them, answers ACK."""
+
+    def __init__(self) -> None:
+        from pyrad.dictionary import Dictionary
+
+        from radius.server import DICTIONARY
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(10)
+        self.port = self.sock.getsockname()[1]
+        self.dictionary = Dictionary(str(DICTIONARY))
+        self.received: list = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        from pyrad import packet
+
+        try:
+            data, source = self.sock.recvfrom(4096)
+        except (TimeoutError, OSError):
+            return
+        request = packet.CoAPacket(packet=data, secret=SECRET.encode(), dict=self.dictionary)
+        self.received.append((request, request.VerifyCoARequest()))
+        reply = request.CreateReply()
+        reply.code = packet.DisconnectACK
+        self.sock.sendto(reply.ReplyPacket(), source)
+
+    def close(self) -> None:
+        self.thread.join(timeout=15)
+        self.sock.close()
+
+
+def test_a_kick_reaches_the_router_as_a_disconnect_request(tmp_path):
+    router = RouterListener()
+    radius = Radius(tmp_path, coa_port=router.port)
+    try:
+        code = voucher(radius)
+        _, attrs = radius.send("auth", access(code, code))
+        klass = f"Class = {attrs['Class'][0]}"
+        radius.send("acct", accounting("Start", "81a00042", klass))
+        (row,) = radius.sessions()
+        kicked = radius.cli("kick", str(row.id))
+        assert kicked.returncode == 0, kicked.stderr
+        assert "simpang-aur-mikrotik: Disconnect-Request acked" in kicked.stderr
+        router.close()
+        ((request, authentic),) = router.received
+        assert authentic, "the request is signed with the NAS's secret"
+        assert request["Acct-Session-Id"] == ["81a00042"]
+        assert request["Calling-Station-Id"] == [PHONE_MAC]
+        assert request["Framed-IP-Address"] == [PHONE_IP]
+        (row,) = radius.sessions()
+        assert row.end_reason == "kicked"
+    finally:
+        radius.stop()
+        router.close()
