@@ -1,0 +1,153 @@
+"""NAS-mode session rules (what the RADIUS server asks), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from controller import blocks, nas, sessions, vouchers
+from controller.errors import Blocked, QuotaUsed, VoucherInvalid
+from controller.models import Session
+from controller.nas import AcctRecord, BadCredentials
+
+SITE = "pasar-simpang-aur"
+MAC, IP = "3C-5A-B4-12-34-56", "10.5.50.20"
+
+
+@pytest.fixture
+def nas_ctx(ctx):
+    """The city with Pasar Simpang Aur offering vouchers and MAC authentication."""
+    site = ctx.config.sites[SITE]
+    policy = site.policy.model_copy(
+        update={"login_methods": ("click", "voucher"), "mac_auth": True, "opening_hours": None}
+    )
+    sites = {**ctx.config.sites, SITE: site.model_copy(update={"policy": policy})}
+    return type(ctx)(ctx.config.model_copy(update={"sites": sites}), ctx.device_hash)
+
+
+def code_for(database, ctx, now, **kw) -> str:
+    made = vouchers.create(
+        database, ctx, count=1, duration_seconds=kw.get("seconds", 7200),
+        valid_for_seconds=86400, max_uses=kw.get("uses", 1), site_id=SITE, note=None,
+        actor="test", now=now,
+    )  # fmt: skip
+    return vouchers.format_code(made[0].code)
+
+
+def is_(expected: str):
+    return lambda candidate: candidate == expected
+
+
+def admit(database, ctx, now, user, password, mac=MAC, ip=IP):
+    return nas.admit(
+        database, ctx, site_id=SITE, username=user, check=is_(password), mac=mac, ip=ip, now=now
+    )
+
+
+def rows(database) -> list[Session]:
+    with database.reading() as s:
+        found = list(s.scalars(select(Session).order_by(Session.id)))
+        s.expunge_all()
+    return found
+
+
+def test_a_voucher_opens_a_session_with_the_sites_limits(database, nas_ctx, now):
+    code = code_for(database, nas_ctx, now)
+    a = admit(database, nas_ctx, now, code, code)
+    assert a.seconds == 7200 and a.idle_timeout == 900 and a.interim_interval == 300
+    assert (a.download_kbit, a.upload_kbit, a.bytes_left) == (5000, 1000, None)
+    assert a.class_ == f"wifikota:{a.session_id}".encode()
+    (row,) = rows(database)
+    assert (row.site_id, row.login_method, row.ip) == (SITE, "voucher", IP)
+
+
+def test_the_code_typed_any_way_is_the_same_voucher(database, nas_ctx, now):
+    code = code_for(database, nas_ctx, now)
+    a = admit(database, nas_ctx, now, code.lower(), code.replace("-", ""))
+    assert a.session_id
+
+
+def test_a_wrong_password_and_an_unknown_voucher_are_refused(database, nas_ctx, now):
+    code = code_for(database, nas_ctx, now)
+    with pytest.raises(BadCredentials):
+        admit(database, nas_ctx, now, code, "WRONG")
+    with pytest.raises(VoucherInvalid):
+        admit(database, nas_ctx, now, "ACDE-FGHJ", "ACDE-FGHJ")
+    assert rows(database) == []
+
+
+def test_a_blocked_device_is_refused(database, nas_ctx, fw, now):
+    blocks.block(database, fw, nas_ctx, MAC, reason="abuse", actor="test", now=now)
+    code = code_for(database, nas_ctx, now)
+    with pytest.raises(Blocked):
+        admit(database, nas_ctx, now, code, code)
+
+
+def test_a_returning_device_gets_in_by_its_mac_within_the_days_quota(database, nas_ctx, fw, now):
+    with pytest.raises(BadCredentials):  # never here today: no
+        admit(database, nas_ctx, now, MAC, "")
+    req = sessions.LoginRequest(SITE, MAC, IP, "click")
+    first = sessions.authorize(database, fw, nas_ctx, req, now)
+    sessions.end_session(database, fw, nas_ctx, str(first.session.id), nas.EndReason.LOGOUT,
+                         now + timedelta(hours=1))  # fmt: skip
+    later = now + timedelta(hours=2)
+    a = admit(database, nas_ctx, later, MAC.lower().replace("-", ":"), "")
+    assert a.seconds == 3600  # a session length, within the 2 h of quota left
+    admit(database, nas_ctx, later + timedelta(hours=1), MAC, MAC)  # the third hour
+    with pytest.raises(QuotaUsed):  # 3 h a day at this site
+        admit(database, nas_ctx, later + timedelta(hours=2), MAC, MAC)
+
+
+def test_the_same_private_address_at_two_nas_sites_is_two_devices(database, nas_ctx, fw, now):
+    code = code_for(database, nas_ctx, now)
+    admit(database, nas_ctx, now, code, code)
+    other = sessions.LoginRequest("jam-gadang", "02:00:00:00:00:99", IP, "click")
+    sessions.authorize(database, fw, nas_ctx, other, now)
+    assert [r.ended_at for r in rows(database)] == [None, None]
+
+
+def acct(database, ctx, now, **kw):
+    record = AcctRecord(**{"status": nas.INTERIM, "acct_session_id": "s1", **kw})
+    return nas.account(database, ctx, nas="simpang-aur-mikrotik", site_id=SITE, record=record,
+                       now=now)  # fmt: skip
+
+
+def test_accounting_is_idempotent_and_out_of_order_safe(database, nas_ctx, now):
+    code = code_for(database, nas_ctx, now)
+    a = admit(database, nas_ctx, now, code, code)
+    acct(database, nas_ctx, now, status=nas.START, class_=a.class_)
+    for _ in range(2):
+        acct(database, nas_ctx, now, input_octets=10, output_octets=2**32 + 5)
+    acct(database, nas_ctx, now, input_octets=4, output_octets=3)  # late, older report
+    (row,) = rows(database)
+    assert (row.bytes_up, row.bytes_down, row.nas_session_id) == (10, 2**32 + 5, "s1")
+    acct(database, nas_ctx, now + timedelta(minutes=5), status=nas.STOP, input_octets=20,
+         output_octets=2**32 + 9, terminate_cause=5, session_time=300)  # fmt: skip
+    acct(database, nas_ctx, now + timedelta(minutes=6), status=nas.STOP, input_octets=20)
+    (row,) = rows(database)
+    assert (row.bytes_up, row.bytes_down, row.end_reason) == (20, 2**32 + 9, "timeout")
+    assert row.ended_at == now + timedelta(minutes=5)
+
+
+def test_a_lost_start_is_made_up_by_the_class(database, nas_ctx, now):
+    code = code_for(database, nas_ctx, now)
+    a = admit(database, nas_ctx, now, code, code)
+    acct(database, nas_ctx, now, class_=a.class_, input_octets=7)
+    (row,) = rows(database)
+    assert (row.bytes_up, row.nas_session_id) == (7, "s1")
+
+
+def test_accounting_for_no_known_session_is_acknowledged_and_changes_nothing(
+    database, nas_ctx, now
+):
+    assert acct(database, nas_ctx, now, acct_session_id="nope") == "no such session"
+
+
+def test_accounting_on_closes_the_routers_open_sessions(database, nas_ctx, now):
+    code = code_for(database, nas_ctx, now, uses=2)
+    admit(database, nas_ctx, now, code, code)
+    said = acct(database, nas_ctx, now, status=nas.ACCOUNTING_ON)
+    assert said == "1 open sessions closed"
+    assert [r.end_reason for r in rows(database)] == ["nas-stop"]

@@ -1,0 +1,105 @@
+"""The RADIUS server against bytes no NAS should send: whatever arrives from a NAS's
+address, the server neither raises nor answers garbage, and a good request after it is
+still answered. Runs `RadiusServer.handle` directly (no sockets), with a stand-in for the
+session rules."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyrad import packet as rp
+
+from controller.nas import Admission
+from radius import wire
+from radius.server import Nas, RadiusServer, load_dictionary
+
+SECRET = b"fuzz-secret-0123"
+NAS = Nas("nas", "pasar-simpang-aur", "mikrotik", "127.0.0.1", SECRET)
+SOURCE = ("127.0.0.1", 40000)
+
+
+class Rules:
+    """Lets everyone in for an hour; counts accounting."""
+
+    def __init__(self) -> None:
+        self.accounted = 0
+
+    def admit(self, site_id, username, check, mac, ip, now) -> Admission:
+        return Admission(1, site_id, 3600, 900, 5000, 1000, None, 300, False)
+
+    def account(self, nas, site_id, record, now) -> str:
+        self.accounted += 1
+        return "counted"
+
+
+SERVER = RadiusServer(Rules(), [NAS], clock=lambda: datetime.now(UTC))
+DICTIONARY = load_dictionary()
+
+
+def good_request(ident: int) -> bytes:
+    req = rp.AuthPacket(code=rp.AccessRequest, id=ident, secret=SECRET, dict=DICTIONARY)
+    req["User-Name"] = "ACDE-FGHJ"
+    req["User-Password"] = req.PwCrypt("ACDE-FGHJ")
+    req.add_message_authenticator()
+    raw: bytes = req.RequestPacket()
+    return raw
+
+
+def answer(data: bytes, port: str = "auth", source=SOURCE) -> bytes | None:
+    return asyncio.run(SERVER.handle(data, source, port))
+
+
+def attribute() -> st.SearchStrategy[bytes]:
+    """An attribute whose length field may lie."""
+    return st.builds(
+        lambda kind, size, value: bytes([kind, size]) + value,
+        st.integers(0, 255),
+        st.integers(0, 255),
+        st.binary(max_size=40),
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(code=st.sampled_from([1, 4, 0, 2, 12, 40, 255]), ident=st.integers(0, 255),
+       attrs=st.lists(attribute(), max_size=8), tail=st.binary(max_size=16),
+       lie=st.integers(-30, 30))  # fmt: skip
+def test_structured_garbage_is_never_answered_wrongly(code, ident, attrs, tail, lie):
+    body = b"".join(attrs)
+    length = max(0, min(65535, 20 + len(body) + lie))
+    data = struct.pack("!BBH", code, ident, length) + bytes(16) + body + tail
+    reply = answer(data, "auth" if code != 4 else "acct")
+    # nothing signed with the secret can be made without it: no Accept for garbage
+    assert reply is None or reply[0] in (rp.AccessReject, rp.AccountingResponse)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_random_bytes_are_dropped(data):
+    assert answer(data) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(position=st.integers(20, 80), value=st.integers(0, 255), ident=st.integers(0, 255))
+def test_a_good_request_with_one_octet_changed_is_refused_or_dropped(position, value, ident):
+    good = bytearray(good_request(ident))
+    if position >= len(good) or good[position] == value:
+        return
+    good[position] = value
+    reply = answer(bytes(good), source=("127.0.0.1", 40001 + ident))
+    assert reply is None or reply[0] == rp.AccessReject
+
+
+def test_after_all_that_a_good_request_is_still_accepted():
+    reply = answer(good_request(7), source=("127.0.0.1", 39999))
+    assert reply is not None and reply[0] == rp.AccessAccept
+    assert reply[20] == wire.MESSAGE_AUTHENTICATOR  # first
+
+
+def test_packets_from_unknown_addresses_are_dropped_before_parsing():
+    before = SERVER.stats["unknown_client"]
+    assert answer(good_request(9), source=("127.0.0.9", 1812)) is None
+    assert SERVER.stats["unknown_client"] == before + 1
