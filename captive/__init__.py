@@ -19,8 +19,9 @@ from werkzeug.wrappers import Response as Reply
 
 from controller.config import CityConfig
 from controller.config import load as load_config
+from controller.identity import DeviceHasher
 
-from . import api, pages, probes
+from . import api, pages, probes, uam
 from .gateway import Gateway, SocketGateway
 from .security import HEADERS, FormTokens, RateLimit
 
@@ -81,6 +82,8 @@ def create_app(
     )
     app.extensions["wifikota.gateway"] = gateway or SocketGateway()
     app.extensions["wifikota.tokens"] = FormTokens(secret)
+    app.extensions["wifikota.config"] = config
+    app.extensions["wifikota.hasher"] = DeviceHasher(secret)
     app.extensions["wifikota.post_limit"] = RateLimit(burst=10, every=6.0)
     app.extensions["wifikota.voucher_limit"] = RateLimit(burst=5, every=60.0)
     app.extensions["wifikota.code_limit"] = RateLimit(burst=8, every=60.0)
@@ -126,4 +129,5 @@ def create_app(
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(uam.bp)
     return app

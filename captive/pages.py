@@ -99,6 +99,7 @@ def day_and_clock(value: datetime | None) -> str:
 def render(template: str, code: int = 200, **context: Any) -> Response:
     config = current_app.config
     st = g.get("status")
+    context.setdefault("site_name", st.site_name if st else None)
     response = make_response(
         render_template(
             template,
@@ -106,7 +107,6 @@ def render(template: str, code: int = 200, **context: Any) -> Response:
             city=config["CITY_NAME"],
             ssid=config["SSID"],
             app_name=config["CITY_APP_NAME"],
-            site_name=st.site_name if st else None,
             token=current_app.extensions["wifikota.tokens"].issue(client_ip(), time.time()),
             duration=duration,
             data_size=data_size,

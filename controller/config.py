@@ -255,6 +255,10 @@ class RadiusClient(_Model):
     secret: SecretRef
     require_message_authenticator: bool = True
     coa_port: Annotated[int, in_range(1, 65535)] = 3799  # where it takes Disconnect-Requests
+    # the router's address as its phones see it (the hotspot's login page, CoovaChilli's
+    # uamip): the only place the portal's UAM pages send a phone's login to
+    login_address: IPv4 | None = None
+    uam_secret: SecretRef | None = None  # CoovaChilli's uamsecret, where it has one
 
 
 class Radius(_Model):
@@ -330,6 +334,8 @@ class CityConfig(_Model):
         yield "device_hash_secret", self.device_hash_secret
         for client in self.radius.clients:
             yield f"radius client {client.name}", client.secret
+            if client.uam_secret is not None:
+                yield f"radius client {client.name} uam_secret", client.uam_secret
         if self.sms.token is not None:
             yield "sms token", self.sms.token
 
@@ -423,10 +429,13 @@ def _with_positions(config: CityConfig, doc: yamlsource.Document, source: str) -
             update["file"] = base / ref.file
         return ref.model_copy(update=update)
 
-    clients = tuple(
-        c.model_copy(update={"secret": tagged(c.secret, ("radius", "clients", i, "secret"))})
-        for i, c in enumerate(config.radius.clients)
-    )
+    def client(i: int, c: RadiusClient) -> RadiusClient:
+        update: dict[str, Any] = {"secret": tagged(c.secret, ("radius", "clients", i, "secret"))}
+        if c.uam_secret is not None:
+            update["uam_secret"] = tagged(c.uam_secret, ("radius", "clients", i, "uam_secret"))
+        return c.model_copy(update=update)
+
+    clients = tuple(client(i, c) for i, c in enumerate(config.radius.clients))
     sms = config.sms
     if sms.token is not None:
         sms = sms.model_copy(update={"token": tagged(sms.token, ("sms", "token"))})

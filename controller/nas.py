@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
 
-from . import rules, sessions, vouchers
+from . import rules, sessions, uam, vouchers
 from .context import Ctx
 from .db import Database, UnitOfWork
 from .errors import BadRequest, DomainError, VoucherInvalid
@@ -107,9 +107,10 @@ def admit(
 ) -> Admission:
     """Decide an Access-Request. ``check(candidate)`` says whether the password the NAS
     sent (PAP, or CHAP against its challenge) is ``candidate``. Credentials are tried in
-    turn: a voucher code (user and password the code), then the device's MAC (the NAS's
-    MAC authentication, where the site allows it). Raises BadCredentials or a DomainError
-    of the session rules (Blocked, QuotaUsed, Closed, VoucherInvalid, ...)."""
+    turn: the one-time pair our portal issued in the UAM login (``controller.uam``), a
+    voucher code (user and password the code), then the device's MAC (the NAS's MAC
+    authentication, where the site allows it). Raises BadCredentials or a DomainError of
+    the session rules (Blocked, QuotaUsed, Closed, VoucherInvalid, ...)."""
     policy = ctx.policy(site_id)
     device_mac = _mac(mac)
     if device_mac is None:
@@ -118,6 +119,13 @@ def admit(
         address = normalize_ip(ip or "")
     except BadIdentifier:
         raise BadRequest("the NAS sent no usable Framed-IP-Address") from None
+
+    if uam.is_uam_name(username):
+        expected = uam.valid(ctx.device_hash, username, device_mac, now)
+        if expected is None or not check(expected):
+            raise BadCredentials("a portal login that is not this phone's, or too old")
+        terms = ctx.config.portal.terms_version  # the terms the portal showed
+        return _start(db, ctx, site_id, device_mac, address, "click", None, now, terms)
 
     if "voucher" in policy.login_methods:
         try:
@@ -162,8 +170,9 @@ def _start(
     method: str,
     voucher_code: str | None,
     now: datetime,
+    terms_version: str | None = None,
 ) -> Admission:
-    req = sessions.LoginRequest(site_id, mac, ip, method, None, None, voucher_code)
+    req = sessions.LoginRequest(site_id, mac, ip, method, None, terms_version, voucher_code)
     with db.uow(write=True) as uow:
         outcome = sessions.start(uow, ctx, req, now)
         used = 0

@@ -434,3 +434,39 @@ def test_a_kick_reaches_the_router_as_a_disconnect_request(tmp_path):
     finally:
         radius.stop()
         router.close()
+
+
+def test_the_portals_uam_login_is_accepted_by_radius_with_chap(radius):
+    """The whole NAS-mode loop: the router sends the phone to our UAM page; the page's
+    form carries a one-time name and a CHAP response; the router puts them in an
+    Access-Request (as MikroTik does); our RADIUS server accepts them."""
+    from urllib.parse import urlencode
+
+    from captive import create_app
+    from controller.config import load
+
+    app = create_app(load(radius.config), secret=radius.env["WIFIKOTA_DEVICE_HASH_SECRET"].encode())
+    chap_id, challenge = 0x47, bytes(range(16))
+    query = urlencode({
+        "link-login-only": "http://10.5.50.1/login", "mac": PHONE_MAC, "ip": PHONE_IP,
+        "chap-id": f"\\{chap_id:03o}", "chap-challenge": "".join(f"\\{b:03o}" for b in challenge),
+    })  # fmt: skip
+    page = app.test_client().get(
+        "/uam/mikrotik?" + query, base_url="http://wifi.bukittinggikota.go.id"
+    )
+    form = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', page.text))
+    lines = ", ".join([
+        f'User-Name = "{form["username"]}"',
+        f"CHAP-Password = 0x{chap_id:02x}{form['password']}",
+        f"CHAP-Challenge = 0x{challenge.hex()}",
+        f'Calling-Station-Id = "{PHONE_MAC}"',
+        f"Framed-IP-Address = {PHONE_IP}",
+        "Message-Authenticator = 0x00",
+    ])  # fmt: skip
+    reply, _ = radius.send("auth", lines + "\n")
+    assert reply == "Access-Accept"
+    (row,) = radius.sessions()
+    assert (row.login_method, row.terms_version) == ("click", "2026-11")
+    # the same pair from another phone is refused
+    other = lines.replace(PHONE_MAC, "3C-5A-B4-00-00-01")
+    assert radius.send("auth", other + "\n")[0] == "Access-Reject"
