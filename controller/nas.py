@@ -203,34 +203,59 @@ def _device_id(uow: UnitOfWork, session_id: int) -> int:
 def account(
     db: Database, ctx: Ctx, *, nas: str, site_id: str, record: AcctRecord, now: datetime
 ) -> str:
-    """Apply one Accounting-Request; what it did, for the log. Idempotent: the octets a NAS
-    reports are totals for the session, so a retransmitted or late packet changes nothing
-    (bytes only grow), and a Stop for a session already ended only completes its bytes."""
-    if record.status in (ACCOUNTING_ON, ACCOUNTING_OFF):
-        return _nas_restarted(db, ctx, nas, site_id, now)
+    """Apply one Accounting-Request; what it did, for the log. See :func:`account_many`."""
+    (result,) = account_many(db, ctx, [(nas, site_id, record)], now)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def account_many(
+    db: Database, ctx: Ctx, batch: list[tuple[str, str, AcctRecord]], now: datetime
+) -> list[str | Exception]:
+    """Apply Accounting-Requests (NAS name, its site, the record) in one transaction, each
+    in a savepoint of its own so one that fails spoils none of the others; per record what
+    it did or the error. Durable when this returns.
+
+    Idempotent: the octets a NAS reports are totals for the session, so a retransmitted or
+    late packet changes nothing (bytes only grow), and a Stop for a session already ended
+    only completes its bytes."""
+    results: list[str | Exception] = []
     with db.uow(write=True) as uow:
-        row = _find(uow, nas, site_id, record)
-        if row is None:
-            return "no such session"
-        if row.nas_session_id is None:
-            row.nas_id, row.nas_session_id = nas, record.acct_session_id[:64]
-        if record.status == START:
-            uow.commit()
-            return f"session {row.id} started"
-        up, down = record.input_octets, record.output_octets
-        if up > row.bytes_up or down > row.bytes_down:
-            row.last_activity_at = max(row.last_activity_at, now)
-        row.bytes_up, row.bytes_down = max(row.bytes_up, up), max(row.bytes_down, down)
-        what = f"session {row.id} counted"
-        if record.status == STOP and row.ended_at is None:
-            reason = TERMINATE_CAUSES.get(record.terminate_cause or 0, EndReason.NAS_STOP)
-            at = now
-            if record.session_time is not None:
-                at = min(now, row.started_at + timedelta(seconds=record.session_time))
-            sessions.end(uow, ctx, row, reason, max(at, row.started_at))
-            what = f"session {row.id} ended ({reason.value})"
+        for nas, site_id, record in batch:
+            try:
+                with uow.session.begin_nested():
+                    results.append(_apply(uow, ctx, nas, site_id, record, now))
+            except Exception as exc:  # reported for this record; the others go on
+                results.append(exc)
         uow.commit()
-        return what
+    return results
+
+
+def _apply(
+    uow: UnitOfWork, ctx: Ctx, nas: str, site_id: str, record: AcctRecord, now: datetime
+) -> str:
+    if record.status in (ACCOUNTING_ON, ACCOUNTING_OFF):
+        return _nas_restarted(uow, ctx, nas, site_id, now)
+    row = _find(uow, nas, site_id, record)
+    if row is None:
+        return "no such session"
+    if row.nas_session_id is None:
+        row.nas_id, row.nas_session_id = nas, record.acct_session_id[:64]
+    if record.status == START:
+        return f"session {row.id} started"
+    up, down = record.input_octets, record.output_octets
+    if up > row.bytes_up or down > row.bytes_down:
+        row.last_activity_at = max(row.last_activity_at, now)
+    row.bytes_up, row.bytes_down = max(row.bytes_up, up), max(row.bytes_down, down)
+    if record.status == STOP and row.ended_at is None:
+        reason = TERMINATE_CAUSES.get(record.terminate_cause or 0, EndReason.NAS_STOP)
+        at = now
+        if record.session_time is not None:
+            at = min(now, row.started_at + timedelta(seconds=record.session_time))
+        sessions.end(uow, ctx, row, reason, max(at, row.started_at))
+        return f"session {row.id} ended ({reason.value})"
+    return f"session {row.id} counted"
 
 
 def _find(uow: UnitOfWork, nas: str, site_id: str, record: AcctRecord) -> Session | None:
@@ -262,19 +287,17 @@ def _find(uow: UnitOfWork, nas: str, site_id: str, record: AcctRecord) -> Sessio
     ).first()
 
 
-def _nas_restarted(db: Database, ctx: Ctx, nas: str, site_id: str, now: datetime) -> str:
+def _nas_restarted(uow: UnitOfWork, ctx: Ctx, nas: str, site_id: str, now: datetime) -> str:
     """Accounting-On/Off: the NAS (re)started or stops; none of its sessions go on."""
-    with db.uow(write=True) as uow:
-        rows = uow.session.scalars(
-            select(Session).where(
-                Session.ended_at.is_(None),
-                Session.site_id == site_id,
-                or_(Session.nas_id == nas, Session.nas_id.is_(None)),
-            )
-        ).all()
-        for row in rows:
-            sessions.end(uow, ctx, row, EndReason.NAS_STOP, max(now, row.started_at))
-        uow.commit()
+    rows = uow.session.scalars(
+        select(Session).where(
+            Session.ended_at.is_(None),
+            Session.site_id == site_id,
+            or_(Session.nas_id == nas, Session.nas_id.is_(None)),
+        )
+    ).all()
+    for row in rows:
+        sessions.end(uow, ctx, row, EndReason.NAS_STOP, max(now, row.started_at))
     return f"{len(rows)} open sessions closed"
 
 
@@ -304,5 +327,7 @@ class NasService:
             now=now,
         )
 
-    def account(self, nas: str, site_id: str, record: AcctRecord, now: datetime) -> str:
-        return account(self.db, self.ctx, nas=nas, site_id=site_id, record=record, now=now)
+    def account_many(
+        self, batch: list[tuple[str, str, AcctRecord]], now: datetime
+    ) -> list[str | Exception]:
+        return account_many(self.db, self.ctx, batch, now)

@@ -151,3 +151,21 @@ def test_accounting_on_closes_the_routers_open_sessions(database, nas_ctx, now):
     said = acct(database, nas_ctx, now, status=nas.ACCOUNTING_ON)
     assert said == "1 open sessions closed"
     assert [r.end_reason for r in rows(database)] == ["nas-stop"]
+
+
+def test_a_batch_of_accounting_is_one_transaction_with_a_result_each(database, nas_ctx, now):
+    code = code_for(database, nas_ctx, now, uses=1)
+    a = admit(database, nas_ctx, now, code, code)
+    batch = [
+        ("simpang-aur-mikrotik", SITE, AcctRecord(nas.START, "s9", class_=a.class_)),
+        ("simpang-aur-mikrotik", SITE, AcctRecord(nas.INTERIM, "s9", input_octets=5)),
+        ("simpang-aur-mikrotik", SITE, AcctRecord(nas.INTERIM, "unknown")),
+    ]
+    results = nas.account_many(database, nas_ctx, batch, now)
+    assert results == [
+        f"session {a.session_id} started",
+        f"session {a.session_id} counted",
+        "no such session",
+    ]
+    (row,) = rows(database)
+    assert row.bytes_up == 5
