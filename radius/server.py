@@ -239,7 +239,7 @@ class RadiusServer:
             log.warning("dropped a malformed packet from %s (%s): %s", nas.name, source[0], exc)
             return None
         expected = wire.ACCESS_REQUEST if port == "auth" else wire.ACCOUNTING_REQUEST
-        if wire.code_of(packet) != expected:
+        if wire.code_of(packet) not in (expected, wire.STATUS_SERVER):
             self.stats["unexpected_code"] += 1
             log.warning("dropped code %d from %s on the %s port", packet[0], nas.name, port)
             return None
@@ -250,7 +250,9 @@ class RadiusServer:
             return reply
         reply = None
         try:
-            if port == "auth":
+            if wire.code_of(packet) == wire.STATUS_SERVER:
+                reply = self._status(nas, packet, port)
+            elif port == "auth":
                 reply = await self._access(nas, packet)
             else:
                 reply = await self._accounting(nas, packet)
@@ -301,6 +303,23 @@ class RadiusServer:
             reply.AddAttribute(name, value)
         self.stats["accept"] += 1
         log.info("accepted session %d at %s (%s)", admission.session_id, nas.site_id, nas.name)
+        raw: bytes = reply.ReplyPacket()
+        return raw
+
+    def _status(self, nas: Nas, packet: bytes, port: str) -> bytes | None:
+        """Status-Server (RFC 5997): a NAS asking whether we are alive. It must carry a
+        valid Message-Authenticator; the answer is an Access-Accept (authentication port)
+        or an Accounting-Response (accounting port), signed."""
+        cls = rp.AuthPacket if port == "auth" else rp.AcctPacket
+        pkt = self._decode(cls, nas, packet)
+        if pkt is None:
+            return None
+        if not pkt.message_authenticator or not pkt.verify_message_authenticator():
+            self.stats["bad_authenticator"] += 1
+            return None
+        reply = pkt.CreateReply()
+        reply.code = rp.AccessAccept if port == "auth" else rp.AccountingResponse
+        self.stats["status"] += 1
         raw: bytes = reply.ReplyPacket()
         return raw
 

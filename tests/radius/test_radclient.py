@@ -470,3 +470,13 @@ def test_the_portals_uam_login_is_accepted_by_radius_with_chap(radius):
     # the same pair from another phone is refused
     other = lines.replace(PHONE_MAC, "3C-5A-B4-00-00-01")
     assert radius.send("auth", other + "\n")[0] == "Access-Reject"
+
+
+def test_status_server_is_answered_on_both_ports(radius):
+    for port in (radius.auth, radius.acct):
+        res = subprocess.run(
+            ["radclient", "-x", "-r", "1", "-t", "2", "-D", DICT, "-d", DICT,
+             f"127.0.0.1:{port}", "status", SECRET],
+            input="Message-Authenticator = 0x00\n", capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert re.search(r"Received (Access-Accept|Accounting-Response)", res.stdout), res.stdout
