@@ -1,0 +1,404 @@
+"""RADIUS benchmark: our server against FreeRADIUS, same machine, same run, same load.
+
+FreeRADIUS 3.2 comes from Debian's own package (`apt-get download freeradius`, unpacked
+into bench/.cache, not installed: nothing is enabled on the machine) and runs in the
+foreground with a small configuration written here: PAP against a users file, accounting
+to a detail file. Ours is `wifikota radius run` on SQLite, as shipped.
+
+The load generator is the same for both (``blast``): asyncio UDP from one process, several
+sockets, a window of requests in flight, each request distinct (no duplicate cache hit).
+
+1. Authentication: PAP Access-Requests with Message-Authenticator. FreeRADIUS checks a
+   users-file password; ours runs the session rules and opens a session per request
+   (a voucher with many uses, a new phone each time): a durable database write.
+2. Accounting: FreeRADIUS appends to its detail file; ours writes each record to the
+   sessions table (binding the router's session id, then byte counts), with group commit.
+
+Usage: python bench/radius.py [--auth 4000] [--acct 8000] [--window 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pyrad import packet as rp  # noqa: E402
+
+from radius.server import load_dictionary  # noqa: E402
+
+CACHE = Path(__file__).resolve().parent / ".cache" / "freeradius"
+ROOT = Path(__file__).resolve().parent.parent
+WIFIKOTA = str(Path(sys.executable).with_name("wifikota"))
+SECRET = "bench-radius-secret-0123"
+SOCKETS = 8  # each can have 256 requests in flight (the Identifier is one octet)
+
+
+# ------------------------------------------------------------------ the load generator
+
+
+class _Client(asyncio.DatagramProtocol):
+    def __init__(self, run: _Run, index: int) -> None:
+        self.run, self.index = run, index
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)  # no drops in bursts
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.run.answered(self.index, data)
+
+
+class _Run:
+    def __init__(self, packets: list[list[bytes]], window: int, target: tuple[str, int]) -> None:
+        self.packets, self.window, self.target = packets, window, target
+        self.next = [0] * len(packets)
+        self.inflight = [0] * len(packets)
+        self.clients: list[_Client] = []
+        self.replies = 0
+        self.last_reply = 0.0
+        self.codes: dict[int, int] = {}
+        self.done = asyncio.Event()
+        self.total = sum(len(p) for p in packets)
+
+    def send(self, i: int) -> None:
+        client = self.clients[i]
+        while self.inflight[i] < self.window and self.next[i] < len(self.packets[i]):
+            assert client.transport is not None
+            client.transport.sendto(self.packets[i][self.next[i]], self.target)
+            self.next[i] += 1
+            self.inflight[i] += 1
+
+    def answered(self, i: int, data: bytes) -> None:
+        self.replies += 1
+        self.last_reply = time.perf_counter()
+        self.codes[data[0]] = self.codes.get(data[0], 0) + 1
+        self.inflight[i] -= 1
+        if self.replies >= self.total:
+            self.done.set()
+        self.send(i)
+
+
+async def _blast(packets: list[list[bytes]], target: tuple[str, int], window: int) -> dict:
+    loop = asyncio.get_running_loop()
+    run = _Run(packets, max(1, window // len(packets)), target)
+    for i in range(len(packets)):
+        _, client = await loop.create_datagram_endpoint(
+            lambda i=i: _Client(run, i), local_addr=("127.0.0.1", 0)
+        )
+        run.clients.append(client)  # type: ignore[arg-type]
+    began = time.perf_counter()
+    for i in range(len(packets)):
+        run.send(i)
+    last, seen = time.perf_counter(), 0
+    while not run.done.is_set():  # bounded: stops when no reply came for 5 s
+        try:
+            await asyncio.wait_for(run.done.wait(), 1.0)
+        except TimeoutError:
+            pass
+        if run.replies != seen:
+            last, seen = time.perf_counter(), run.replies
+        elif time.perf_counter() - last > 5:
+            break
+    seconds = (run.last_reply or time.perf_counter()) - began
+    for c in run.clients:
+        assert c.transport is not None
+        c.transport.close()
+    return {"sent": run.total, "answered": run.replies, "seconds": seconds,
+            "per_second": run.replies / seconds, "codes": run.codes}  # fmt: skip
+
+
+def blast(packets: list[list[bytes]], port: int, window: int) -> dict:
+    return asyncio.run(_blast(packets, ("127.0.0.1", port), window))
+
+
+# ------------------------------------------------------------------ the requests
+
+
+def mac_of(n: int) -> str:
+    return f"02-BE-{n >> 24 & 255:02X}-{n >> 16 & 255:02X}-{n >> 8 & 255:02X}-{n & 255:02X}"
+
+
+def ip_of(n: int) -> str:
+    return f"10.5.{n >> 8 & 255}.{n & 255}"
+
+
+def access_requests(n: int, user: str, password: str) -> list[list[bytes]]:
+    """n PAP requests, one phone each, spread over the sockets."""
+    d = load_dictionary()
+    out: list[list[bytes]] = [[] for _ in range(SOCKETS)]
+    for k in range(n):
+        req = rp.AuthPacket(
+            code=rp.AccessRequest, id=(k // SOCKETS) % 256, secret=SECRET.encode(), dict=d
+        )
+        req["User-Name"] = user
+        req["User-Password"] = req.PwCrypt(password)
+        req["Calling-Station-Id"] = mac_of(k)
+        req["Framed-IP-Address"] = ip_of(k)
+        req["NAS-Identifier"] = "bench"
+        req.add_message_authenticator()
+        out[k % SOCKETS].append(req.RequestPacket())
+    return out
+
+
+def accounting_requests(n: int, sessions: list[int]) -> list[list[bytes]]:
+    """n Accounting-Requests over the sessions: a Start each, then Interim-Updates with
+    growing counts (all distinct)."""
+    d = load_dictionary()
+    out: list[list[bytes]] = [[] for _ in range(SOCKETS)]
+    for k in range(n):
+        s = sessions[k % len(sessions)] if sessions else k
+        req = rp.AcctPacket(id=(k // SOCKETS) % 256, secret=SECRET.encode(), dict=d)
+        first = k < len(sessions)
+        req["Acct-Status-Type"] = "Start" if first else "Interim-Update"
+        req["Acct-Session-Id"] = f"{s:08x}"
+        req["Class"] = f"wifikota:{s}".encode()
+        req["Calling-Station-Id"] = mac_of(k % max(1, len(sessions)))
+        req["Acct-Input-Octets"] = 1000 * k
+        req["Acct-Output-Octets"] = 5000 * k
+        out[k % SOCKETS].append(req.RequestPacket())
+    return out
+
+
+# ------------------------------------------------------------------ the two servers
+
+
+def free_ports() -> tuple[int, int]:
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port, port + 1
+    raise RuntimeError("no free ports")
+
+
+def wait_for(path: Path, text: bytes, proc: subprocess.Popen[bytes], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while text not in (path.read_bytes() if path.exists() else b""):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"did not start:\n{path.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.1)
+
+
+class Ours:
+    def __init__(self, work: Path) -> None:
+        text = (ROOT / "sites.yaml").read_text()
+        text = text.replace("address: 10.19.0.23", "address: 127.0.0.1")
+        text = text.replace(
+            "      opening_hours: 06:00-18:00\n",
+            "      opening_hours: always\n      login_methods: [click, voucher]\n",
+        )
+        self.config = work / "sites.yaml"
+        self.config.write_text(text)
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{work / 'wifikota.db'}",
+            "WIFIKOTA_DEVICE_HASH_SECRET": "bench-device-secret-0123456789",
+            "WIFIKOTA_RADIUS_SECRET_SIMPANG_AUR": SECRET,
+        }
+        self.cli("db", "upgrade")
+        self.auth, self.acct = free_ports()
+        self.log = work / "ours.log"
+        self.proc = subprocess.Popen(
+            [WIFIKOTA, "--config", str(self.config), "radius", "run", "--host", "127.0.0.1",
+             "--auth-port", str(self.auth), "--acct-port", str(self.acct)],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"),
+        )  # fmt: skip
+        wait_for(self.log, b"RADIUS on", self.proc)
+
+    def cli(self, *args: str) -> str:
+        res = subprocess.run(
+            [WIFIKOTA, "--config", str(self.config), *args],
+            env=self.env, capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        return res.stdout
+
+    def voucher(self, uses: int) -> str:
+        made = self.cli("--json", "voucher", "create", "--site", "pasar-simpang-aur",
+                        "--uses", str(uses), "--duration", "1h")  # fmt: skip
+        code: str = json.loads(made)[0]["code"]
+        return code
+
+    def session_ids(self) -> list[int]:
+        rows = json.loads(self.cli("--json", "sessions", "--limit", "100000"))
+        return [r["id"] for r in rows]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(20)
+
+
+FREERADIUS_CONF = """\
+prefix = /usr
+raddbdir = {work}
+confdir = {work}
+logdir = {work}
+run_dir = {work}
+libdir = {root}/usr/lib/freeradius
+pidfile = {work}/freeradius.pid
+name = freeradius
+max_request_time = 30
+cleanup_delay = 5
+max_requests = 65536
+hostname_lookups = no
+log {{
+    destination = files
+    file = {work}/freeradius.log
+}}
+security {{
+    allow_core_dumps = no
+    max_attributes = 200
+    reject_delay = 0
+    status_server = no
+}}
+thread pool {{
+    start_servers = 5
+    max_servers = 32
+    min_spare_servers = 3
+    max_spare_servers = 10
+    max_requests_per_server = 0
+}}
+client bench {{
+    ipaddr = 127.0.0.1
+    secret = {secret}
+}}
+modules {{
+    pap {{
+    }}
+    files {{
+        filename = {work}/users
+    }}
+    detail {{
+        filename = {work}/radacct/detail
+        permissions = 0600
+        locking = no
+    }}
+}}
+server default {{
+    listen {{
+        type = auth
+        ipaddr = 127.0.0.1
+        port = {auth}
+    }}
+    listen {{
+        type = acct
+        ipaddr = 127.0.0.1
+        port = {acct}
+    }}
+    authorize {{
+        files
+        pap
+    }}
+    authenticate {{
+        Auth-Type PAP {{
+            pap
+        }}
+    }}
+    preacct {{
+    }}
+    accounting {{
+        detail
+    }}
+}}
+"""
+
+
+class FreeRadius:
+    def __init__(self, work: Path) -> None:
+        root = CACHE / "root"
+        if not (root / "usr/sbin/freeradius").exists():
+            CACHE.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["apt-get", "-q", "download", "freeradius"], cwd=CACHE, check=True,
+                           capture_output=True)  # fmt: skip
+            for deb in CACHE.glob("freeradius_*.deb"):
+                subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+        self.auth, self.acct = free_ports()
+        (work / "radacct").mkdir()
+        (work / "users").write_text('bench Cleartext-Password := "bench-password"\n')
+        (work / "dictionary").write_text("")
+        (work / "radiusd.conf").write_text(FREERADIUS_CONF.format(
+            work=work, root=root, secret=SECRET, auth=self.auth, acct=self.acct))  # fmt: skip
+        self.log = work / "freeradius.out"
+        self.proc = subprocess.Popen(
+            [str(root / "usr/sbin/freeradius"), "-f", "-l", "stdout", "-d", str(work),
+             "-D", "/usr/share/freeradius"],
+            stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_for(self.log, b"Ready to process requests", self.proc)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(20)
+        if os.environ.get("BENCH_KEEP_LOG"):
+            shutil.copy(self.log, "/tmp/freeradius.out")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--auth", type=int, default=5000)
+    parser.add_argument("--acct", type=int, default=20000)
+    parser.add_argument("--window", type=int, default=256)
+    args = parser.parse_args()
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        sys.exit("the FreeRADIUS reference needs apt-get and dpkg-deb (Debian)")
+    work = Path(tempfile.mkdtemp(prefix="wifikota-radius-bench-"))
+    results: dict[str, dict] = {}
+    try:
+        (work / "fr").mkdir()
+        fr = FreeRadius(work / "fr")
+        try:
+            results["freeradius auth"] = blast(
+                access_requests(args.auth, "bench", "bench-password"), fr.auth, args.window
+            )
+            results["freeradius acct"] = blast(
+                accounting_requests(args.acct, []), fr.acct, args.window
+            )
+        finally:
+            fr.stop()
+        (work / "ours").mkdir()
+        ours = Ours(work / "ours")
+        try:
+            code = ours.voucher(min(10_000, args.auth))
+            results["ours auth"] = blast(access_requests(args.auth, code, code), ours.auth,
+                                         args.window)  # fmt: skip
+            sessions = ours.session_ids()
+            results["ours acct"] = blast(accounting_requests(args.acct, sessions), ours.acct,
+                                         args.window)  # fmt: skip
+        finally:
+            ours.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report(results)
+
+
+def report(results: dict[str, dict]) -> None:
+    print("# RADIUS benchmark (same load generator, same machine, one run)\n")
+    print("| server | requests | answered | seconds | answered/s | reply codes |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['sent']:,} | {r['answered']:,} | {r['seconds']:.1f} "
+              f"| {r['per_second']:,.0f} | {r['codes']} |")  # fmt: skip
+    for kind in ("auth", "acct"):
+        theirs, ours = results[f"freeradius {kind}"], results[f"ours {kind}"]
+        print(f"\n{kind}: ours / FreeRADIUS = **{ours['per_second'] / theirs['per_second']:.3f}**")
+
+
+if __name__ == "__main__":
+    main()
