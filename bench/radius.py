@@ -33,9 +33,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyrad import packet as rp  # noqa: E402
+import contextlib
 
-from radius.server import load_dictionary  # noqa: E402
+from pyrad import packet as rp
+
+from radius.server import load_dictionary
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "freeradius"
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,10 +106,8 @@ async def _blast(packets: list[list[bytes]], target: tuple[str, int], window: in
         run.send(i)
     last, seen = time.perf_counter(), 0
     while not run.done.is_set():  # bounded: stops when no reply came for 5 s
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(run.done.wait(), 1.0)
-        except TimeoutError:
-            pass
         if run.replies != seen:
             last, seen = time.perf_counter(), run.replies
         elif time.perf_counter() - last > 5:
