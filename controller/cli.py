@@ -18,6 +18,7 @@ from . import blocks, db, inventory, sessions
 from .cli_admin import admin_group, audit_cmd, voucher_group
 from .cli_controller import clients_cmd, controller_group, dnsmasq_group, firewall_group
 from .cli_radius import radius_group
+from .cli_stats import stats_group
 from .cliapp import (
     DURATION,
     App,
@@ -352,6 +353,7 @@ cli.add_command(voucher_group)
 cli.add_command(admin_group)
 cli.add_command(audit_cmd)
 cli.add_command(radius_group)
+cli.add_command(stats_group)
 
 
 def main() -> NoReturn:

@@ -12,12 +12,12 @@ import os
 import signal
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Protocol
 
-from . import dnsmasq, inventory, phone, residents, sessions
+from . import dnsmasq, inventory, phone, residents, sessions, stats
 from .config import AccessPoint, CityConfig
 from .context import Ctx
 from .db import Database
@@ -64,6 +64,7 @@ class Controller:
         self.dns = dns  # dnsmasq run by the controller itself, or None
         self.leases = leases or dnsmasq.default_paths()[1]
         self._lock = threading.RLock()  # reload swaps ctx; requests see one or the other
+        self.stats_since: datetime | None = None  # the rollups are current up to here
 
     @property
     def spec(self) -> RulesetSpec:
@@ -89,6 +90,13 @@ class Controller:
             counted = sessions.record_usage(self.db, self.fw.counters(), now)
             ended = sessions.sweep(self.db, self.fw, self.ctx, now)
         return TickResult(counted, tuple(ended))
+
+    def refresh_stats(self, now: datetime) -> None:
+        """Bring the usage rollups up to date (the days that can have changed since the
+        last refresh; on the first, since yesterday)."""
+        since = self.stats_since or now - timedelta(days=1)
+        stats.refresh(self.db, self.ctx, since, now)
+        self.stats_since = now
 
     def reconcile(self, now: datetime) -> int:
         """Make the firewall match the database; returns how many changes it took."""
@@ -237,6 +245,7 @@ def run(
     *,
     tick_seconds: float = 10.0,
     reconcile_every: int = 6,
+    stats_every: int = 30,
     stop: threading.Event | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``): start, serve, tick, reconcile, reload on SIGHUP."""
@@ -277,6 +286,8 @@ def run(
                     changes = controller.reconcile(now)
                     if changes:
                         log.warning("reconcile corrected %d firewall entries", changes)
+                if ticks == 1 or ticks % stats_every == 0:
+                    controller.refresh_stats(now)
             except Exception:
                 log.exception("tick failed; retrying next tick")
     finally:

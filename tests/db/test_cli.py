@@ -243,3 +243,24 @@ def test_the_installed_command_runs_and_fails_cleanly(tmp_path):
         and "cannot read" in missing.stderr
         and "Traceback" not in missing.stderr
     )
+
+
+def test_stats_rebuild_then_usage_shows_the_days_figures(with_db, database, city):
+    from datetime import UTC, datetime
+
+    ctx = Ctx(city, DeviceHasher(SECRET.encode()))
+    today = datetime.now(UTC)
+    site = "terminal-aur-kuning"  # open day and night
+    login = LoginRequest(site, "3c:5a:b4:12:34:56", "10.20.12.20", ap_id="aur-kuning-1")
+    sessions.authorize(database, MemoryFirewall(), ctx, login, today)
+    rebuilt = with_db("--json", "stats", "rebuild", "--since", "2026-01-01")
+    assert rebuilt.exit_code == 0, rebuilt.stderr
+    assert json.loads(rebuilt.stdout)["sessions"] == 1
+    usage = json.loads(with_db("--json", "stats", "usage", "--site", site).stdout)
+    assert (usage["sessions"], usage["devices"], usage["new_devices"]) == (1, 1, 1)
+    assert (
+        json.loads(with_db("--json", "stats", "usage", "--site", "tmsbk").stdout)["sessions"] == 0
+    )
+    assert with_db("stats", "usage", "--site", "nowhere").exit_code == 1
+    bad = with_db("stats", "usage", "--since", "2026-12-31", "--until", "2026-01-01")
+    assert bad.exit_code == 1 and "is after" in bad.stderr

@@ -1,0 +1,77 @@
+"""`wifikota stats rebuild` and `wifikota stats usage`: the rollups behind the dashboard."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import click
+
+from . import rules, stats
+from .cliapp import App, Failure, json_option, now, pass_app
+from .clifmt import duration, size
+
+DAY = click.DateTime(formats=["%Y-%m-%d"])
+
+
+def _days(app: App, since: object, until: object, default_days: int) -> tuple[date, date]:
+    today = rules.local_day(now(), app.tz)
+    last = until.date() if until is not None else today  # type: ignore[attr-defined]
+    first = (
+        since.date()  # type: ignore[attr-defined]
+        if since is not None
+        else last - timedelta(days=default_days - 1)
+    )
+    if first > last:
+        raise Failure(f"--since {first} is after --until {last}")
+    if (last - first).days > 3660:
+        raise Failure("at most ten years at once")
+    return first, last
+
+
+@click.group("stats")
+def stats_group() -> None:
+    """Usage statistics (the rollups the dashboard reads)."""
+
+
+@stats_group.command("rebuild")
+@click.option("--since", type=DAY, help="First local day (YYYY-MM-DD); default: a year ago.")
+@click.option("--until", type=DAY, help="Last local day; default: today.")
+@json_option
+@pass_app
+def stats_rebuild(app: App, since: object, until: object) -> None:
+    """Recompute the hourly and daily rollups from the sessions."""
+    first, last = _days(app, since, until, 366)
+    counted = stats.rebuild(app.database(), app.ctx, first, last, now())
+    app.done(
+        {"since": first, "until": last, "sessions": counted},
+        f"rebuilt {first} .. {last}: {counted} sessions counted",
+    )
+
+
+@stats_group.command("usage")
+@click.option("--since", type=DAY, help="First local day (YYYY-MM-DD); default: 30 days ago.")
+@click.option("--until", type=DAY, help="Last local day; default: today.")
+@click.option("--site", "sites", multiple=True, help="Only this site (again for more).")
+@json_option
+@pass_app
+def stats_usage(app: App, since: object, until: object, sites: tuple[str, ...]) -> None:
+    """Sessions, unique and new devices, data and time online over a range of days."""
+    for site in sites:
+        app.check_site(site)
+    first, last = _days(app, since, until, 30)
+    with app.database().uow() as uow:
+        u = stats.usage(uow, app.ctx, first, last, sites or None)
+    if app.json:
+        from .clifmt import emit_json, plain
+
+        emit_json({**plain(u), "since": first, "until": last, "sites": list(sites) or None})
+        return
+    click.echo(f"{first} .. {last}" + (f" at {', '.join(sites)}" if sites else ", all sites"))
+    for label, value in (
+        ("sessions", f"{u.sessions:,}"),
+        ("unique devices", f"{u.devices:,} ({u.new_devices:,} new)"),
+        ("data", f"{size(u.bytes_down)} down, {size(u.bytes_up)} up"),
+        ("time online", f"{duration(u.session_seconds)} (average {duration(u.average_seconds)})"),
+        ("city app clicks", f"{u.clicks:,}"),
+    ):
+        click.echo(f"  {label:<16} {value}")

@@ -1,0 +1,137 @@
+"""Statistics from the rollups equal those computed from the raw sessions, over random
+ranges and site filters (Hypothesis), on SQLite and PostgreSQL; and an incremental refresh
+gives the same rollups as a rebuild."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from controller import rules, stats
+from controller.models import AppClick, DailySiteStat, Device, DeviceDay, HourlySiteStat, Session
+from tests.conftest import wib
+
+SITES = ["jam-gadang", "pasar-atas", "tmsbk", "terminal-aur-kuning"]
+FIRST_DAY = date(2026, 11, 1)
+DAYS = 14
+
+
+@pytest.fixture
+def city_usage(database, ctx):
+    """Two weeks of made-up usage: 60 devices, about 400 sessions, some still open, and
+    clicks into the city app."""
+    rnd = random.Random(2026)
+    now = wib(2026, 11, 14, 21, 0)
+    with database.uow(write=True) as uow:
+        devices = []
+        for i in range(60):
+            first = wib(2026, 11, 1 + rnd.randrange(DAYS), rnd.randrange(6, 22))
+            d = Device(mac_hash=f"{i:064x}", first_seen=first, last_seen=first)
+            uow.session.add(d)
+            devices.append(d)
+        uow.session.flush()
+        open_devices: set[int] = set()  # one open session per device at most
+        for n in range(400):
+            d = rnd.choice(devices)
+            start = d.first_seen + timedelta(minutes=rnd.randrange(0, 8 * 24 * 60))
+            if start >= now:
+                continue
+            length = timedelta(minutes=rnd.randrange(1, 180))
+            ended = start + length if start + length < now and rnd.random() > 0.05 else None
+            if ended is None and d.id in open_devices:
+                ended = min(now, start + length)
+            if ended is None:
+                open_devices.add(d.id)
+            uow.session.add(
+                Session(
+                    site_id=rnd.choice(SITES), device_id=d.id, ip=f"10.20.3.{n % 250}",
+                    mac=None, login_method="click", started_at=start,
+                    expires_at=start + timedelta(hours=3), last_activity_at=start,
+                    ended_at=ended, end_reason="logout" if ended else None,
+                    bytes_up=rnd.randrange(10**7), bytes_down=rnd.randrange(10**9),
+                )
+            )  # fmt: skip
+        for _ in range(150):
+            at = wib(2026, 11, 1 + rnd.randrange(DAYS), rnd.randrange(24), rnd.randrange(60))
+            if at < now:
+                uow.session.add(AppClick(at=at, site_id=rnd.choice(SITES), session_id=None))
+        uow.commit()
+    stats.rebuild(database, ctx, FIRST_DAY, FIRST_DAY + timedelta(days=DAYS), now)
+    return now
+
+
+def raw_usage(database, ctx, now, since: date, until: date, sites) -> stats.Usage:
+    lo, hi = rules.day_bounds(since, ctx.tz)[0], rules.day_bounds(until, ctx.tz)[1]
+    with database.reading() as s:
+        rows = s.execute(
+            select(Session, Device.first_seen)
+            .join(Device, Device.id == Session.device_id)
+            .where(Session.started_at >= lo, Session.started_at < hi)
+        ).all()
+        clicks = s.scalars(select(AppClick).where(AppClick.at >= lo, AppClick.at < hi)).all()
+        picked = [(r, first) for r, first in rows if sites is None or r.site_id in sites]
+        return stats.Usage(
+            sessions=len(picked),
+            devices=len({r.device_id for r, _ in picked}),
+            new_devices=len({r.device_id for r, first in picked if lo <= first < hi}),
+            bytes_up=sum(r.bytes_up for r, _ in picked),
+            bytes_down=sum(r.bytes_down for r, _ in picked),
+            session_seconds=sum(
+                int(((r.ended_at or now) - r.started_at).total_seconds()) for r, _ in picked
+            ),
+            clicks=sum(1 for c in clicks if sites is None or c.site_id in sites),
+        )
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    start=st.integers(0, DAYS - 1),
+    span=st.integers(0, DAYS),
+    sites=st.one_of(st.none(), st.sets(st.sampled_from(SITES), min_size=1)),
+)
+def test_rollups_give_the_same_figures_as_the_raw_sessions(
+    database, ctx, city_usage, start, span, sites
+):
+    since = FIRST_DAY + timedelta(days=start)
+    until = since + timedelta(days=span)
+    with database.uow() as uow:
+        from_rollups = stats.usage(uow, ctx, since, until, sites)
+    assert from_rollups == raw_usage(database, ctx, city_usage, since, until, sites)
+
+
+def rollup_rows(database):
+    with database.reading() as s:
+        return (
+            sorted((r.site_id, r.hour, r.sessions, r.devices, r.bytes_down, r.clicks)
+                   for r in s.scalars(select(HourlySiteStat))),
+            sorted((r.site_id, r.day, r.sessions, r.new_devices, r.session_seconds)
+                   for r in s.scalars(select(DailySiteStat))),
+            sorted((r.day, r.site_id, r.device_id) for r in s.scalars(select(DeviceDay))),
+        )  # fmt: skip
+
+
+def test_a_refresh_after_new_sessions_equals_a_rebuild(database, ctx, city_usage):
+    now = city_usage
+    later = now + timedelta(hours=2)
+    with database.uow(write=True) as uow:
+        device = uow.session.scalars(select(Device)).first()
+        uow.session.add(
+            Session(
+                site_id="tmsbk", device_id=device.id, ip="10.20.5.77", mac=None,
+                login_method="click", started_at=now + timedelta(minutes=30),
+                expires_at=later, last_activity_at=later, ended_at=later,
+                end_reason="timeout", bytes_up=5, bytes_down=7,
+            )
+        )  # fmt: skip
+        uow.commit()
+    assert stats.refresh(database, ctx, now, later) is not None
+    refreshed = rollup_rows(database)
+    stats.rebuild(database, ctx, FIRST_DAY, FIRST_DAY + timedelta(days=DAYS), later)
+    assert rollup_rows(database) == refreshed
