@@ -18,7 +18,7 @@ from . import blocks, db, inventory, sessions
 from .cli_admin import admin_group, audit_cmd, voucher_group
 from .cli_controller import clients_cmd, controller_group, dnsmasq_group, firewall_group
 from .cli_radius import radius_group
-from .cli_stats import stats_group
+from .cli_stats import demo_data, stats_group
 from .cliapp import (
     DURATION,
     App,
@@ -354,6 +354,7 @@ cli.add_command(admin_group)
 cli.add_command(audit_cmd)
 cli.add_command(radius_group)
 cli.add_command(stats_group)
+cli.add_command(demo_data)
 
 
 def main() -> NoReturn:

@@ -75,3 +75,31 @@ def stats_usage(app: App, since: object, until: object, sites: tuple[str, ...]) 
         ("city app clicks", f"{u.clicks:,}"),
     ):
         click.echo(f"  {label:<16} {value}")
+
+
+@click.command("demo-data")
+@click.option("--days", type=click.IntRange(1, 3660), default=365, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same data.")
+@click.option(
+    "--per-ap",
+    type=click.IntRange(1, 100_000),
+    default=900,
+    show_default=True,
+    help="Sessions per AP on an ordinary day (900 x 15 APs x 365 days: about 5 million).",
+)
+@json_option
+@pass_app
+def demo_data(app: App, days: int, seed: int, per_ap: int) -> None:
+    """Fill an empty database with believable usage, for demonstrations and benchmarks."""
+    from .demodata import generate
+
+    t = now()
+    made = generate(
+        app.database(), app.ctx, days=days, seed=seed, per_ap=per_ap,
+        end=rules.local_day(t, app.tz), now=t,
+    )  # fmt: skip
+    app.done(
+        made,
+        f"{made['sessions']:,} sessions of {made['devices']:,} devices over {days} days, "
+        f"{made['clicks']:,} city-app clicks, {made['outages']} AP outages",
+    )
