@@ -8,6 +8,7 @@ links and the form-token secret.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,7 +22,7 @@ from controller.config import CityConfig
 from controller.config import load as load_config
 from controller.identity import DeviceHasher
 
-from . import api, pages, probes, uam
+from . import api, dashboard, pages, probes, uam
 from .gateway import Gateway, SocketGateway
 from .security import HEADERS, FormTokens, RateLimit
 
@@ -79,11 +80,18 @@ def create_app(
         BABEL_DEFAULT_LOCALE="id",
         BABEL_DEFAULT_TIMEZONE=config.city.timezone,
         BABEL_TRANSLATION_DIRECTORIES=str(Path(__file__).parent / "translations"),
+        SESSION_COOKIE_NAME="wifikota_dasbor",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_PATH="/dasbor",
+        PERMANENT_SESSION_LIFETIME=dashboard.SIGNED_IN_FOR,
     )
     app.extensions["wifikota.gateway"] = gateway or SocketGateway()
     app.extensions["wifikota.tokens"] = FormTokens(secret)
     app.extensions["wifikota.config"] = config
     app.extensions["wifikota.hasher"] = DeviceHasher(secret)
+    app.extensions["wifikota.signin_limit"] = RateLimit(burst=5, every=60.0)
+    app.secret_key = hashlib.sha256(b"wifikota dashboard session\0" + secret).digest()
     app.extensions["wifikota.post_limit"] = RateLimit(burst=10, every=6.0)
     app.extensions["wifikota.voucher_limit"] = RateLimit(burst=5, every=60.0)
     app.extensions["wifikota.code_limit"] = RateLimit(burst=8, every=60.0)
@@ -130,4 +138,5 @@ def create_app(
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(uam.bp)
+    app.register_blueprint(dashboard.bp)
     return app

@@ -83,6 +83,8 @@ def duration(seconds: int) -> str:
 
 def data_size(count: int) -> str:
     mb = count / 1_000_000
+    if mb >= 1_000_000:
+        return str(_("%(n)s TB", n=f"{mb / 1_000_000:.1f}"))
     if mb >= 1000:
         return str(_("%(n)s GB", n=f"{mb / 1000:.1f}"))
     return str(_("%(n)s MB", n=f"{mb:.0f}"))

@@ -1,0 +1,149 @@
+"""Diskominfo's dashboard (``/dasbor``): sign in, then usage per place, day and hour, read
+from the rollups, with charts drawn on the server and a CSV of every table.
+
+Signed-in state is a signed session cookie (HttpOnly, SameSite=Strict, 8 hours). Every
+form carries the portal's form token; sign-in attempts are limited per address and per
+name. Nothing here shows a MAC or a phone number.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from flask import Blueprint, Response, current_app, redirect, request, session
+from flask_babel import format_decimal
+from flask_babel import gettext as _
+from werkzeug.wrappers import Response as Reply
+
+from controller.config import CityConfig
+from controller.dashboard import DashboardService, Report
+
+from . import charts
+from .pages import client_ip, problem, render
+
+bp = Blueprint("dashboard", __name__, url_prefix="/dasbor")
+
+SIGNED_IN_FOR = 8 * 3600  # seconds
+MAX_DAYS = 3660
+OPEN = ("dashboard.login_form", "dashboard.login")
+
+
+def service() -> DashboardService:
+    found: DashboardService | None = current_app.extensions.get("wifikota.dashboard")
+    if found is None:
+        config: CityConfig = current_app.extensions["wifikota.config"]
+        found = DashboardService.for_config(config)
+        current_app.extensions["wifikota.dashboard"] = found
+    return found
+
+
+def admin() -> dict[str, Any] | None:
+    who = session.get("admin")
+    if not isinstance(who, dict) or time.time() - float(who.get("at", 0)) > SIGNED_IN_FOR:
+        return None
+    return who
+
+
+@bp.before_request
+def signed_in_only() -> Reply | None:
+    if request.endpoint in OPEN or admin() is not None:
+        return None
+    return redirect("/dasbor/masuk", code=303)
+
+
+@bp.get("/masuk")
+def login_form() -> Response:
+    return render("dashboard_login.html")
+
+
+@bp.post("/masuk")
+def login() -> Reply:
+    name = request.form.get("nama", "").strip().lower()[:32]
+    password = request.form.get("sandi", "")
+    limits = current_app.extensions["wifikota.signin_limit"]
+    if not (limits.allow("ip " + client_ip()) and limits.allow("name " + name)):
+        return problem("too-many")
+    who = service().authenticate(name, password, datetime.now(UTC)) if name else None
+    if who is None:
+        return render("dashboard_login.html", 401, notice="wrong")
+    session.clear()
+    session.permanent = True
+    session["admin"] = {"name": who.name, "role": who.role, "at": time.time()}
+    return redirect("/dasbor/", code=303)
+
+
+@bp.post("/keluar")
+def logout() -> Reply:
+    session.clear()
+    return redirect("/dasbor/masuk", code=303)
+
+
+def _range() -> tuple[date, date, tuple[str, ...] | None] | None:
+    """The days and places asked for (default: the last 30 days, every place)."""
+    svc = service()
+    today = datetime.now(svc.ctx.tz).date()
+    try:
+        until = date.fromisoformat(request.args.get("sampai") or today.isoformat())
+        since = date.fromisoformat(
+            request.args.get("dari") or (until - timedelta(days=29)).isoformat()
+        )
+    except ValueError:
+        return None
+    site = request.args.get("tempat", "")
+    if since > until or (until - since).days >= MAX_DAYS:
+        return None
+    if site and site not in svc.ctx.config.sites:
+        return None
+    return since, until, (site,) if site else None
+
+
+def _report() -> Report | None:
+    asked = _range()
+    return None if asked is None else service().report(*asked)
+
+
+@bp.get("/")
+def usage() -> Response:
+    report = _report()
+    if report is None:
+        return problem("bad-request")
+    labels = [d.day.strftime("%d/%m") for d in report.days]
+    weekdays = [_("Sen"), _("Sel"), _("Rab"), _("Kam"), _("Jum"), _("Sab"), _("Min")]
+    config = service().ctx.config
+    return render(
+        "dashboard.html",
+        report=report,
+        who=admin(),
+        sites=[(sid, s.name) for sid, s in config.sites.items()],
+        site=(report.sites or ("",))[0],
+        sessions_chart=charts.bars([d.sessions for d in report.days], labels, _("Sesi per hari")),
+        devices_chart=charts.bars(
+            [d.devices for d in report.days], labels, _("Perangkat unik per hari")
+        ),
+        heat=charts.heatmap(report.heatmap, weekdays, _("Sesi menurut hari dan jam")),
+        number=lambda n: format_decimal(n),
+    )
+
+
+@bp.get("/ekspor.csv")
+def export() -> Response:
+    """The day-by-day table of the page, as CSV (UTF-8, for spreadsheets)."""
+    report = _report()
+    if report is None:
+        return problem("bad-request")
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["date", "sessions", "unique_devices", "bytes_down", "bytes_up", "app_clicks"])
+    for d in report.days:
+        writer.writerow([d.day.isoformat(), d.sessions, d.devices, d.bytes_down, d.bytes_up,
+                         d.clicks])  # fmt: skip
+    name = f"wifikota-{report.since}-{report.until}.csv"
+    return Response(
+        "\ufeff" + out.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )

@@ -1,0 +1,167 @@
+"""What Diskominfo's dashboard asks of the core: who may sign in, and the usage report
+for a range of days, read from the rollups (``controller.stats``), never the raw sessions.
+
+The dashboard (``captive/dashboard.py``) gets a ``DashboardService`` from
+``DashboardService.for_config`` and never sees the database itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from . import audit, rules, stats
+from .admins import AdminInfo, check_password, hash_password
+from .config import CityConfig
+from .context import Ctx
+from .db import Database, resolve_url
+from .models import AdminUser, DailySiteStat, DeviceDay, HourlySiteStat
+
+_DUMMY_HASH = hash_password("no such admin, same work")  # unknown names cost as much time
+
+
+@dataclass(frozen=True)
+class DayRow:
+    day: date
+    sessions: int
+    devices: int
+    bytes_down: int
+    bytes_up: int
+    clicks: int
+
+
+@dataclass(frozen=True)
+class SiteRow:
+    site_id: str
+    name: str
+    sessions: int
+    devices: int
+    bytes_down: int
+    bytes_up: int
+    session_seconds: int
+    clicks: int
+
+
+@dataclass(frozen=True)
+class Report:
+    since: date
+    until: date
+    sites: tuple[str, ...] | None
+    totals: stats.Usage
+    days: tuple[DayRow, ...]
+    heatmap: tuple[tuple[int, ...], ...]  # sessions by local weekday (Mon=0) and hour
+    ranking: tuple[SiteRow, ...]  # busiest first
+
+
+class DashboardService:
+    def __init__(self, db: Database, ctx: Ctx) -> None:
+        self.db, self.ctx = db, ctx
+
+    @classmethod
+    def for_config(cls, config: CityConfig) -> DashboardService:
+        """Raises ConfigError when the device-hash secret cannot be read."""
+        return cls(Database.connect(resolve_url(config.database_url)), Ctx.from_config(config))
+
+    def authenticate(self, name: str, password: str, now: datetime) -> AdminInfo | None:
+        """The admin, if ``name`` is an enabled account and the password is its own."""
+        with self.db.uow(write=True) as uow:
+            row = uow.session.scalars(
+                select(AdminUser).where(AdminUser.name == name, AdminUser.disabled_at.is_(None))
+            ).first()
+            if row is None:
+                check_password(password, _DUMMY_HASH)
+                return None
+            if not check_password(password, row.password_hash):
+                return None
+            audit.record(uow, f"web:{row.name}", "login", None, {}, now)
+            uow.commit()
+            return AdminInfo(row.id, row.name, row.role, row.created_at, row.disabled_at)
+
+    def report(self, since: date, until: date, sites: tuple[str, ...] | None) -> Report:
+        tz = self.ctx.tz
+        config = self.ctx.config
+        with self.db.uow() as uow:
+            totals = stats.usage(uow, self.ctx, since, until, sites)
+            day_q = (
+                select(
+                    DailySiteStat.day,
+                    func.sum(DailySiteStat.sessions),
+                    func.sum(DailySiteStat.bytes_down),
+                    func.sum(DailySiteStat.bytes_up),
+                    func.sum(DailySiteStat.clicks),
+                )
+                .where(DailySiteStat.day >= since, DailySiteStat.day <= until)
+                .group_by(DailySiteStat.day)
+            )
+            dev_q = (
+                select(DeviceDay.day, func.count(func.distinct(DeviceDay.device_id)))
+                .where(DeviceDay.day >= since, DeviceDay.day <= until)
+                .group_by(DeviceDay.day)
+            )
+            site_q = (
+                select(
+                    DailySiteStat.site_id,
+                    func.sum(DailySiteStat.sessions),
+                    func.sum(DailySiteStat.bytes_down),
+                    func.sum(DailySiteStat.bytes_up),
+                    func.sum(DailySiteStat.session_seconds),
+                    func.sum(DailySiteStat.clicks),
+                )
+                .where(DailySiteStat.day >= since, DailySiteStat.day <= until)
+                .group_by(DailySiteStat.site_id)
+            )
+            site_dev_q = (
+                select(DeviceDay.site_id, func.count(func.distinct(DeviceDay.device_id)))
+                .where(DeviceDay.day >= since, DeviceDay.day <= until)
+                .group_by(DeviceDay.site_id)
+            )
+            lo, hi = rules.day_bounds(since, tz)[0], rules.day_bounds(until, tz)[1]
+            hour_q = select(HourlySiteStat.hour, func.sum(HourlySiteStat.sessions)).where(
+                HourlySiteStat.hour >= lo, HourlySiteStat.hour < hi
+            )
+            if sites is not None:
+                day_q = day_q.where(DailySiteStat.site_id.in_(sites))
+                dev_q = dev_q.where(DeviceDay.site_id.in_(sites))
+                site_q = site_q.where(DailySiteStat.site_id.in_(sites))
+                site_dev_q = site_dev_q.where(DeviceDay.site_id.in_(sites))
+                hour_q = hour_q.where(HourlySiteStat.site_id.in_(sites))
+            per_day = {d: r for d, *r in uow.session.execute(day_q)}
+            devices_per_day = {d: n for d, n in uow.session.execute(dev_q)}
+            per_site = {s: r for s, *r in uow.session.execute(site_q)}
+            devices_per_site = {s: n for s, n in uow.session.execute(site_dev_q)}
+            heat = [[0] * 24 for _ in range(7)]
+            for hour, count in uow.session.execute(hour_q.group_by(HourlySiteStat.hour)):
+                local = hour.astimezone(tz)
+                heat[local.weekday()][local.hour] += int(count)
+        days = []
+        day = since
+        while day <= until:
+            s, down, up, clicks = per_day.get(day, (0, 0, 0, 0))
+            days.append(
+                DayRow(
+                    day, int(s), int(devices_per_day.get(day, 0)), int(down), int(up), int(clicks)
+                )
+            )
+            day += timedelta(days=1)
+        ranking = sorted(
+            (
+                SiteRow(
+                    site,
+                    config.sites[site].name if site in config.sites else site,
+                    int(r[0]),
+                    int(devices_per_site.get(site, 0)),
+                    int(r[1]),
+                    int(r[2]),
+                    int(r[3]),
+                    int(r[4]),
+                )
+                for site, r in per_site.items()
+            ),
+            key=lambda r: (-r.sessions, r.site_id),
+        )
+        return Report(
+            since, until, sites, totals, tuple(days), tuple(tuple(h) for h in heat),
+            tuple(ranking),
+        )  # fmt: skip

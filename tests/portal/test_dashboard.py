@@ -1,0 +1,111 @@
+"""Diskominfo's dashboard: sign-in, the usage page from the rollups, the CSV; what a
+stranger, a wrong password and a bad range get."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from controller import admins, sessions, stats
+from controller.dashboard import DashboardService
+from controller.models import AuditEvent
+from tests.portal.conftest import BASE, PHONE_MAC, token_of
+
+PASSWORD = "kota-wisata-2026"
+
+
+@pytest.fixture
+def office(app, portal_db, ctx, controller, now):
+    """The dashboard on the test database, an admin, and a morning of usage."""
+    app.extensions["wifikota.dashboard"] = DashboardService(portal_db, ctx)
+    admins.add(portal_db, "rina", "viewer", PASSWORD, actor="test", now=now)
+    for i, (site, ap, ip) in enumerate(
+        [("jam-gadang", "jam-gadang-1", "10.20.3.30"), ("tmsbk", "tmsbk-1", "10.20.8.30")]
+    ):
+        login = sessions.LoginRequest(site, f"02:00:00:00:00:{i + 10:02x}", ip, ap_id=ap)
+        sessions.authorize(portal_db, controller.fw, ctx, login, now)
+    day = now.astimezone(ctx.tz).date()
+    stats.rebuild(portal_db, ctx, day - timedelta(days=1), day, now + timedelta(minutes=30))
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = "10.19.0.200"  # an office PC
+    return client
+
+
+def sign_in(client, name="rina", password=PASSWORD):
+    form = client.get("/dasbor/masuk", base_url=BASE)
+    return client.post(
+        "/dasbor/masuk",
+        data={"token": token_of(form.text), "nama": name, "sandi": password},
+        base_url=BASE,
+    )
+
+
+def test_a_stranger_is_sent_to_sign_in(office):
+    for path in ("/dasbor/", "/dasbor/ekspor.csv"):
+        answer = office.get(path, base_url=BASE)
+        assert answer.status_code == 303 and answer.headers["Location"] == "/dasbor/masuk"
+
+
+def test_a_wrong_password_is_refused_and_guessing_meets_the_limit(office):
+    answers = [sign_in(office, password=f"guess-{i}") for i in range(6)]
+    assert [a.status_code for a in answers] == [401] * 5 + [429]
+    assert "Nama atau kata sandi salah" in answers[0].text
+    assert sign_in(office, name="nobody").status_code == 429  # the address is limited too
+
+
+def test_signed_in_the_page_shows_the_mornings_figures(office, now, ctx, portal_db):
+    answer = sign_in(office)
+    assert answer.status_code == 303 and answer.headers["Location"] == "/dasbor/"
+    cookie = answer.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/dasbor" in cookie
+    day = now.astimezone(ctx.tz).date()
+    page = office.get(f"/dasbor/?dari={day}&sampai={day}", base_url=BASE)
+    assert page.status_code == 200
+    assert "<dt>Sesi</dt><dd>2</dd>" in page.text
+    assert "<dt>Perangkat unik</dt><dd>2 (2 baru)</dd>" in page.text
+    assert page.text.count("<svg") == 3 and "Jam Gadang" in page.text
+    assert PHONE_MAC not in page.text and "02:00:00:00:00" not in page.text  # no MACs
+    with portal_db.reading() as s:
+        assert s.scalars(select(AuditEvent.action).where(AuditEvent.actor == "web:rina")).all() == [
+            "login"
+        ]
+
+
+def test_one_place_and_the_csv_of_the_same_days(office, now, ctx):
+    sign_in(office)
+    day = now.astimezone(ctx.tz).date()
+    query = f"dari={day - timedelta(days=1)}&sampai={day}&tempat=tmsbk"
+    page = office.get(f"/dasbor/?{query}", base_url=BASE)
+    assert "<dt>Sesi</dt><dd>1</dd>" in page.text
+    export = office.get(f"/dasbor/ekspor.csv?{query}", base_url=BASE)
+    assert export.mimetype == "text/csv"
+    rows = list(csv.reader(io.StringIO(export.text.lstrip("\ufeff"))))
+    assert rows[0] == ["date", "sessions", "unique_devices", "bytes_down", "bytes_up", "app_clicks"]
+    assert [r[0] for r in rows[1:]] == [str(day - timedelta(days=1)), str(day)]
+    assert [r[1] for r in rows[1:]] == ["0", "1"]
+
+
+def test_a_bad_range_or_place_gets_a_clear_page(office):
+    sign_in(office)
+    for query in ("dari=2026-13-01", "dari=2026-11-10&sampai=2026-11-01", "tempat=nowhere",
+                  "dari=2000-01-01&sampai=2026-11-01"):  # fmt: skip
+        answer = office.get(f"/dasbor/?{query}", base_url=BASE)
+        assert answer.status_code == 400, query
+        assert "Traceback" not in answer.text
+
+
+def test_signing_out_needs_the_form_and_ends_the_session(office):
+    sign_in(office)
+    assert office.post("/dasbor/keluar", base_url=BASE).status_code == 400  # no form token
+    page = office.get("/dasbor/", base_url=BASE)
+    office.post("/dasbor/keluar", data={"token": token_of(page.text)}, base_url=BASE)
+    assert office.get("/dasbor/", base_url=BASE).status_code == 303
+
+
+def test_the_dashboard_speaks_english_too(office):
+    sign_in(office)
+    assert "<dt>Sessions</dt>" in office.get("/dasbor/?lang=en", base_url=BASE).text
