@@ -70,3 +70,38 @@ def heatmap(grid: Sequence[Sequence[int]], rows: Sequence[str], title: str) -> M
             )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def site_map(points: Sequence[tuple[str, float, float, int, str]], title: str) -> Markup:
+    """The sites at their coordinates: (label, lat, lon, clients online, state), a circle
+    each, larger with more clients; red where an AP is down, grey where none is checked."""
+    width, height, pad = 900, 420, 60
+    if not points:
+        return Markup("")
+    lats = [p[1] for p in points]
+    lons = [p[2] for p in points]
+    span_lat = (max(lats) - min(lats)) or 0.01
+    span_lon = (max(lons) - min(lons)) or 0.01
+    scale = min((width - 2 * pad) / span_lon, (height - 2 * pad) / span_lat)
+    colour = {"down": "#b00020", "unknown": "#888888", "degraded": "#b37400"}
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-label="{escape(title)}" class="chart">',
+        f"<title>{escape(title)}</title>",
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#eef2f6"/>',
+    ]
+    top = max((p[3] for p in points), default=0) or 1
+    for label, lat, lon, online, state in points:
+        x = round(pad + (lon - min(lons)) * scale, 1)
+        y = round(height - pad - (lat - min(lats)) * scale, 1)
+        r = round(6 + 18 * (online / top) ** 0.5, 1)
+        parts.append(
+            f'<circle cx="{x}" cy="{y}" r="{r}" fill="{colour.get(state, BLUE)}" '
+            f'fill-opacity="0.8"><title>{escape(label)}: {online:,}</title></circle>'
+        )
+        parts.append(
+            f'<text x="{x + r + 4}" y="{y + 4}" font-size="13" fill="#111">'
+            f"{escape(label)} ({online:,})</text>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -15,12 +15,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, current_app, redirect, request, session
-from flask_babel import format_decimal
+from flask_babel import format_decimal, format_percent
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response as Reply
 
 from controller.config import CityConfig
-from controller.dashboard import DashboardService, Report
+from controller.dashboard import DashboardService, Report, SiteNow
 
 from . import charts
 from .pages import client_ip, problem, render
@@ -39,6 +39,12 @@ def service() -> DashboardService:
         found = DashboardService.for_config(config)
         current_app.extensions["wifikota.dashboard"] = found
     return found
+
+
+def clock() -> datetime:
+    """Now (a test can set ``app.extensions["wifikota.clock"]``)."""
+    now: datetime = current_app.extensions.get("wifikota.clock", lambda: datetime.now(UTC))()
+    return now
 
 
 def admin() -> dict[str, Any] | None:
@@ -67,7 +73,7 @@ def login() -> Reply:
     limits = current_app.extensions["wifikota.signin_limit"]
     if not (limits.allow("ip " + client_ip()) and limits.allow("name " + name)):
         return problem("too-many")
-    who = service().authenticate(name, password, datetime.now(UTC)) if name else None
+    who = service().authenticate(name, password, clock()) if name else None
     if who is None:
         return render("dashboard_login.html", 401, notice="wrong")
     session.clear()
@@ -85,7 +91,7 @@ def logout() -> Reply:
 def _range() -> tuple[date, date, tuple[str, ...] | None] | None:
     """The days and places asked for (default: the last 30 days, every place)."""
     svc = service()
-    today = datetime.now(svc.ctx.tz).date()
+    today = clock().astimezone(svc.ctx.tz).date()
     try:
         until = date.fromisoformat(request.args.get("sampai") or today.isoformat())
         since = date.fromisoformat(
@@ -129,19 +135,80 @@ def usage() -> Response:
     )
 
 
-@bp.get("/ekspor.csv")
-def export() -> Response:
-    """The day-by-day table of the page, as CSV (UTF-8, for spreadsheets)."""
+def _site_state(site: SiteNow) -> str:
+    states = {ap.state for ap in site.aps}
+    for state in ("down", "degraded", "up"):
+        if state in states:
+            return state
+    return "unknown"
+
+
+@bp.get("/sekarang")
+def now_page() -> Response:
+    """Now: clients online per place, each AP's last known state, today so far, a map."""
+    view = service().now(clock())
+    points = [(s.name, s.lat, s.lon, s.online, _site_state(s)) for s in view.sites]
+    return render(
+        "dashboard_now.html",
+        view=view,
+        who=admin(),
+        site_map=charts.site_map(points, _("Peta tempat")),
+        number=lambda n: format_decimal(n),
+    )
+
+
+@bp.get("/aplikasi")
+def city_app_page() -> Response:
+    """Click-throughs into the city app per place and day, and as a share of sessions."""
     report = _report()
     if report is None:
         return problem("bad-request")
+    labels = [d.day.strftime("%d/%m") for d in report.days]
+    return render(
+        "dashboard_app.html",
+        report=report,
+        who=admin(),
+        site=(report.sites or ("",))[0],
+        clicks_chart=charts.bars(
+            [d.clicks for d in report.days], labels, _("Klik ke aplikasi kota per hari")
+        ),
+        number=lambda n: format_decimal(n),
+        share=lambda clicks, sessions: format_percent(clicks / sessions if sessions else 0),
+    )
+
+
+TABLES = {
+    "harian": ["date", "sessions", "unique_devices", "bytes_down", "bytes_up", "app_clicks"],
+    "tempat": ["site", "name", "sessions", "unique_devices", "bytes_down", "bytes_up",
+               "session_seconds", "app_clicks"],
+    "jam": ["weekday", *(f"h{h:02d}" for h in range(24))],
+}  # fmt: skip
+
+
+@bp.get("/ekspor.csv")
+def export() -> Response:
+    """A table of the pages, as CSV (UTF-8 with BOM, for spreadsheets): ``tabel=harian``
+    (per day, the default), ``tempat`` (per place) or ``jam`` (weekday x hour)."""
+    report = _report()
+    table = request.args.get("tabel", "harian")
+    if report is None or table not in TABLES:
+        return problem("bad-request")
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["date", "sessions", "unique_devices", "bytes_down", "bytes_up", "app_clicks"])
-    for d in report.days:
-        writer.writerow([d.day.isoformat(), d.sessions, d.devices, d.bytes_down, d.bytes_up,
-                         d.clicks])  # fmt: skip
-    name = f"wifikota-{report.since}-{report.until}.csv"
+    writer.writerow(TABLES[table])
+    if table == "harian":
+        for d in report.days:
+            writer.writerow([d.day.isoformat(), d.sessions, d.devices, d.bytes_down, d.bytes_up,
+                             d.clicks])  # fmt: skip
+    elif table == "tempat":
+        for r in report.ranking:
+            writer.writerow([r.site_id, r.name, r.sessions, r.devices, r.bytes_down, r.bytes_up,
+                             r.session_seconds, r.clicks])  # fmt: skip
+    else:
+        names = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+        for name, row in zip(names, report.heatmap, strict=True):
+            writer.writerow([name, *row])
+    name = f"wifikota-{table}-{report.since}-{report.until}.csv"
     return Response(
         "\ufeff" + out.getvalue(),
         mimetype="text/csv",

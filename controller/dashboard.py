@@ -17,7 +17,7 @@ from .admins import AdminInfo, check_password, hash_password
 from .config import CityConfig
 from .context import Ctx
 from .db import Database, resolve_url
-from .models import AdminUser, DailySiteStat, DeviceDay, HourlySiteStat
+from .models import AdminUser, ApEvent, DailySiteStat, DeviceDay, HourlySiteStat, Session
 
 _DUMMY_HASH = hash_password("no such admin, same work")  # unknown names cost as much time
 
@@ -55,6 +55,36 @@ class Report:
     ranking: tuple[SiteRow, ...]  # busiest first
 
 
+@dataclass(frozen=True)
+class ApNow:
+    ap_id: str
+    name: str
+    state: str  # up | degraded | down | unknown (never checked)
+    since: datetime | None
+
+
+@dataclass(frozen=True)
+class SiteNow:
+    site_id: str
+    name: str
+    lat: float
+    lon: float
+    mode: str
+    online: int
+    aps: tuple[ApNow, ...]
+
+
+@dataclass(frozen=True)
+class NowView:
+    at: datetime
+    today: stats.Usage
+    sites: tuple[SiteNow, ...]
+
+    @property
+    def online(self) -> int:
+        return sum(s.online for s in self.sites)
+
+
 class DashboardService:
     def __init__(self, db: Database, ctx: Ctx) -> None:
         self.db, self.ctx = db, ctx
@@ -78,6 +108,52 @@ class DashboardService:
             audit.record(uow, f"web:{row.name}", "login", None, {}, now)
             uow.commit()
             return AdminInfo(row.id, row.name, row.role, row.created_at, row.disabled_at)
+
+    def now(self, at: datetime) -> NowView:
+        """Clients online per site (open sessions), each AP's last known state, and today's
+        figures from the rollups."""
+        config = self.ctx.config
+        today = rules.local_day(at, self.ctx.tz)
+        with self.db.uow() as uow:
+            online = {
+                site: n
+                for site, n in uow.session.execute(
+                    select(Session.site_id, func.count())
+                    .where(Session.ended_at.is_(None), Session.expires_at > at)
+                    .group_by(Session.site_id)
+                )
+            }
+            last = (
+                select(ApEvent.ap_id, func.max(ApEvent.at).label("at"))
+                .where(ApEvent.at <= at)
+                .group_by(ApEvent.ap_id)
+                .subquery()
+            )
+            states = {
+                ap: (state, when)
+                for ap, state, when in uow.session.execute(
+                    select(ApEvent.ap_id, ApEvent.state, ApEvent.at).join(
+                        last, (last.c.ap_id == ApEvent.ap_id) & (last.c.at == ApEvent.at)
+                    )
+                )
+            }
+            usage = stats.usage(uow, self.ctx, today, today)
+        sites = tuple(
+            SiteNow(
+                site_id,
+                site.name,
+                site.location.lat,
+                site.location.lon,
+                site.mode,
+                int(online.get(site_id, 0)),
+                tuple(
+                    ApNow(ap.id, ap.name, *states.get(ap.id, ("unknown", None)))
+                    for ap in config.aps_at(site_id)
+                ),
+            )
+            for site_id, site in config.sites.items()
+        )
+        return NowView(at, usage, sites)
 
     def report(self, since: date, until: date, sites: tuple[str, ...] | None) -> Report:
         tz = self.ctx.tz

@@ -19,9 +19,11 @@ PASSWORD = "kota-wisata-2026"
 
 
 @pytest.fixture
-def office(app, portal_db, ctx, controller, now):
-    """The dashboard on the test database, an admin, and a morning of usage."""
+def office(app, portal_db, ctx, controller, now, clock):
+    """The dashboard on the test database and the test's clock, an admin, and a morning of
+    usage."""
     app.extensions["wifikota.dashboard"] = DashboardService(portal_db, ctx)
+    app.extensions["wifikota.clock"] = clock
     admins.add(portal_db, "rina", "viewer", PASSWORD, actor="test", now=now)
     for i, (site, ap, ip) in enumerate(
         [("jam-gadang", "jam-gadang-1", "10.20.3.30"), ("tmsbk", "tmsbk-1", "10.20.8.30")]
@@ -109,3 +111,30 @@ def test_signing_out_needs_the_form_and_ends_the_session(office):
 def test_the_dashboard_speaks_english_too(office):
     sign_in(office)
     assert "<dt>Sessions</dt>" in office.get("/dasbor/?lang=en", base_url=BASE).text
+
+
+def test_the_now_page_shows_who_is_online_where_and_the_map(office):
+    sign_in(office)
+    page = office.get("/dasbor/sekarang", base_url=BASE)
+    assert page.status_code == 200
+    assert "<dt>Tersambung sekarang</dt><dd>2</dd>" in page.text
+    assert page.text.count("<circle") == 8  # every place on the map
+    assert "belum dipantau" in page.text  # no AP has been checked in this database
+
+
+def test_the_city_app_page_and_every_table_as_csv(office, portal_db, ctx, now):
+    from controller import residents
+
+    residents.record_click(portal_db, ctx, "tmsbk", None, now)
+    day = now.astimezone(ctx.tz).date()
+    stats.rebuild(portal_db, ctx, day, day, now)
+    sign_in(office)
+    page = office.get(f"/dasbor/aplikasi?dari={day}&sampai={day}", base_url=BASE)
+    assert "<dt>Klik ke aplikasi kota</dt><dd>1</dd>" in page.text
+    assert "<dt>Dibanding sesi</dt><dd>50%</dd>" in page.text
+    for table, first in (("tempat", "site"), ("jam", "weekday"), ("harian", "date")):
+        export = office.get(f"/dasbor/ekspor.csv?tabel={table}&dari={day}", base_url=BASE)
+        rows = list(csv.reader(io.StringIO(export.text.lstrip("\ufeff"))))
+        assert rows[0][0] == first, table
+    assert len(rows) == 2  # one day: the header and its row
+    assert office.get("/dasbor/ekspor.csv?tabel=passwords", base_url=BASE).status_code == 400
