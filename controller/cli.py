@@ -18,7 +18,7 @@ from . import blocks, db, inventory, sessions
 from .cli_admin import admin_group, audit_cmd, voucher_group
 from .cli_controller import clients_cmd, controller_group, dnsmasq_group, firewall_group
 from .cli_radius import radius_group
-from .cli_stats import demo_data, stats_group
+from .cli_stats import demo_data, purge_cmd, stats_group
 from .cliapp import (
     DURATION,
     App,
@@ -355,6 +355,7 @@ cli.add_command(audit_cmd)
 cli.add_command(radius_group)
 cli.add_command(stats_group)
 cli.add_command(demo_data)
+cli.add_command(purge_cmd)
 
 
 def main() -> NoReturn:

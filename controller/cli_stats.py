@@ -103,3 +103,18 @@ def demo_data(app: App, days: int, seed: int, per_ap: int) -> None:
         f"{made['sessions']:,} sessions of {made['devices']:,} devices over {days} days, "
         f"{made['clicks']:,} city-app clicks, {made['outages']} AP outages",
     )
+
+
+@click.command("purge")
+@json_option
+@pass_app
+def purge_cmd(app: App) -> None:
+    """Remove raw identifiers older than retention_days (counts stay)."""
+    from .privacy import purge
+
+    done = purge(app.database(), app.ctx, now())
+    app.done(
+        done,
+        f"removed the MAC of {done.session_macs} sessions and {done.phone_codes} phone codes "
+        f"from before {done.before:%Y-%m-%d %H:%M}",
+    )

@@ -12,12 +12,12 @@ import os
 import signal
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Protocol
 
-from . import dnsmasq, inventory, phone, residents, sessions, stats
+from . import dnsmasq, inventory, phone, privacy, residents, sessions, stats
 from .config import AccessPoint, CityConfig
 from .context import Ctx
 from .db import Database
@@ -65,6 +65,7 @@ class Controller:
         self.leases = leases or dnsmasq.default_paths()[1]
         self._lock = threading.RLock()  # reload swaps ctx; requests see one or the other
         self.stats_since: datetime | None = None  # the rollups are current up to here
+        self.purged_on: date | None = None  # the local day raw identifiers were last purged
 
     @property
     def spec(self) -> RulesetSpec:
@@ -97,6 +98,13 @@ class Controller:
         since = self.stats_since or now - timedelta(days=1)
         stats.refresh(self.db, self.ctx, since, now)
         self.stats_since = now
+        today = now.astimezone(self.ctx.tz).date()
+        if self.purged_on != today:  # once a day
+            done = privacy.purge(self.db, self.ctx, now)
+            self.purged_on = today
+            log.info(
+                "purged %d session MACs and %d phone codes", done.session_macs, done.phone_codes
+            )
 
     def reconcile(self, now: datetime) -> int:
         """Make the firewall match the database; returns how many changes it took."""

@@ -1,0 +1,36 @@
+"""Raw identifiers go after retention_days; the counts stay."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from controller import privacy, sessions, stats
+from controller.models import Session
+from controller.sessions import LoginRequest
+
+PHONE = "3c:5a:b4:12:34:56"
+
+
+def test_old_sessions_lose_their_mac_and_keep_their_counts(database, fw, ctx, now):
+    old = now - timedelta(days=ctx.config.retention_days + 1)
+    first = sessions.authorize(
+        database, fw, ctx, LoginRequest("jam-gadang", PHONE, "10.20.3.20"), old
+    )
+    sessions.end_session(database, fw, ctx, str(first.session.id), sessions.EndReason.LOGOUT,
+                         old + timedelta(minutes=20))  # fmt: skip
+    sessions.authorize(database, fw, ctx, LoginRequest("jam-gadang", PHONE, "10.20.3.20"), now)
+    day = old.astimezone(ctx.tz).date()
+    stats.rebuild(database, ctx, day, day, now)
+
+    done = privacy.purge(database, ctx, now)
+    assert done.session_macs == 1
+    with database.reading() as s:
+        macs = dict(s.execute(select(Session.id, Session.mac)).all())
+        devices = s.scalar(select(func.count(func.distinct(Session.device_id))))
+    assert macs[first.session.id] is None and PHONE in macs.values()  # today's keeps it
+    assert devices == 1  # still one device: the HMAC stays
+    with database.uow() as uow:
+        assert stats.usage(uow, ctx, day, day).sessions == 1
+    assert privacy.purge(database, ctx, now).session_macs == 0  # nothing twice
