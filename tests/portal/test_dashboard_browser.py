@@ -1,0 +1,116 @@
+"""The dashboard in headless Chromium: sign in, open each page, change the range, follow a
+CSV link; screenshots kept in ``$WIFIKOTA_ARTIFACTS/dashboard-browser``. The portal runs
+in this process on loopback (werkzeug), on the test database."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from controller import admins, sessions, stats
+from controller.dashboard import DashboardService
+from tests.conftest import ROOT
+
+ARTIFACTS = Path(os.environ.get("WIFIKOTA_ARTIFACTS", ROOT / "var" / "test-artifacts"))
+PASSWORD = "kota-wisata-2026"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("chromedriver") is None or shutil.which("chromium") is None,
+    reason="needs chromium and chromium-driver",
+)
+
+
+@pytest.fixture
+def served(app, portal_db, ctx, controller, clock, now):
+    app.extensions["wifikota.dashboard"] = DashboardService(portal_db, ctx)
+    app.extensions["wifikota.clock"] = clock
+    admins.add(portal_db, "rina", "viewer", PASSWORD, actor="test", now=now)
+    for i, (site, ap, ip) in enumerate(
+        [("jam-gadang", "jam-gadang-1", "10.20.3.30"), ("tmsbk", "tmsbk-1", "10.20.8.30")]
+    ):
+        login = sessions.LoginRequest(site, f"02:00:00:00:00:{i + 10:02x}", ip, ap_id=ap)
+        sessions.authorize(portal_db, controller.fw, ctx, login, now)
+    day = now.astimezone(ctx.tz).date()
+    stats.rebuild(portal_db, ctx, day - timedelta(days=6), day, now + timedelta(minutes=30))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", day
+    server.shutdown()
+    thread.join(10)
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--no-first-run", "--window-size=1100,1600", "--lang=id"):  # fmt: skip
+        options.add_argument(arg)
+    options.add_experimental_option("prefs", {"intl.accept_languages": "id"})
+    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    driver.set_page_load_timeout(20)
+    yield driver
+    driver.quit()
+
+
+def test_leadership_signs_in_and_reads_every_page(served, browser, monkeypatch):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 20)
+
+    def follow(element) -> None:
+        """Click, and wait until the next page has replaced this one."""
+        page = browser.find_element(By.TAG_NAME, "html")
+        element.click()
+        wait.until(seen.staleness_of(page))
+        wait.until(seen.presence_of_element_located((By.TAG_NAME, "footer")))
+
+    base, day = served
+    shots = ARTIFACTS / "dashboard-browser"
+    shutil.rmtree(shots, ignore_errors=True)
+    shots.mkdir(parents=True)
+    # the browser comes from loopback; the portal's pages are answered on any host here
+    monkeypatch.setattr("captive.probes.is_portal_host", lambda: True)
+
+    browser.get(f"{base}/dasbor/")
+    assert browser.current_url.endswith("/dasbor/masuk")
+    browser.find_element(By.ID, "nama").send_keys("rina")
+    browser.find_element(By.ID, "sandi").send_keys(PASSWORD)
+    browser.save_screenshot(str(shots / "sign-in.png"))
+    follow(browser.find_element(By.CSS_SELECTOR, "button.primary"))
+    assert browser.current_url.endswith("/dasbor/")
+    assert browser.find_element(By.TAG_NAME, "h2").text.startswith("Pemakaian")
+
+    start = browser.find_element(By.ID, "dari")
+    browser.execute_script("arguments[0].value = arguments[1]", start, str(day))
+    follow(browser.find_element(By.CSS_SELECTOR, "form.filters button"))
+    assert f"dari={day}" in browser.current_url
+    figures = browser.find_element(By.CSS_SELECTOR, "dl.figures").text
+    assert "Sesi\n2" in figures
+    browser.save_screenshot(str(shots / "usage.png"))
+
+    link = browser.find_element(By.PARTIAL_LINK_TEXT, "per tempat").get_attribute("href")
+    assert "/dasbor/ekspor.csv?tabel=tempat" in link
+
+    follow(browser.find_element(By.LINK_TEXT, "Sekarang"))
+    assert "Tersambung sekarang\n2" in browser.find_element(By.CSS_SELECTOR, "dl").text
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg circle")) == 8
+    browser.save_screenshot(str(shots / "now.png"))
+
+    follow(browser.find_element(By.LINK_TEXT, "Aplikasi kota"))
+    assert browser.find_element(By.TAG_NAME, "h2").text.startswith("Aplikasi kota")
+    browser.save_screenshot(str(shots / "city-app.png"))
+    for name in ("sign-in", "usage", "now", "city-app"):
+        assert (shots / f"{name}.png").stat().st_size > 5000
