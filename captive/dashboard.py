@@ -29,7 +29,7 @@ bp = Blueprint("dashboard", __name__, url_prefix="/dasbor")
 
 SIGNED_IN_FOR = 8 * 3600  # seconds
 MAX_DAYS = 3660
-OPEN = ("dashboard.login_form", "dashboard.login")
+OPEN = ("dashboard.login_form", "dashboard.login", "dashboard.public_status")
 
 
 def service() -> DashboardService:
@@ -155,6 +155,25 @@ def now_page() -> Response:
         site_map=charts.site_map(points, _("Peta tempat")),
         number=lambda n: format_decimal(n),
     )
+
+
+def busyness(online: int, aps: int) -> str:
+    """How busy a place is, in words residents read: not a count of anyone."""
+    per_ap = online / max(1, aps)
+    if per_ap < 5:
+        return "quiet"
+    return "busy" if per_ap >= 25 else "moderate"
+
+
+@bp.get("/status")
+def public_status() -> Response:
+    """For residents and the city's website, no sign-in: each place up or down and how
+    busy, in words. No identifiers, no counts of people."""
+    view = service().now(clock())
+    places = [(s.name, _site_state(s), busyness(s.online, len(s.aps))) for s in view.sites]
+    response = render("status_public.html", places=places)
+    response.headers["Cache-Control"] = "public, max-age=60"
+    return response
 
 
 @bp.get("/aplikasi")

@@ -138,3 +138,12 @@ def test_the_city_app_page_and_every_table_as_csv(office, portal_db, ctx, now):
         assert rows[0][0] == first, table
     assert len(rows) == 2  # one day: the header and its row
     assert office.get("/dasbor/ekspor.csv?tabel=passwords", base_url=BASE).status_code == 400
+
+
+def test_the_public_status_page_needs_no_sign_in_and_shows_no_one(office):
+    page = office.get("/dasbor/status", base_url=BASE)
+    assert page.status_code == 200
+    assert "Jam Gadang" in page.text and "sepi" in page.text
+    assert "belum dipantau" in page.text
+    assert "10.20." not in page.text and "02:00:00" not in page.text
+    assert "public" in page.headers["Cache-Control"]
