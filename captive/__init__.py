@@ -99,6 +99,8 @@ def create_app(
 
     @app.before_request
     def guard() -> Reply | None:
+        if request.path == "/metrics":  # scraped by address or name: never a captured page
+            return None
         captured = probes.captured()
         if captured is not None:
             return captured
@@ -139,4 +141,5 @@ def create_app(
     app.register_blueprint(api.bp)
     app.register_blueprint(uam.bp)
     app.register_blueprint(dashboard.bp)
+    app.add_url_rule("/metrics", "metrics", dashboard.metrics)
     return app

@@ -8,7 +8,9 @@ name. Nothing here shows a MAC or a phone number.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hmac
 import io
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -155,6 +157,27 @@ def now_page() -> Response:
         site_map=charts.site_map(points, _("Peta tempat")),
         number=lambda n: format_decimal(n),
     )
+
+
+def metrics() -> Response:
+    """Prometheus metrics: for the gateway itself (loopback), or with the token of
+    ``portal.metrics_token`` as ``Authorization: Bearer``. Anyone else gets 404."""
+    from ipaddress import ip_address
+
+    from controller.metrics import CONTENT_TYPE, render
+
+    config: CityConfig = current_app.extensions["wifikota.config"]
+    allowed = False
+    with contextlib.suppress(ValueError):
+        allowed = ip_address(client_ip()).is_loopback
+    given = request.headers.get("Authorization", "")
+    if not allowed and config.portal.metrics_token is not None and given.startswith("Bearer "):
+        token = config.portal.metrics_token.resolve()
+        allowed = hmac.compare_digest(given[7:].encode(), token)
+    if not allowed:
+        return Response("not found\n", 404, mimetype="text/plain")
+    svc = service()
+    return Response(render(svc.db, svc.ctx, clock()), mimetype=None, content_type=CONTENT_TYPE)
 
 
 def busyness(online: int, aps: int) -> str:

@@ -152,6 +152,8 @@ class Portal(_Model):
     tls_port: Annotated[int, in_range(1, 65535)] | None = None
     api_url: HttpsUrl | None = None  # RFC 8908 API, announced by DHCP option 114 (RFC 8910)
     terms_version: str = Field(min_length=1, max_length=32)
+    # who may read /metrics besides the gateway itself (Authorization: Bearer <token>)
+    metrics_token: SecretRef | None = None
 
 
 class CityApp(_Model):
@@ -338,6 +340,8 @@ class CityConfig(_Model):
                 yield f"radius client {client.name} uam_secret", client.uam_secret
         if self.sms.token is not None:
             yield "sms token", self.sms.token
+        if self.portal.metrics_token is not None:
+            yield "metrics token", self.portal.metrics_token
 
 
 # ---------------------------------------------------------------------------- loading
@@ -436,6 +440,10 @@ def _with_positions(config: CityConfig, doc: yamlsource.Document, source: str) -
         return c.model_copy(update=update)
 
     clients = tuple(client(i, c) for i, c in enumerate(config.radius.clients))
+    portal = config.portal
+    if portal.metrics_token is not None:
+        token = tagged(portal.metrics_token, ("portal", "metrics_token"))
+        portal = portal.model_copy(update={"metrics_token": token})
     sms = config.sms
     if sms.token is not None:
         sms = sms.model_copy(update={"token": tagged(sms.token, ("sms", "token"))})
@@ -444,6 +452,7 @@ def _with_positions(config: CityConfig, doc: yamlsource.Document, source: str) -
             "device_hash_secret": tagged(config.device_hash_secret, ("device_hash_secret",)),
             "radius": config.radius.model_copy(update={"clients": clients}),
             "sms": sms,
+            "portal": portal,
             "source": source,
         }
     )

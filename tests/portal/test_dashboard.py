@@ -147,3 +147,30 @@ def test_the_public_status_page_needs_no_sign_in_and_shows_no_one(office):
     assert "belum dipantau" in page.text
     assert "10.20." not in page.text and "02:00:00" not in page.text
     assert "public" in page.headers["Cache-Control"]
+
+
+def test_metrics_for_the_gateway_itself_or_with_the_token(app, office, monkeypatch):
+    from controller.config import SecretRef
+
+    local = app.test_client()
+    local.environ_base["REMOTE_ADDR"] = "127.0.0.1"
+    scrape = local.get("/metrics", base_url="http://10.20.0.1")  # by address: not captured
+    assert scrape.status_code == 200
+    assert scrape.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert 'wifikota_clients_online{site="jam-gadang"} 1.0' in scrape.text
+    assert 'wifikota_sessions_started_total{site="tmsbk"} 1.0' in scrape.text
+    assert 'wifikota_logins_today{method="click",site="jam-gadang"} 1.0' in scrape.text
+
+    assert office.get("/metrics", base_url=BASE).status_code == 404  # from the office: no
+    config = app.extensions["wifikota.config"]
+    portal = config.portal.model_copy(
+        update={"metrics_token": SecretRef(env="WIFIKOTA_METRICS_TOKEN")}
+    )
+    app.extensions["wifikota.config"] = config.model_copy(update={"portal": portal})
+    monkeypatch.setenv("WIFIKOTA_METRICS_TOKEN", "grafana-reads-this-0123")
+    wrong = office.get("/metrics", headers={"Authorization": "Bearer nope"}, base_url=BASE)
+    assert wrong.status_code == 404
+    right = office.get(
+        "/metrics", headers={"Authorization": "Bearer grafana-reads-this-0123"}, base_url=BASE
+    )
+    assert right.status_code == 200 and "wifikota_bytes_total" in right.text
