@@ -1,0 +1,175 @@
+"""Dashboard benchmark: each page's server time over a year of demo data for the whole
+city, on SQLite and on PostgreSQL, and the rollups against the raw sessions table.
+
+For each database: an empty database is filled with ``wifikota demo-data`` (365 days, 900
+sessions per AP and ordinary day: about 5 million sessions), then each dashboard page is
+requested through the Flask app in this process (signed in) ``--runs`` times: the median
+and the slowest are the server's whole time for the page. Beside it, the usage page's
+figures for the year computed straight from ``sessions`` (what the page would cost without
+rollups), as a ratio.
+
+Usage: python bench/dashboard.py [--db sqlite,postgresql] [--days 365] [--per-ap 900] [--runs 15]
+PostgreSQL: WIFIKOTA_TEST_POSTGRES (or scripts/ensure-postgres) names the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
+
+from captive import create_app
+from controller import admins, db, demodata, inventory, rules
+from controller.config import load
+from controller.context import Ctx
+from controller.dashboard import DashboardService
+from controller.models import Session
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = b"bench-dashboard-secret-0123456789"
+BASE = "http://wifi.bukittinggikota.go.id"
+
+
+def postgres_url() -> str:
+    admin = (
+        os.environ.get("WIFIKOTA_TEST_POSTGRES")
+        or subprocess.run(
+            [str(ROOT / "scripts" / "ensure-postgres")], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
+    name = f"wifikota_bench_{uuid.uuid4().hex[:8]}"
+    engine = db.make_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return make_url(admin).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres(url: str) -> None:
+    parsed = make_url(url)
+    engine = db.make_engine(parsed.set(database="postgres").render_as_string(False),
+                            isolation_level="AUTOCOMMIT")  # fmt: skip
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def timed(fn, runs: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(median, slowest) milliseconds of ``runs`` calls, after one warm-up."""
+    fn()
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - began) * 1000)
+    return statistics.median(times), max(times)
+
+
+def run(kind: str, url: str, args: argparse.Namespace) -> dict:
+    config = load(ROOT / "sites.yaml")
+    os.environ["WIFIKOTA_DEVICE_HASH_SECRET"] = SECRET.decode()
+    ctx = Ctx.from_config(config)
+    db.upgrade(url)
+    database = db.Database.connect(url)
+    now = datetime.now(UTC)
+    inventory.sync(database, config, now)
+    today = rules.local_day(now, ctx.tz)
+    began = time.perf_counter()
+    made = demodata.generate(database, ctx, days=args.days, seed=1, per_ap=args.per_ap,
+                             end=today, now=now)  # fmt: skip
+    fill_s = time.perf_counter() - began
+    admins.add(database, "bench", "viewer", "bench-password-1", actor="bench", now=now)
+
+    app = create_app(config, secret=SECRET)
+    app.extensions["wifikota.dashboard"] = DashboardService(database, ctx)
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = "10.19.0.200"
+    form = client.get("/dasbor/masuk", base_url=BASE).text
+    token = re.search(r'name="token" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+    client.post("/dasbor/masuk", data={"token": token, "nama": "bench",
+                                       "sandi": "bench-password-1"}, base_url=BASE)  # fmt: skip
+    year = f"dari={today - timedelta(days=args.days - 1)}&sampai={today}"
+    pages = {
+        "Sekarang (now)": "/dasbor/sekarang",
+        "Pemakaian, 30 days": "/dasbor/",
+        "Pemakaian, the whole range": f"/dasbor/?{year}",
+        "Pemakaian, one place, whole range": f"/dasbor/?{year}&tempat=jam-gadang",
+        "Aplikasi kota, whole range": f"/dasbor/aplikasi?{year}",
+        "CSV per day, whole range": f"/dasbor/ekspor.csv?{year}",
+        "Status (public)": "/dasbor/status",
+    }
+    results: dict[str, tuple[float, float]] = {}
+    for name, path in pages.items():
+
+        def get(path: str = path) -> None:
+            answer = client.get(path, base_url=BASE)
+            assert answer.status_code == 200, (path, answer.status_code)
+
+        results[name] = timed(get, args.runs)
+
+    lo = rules.day_bounds(today - timedelta(days=args.days - 1), ctx.tz)[0]
+
+    def raw() -> None:
+        with database.uow() as uow:
+            uow.session.execute(
+                select(func.count(), func.count(func.distinct(Session.device_id)),
+                       func.sum(Session.bytes_up), func.sum(Session.bytes_down))
+                .where(Session.started_at >= lo)
+            ).one()  # fmt: skip
+
+    raw_ms = timed(raw, max(3, args.runs // 3))
+    database.dispose()
+    return {"kind": kind, "made": made, "fill_s": fill_s, "pages": results, "raw": raw_ms}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--per-ap", type=int, default=900)
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    out = []
+    for kind in args.db.split(","):
+        if kind == "sqlite":
+            tmp = Path(tempfile.mkdtemp(prefix="wifikota-dash-bench-"))
+            out.append(run(kind, f"sqlite:///{tmp / 'wifikota.db'}", args))
+            for f in tmp.iterdir():
+                f.unlink()
+            tmp.rmdir()
+        else:
+            url = postgres_url()
+            try:
+                out.append(run(kind, url, args))
+            finally:
+                drop_postgres(url)
+    print(f"# Dashboard benchmark ({args.days} days of demo data, {args.runs} requests a page)\n")
+    for r in out:
+        m = r["made"]
+        print(f"## {r['kind']}: {m['sessions']:,} sessions, {m['devices']:,} devices, "
+              f"filled in {r['fill_s']:.0f} s\n")  # fmt: skip
+        print("| page | median (ms) | slowest (ms) |")
+        print("|---|---:|---:|")
+        for name, (med, worst) in r["pages"].items():
+            print(f"| {name} | {med:.0f} | {worst:.0f} |")
+        whole = r["pages"]["Pemakaian, the whole range"][0]
+        print(f"\nThe usage figures for the whole range straight from `sessions`: "
+              f"{r['raw'][0]:.0f} ms (median), {r['raw'][0] / whole:.1f}x the whole usage page "
+              "from the rollups.\n")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
