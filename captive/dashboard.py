@@ -23,9 +23,10 @@ from werkzeug.wrappers import Response as Reply
 
 from controller.config import CityConfig
 from controller.dashboard import DashboardService, Report, SiteNow
+from controller.errors import DomainError, Unavailable
 
 from . import charts
-from .pages import client_ip, problem, render
+from .pages import client_ip, gateway, problem, render
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dasbor")
 
@@ -178,6 +179,104 @@ def metrics() -> Response:
         return Response("not found\n", 404, mimetype="text/plain")
     svc = service()
     return Response(render(svc.db, svc.ctx, clock()), mimetype=None, content_type=CONTENT_TYPE)
+
+
+# ---------------------------------------------------------------------- admins only
+
+
+def _admin_only() -> Response | None:
+    who = admin()
+    return None if who is not None and who.get("role") == "admin" else problem("forbidden")
+
+
+def _manage_page(code: int = 200, **notice: Any) -> Response:
+    svc = service()
+    return render(
+        "dashboard_manage.html",
+        code,
+        who=admin(),
+        open_sessions=svc.open_sessions(),
+        entries=svc.audit_log(50),
+        sites=[(sid, s.name) for sid, s in svc.ctx.config.sites.items()],
+        **notice,
+    )
+
+
+@bp.get("/kelola")
+def manage() -> Response:
+    """Admins: who is online (with MACs), kick, block, vouchers, the audit log."""
+    return _admin_only() or _manage_page()
+
+
+def _actor() -> str:
+    who = admin() or {}
+    return f"web:{who.get('name', '?')}"
+
+
+def _number(name: str, low: int, high: int) -> int | None:
+    text = request.form.get(name, "").strip()
+    if not text.isdigit() or not low <= int(text) <= high:
+        return None
+    return int(text)
+
+
+@bp.post("/kelola/putus")
+def kick() -> Response:
+    refused = _admin_only()
+    if refused is not None:
+        return refused
+    target = request.form.get("sesi", "").strip()
+    if not target.isdigit() or len(target) > 12:
+        return _manage_page(400, notice="bad-input")
+    try:
+        answer = gateway().ask(
+            {"op": "deauthorize", "target": target, "reason": "kicked", "actor": _actor()}
+        )
+    except Unavailable:
+        return _manage_page(503, notice="unavailable")
+    if not answer.get("ok"):
+        return _manage_page(400, notice="failed", why=str(answer.get("message", "")))
+    return _manage_page(notice="kicked", target=target)
+
+
+@bp.post("/kelola/blokir")
+def block() -> Response:
+    refused = _admin_only()
+    if refused is not None:
+        return refused
+    hours = _number("jam", 0, 24 * 365) if request.form.get("jam") else 0
+    if hours is None:
+        return _manage_page(400, notice="bad-input")
+    try:
+        tell = service().block(
+            request.form.get("mac", ""), request.form.get("alasan", ""), hours or None,
+            _actor(), clock(),
+        )  # fmt: skip
+    except DomainError as exc:
+        return _manage_page(400, notice="failed", why=str(exc))
+    if tell:
+        try:
+            gateway().ask({"op": "reconcile"})
+        except Unavailable:
+            return _manage_page(notice="blocked-later")
+    return _manage_page(notice="blocked")
+
+
+@bp.post("/kelola/voucher")
+def make_vouchers() -> Response:
+    refused = _admin_only()
+    if refused is not None:
+        return refused
+    count, hours = _number("jumlah", 1, 500), _number("jam", 1, 168)
+    site = request.form.get("tempat", "") or None
+    note = request.form.get("catatan", "").strip()[:200] or None
+    if count is None or hours is None:
+        return _manage_page(400, notice="bad-input")
+    try:
+        made = service().vouchers(count, hours, site, note, _actor(), clock())
+    except DomainError as exc:
+        return _manage_page(400, notice="failed", why=str(exc))
+    return _manage_page(notice="vouchers", codes=[v.code for v in made])
 
 
 def busyness(online: int, aps: int) -> str:

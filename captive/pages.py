@@ -139,6 +139,7 @@ PROBLEM_STATUS = {
     "too-many": 429,
     "too-large": 413,
     "not-found": 404,
+    "forbidden": 403,
 }
 
 

@@ -12,11 +12,12 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from . import audit, rules, stats
+from . import audit, blocks, rules, sessions, stats, vouchers
 from .admins import AdminInfo, check_password, hash_password
 from .config import CityConfig
 from .context import Ctx
 from .db import Database, resolve_url
+from .firewall.deferred import DeferredFirewall
 from .models import AdminUser, ApEvent, DailySiteStat, DeviceDay, HourlySiteStat, Session
 
 _DUMMY_HASH = hash_password("no such admin, same work")  # unknown names cost as much time
@@ -154,6 +155,34 @@ class DashboardService:
             for site_id, site in config.sites.items()
         )
         return NowView(at, usage, sites)
+
+    # ------------------------------------------------------------------ admin actions
+    # (the caller checks the role; every action is in the audit log as web:NAME)
+
+    def open_sessions(self, limit: int = 200) -> list[sessions.SessionInfo]:
+        with self.db.uow() as uow:
+            return sessions.list_sessions(uow, active=True, limit=limit)
+
+    def block(self, mac: str, reason: str, hours: int | None, actor: str, now: datetime) -> bool:
+        """Block a device; True when the firewall must be told (ask the controller to
+        reconcile). Raises BadRequest or Conflict."""
+        fw = DeferredFirewall()
+        until = now + timedelta(hours=hours) if hours else None
+        blocks.block(self.db, fw, self.ctx, mac, reason=reason, actor=actor, now=now, until=until)
+        return bool(fw.pending)
+
+    def vouchers(
+        self, count: int, hours: int, site: str | None, note: str | None, actor: str, now: datetime
+    ) -> list[vouchers.VoucherInfo]:
+        return vouchers.create(
+            self.db, self.ctx, count=count, duration_seconds=hours * 3600,
+            valid_for_seconds=7 * 86400, max_uses=1, site_id=site, note=note, actor=actor,
+            now=now,
+        )  # fmt: skip
+
+    def audit_log(self, limit: int = 100) -> list[audit.AuditEntry]:
+        with self.db.uow() as uow:
+            return audit.recent(uow, limit)
 
     def report(self, since: date, until: date, sites: tuple[str, ...] | None) -> Report:
         tz = self.ctx.tz

@@ -174,3 +174,48 @@ def test_metrics_for_the_gateway_itself_or_with_the_token(app, office, monkeypat
         "/metrics", headers={"Authorization": "Bearer grafana-reads-this-0123"}, base_url=BASE
     )
     assert right.status_code == 200 and "wifikota_bytes_total" in right.text
+
+
+def test_a_viewer_cannot_reach_admin_actions_or_macs(office):
+    sign_in(office)  # rina is a viewer
+    assert office.get("/dasbor/kelola", base_url=BASE).status_code == 403
+    page = office.get("/dasbor/", base_url=BASE)
+    assert "/dasbor/kelola" not in page.text
+    for path in ("/dasbor/kelola/putus", "/dasbor/kelola/blokir", "/dasbor/kelola/voucher"):
+        answer = office.post(path, data={"token": token_of(page.text), "sesi": "1"}, base_url=BASE)
+        assert answer.status_code == 403, path
+
+
+def test_an_admin_kicks_blocks_and_makes_vouchers_all_in_the_audit_log(office, portal_db, now, fw):
+    admins.add(portal_db, "budi", "admin", "kota-wisata-admin", actor="test", now=now)
+    sign_in(office, "budi", "kota-wisata-admin")
+    page = office.get("/dasbor/kelola", base_url=BASE)
+    assert page.status_code == 200 and "02:00:00:00:00:0a" in page.text  # admins see MACs
+    token = token_of(page.text)
+
+    with portal_db.reading() as s:
+        from controller.models import Session
+
+        first = s.scalars(select(Session.id).order_by(Session.id)).first()
+    kicked = office.post("/dasbor/kelola/putus", data={"token": token, "sesi": str(first)},
+                         base_url=BASE)  # fmt: skip
+    assert kicked.status_code == 200 and f"Sesi {first} diputus" in kicked.text
+    blocked = office.post(
+        "/dasbor/kelola/blokir",
+        data={"token": token, "mac": "02:00:00:00:00:0b", "alasan": "abuse", "jam": "24"},
+        base_url=BASE,
+    )
+    assert blocked.status_code == 200 and "Perangkat diblokir" in blocked.text
+    assert "02:00:00:00:00:0b" in fw.state(now).blocked  # put into force through the gateway
+    made = office.post(
+        "/dasbor/kelola/voucher",
+        data={"token": token, "jumlah": "3", "jam": "2", "tempat": "jam-gadang"},
+        base_url=BASE,
+    )
+    assert made.text.count("<code>") == 3
+    bad = office.post("/dasbor/kelola/voucher", data={"token": token, "jumlah": "9999", "jam": "2"},
+                      base_url=BASE)  # fmt: skip
+    assert bad.status_code == 400 and "Isian tidak dapat dibaca" in bad.text
+    with portal_db.reading() as s:
+        actions = s.scalars(select(AuditEvent.action).where(AuditEvent.actor == "web:budi")).all()
+    assert set(actions) == {"login", "kicked", "block", "voucher-create"}
