@@ -181,6 +181,34 @@ def metrics() -> Response:
     return Response(render(svc.db, svc.ctx, clock()), mimetype=None, content_type=CONTENT_TYPE)
 
 
+@bp.get("/bulanan")
+def monthly() -> Response:
+    """A month's report, made to print (the browser's "print to PDF"): ``bulan=YYYY-MM``,
+    by default the month before this one."""
+    today = clock().astimezone(service().ctx.tz).date()
+    asked = request.args.get("bulan", "")
+    try:
+        if asked:
+            year, month = (int(x) for x in asked.split("-"))
+            first = date(year, month, 1)
+        else:
+            first = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    except ValueError:
+        return problem("bad-request")
+    last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    report = service().report(first, last, None)
+    labels = [d.day.strftime("%d") for d in report.days]
+    return render(
+        "dashboard_month.html",
+        report=report,
+        who=admin(),
+        month=first,
+        sessions_chart=charts.bars([d.sessions for d in report.days], labels, _("Sesi per hari")),
+        number=lambda n: format_decimal(n),
+        share=lambda clicks, sessions: format_percent(clicks / sessions if sessions else 0),
+    )
+
+
 # ---------------------------------------------------------------------- admins only
 
 

@@ -219,3 +219,15 @@ def test_an_admin_kicks_blocks_and_makes_vouchers_all_in_the_audit_log(office, p
     with portal_db.reading() as s:
         actions = s.scalars(select(AuditEvent.action).where(AuditEvent.actor == "web:budi")).all()
     assert set(actions) == {"login", "kicked", "block", "voucher-create"}
+
+
+def test_the_monthly_report_of_a_month_prints_its_days(office, now):
+    sign_in(office)
+    page = office.get("/dasbor/bulanan?bulan=2026-11", base_url=BASE)
+    assert page.status_code == 200
+    assert "2026-11" in page.text and "<dt>Sesi</dt><dd>2</dd>" in page.text
+    assert page.text.count("<rect") == 30  # one bar a day of November
+    assert office.get("/dasbor/bulanan?bulan=2026-13", base_url=BASE).status_code == 400
+    assert office.get("/dasbor/bulanan?bulan=x", base_url=BASE).status_code == 400
+    default = office.get("/dasbor/bulanan", base_url=BASE)  # the month before: October
+    assert "2026-10" in default.text
