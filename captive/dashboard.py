@@ -181,6 +181,24 @@ def metrics() -> Response:
     return Response(render(svc.db, svc.ctx, clock()), mimetype=None, content_type=CONTENT_TYPE)
 
 
+@bp.get("/tempat")
+def sites_page() -> Response:
+    """Per place and per AP: sessions, data, availability and outages over the range."""
+    asked = _range()
+    if asked is None:
+        return problem("bad-request")
+    since, until, _sites = asked
+    return render(
+        "dashboard_sites.html",
+        since=since,
+        until=until,
+        places=service().sites_detail(since, until, clock()),
+        who=admin(),
+        number=lambda n: format_decimal(n),
+        percent=lambda x: format_percent(x, "#,##0.0%"),
+    )
+
+
 @bp.get("/bulanan")
 def monthly() -> Response:
     """A month's report, made to print (the browser's "print to PDF"): ``bulan=YYYY-MM``,

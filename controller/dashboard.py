@@ -18,7 +18,15 @@ from .config import CityConfig
 from .context import Ctx
 from .db import Database, resolve_url
 from .firewall.deferred import DeferredFirewall
-from .models import AdminUser, ApEvent, DailySiteStat, DeviceDay, HourlySiteStat, Session
+from .models import (
+    AdminUser,
+    ApEvent,
+    DailyApStat,
+    DailySiteStat,
+    DeviceDay,
+    HourlySiteStat,
+    Session,
+)
 
 _DUMMY_HASH = hash_password("no such admin, same work")  # unknown names cost as much time
 
@@ -84,6 +92,52 @@ class NowView:
     @property
     def online(self) -> int:
         return sum(s.online for s in self.sites)
+
+
+@dataclass(frozen=True)
+class ApDetail:
+    ap_id: str
+    name: str
+    sessions: int
+    bytes_down: int
+    availability: float | None  # share of the range it was not down; None: never checked
+    outages: int
+    down_seconds: int
+
+
+@dataclass(frozen=True)
+class SiteDetail:
+    site_id: str
+    name: str
+    sessions: int
+    devices: int
+    bytes_down: int
+    aps: tuple[ApDetail, ...]
+
+
+def availability(
+    events: list[tuple[datetime, str]], lo: datetime, hi: datetime
+) -> tuple[float | None, int, int]:
+    """(share of [lo, hi) not down, outages begun in it, seconds down) from an AP's state
+    changes, sorted, including the last one before ``lo``. None when there are none."""
+    if not events or hi <= lo:
+        return None, 0, 0
+    state, at, down, outages = "unknown", lo, 0.0, 0
+    for when, new in events:
+        if when <= lo:
+            state = new
+            continue
+        if when >= hi:
+            break
+        if state == "down":
+            down += (when - at).total_seconds()
+        if new == "down" and state != "down":
+            outages += 1
+        state, at = new, when
+    if state == "down":
+        down += (hi - at).total_seconds()
+    total = (hi - lo).total_seconds()
+    return max(0.0, 1 - down / total), outages, int(down)
 
 
 class DashboardService:
@@ -155,6 +209,64 @@ class DashboardService:
             for site_id, site in config.sites.items()
         )
         return NowView(at, usage, sites)
+
+    def sites_detail(self, since: date, until: date, now: datetime) -> list[SiteDetail]:
+        """Per place and per AP: sessions, data, and each AP's availability and outages
+        over the range (up to ``now``), from its recorded state changes."""
+        config, tz = self.ctx.config, self.ctx.tz
+        lo = rules.day_bounds(since, tz)[0]
+        hi = min(rules.day_bounds(until, tz)[1], now)
+        with self.db.uow() as uow:
+            per_ap = {
+                ap: (int(n), int(down))
+                for ap, n, down in uow.session.execute(
+                    select(DailyApStat.ap_id, func.sum(DailyApStat.sessions),
+                           func.sum(DailyApStat.bytes_down))
+                    .where(DailyApStat.day >= since, DailyApStat.day <= until)
+                    .group_by(DailyApStat.ap_id)
+                )
+            }  # fmt: skip
+            per_site = {
+                site: (int(n), int(down))
+                for site, n, down in uow.session.execute(
+                    select(DailySiteStat.site_id, func.sum(DailySiteStat.sessions),
+                           func.sum(DailySiteStat.bytes_down))
+                    .where(DailySiteStat.day >= since, DailySiteStat.day <= until)
+                    .group_by(DailySiteStat.site_id)
+                )
+            }  # fmt: skip
+            devices = {
+                site: int(n)
+                for site, n in uow.session.execute(
+                    select(DeviceDay.site_id, func.count(func.distinct(DeviceDay.device_id)))
+                    .where(DeviceDay.day >= since, DeviceDay.day <= until)
+                    .group_by(DeviceDay.site_id)
+                )
+            }
+            before = (
+                select(ApEvent.ap_id, func.max(ApEvent.at).label("at"))
+                .where(ApEvent.at <= lo)
+                .group_by(ApEvent.ap_id)
+                .subquery()
+            )
+            events: dict[str, list[tuple[datetime, str]]] = {}
+            for ap, at, state in uow.session.execute(
+                select(ApEvent.ap_id, ApEvent.at, ApEvent.state)
+                .outerjoin(before, before.c.ap_id == ApEvent.ap_id)
+                .where(ApEvent.at < hi, (before.c.at.is_(None)) | (ApEvent.at >= before.c.at))
+                .order_by(ApEvent.ap_id, ApEvent.at)
+            ):
+                events.setdefault(ap, []).append((at, state))
+        out = []
+        for site_id, site in config.sites.items():
+            aps = []
+            for ap in config.aps_at(site_id):
+                share, outages, down = availability(events.get(ap.id, []), lo, hi)
+                n, data = per_ap.get(ap.id, (0, 0))
+                aps.append(ApDetail(ap.id, ap.name, n, data, share, outages, down))
+            n, data = per_site.get(site_id, (0, 0))
+            out.append(SiteDetail(site_id, site.name, n, devices.get(site_id, 0), data, tuple(aps)))
+        return out
 
     # ------------------------------------------------------------------ admin actions
     # (the caller checks the role; every action is in the audit log as web:NAME)

@@ -315,6 +315,19 @@ class DailySiteStat(Base):
     clicks: Mapped[int] = mapped_column(default=0)
 
 
+class DailyApStat(Base):
+    """Per AP and local day: what sessions started there that day did."""
+
+    __tablename__ = "stats_ap_daily"
+    ap_id: Mapped[str] = mapped_column(ForeignKey("access_points.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    sessions: Mapped[int] = mapped_column(default=0)
+    devices: Mapped[int] = mapped_column(default=0)
+    bytes_up: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_down: Mapped[int] = mapped_column(BigInteger, default=0)
+    session_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class DeviceDay(Base):
     """Which device was seen at which site on which local day: exact unique counts over ranges."""
 
@@ -333,6 +346,7 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Block",
+    "DailyApStat",
     "DailySiteStat",
     "Device",
     "DeviceDay",

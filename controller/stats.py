@@ -9,6 +9,7 @@ span (delete, then insert): a rebuild and an incremental refresh give the same r
   and down, seconds online, city-app clicks.
 - ``stats_daily``: per site and local day: the same, and the devices seen for the first
   time that day (``devices.first_seen``).
+- ``stats_ap_daily``: per AP and local day: sessions, devices, bytes, seconds online.
 - ``device_days``: which device was at which site on which local day, so unique devices
   over any range are exact (a count of distinct device ids), not an estimate.
 
@@ -30,7 +31,15 @@ from sqlalchemy import delete, func, or_, select
 from . import rules
 from .context import Ctx
 from .db import Database, UnitOfWork
-from .models import AppClick, DailySiteStat, Device, DeviceDay, HourlySiteStat, Session
+from .models import (
+    AppClick,
+    DailyApStat,
+    DailySiteStat,
+    Device,
+    DeviceDay,
+    HourlySiteStat,
+    Session,
+)
 
 HOUR = timedelta(hours=1)
 
@@ -57,11 +66,13 @@ def rebuild(db: Database, ctx: Ctx, since: date, until: date, now: datetime) -> 
     hi = rules.day_bounds(until, tz)[1]
     hourly: dict[tuple[str, datetime], _Acc] = defaultdict(_Acc)
     daily: dict[tuple[str, date], _Acc] = defaultdict(_Acc)
+    per_ap: dict[tuple[str, date], _Acc] = defaultdict(_Acc)
     seen: set[tuple[date, str, int]] = set()
     with db.uow(write=True) as uow:
         rows = uow.session.execute(
             select(
                 Session.site_id,
+                Session.ap_id,
                 Session.device_id,
                 Session.started_at,
                 Session.ended_at,
@@ -70,11 +81,14 @@ def rebuild(db: Database, ctx: Ctx, since: date, until: date, now: datetime) -> 
             ).where(Session.started_at >= lo, Session.started_at < hi)
         )
         counted = 0
-        for site, device, started, ended, up, down in rows:
+        for site, ap, device, started, ended, up, down in rows:
             counted += 1
             seconds = max(0, int(((ended or now) - started).total_seconds()))
             day = rules.local_day(started, tz)
-            for acc in (hourly[(site, _hour(started))], daily[(site, day)]):
+            accs = [hourly[(site, _hour(started))], daily[(site, day)]]
+            if ap is not None:  # NAS-mode sessions have no AP of ours
+                accs.append(per_ap[(ap, day)])
+            for acc in accs:
                 acc.sessions += 1
                 acc.devices.add(device)
                 acc.bytes_up += up
@@ -94,6 +108,7 @@ def rebuild(db: Database, ctx: Ctx, since: date, until: date, now: datetime) -> 
             delete(DailySiteStat).where(DailySiteStat.day >= since, DailySiteStat.day <= until)
         )
         s.execute(delete(DeviceDay).where(DeviceDay.day >= since, DeviceDay.day <= until))
+        s.execute(delete(DailyApStat).where(DailyApStat.day >= since, DailyApStat.day <= until))
         s.add_all(
             HourlySiteStat(
                 site_id=site, hour=hour, sessions=a.sessions, devices=len(a.devices),
@@ -112,6 +127,13 @@ def rebuild(db: Database, ctx: Ctx, since: date, until: date, now: datetime) -> 
             for (site, day), a in daily.items()
         )  # fmt: skip
         s.add_all(DeviceDay(day=d, site_id=site, device_id=dev) for d, site, dev in seen)
+        s.add_all(
+            DailyApStat(
+                ap_id=ap, day=day, sessions=a.sessions, devices=len(a.devices),
+                bytes_up=a.bytes_up, bytes_down=a.bytes_down, session_seconds=a.seconds,
+            )
+            for (ap, day), a in per_ap.items()
+        )  # fmt: skip
         uow.commit()
     return counted
 

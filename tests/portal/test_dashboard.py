@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import timedelta
 
 import pytest
@@ -231,3 +232,23 @@ def test_the_monthly_report_of_a_month_prints_its_days(office, now):
     assert office.get("/dasbor/bulanan?bulan=x", base_url=BASE).status_code == 400
     default = office.get("/dasbor/bulanan", base_url=BASE)  # the month before: October
     assert "2026-10" in default.text
+
+
+def test_the_sites_page_shows_each_aps_availability(office, portal_db, now, ctx):
+    from controller.models import ApEvent
+
+    with portal_db.uow(write=True) as uow:
+        uow.session.add_all([
+            ApEvent(ap_id="jam-gadang-1", at=now - timedelta(hours=12), state="up"),
+            ApEvent(ap_id="jam-gadang-1", at=now - timedelta(hours=3), state="down"),
+            ApEvent(ap_id="jam-gadang-1", at=now - timedelta(hours=1), state="up"),
+        ])  # fmt: skip
+        uow.commit()
+    sign_in(office)
+    day = now.astimezone(ctx.tz).date()
+    page = office.get(f"/dasbor/tempat?dari={day}&sampai={day}", base_url=BASE)
+    assert page.status_code == 200
+    # 10:00 local: 2 of the 10 hours since midnight were down
+    row = re.search(r"Jam Gadang Utara</td>(.*?)</tr>", page.text).group(1)
+    assert "80,0%" in row and "1 kali, 2 jam" in row, row  # Indonesian decimal comma
+    assert "belum dipantau" in page.text  # the other APs were never checked

@@ -1,0 +1,39 @@
+"""An AP's availability over a range, from its state changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from controller.dashboard import availability
+
+LO = datetime(2026, 11, 1, tzinfo=UTC)
+HI = LO + timedelta(days=1)
+
+
+def at(hours: float) -> datetime:
+    return LO + timedelta(hours=hours)
+
+
+def test_never_checked_is_not_a_hundred_percent():
+    assert availability([], LO, HI) == (None, 0, 0)
+
+
+def test_one_outage_inside_the_range():
+    share, outages, down = availability([(at(-5), "up"), (at(6), "down"), (at(12), "up")], LO, HI)
+    assert (round(share, 4), outages, down) == (0.75, 1, 6 * 3600)
+
+
+def test_down_before_the_range_counts_from_its_start_and_to_its_end():
+    share, outages, down = availability([(at(-2), "down")], LO, HI)
+    assert (share, outages, down) == (0.0, 0, 24 * 3600)  # the outage began before
+
+
+def test_changes_after_the_range_do_not_count():
+    share, _, _ = availability([(at(-1), "up"), (at(30), "down")], LO, HI)
+    assert share == 1.0
+
+
+def test_degraded_is_not_down_and_repeats_are_one_outage():
+    events = [(at(1), "degraded"), (at(2), "down"), (at(3), "down"), (at(4), "up")]
+    _, outages, down = availability(events, LO, HI)
+    assert (outages, down) == (1, 2 * 3600)
