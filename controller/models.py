@@ -313,6 +313,9 @@ class DailySiteStat(Base):
     bytes_down: Mapped[int] = mapped_column(BigInteger, default=0)
     session_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
     clicks: Mapped[int] = mapped_column(default=0)
+    # how many sessions lasted each whole number of minutes ("12": 40), for medians over
+    # ranges; 1440 and above counted as 1440
+    length_minutes: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class DailyApStat(Base):

@@ -48,8 +48,12 @@ def _hour(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
+MAX_MINUTES = 1440  # longer sessions are counted as a day long in the histogram
+
+
 @dataclass
 class _Acc:
+    lengths: dict[str, int] = field(default_factory=dict)
     sessions: int = 0
     devices: set[int] = field(default_factory=set)
     bytes_up: int = 0
@@ -88,6 +92,9 @@ def rebuild(db: Database, ctx: Ctx, since: date, until: date, now: datetime) -> 
             accs = [hourly[(site, _hour(started))], daily[(site, day)]]
             if ap is not None:  # NAS-mode sessions have no AP of ours
                 accs.append(per_ap[(ap, day)])
+            bucket = str(min(seconds // 60, MAX_MINUTES))
+            lengths = daily[(site, day)].lengths
+            lengths[bucket] = lengths.get(bucket, 0) + 1
             for acc in accs:
                 acc.sessions += 1
                 acc.devices.add(device)
@@ -122,7 +129,7 @@ def rebuild(db: Database, ctx: Ctx, since: date, until: date, now: datetime) -> 
                 site_id=site, day=day, sessions=a.sessions, devices=len(a.devices),
                 new_devices=sum(1 for d in a.devices if first_days.get(d) == day),
                 bytes_up=a.bytes_up, bytes_down=a.bytes_down, session_seconds=a.seconds,
-                clicks=a.clicks,
+                clicks=a.clicks, length_minutes=a.lengths,
             )
             for (site, day), a in daily.items()
         )  # fmt: skip
@@ -189,9 +196,29 @@ class Usage:
     session_seconds: int
     clicks: int
 
+    median_minutes: int | None = None  # of session length, to the minute
+
     @property
     def average_seconds(self) -> int:
         return self.session_seconds // self.sessions if self.sessions else 0
+
+
+def median_minutes(histograms: Iterable[dict[str, int]]) -> int | None:
+    """The median of merged {minutes: count} histograms (the lower middle for an even
+    count); None when they are empty."""
+    merged: dict[int, int] = defaultdict(int)
+    for h in histograms:
+        for key, count in h.items():
+            merged[int(key)] += int(count)
+    total = sum(merged.values())
+    if not total:
+        return None
+    seen, middle = 0, (total + 1) // 2
+    for length in sorted(merged):
+        seen += merged[length]
+        if seen >= middle:
+            return length
+    return None
 
 
 def usage(
@@ -227,7 +254,13 @@ def usage(
         devices = devices.where(DeviceDay.site_id.in_(site_list))
         new_devices = new_devices.where(DeviceDay.site_id.in_(site_list))
     sessions, up, down, seconds, clicks = uow.session.execute(daily).one()
+    lengths = select(DailySiteStat.length_minutes).where(
+        DailySiteStat.day >= since, DailySiteStat.day <= until
+    )
+    if site_list is not None:
+        lengths = lengths.where(DailySiteStat.site_id.in_(site_list))
+    median = median_minutes(uow.session.scalars(lengths))
     distinct = uow.session.scalar(devices) or 0
     new = uow.session.scalar(new_devices) or 0
     return Usage(int(sessions), int(distinct), int(new), int(up), int(down), int(seconds),
-                 int(clicks))  # fmt: skip
+                 int(clicks), median)  # fmt: skip

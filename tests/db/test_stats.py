@@ -85,7 +85,16 @@ def raw_usage(database, ctx, now, since: date, until: date, sites) -> stats.Usag
                 int(((r.ended_at or now) - r.started_at).total_seconds()) for r, _ in picked
             ),
             clicks=sum(1 for c in clicks if sites is None or c.site_id in sites),
+            median_minutes=_median(
+                [int(((r.ended_at or now) - r.started_at).total_seconds()) // 60 for r, _ in picked]
+            ),
         )
+
+
+def _median(minutes: list[int]) -> int | None:
+    """The lower middle, as the rollups give it."""
+    ordered = sorted(min(m, stats.MAX_MINUTES) for m in minutes)
+    return ordered[(len(ordered) + 1) // 2 - 1] if ordered else None
 
 
 @settings(
