@@ -200,11 +200,17 @@ def sites_cmd(app: App) -> None:
 @json_option
 @pass_app
 def aps_cmd(app: App, site: str | None) -> None:
-    """Every access point: site, VLAN, subnet, management address, clients online."""
+    """Every access point: site, port, subnet, state, last answer, today's availability,
+    clients online."""
+    from .health import UNKNOWN, ApSummary, summary
+
     config = app.config
     app.check_site(site)
     online = _online_by(app, Session.ap_id)
-    rows = [
+    database = app.db_if_ready()
+    unknown = ApSummary(UNKNOWN, None, None, None)
+    health = summary(database, config, now(), app.tz) if database is not None else {}
+    rows: list[dict[str, Any]] = [
         {
             "id": ap.id,
             "name": ap.name,
@@ -216,13 +222,29 @@ def aps_cmd(app: App, site: str | None) -> None:
             "subnet": str(ap.subnet),
             "management": str(ap.management),
             "online": None if online is None else online.get(ap.id, 0),
+            "state": health.get(ap.id, unknown).state,
+            "last_seen": health.get(ap.id, unknown).last_seen,
+            "rtt_ms": health.get(ap.id, unknown).rtt_ms,
+            "availability_today": health.get(ap.id, unknown).today,
         }
         for ap in config.aps
         if site is None or ap.site == site
     ]
     app.show(
         rows,
-        ["AP", "NAME", "SITE", "PORT", "SUBNET", "MANAGEMENT", "ONLINE"],
+        [
+            "AP",
+            "NAME",
+            "SITE",
+            "PORT",
+            "SUBNET",
+            "MANAGEMENT",
+            "STATE",
+            "SEEN",
+            "RTT",
+            "TODAY",
+            "ONLINE",
+        ],
         [
             [
                 r["id"],
@@ -231,6 +253,10 @@ def aps_cmd(app: App, site: str | None) -> None:
                 (f"{r['interface']}.{r['vlan']}" if r["vlan"] else r["interface"]) or "(nas)",
                 r["subnet"],
                 r["management"],
+                r["state"],
+                local(r["last_seen"], app.tz) if r["last_seen"] else "-",
+                f"{r['rtt_ms']:.1f} ms" if r["rtt_ms"] is not None else "-",
+                f"{r['availability_today']:.1%}" if r["availability_today"] is not None else "-",
                 r["online"],
             ]
             for r in rows

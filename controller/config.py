@@ -220,6 +220,17 @@ class Sms(_Model):
     per_device_per_hour: Annotated[int, in_range(1, 50)] = 5
 
 
+class Health(_Model):
+    """How APs are checked (ICMP echo to each AP's management address)."""
+
+    enabled: bool = True
+    interval: Seconds = 30  # between two checks of one AP
+    timeout: Seconds = 1  # an answer later than this is a miss
+    down_after: Annotated[int, in_range(1, 20)] = 3  # misses in a row before "down"
+    up_after: Annotated[int, in_range(1, 20)] = 2  # answers in a row before "up" again
+    alert_webhook: HttpUrl | None = None  # POSTed {"text", "ap", "site", "state", "at"}
+
+
 class Site(_Model):
     name: str = Field(min_length=1, max_length=80)
     location: Location
@@ -281,6 +292,7 @@ class CityConfig(_Model):
     dns: Dns
     radius: Radius = Radius()
     sms: Sms = Sms()
+    health: Health = Health()
     retention_days: Annotated[int, in_range(1, 3650)] = 90
     device_hash_secret: SecretRef
     database_url: str | None = None
@@ -476,6 +488,7 @@ _FIELD_NAMES = sorted(
             SecretRef,
             Dns,
             Sms,
+            Health,
         )
         for name in model.model_fields
     }

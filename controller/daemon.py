@@ -274,6 +274,13 @@ def run(
     )
     server = control.serve(controller, socket_path)
     log.info("control API on %s", socket_path)
+    if controller.ctx.config.health.enabled:
+        from .health import Monitor
+
+        monitor = Monitor(controller.db, controller.ctx.config)
+        threading.Thread(target=monitor.run, args=(stop,), daemon=True, name="health").start()
+        log.info("checking %d APs every %ds", len(controller.ctx.config.aps),
+                 controller.ctx.config.health.interval)  # fmt: skip
     ticks = 0
     try:
         while not stop.wait(tick_seconds):

@@ -1,0 +1,225 @@
+"""AP health: every AP of ``sites.yaml`` is pinged at its management address on its own
+schedule; its state is debounced, state changes are stored (``ap_events``) and sent to an
+alert hook, every answer or miss is stored as a sample (``ap_health_samples``) for the
+availability figures.
+
+- ``step`` is the state machine (pure): up, degraded after one miss, down after
+  ``down_after`` misses in a row; back up after ``up_after`` answers in a row.
+- ``ping`` is one ICMP echo over a raw socket (the controller has CAP_NET_RAW).
+- ``Monitor`` runs the checks in a thread of the daemon and records what they find.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import socket
+import struct
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from sqlalchemy import select as sql_select
+
+from .config import CityConfig
+from .db import Database
+from .models import ApEvent, ApHealthSample
+
+log = logging.getLogger("wifikota.health")
+
+UP, DEGRADED, DOWN, UNKNOWN = "up", "degraded", "down", "unknown"
+
+
+@dataclass(frozen=True)
+class ApState:
+    state: str = UNKNOWN
+    misses: int = 0  # in a row
+    answers: int = 0  # in a row
+    last_seen: datetime | None = None
+    rtt_ms: float | None = None
+
+
+def step(
+    s: ApState, answered: bool, rtt_ms: float | None, at: datetime, down_after: int, up_after: int
+) -> ApState:
+    """The AP's state after one check."""
+    if answered:
+        answers = s.answers + 1
+        state = s.state
+        if s.state in (UNKNOWN, DEGRADED) or (s.state == DOWN and answers >= up_after):
+            state = UP
+        return ApState(state, 0, answers, at, rtt_ms)
+    misses = s.misses + 1
+    state = DOWN if misses >= down_after else (DEGRADED if s.state != DOWN else DOWN)
+    return replace(s, state=state, misses=misses, answers=0, rtt_ms=None)
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def ping(
+    address: str, timeout: float = 1.0, ident: int | None = None, seq: int = 1
+) -> float | None:
+    """Round-trip time in ms of one ICMP echo to ``address``, or None without an answer.
+    Raises OSError without CAP_NET_RAW."""
+    ident = (os.getpid() if ident is None else ident) & 0xFFFF
+    payload = struct.pack("!d", time.monotonic()) + b"wifikota-health"
+    header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+    packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, seq) + payload
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+        began = time.monotonic()
+        sock.sendto(packet, (address, 0))
+        deadline = began + timeout
+        while (left := deadline - time.monotonic()) > 0:  # bounded by the timeout
+            ready, _, _ = select.select([sock], [], [], left)
+            if not ready:
+                break
+            data, source = sock.recvfrom(2048)
+            ihl = (data[0] & 0x0F) * 4
+            kind, _code, _sum, rid, rseq = struct.unpack("!BBHHH", data[ihl : ihl + 8])
+            if kind == 0 and rid == ident and rseq == seq and source[0] == address:
+                return (time.monotonic() - began) * 1000
+    return None
+
+
+def alert(url: str, text: str, detail: dict[str, object]) -> None:
+    """POST ``{"text": ..., **detail}`` as JSON (what chat bots' incoming webhooks take);
+    failures are logged, never raised."""
+    body = json.dumps({"text": text, **detail}, default=str).encode()
+    request = urllib.request.Request(url, data=body, method="POST")
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=5):
+            pass
+    except (OSError, ValueError) as exc:
+        log.warning("alert to %s failed: %s", url, exc)
+
+
+class Monitor:
+    """Checks every AP on its interval and records states, events and samples."""
+
+    def __init__(
+        self,
+        db: Database,
+        config: CityConfig,
+        *,
+        probe: Callable[[str, float], float | None] = ping,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        notify: Callable[[str, str, dict[str, object]], None] = alert,
+    ) -> None:
+        self.db, self.config, self.probe, self.clock, self.notify = (
+            db, config, probe, clock, notify,
+        )  # fmt: skip
+        self.states: dict[str, ApState] = {}
+        self._load_last_states()
+
+    def _load_last_states(self) -> None:
+        """Start from each AP's last recorded state (a restart is not an outage)."""
+        with self.db.uow() as uow:
+            for ap in self.config.aps:
+                last = uow.session.scalars(
+                    sql_select(ApEvent)
+                    .where(ApEvent.ap_id == ap.id)
+                    .order_by(ApEvent.at.desc())
+                    .limit(1)
+                ).first()
+                if last is not None:
+                    self.states[ap.id] = ApState(last.state)
+
+    def check(self, ap_id: str) -> ApState:
+        """Check one AP now; record the sample, and the event if its state changed."""
+        ap = next(a for a in self.config.aps if a.id == ap_id)
+        health = self.config.health
+        rtt = self.probe(str(ap.management), health.timeout)
+        at = self.clock()
+        before = self.states.get(ap_id, ApState())
+        after = step(before, rtt is not None, rtt, at, health.down_after, health.up_after)
+        self.states[ap_id] = after
+        with self.db.uow(write=True) as uow:
+            uow.session.add(ApHealthSample(ap_id=ap_id, at=at, up=rtt is not None, rtt_ms=rtt))
+            if after.state != before.state:
+                uow.session.add(ApEvent(ap_id=ap_id, at=at, state=after.state))
+            uow.commit()
+        if after.state != before.state and before.state != UNKNOWN:
+            log.warning("AP %s (%s): %s -> %s", ap_id, ap.name, before.state, after.state)
+            if health.alert_webhook and after.state in (UP, DOWN):
+                word = "kembali hidup / back up" if after.state == UP else "mati / down"
+                self.notify(
+                    str(health.alert_webhook),
+                    f"WiFi Kota: {ap.name} ({self.config.sites[ap.site].name}) {word}",
+                    {"ap": ap_id, "site": ap.site, "state": after.state, "at": at},
+                )
+        return after
+
+    def run(self, stop: threading.Event) -> None:
+        """Check each AP every ``health.interval`` seconds until ``stop`` is set; the
+        checks of different APs are spread over the interval."""
+        interval = self.config.health.interval
+        aps = [ap.id for ap in self.config.aps]
+        due = {ap: time.monotonic() + interval * i / max(1, len(aps)) for i, ap in enumerate(aps)}
+        while not stop.is_set():
+            now = time.monotonic()
+            for ap_id, when in due.items():
+                if when <= now:
+                    try:
+                        self.check(ap_id)
+                    except Exception:
+                        log.exception("checking AP %s failed", ap_id)
+                    due[ap_id] = now + interval
+            stop.wait(max(0.05, min(due.values()) - time.monotonic()))
+
+
+@dataclass(frozen=True)
+class ApSummary:
+    state: str
+    last_seen: datetime | None  # its last answer
+    rtt_ms: float | None  # of that answer
+    today: float | None  # share of today's checks it answered
+
+
+def summary(db: Database, config: CityConfig, now: datetime, tz: object) -> dict[str, ApSummary]:
+    """Each AP's last recorded state, last answer and today's availability."""
+    from sqlalchemy import func
+
+    from .rules import day_bounds, local_day
+
+    lo = day_bounds(local_day(now, tz), tz)[0]  # type: ignore[arg-type]
+    out: dict[str, ApSummary] = {}
+    with db.uow() as uow:
+        s = uow.session
+        for ap in config.aps:
+            state = s.scalars(
+                sql_select(ApEvent.state)
+                .where(ApEvent.ap_id == ap.id, ApEvent.at <= now)
+                .order_by(ApEvent.at.desc())
+                .limit(1)
+            ).first()
+            seen = s.execute(
+                sql_select(ApHealthSample.at, ApHealthSample.rtt_ms)
+                .where(ApHealthSample.ap_id == ap.id, ApHealthSample.up.is_(True))
+                .order_by(ApHealthSample.at.desc())
+                .limit(1)
+            ).first()
+            total, up = s.execute(
+                sql_select(func.count(), func.count().filter(ApHealthSample.up.is_(True))).where(
+                    ApHealthSample.ap_id == ap.id, ApHealthSample.at >= lo
+                )
+            ).one()
+            out[ap.id] = ApSummary(
+                state or UNKNOWN,
+                seen[0] if seen else None,
+                seen[1] if seen else None,
+                (up / total) if total else None,
+            )
+    return out
