@@ -22,7 +22,9 @@ demo: venv
 	echo "== wifikota sessions --limit 10"; $(BIN)/wifikota sessions --limit 10; \
 	echo "== wifikota voucher list"; $(BIN)/wifikota voucher list; \
 	echo "== wifikota audit"; $(BIN)/wifikota audit; \
-	echo; echo "Try it yourself:  export WIFIKOTA_DATA=$(DEMO_DATA) WIFIKOTA_DEVICE_HASH_SECRET=\$$(cat $(DEMO_DATA)/device-hash.key); $(BIN)/wifikota --help"
+	echo; echo "Try it yourself:  export WIFIKOTA_DATA=$(DEMO_DATA) WIFIKOTA_DEVICE_HASH_SECRET=\$$(cat $(DEMO_DATA)/device-hash.key); $(BIN)/wifikota --help"; \
+	echo; echo "== Diskominfo's dashboard, on two months of demo data"; \
+	$(BIN)/python -m controller.demo_dashboard --config sites.yaml --days 60
 
 ## Install what is missing (as root: Debian packages, PostgreSQL), then lint, type-check and
 ## run the whole suite: against SQLite and PostgreSQL, and (as root) the kernel tests in

@@ -9,6 +9,7 @@ links and the form-token secret.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -67,7 +68,14 @@ def create_app(
     app = Flask(__name__)
     app.config.update(
         PORTAL_BASE_URL=base_url,
-        PORTAL_HOSTS={config.portal.hostname.lower(), (urlsplit(base_url).hostname or "").lower()},
+        PORTAL_HOSTS={
+            config.portal.hostname.lower(),
+            (urlsplit(base_url).hostname or "").lower(),
+            # other names the portal answers as itself (e.g. the dashboard on an office
+            # address): WIFIKOTA_PORTAL_NAMES=portal.diskominfo.lan,10.19.0.1
+            *(h.strip().lower() for h in os.environ.get("WIFIKOTA_PORTAL_NAMES", "").split(",")),
+        }
+        - {""},
         CITY_NAME=config.city.name,
         SSID=config.city.ssid,
         CITY_APP_NAME=config.city_app.name,
