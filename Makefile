@@ -5,10 +5,21 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO_DATA := $(CURDIR)/var/demo
 
-.PHONY: demo test bench venv system-deps clean translations
+.PHONY: demo demo-rules test bench venv system-deps clean translations
 
-## Build the environment, then show the system with its embedded defaults (SQLite).
+## Build the environment, then show the system with its embedded defaults (SQLite). As root:
+## the whole city in network namespaces (scripts/demo_city.py); otherwise the session rules
+## with the in-memory firewall, then the dashboard on demo data.
 demo: venv
+	@if [ "$$(id -u)" -eq 0 ]; then \
+	  scripts/install-system-deps && $(BIN)/python scripts/demo_city.py; \
+	else \
+	  echo "not root: the session rules with the in-memory firewall, then the dashboard"; \
+	  echo "(run it as root for the whole city in network namespaces)"; \
+	  $(MAKE) --no-print-directory demo-rules; \
+	fi
+
+demo-rules: venv
 	@mkdir -p $(DEMO_DATA)
 	@test -s $(DEMO_DATA)/device-hash.key || (umask 077; head -c 32 /dev/urandom | base64 > $(DEMO_DATA)/device-hash.key)
 	@rm -f $(DEMO_DATA)/wifikota.db $(DEMO_DATA)/wifikota.db-wal $(DEMO_DATA)/wifikota.db-shm
