@@ -54,6 +54,7 @@ def main() -> int:
         "WIFIKOTA_PORTAL_ACCESS_LOG": "",
         "WIFIKOTA_PORTAL_NAMES": "127.0.0.1,localhost",
     }
+
     def stop(*_: object) -> None:
         raise KeyboardInterrupt  # SIGTERM too: gunicorn is stopped, not left behind
 

@@ -83,10 +83,10 @@ def generate(
     for ap_id, at, state in outages:  # each "down" is followed by its "up"
         if state == "down":
             down.setdefault(ap_id, []).append((at, at))
-        else:
+        elif ap_id in down:
             began, _ = down[ap_id][-1]
             down[ap_id][-1] = (began, at)
-    counted = {"sessions": 0, "clicks": 0, "devices": 0, "outages": len(outages) // 2}
+    counted = {"sessions": 0, "clicks": 0, "devices": 0, "outages": len(down_only(outages))}
 
     def device_for(site: str) -> int:
         if rnd.random() < 0.7:  # a regular: one of this place's, or any
@@ -197,9 +197,12 @@ def _clicks(uow: UnitOfWork, rnd: random.Random) -> int:
 def _outages(
     rnd: random.Random, aps: list[str], first: date, days: int, tz: ZoneInfo
 ) -> list[tuple[str, datetime, str]]:
-    """About one outage per AP a month, from 10 minutes to 6 hours."""
+    """Every AP up from the start; about one outage per AP a month, from 10 minutes to 6
+    hours."""
+    start = datetime(first.year, first.month, first.day, tzinfo=tz).astimezone(UTC)
     events = []
     for ap in aps:
+        events.append((ap, start, "up"))
         for _ in range(max(0, int(rnd.gauss(days / 30, 1)))):
             day = first + timedelta(days=rnd.randrange(days))
             start = datetime(day.year, day.month, day.day, rnd.randrange(24), tzinfo=tz)
@@ -207,3 +210,7 @@ def _outages(
             back = start + timedelta(minutes=rnd.randrange(10, 360))
             events.append((ap, back.astimezone(UTC), "up"))
     return events
+
+
+def down_only(events: list[tuple[str, datetime, str]]) -> list[tuple[str, datetime, str]]:
+    return [e for e in events if e[2] == "down"]
