@@ -29,6 +29,7 @@ from sqlalchemy import select as sql_select
 from .config import CityConfig
 from .db import Database
 from .models import ApEvent, ApHealthSample
+from .network import checksum
 
 log = logging.getLogger("wifikota.health")
 
@@ -59,15 +60,6 @@ def step(
     return replace(s, state=state, misses=misses, answers=0, rtt_ms=None)
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
-
-
 def ping(
     address: str, timeout: float = 1.0, ident: int | None = None, seq: int = 1
 ) -> float | None:
@@ -76,7 +68,7 @@ def ping(
     ident = (os.getpid() if ident is None else ident) & 0xFFFF
     payload = struct.pack("!d", time.monotonic()) + b"wifikota-health"
     header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-    packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, seq) + payload
+    packet = struct.pack("!BBHHH", 8, 0, checksum(header + payload), ident, seq) + payload
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
         began = time.monotonic()
         sock.sendto(packet, (address, 0))

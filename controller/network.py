@@ -138,7 +138,8 @@ class Conntrack:
             self._socket = None
 
 
-def _checksum(data: bytes) -> int:
+def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
     if len(data) % 2:
         data += b"\0"
     total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -160,7 +161,7 @@ def out_of_window_ack(flow: TcpFlow) -> bytes:
         pseudo = src + dst + struct.pack("!I3xB", len(tcp), socket.IPPROTO_TCP)
     else:
         pseudo = src + dst + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp))
-    tcp = tcp[:16] + struct.pack("!H", _checksum(pseudo + tcp)) + tcp[18:]
+    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
     if v6:
         return struct.pack("!IHBB", 6 << 28, len(tcp), socket.IPPROTO_TCP, 64) + src + dst + tcp
     ip = struct.pack(

@@ -97,3 +97,14 @@ def tap_connect(phone, **extra: str):
     form = {"token": token_of(page.text), "method": "click", "terms_version": "2026-11"}
     form.update(extra)
     return phone.post("/masuk", data=form, base_url=BASE)
+
+
+def two_phones_online(portal_db, ctx, controller, now) -> None:
+    """A phone at Jam Gadang and one at TMSBK log in (the dashboard tests' morning)."""
+    from controller import sessions
+
+    for i, (site, ap, ip) in enumerate(
+        [("jam-gadang", "jam-gadang-1", "10.20.3.30"), ("tmsbk", "tmsbk-1", "10.20.8.30")]
+    ):
+        login = sessions.LoginRequest(site, f"02:00:00:00:00:{i + 10:02x}", ip, ap_id=ap)
+        sessions.authorize(portal_db, controller.fw, ctx, login, now)

@@ -11,10 +11,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from controller import admins, sessions, stats
+from controller import admins, stats
 from controller.dashboard import DashboardService
 from controller.models import AuditEvent
-from tests.portal.conftest import BASE, PHONE_MAC, token_of
+from tests.portal.conftest import BASE, PHONE_MAC, token_of, two_phones_online
 
 PASSWORD = "kota-wisata-2026"
 
@@ -26,11 +26,7 @@ def office(app, portal_db, ctx, controller, now, clock):
     app.extensions["wifikota.dashboard"] = DashboardService(portal_db, ctx)
     app.extensions["wifikota.clock"] = clock
     admins.add(portal_db, "rina", "viewer", PASSWORD, actor="test", now=now)
-    for i, (site, ap, ip) in enumerate(
-        [("jam-gadang", "jam-gadang-1", "10.20.3.30"), ("tmsbk", "tmsbk-1", "10.20.8.30")]
-    ):
-        login = sessions.LoginRequest(site, f"02:00:00:00:00:{i + 10:02x}", ip, ap_id=ap)
-        sessions.authorize(portal_db, controller.fw, ctx, login, now)
+    two_phones_online(portal_db, ctx, controller, now)
     day = now.astimezone(ctx.tz).date()
     stats.rebuild(portal_db, ctx, day - timedelta(days=1), day, now + timedelta(minutes=30))
     client = app.test_client()

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from controller import admins, sessions, stats
+from controller import admins, stats
 from controller.dashboard import DashboardService
 from tests.conftest import ROOT
+from tests.portal.conftest import two_phones_online
 
 ARTIFACTS = Path(os.environ.get("WIFIKOTA_ARTIFACTS", ROOT / "var" / "test-artifacts"))
 PASSWORD = "kota-wisata-2026"
@@ -31,11 +32,7 @@ def served(app, portal_db, ctx, controller, clock, now):
     app.extensions["wifikota.dashboard"] = DashboardService(portal_db, ctx)
     app.extensions["wifikota.clock"] = clock
     admins.add(portal_db, "rina", "viewer", PASSWORD, actor="test", now=now)
-    for i, (site, ap, ip) in enumerate(
-        [("jam-gadang", "jam-gadang-1", "10.20.3.30"), ("tmsbk", "tmsbk-1", "10.20.8.30")]
-    ):
-        login = sessions.LoginRequest(site, f"02:00:00:00:00:{i + 10:02x}", ip, ap_id=ap)
-        sessions.authorize(portal_db, controller.fw, ctx, login, now)
+    two_phones_online(portal_db, ctx, controller, now)
     day = now.astimezone(ctx.tz).date()
     stats.rebuild(portal_db, ctx, day - timedelta(days=6), day, now + timedelta(minutes=30))
     server = make_server("127.0.0.1", 0, app, threaded=True)
