@@ -1,12 +1,13 @@
 """The whole city on one machine (root): Bukittinggi's 15 APs at 8 sites in network
 namespaces, the controller enforcing, the portal under gunicorn, the RADIUS server for the
-market's MikroTik, simulated residents who arrive, are captured, log in, browse and leave,
-an AP that goes down and comes back, and Diskominfo's dashboard on loopback.
+market's MikroTik, simulated residents who arrive, get an address by DHCP, are captured,
+log in, browse and leave (a day compressed into the run, each place busy by its own
+rhythm), an AP that goes down and comes back, and Diskominfo's dashboard on loopback.
 
 Made from the test city (tests/netlab): a gateway namespace with a bridge per AP, an
-"internet" namespace, two phones per AP, and a namespace answering for the APs'
-management addresses. Ctrl-C (or --minutes running out) tears everything down: every
-namespace and process it made, by PID.
+"internet" namespace, a phone per AP (DHCP from the gateway's dnsmasq), and a namespace
+answering for the APs' management addresses. Ctrl-C (or --minutes running out) tears
+everything down: every namespace and process it made, by PID.
 
 Usage (root): python scripts/demo_city.py [--minutes 10] [--port 8081]
 """
@@ -29,7 +30,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.netlab import INTERNET_IP, UPSTREAM_DNS_IP, Lab, build_city, wait_until  # noqa: E402
+from controller.demodata import PLAIN, RHYTHMS  # noqa: E402
+from tests.netlab import (  # noqa: E402
+    INTERNET_IP,
+    UPSTREAM_DNS_IP,
+    Lab,
+    build_city,
+    dhcp_client,
+    wait_until,
+)
 
 BIN = Path(sys.executable).parent
 WIFIKOTA, GUNICORN = str(BIN / "wifikota"), str(BIN / "gunicorn")
@@ -54,11 +63,17 @@ def city_config(text: str) -> str:
 
 
 class Phones:
-    """curl in the phones' namespaces, as a resident's phone would go."""
+    """curl in the phones' namespaces, as a resident's phone would go; each phone belongs
+    to a site, and the sites are busy by their own daily rhythm."""
 
-    def __init__(self, lab: Lab, clients: list) -> None:  # type: ignore[type-arg]
-        self.lab, self.clients = lab, clients
+    def __init__(self, lab: Lab, clients: list, sites: dict[str, str]) -> None:  # type: ignore[type-arg]
+        self.lab, self.clients, self.sites = lab, clients, sites  # phone namespace -> site
         self.online: set[str] = set()
+
+    def pick(self, rng: random.Random, hour: int):  # type: ignore[no-untyped-def]
+        """A phone, more likely at a place that is busy at this hour of its day."""
+        weights = [1 + RHYTHMS.get(self.sites[c.ns], PLAIN).weekday[hour] for c in self.clients]
+        return rng.choices(self.clients, weights)[0]
 
     def curl(self, client, *args: str, timeout: float = 15) -> str:  # type: ignore[no-untyped-def]
         gw = client.ip.rsplit(".", 1)[0] + ".1"
@@ -69,8 +84,8 @@ class Phones:
         )  # fmt: skip
         return res.stdout.decode(errors="replace")
 
-    def visit(self, rng: random.Random) -> str:
-        client = rng.choice(self.clients)
+    def visit(self, rng: random.Random, hour: int) -> str:
+        client = self.pick(rng, hour)
         if client.ns not in self.online:
             page = self.curl(client, "-L", f"http://{INTERNET_IP}/generate_204")  # captured
             token = re.search(r'name="token" value="([^"]+)"', page)
@@ -130,8 +145,8 @@ def main() -> int:
     dashboard = None
     log = open(work / "demo.log", "ab")  # noqa: SIM115 - closed at the end
     try:
-        print("building the city: 15 APs, 2 phones each ...", flush=True)
-        city = build_city(lab, aps=15, clients_per_ap=2, stand_in_portal=False)
+        print("building the city: 15 APs ...", flush=True)
+        city = build_city(lab, aps=15, clients_per_ap=0, stand_in_portal=False)
         mgmt = lab.netns("mgmt")  # answers for every AP's management address
         lab.veth(city.gw, "mgmt", mgmt, "eth0")
         lab.sh(city.gw, ["ip", "addr", "add", "10.19.0.1/24", "dev", "mgmt"])
@@ -158,8 +173,27 @@ def main() -> int:
         )  # fmt: skip
         if not wait_until(lambda: (work / "control.sock").exists(), 30, 0.2):
             raise RuntimeError("the controller did not start; see " + str(work / "demo.log"))
-        served = [c for c in city.clients if not c.ip.startswith("10.20.13.")]  # 13: NAS site
-        phones = Phones(lab, served)
+        # a phone on each AP of a gateway-mode site, addressed by the gateway's DHCP
+        from controller.config import load
+
+        city_conf = load(config)
+        sites, phones_list = {}, []
+        print("phones join the APs and ask for addresses by DHCP ...", flush=True)
+        for ap in city_conf.aps:
+            if city_conf.sites[ap.site].mode != "gateway" or ap.interface is None:
+                continue
+            number = int(ap.interface.removeprefix("ap"))
+            for attempt in range(5):  # dnsmasq may still be starting
+                try:
+                    client, _ = dhcp_client(city, number, f"ph{number}", work)
+                    break
+                except RuntimeError:
+                    if attempt == 4:
+                        raise
+                    time.sleep(1)
+            sites[client.ns] = ap.site
+            phones_list.append(client)
+        phones = Phones(lab, phones_list, sites)
         print(
             f"\nThe city is running. Diskominfo's dashboard: http://127.0.0.1:{args.port}/dasbor/\n"
             f"  sign in as: diskominfo   password: {password}\n"
@@ -171,7 +205,8 @@ def main() -> int:
         outage_at, outage_ap = time.monotonic() + 20, "10.19.0.14"  # Jam Gadang Selatan
         down = False
         while time.monotonic() < end:  # bounded by --minutes
-            print("  " + phones.visit(rng), flush=True)
+            hour = int((1 - (end - time.monotonic()) / (args.minutes * 60)) * 24) % 24
+            print(f"  {hour:02d}:00 " + phones.visit(rng, hour), flush=True)
             if rng.random() < 0.15:  # the market's MikroTik logs one of its phones in
                 subprocess.run(
                     ["ip", "netns", "exec", city.gw, "radclient", "-q", "-r", "1", "-t", "2",
