@@ -157,6 +157,7 @@ def now_page() -> Response:
         who=admin(),
         site_map=charts.site_map(points, _("Peta tempat")),
         number=lambda n: format_decimal(n),
+        percent=lambda x: format_percent(x, "#,##0.0%"),
     )
 
 

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from . import audit, blocks, rules, sessions, stats, vouchers
+from . import audit, blocks, health, rules, sessions, stats, vouchers
 from .admins import AdminInfo, check_password, hash_password
 from .config import CityConfig
 from .context import Ctx
@@ -70,6 +70,9 @@ class ApNow:
     name: str
     state: str  # up | degraded | down | unknown (never checked)
     since: datetime | None
+    last_seen: datetime | None = None  # its last answer to a health check
+    rtt_ms: float | None = None  # that answer's round-trip time
+    today: float | None = None  # share of today's checks it answered
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,7 @@ class DashboardService:
                 )
             }
             usage = stats.usage(uow, self.ctx, today, today)
+        checks = health.summary(self.db, config, at, self.ctx.tz)
         sites = tuple(
             SiteNow(
                 site_id,
@@ -202,7 +206,14 @@ class DashboardService:
                 site.mode,
                 int(online.get(site_id, 0)),
                 tuple(
-                    ApNow(ap.id, ap.name, *states.get(ap.id, ("unknown", None)))
+                    ApNow(
+                        ap.id,
+                        ap.name,
+                        *states.get(ap.id, ("unknown", None)),
+                        checks[ap.id].last_seen,
+                        checks[ap.id].rtt_ms,
+                        checks[ap.id].today,
+                    )
                     for ap in config.aps_at(site_id)
                 ),
             )

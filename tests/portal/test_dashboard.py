@@ -110,13 +110,20 @@ def test_the_dashboard_speaks_english_too(office):
     assert "<dt>Sessions</dt>" in office.get("/dasbor/?lang=en", base_url=BASE).text
 
 
-def test_the_now_page_shows_who_is_online_where_and_the_map(office):
+def test_the_now_page_shows_who_is_online_where_and_the_map(office, portal_db, now):
+    from controller.models import ApHealthSample
+
+    with portal_db.uow(write=True) as uow:  # the AP answered a health check at 09:59
+        uow.session.add(ApHealthSample(ap_id="tmsbk-1", at=now - timedelta(minutes=1), up=True,
+                                       rtt_ms=3.25))  # fmt: skip
+        uow.commit()
     sign_in(office)
     page = office.get("/dasbor/sekarang", base_url=BASE)
     assert page.status_code == 200
     assert "<dt>Tersambung sekarang</dt><dd>2</dd>" in page.text
     assert page.text.count("<circle") == 8  # every place on the map
-    assert "belum dipantau" in page.text  # no AP has been checked in this database
+    assert "belum dipantau" in page.text  # no AP state has been recorded in this database
+    assert "3.2 ms, hari ini 100,0%" in page.text
 
 
 def test_the_city_app_page_and_every_table_as_csv(office, portal_db, ctx, now):
