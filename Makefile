@@ -14,7 +14,7 @@ demo: venv
 	@if [ "$$(id -u)" -eq 0 ]; then \
 	  scripts/install-system-deps && $(BIN)/python scripts/demo_city.py; \
 	else \
-	  echo "not root: the session rules with the in-memory firewall, then the dashboard"; \
+	  echo "not root: residents as HTTP clients of the portal on the in-memory firewall, then the dashboard"; \
 	  echo "(run it as root for the whole city in network namespaces)"; \
 	  $(MAKE) --no-print-directory demo-rules; \
 	fi
@@ -27,7 +27,7 @@ demo-rules: venv
 	set -e; \
 	echo "== wifikota config check sites.yaml"; $(BIN)/wifikota config check sites.yaml; \
 	echo "== wifikota db upgrade"; $(BIN)/wifikota db upgrade; \
-	echo "== a simulated morning at the hotspots (session rules, in-memory firewall)"; \
+	echo "== a simulated morning at the hotspots (the portal over HTTP, in-memory firewall)"; \
 	$(BIN)/python -m controller.demo --config sites.yaml; \
 	echo "== wifikota sites"; $(BIN)/wifikota sites; \
 	echo "== wifikota sessions --limit 10"; $(BIN)/wifikota sessions --limit 10; \

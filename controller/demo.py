@@ -1,9 +1,11 @@
-"""A morning at the city's hotspots, run through the real session rules.
+"""A morning at the city's hotspots, run through the real portal and session rules.
 
-Residents arrive at the sites of sites.yaml, log in (click-through, or a voucher where the
-site offers it), some come back, one is blocked, and the clock runs on so sessions time
-out, go idle or use up the day's quota. Enforcement is the in-memory firewall: this shows
-the rules and the database, not packets (the namespace city with real clients is separate).
+Residents arrive at the sites of sites.yaml and log in as simulated HTTP clients of the
+real portal (its splash page, then its form: click-through, or a voucher where the site
+offers it), some come back, one is blocked, and the clock runs on so sessions time out, go
+idle or use up the day's quota. The portal talks to a controller in this process, on the
+in-memory firewall and neighbour table: this shows the pages, the rules and the database,
+not packets (`make demo` as root runs the city in network namespaces with real clients).
 
 Usage: python -m controller.demo [--config sites.yaml] [--residents 40] [--seed 7]
 """
@@ -19,12 +21,10 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from . import blocks, db, inventory, sessions, vouchers
-from .config import AccessPoint, ConfigError
+from .config import AccessPoint, CityConfig, ConfigError
 from .config import load as load_config
 from .context import Ctx
-from .errors import DomainError
 from .firewall.memory import MemoryFirewall
-from .sessions import LoginRequest
 
 
 def _mac(rng: random.Random) -> str:
@@ -82,10 +82,12 @@ def run(
     say(f"{clock:%H:%M} admin blocks {troublemaker}")
 
     morning = _Morning(database, fw, ctx, rng, gateway_aps, troublemaker, voucher.code, say)
+    morning.open_portal(config)
     arrivals = sorted(rng.uniform(0, 150) for _ in range(residents))
     start, arrived = clock, 0
     for step in range(0, 181, 2):  # 09:00 to 12:00 in 2-minute steps
         clock = start + timedelta(minutes=step)
+        morning.clock = clock
         while arrived < len(arrivals) and arrivals[arrived] <= step:
             morning.arrive(arrived, clock)
             arrived += 1
@@ -122,6 +124,48 @@ class _Morning:
     say: Callable[[str], None]
     phones: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # mac: ip, up, down
     quiet: set[str] = field(default_factory=set)
+    clock: datetime = field(default_factory=lambda: datetime.now(UTC))
+    portal: object = None
+    neighbours: object = None
+
+    def open_portal(self, config: CityConfig) -> None:
+        """The real portal app, asking a controller in this process (the demo's clock)."""
+        from captive import create_app  # the demo drives the portal like a phone would
+        from captive.gateway import LocalGateway
+
+        from .daemon import Controller
+        from .neighbours import MemoryNeighbours
+
+        self.neighbours = MemoryNeighbours()
+        controller = Controller(self.database, self.ctx, self.fw, self.neighbours)
+        self.portal = create_app(
+            config, LocalGateway(controller, lambda: self.clock), secret=b"demo-form-token-key"
+        )
+
+    def login_over_http(self, ap: AccessPoint, mac: str, ip: str, method: str) -> str:
+        """What a phone does: load the splash, post its form. The controller's answer, as
+        the page shows it: "ok", "resumed" or the problem's code."""
+        import re
+
+        assert self.neighbours is not None and self.portal is not None
+        self.neighbours.add(ip, mac, str(ap.gateway_iface))  # type: ignore[attr-defined]
+        phone = self.portal.test_client()  # type: ignore[attr-defined]
+        phone.environ_base["REMOTE_ADDR"] = ip
+        base = str(self.ctx.config.portal.base_url)
+        splash = phone.get("/", base_url=base)
+        token = re.search(r'name="token" value="([^"]+)"', splash.text)
+        if splash.status_code != 200 or token is None:
+            found = re.search(r'data-problem="([^"]+)"', splash.text)
+            return found.group(1) if found else f"http-{splash.status_code}"
+        form = {
+            "token": token.group(1),
+            "method": method,
+            "terms_version": self.ctx.config.portal.terms_version,
+        }
+        if method == "voucher":
+            form["kode"] = self.voucher_code
+        answer = phone.post("/masuk", data=form, base_url=base)
+        return "ok" if answer.status_code == 303 else f"http-{answer.status_code}"
 
     def arrive(self, n: int, clock: datetime) -> None:
         """Resident number ``n`` arrives at a random AP and logs in as the site allows."""
@@ -136,19 +180,17 @@ class _Morning:
         ip = str(ap.subnet[10 + rng.randrange(200)])
         methods = config.policy_for(ap.site).login_methods
         method = "voucher" if "voucher" in methods and rng.random() < 0.3 else "click"
-        code = self.voucher_code if method == "voucher" else None
-        terms = config.portal.terms_version
-        req = LoginRequest(ap.site, mac, ip, method, ap.id, terms, code)
-        try:
-            outcome = sessions.authorize(self.database, self.fw, self.ctx, req, clock)
-        except DomainError as exc:
-            self.say(f"{clock:%H:%M} {mac} at {ap.id}: refused ({exc.code}: {exc})")
+        result = self.login_over_http(ap, mac, ip, method)
+        if result != "ok":
+            self.say(f"{clock:%H:%M} {mac} at {ap.id}: refused ({result})")
             return
+        with self.database.uow() as uow:
+            info = sessions.SessionInfo.of(sessions.find_open(uow, mac))
         self.phones[mac] = (ip, 0, 0)
         if rng.random() < 0.25:
             self.quiet.add(mac)  # connects, then puts the phone away: will go idle
-        verb = "resumes" if outcome.resumed else f"logs in ({method})"
-        minutes = outcome.session.seconds_left(clock) // 60
+        verb = "resumes" if info.started_at < clock else f"logs in ({method})"
+        minutes = info.seconds_left(clock) // 60
         self.say(f"{clock:%H:%M} {mac} at {ap.id} {verb}: online for {minutes} min")
 
     def browse(self, clock: datetime) -> None:
