@@ -370,13 +370,16 @@ TABLES = {
     "tempat": ["site", "name", "sessions", "unique_devices", "bytes_down", "bytes_up",
                "session_seconds", "app_clicks"],
     "jam": ["weekday", *(f"h{h:02d}" for h in range(24))],
+    "titik": ["site", "ap", "name", "sessions", "bytes_down", "availability", "outages",
+              "down_seconds"],
 }  # fmt: skip
 
 
 @bp.get("/ekspor.csv")
 def export() -> Response:
     """A table of the pages, as CSV (UTF-8 with BOM, for spreadsheets): ``tabel=harian``
-    (per day, the default), ``tempat`` (per place) or ``jam`` (weekday x hour)."""
+    (per day, the default), ``tempat`` (per place), ``jam`` (weekday x hour) or ``titik``
+    (per AP, with availability)."""
     report = _report()
     table = request.args.get("tabel", "harian")
     if report is None or table not in TABLES:
@@ -392,6 +395,12 @@ def export() -> Response:
         for r in report.ranking:
             writer.writerow([r.site_id, r.name, r.sessions, r.devices, r.bytes_down, r.bytes_up,
                              r.session_seconds, r.clicks])  # fmt: skip
+    elif table == "titik":
+        for place in service().sites_detail(report.since, report.until, clock()):
+            for ap in place.aps:
+                share = "" if ap.availability is None else f"{ap.availability:.4f}"
+                writer.writerow([place.site_id, ap.ap_id, ap.name, ap.sessions, ap.bytes_down,
+                                 share, ap.outages, ap.down_seconds])  # fmt: skip
     else:
         names = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
         for name, row in zip(names, report.heatmap, strict=True):

@@ -255,3 +255,6 @@ def test_the_sites_page_shows_each_aps_availability(office, portal_db, now, ctx)
     row = re.search(r"Jam Gadang Utara</td>(.*?)</tr>", page.text).group(1)
     assert "80,0%" in row and "1 kali, 2 jam" in row, row  # Indonesian decimal comma
     assert "belum dipantau" in page.text  # the other APs were never checked
+    export = office.get(f"/dasbor/ekspor.csv?tabel=titik&dari={day}&sampai={day}", base_url=BASE)
+    rows = {r[1]: r for r in csv.reader(io.StringIO(export.text.lstrip("\ufeff")))}
+    assert rows["jam-gadang-1"][5:] == ["0.8000", "1", "7200"] and rows["tmsbk-2"][5] == ""
