@@ -22,10 +22,19 @@ def radius_group() -> None:
 @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
 @click.option("--auth-port", type=click.IntRange(1, 65535), help="Default: radius.auth_port.")
 @click.option("--acct-port", type=click.IntRange(1, 65535), help="Default: radius.acct_port.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=9812,
+    show_default=True,
+    help="Prometheus metrics on 127.0.0.1 at this port (0: none).",
+)
 @pass_app
-def radius_run(app: App, host: str, auth_port: int | None, acct_port: int | None) -> None:
+def radius_run(
+    app: App, host: str, auth_port: int | None, acct_port: int | None, metrics_port: int
+) -> None:
     """Answer the NAS of sites.yaml (radius.clients) until stopped."""
-    from radius.server import Nas, RadiusServer, serve
+    from radius.server import Nas, RadiusServer, serve, serve_metrics
 
     from .nas import NasService
 
@@ -47,6 +56,11 @@ def radius_run(app: App, host: str, auth_port: int | None, acct_port: int | None
     server = RadiusServer(NasService(app.database(), app.ctx), clients)
     auth = auth_port or config.radius.auth_port
     acct = acct_port or config.radius.acct_port
+    if metrics_port:
+        try:
+            serve_metrics(server, metrics_port)
+        except OSError as exc:
+            raise Failure(f"cannot serve metrics on 127.0.0.1:{metrics_port}: {exc}") from None
 
     async def main() -> None:
         stop = asyncio.Event()

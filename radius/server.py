@@ -390,6 +390,27 @@ class RadiusServer:
         self.pool.shutdown(wait=True)
 
 
+def serve_metrics(server: RadiusServer, port: int) -> None:
+    """Prometheus metrics of this server on 127.0.0.1:``port`` (a thread of its own):
+    ``wifikota_radius_requests_total{outcome}``, what became of each datagram."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.core import CounterMetricFamily
+    from prometheus_client.registry import Collector
+
+    class _Requests(Collector):
+        def collect(self):  # type: ignore[no-untyped-def]
+            family = CounterMetricFamily(
+                "wifikota_radius_requests", "RADIUS datagrams by outcome", labels=["outcome"]
+            )
+            for outcome, n in sorted(server.stats.items()):
+                family.add_metric([outcome], n)
+            yield family
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Requests())
+    start_http_server(port, addr="127.0.0.1", registry=registry)
+
+
 class _Endpoint(asyncio.DatagramProtocol):
     def __init__(self, server: RadiusServer, port: str) -> None:
         self.server, self.port = server, port

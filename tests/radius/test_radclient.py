@@ -87,10 +87,12 @@ class Radius:
         }
         assert self.cli("db", "upgrade").returncode == 0
         self.auth, self.acct = free_ports()
+        self.metrics = free_ports()[0]
         self.log = open(tmp / "radius.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [WIFIKOTA, "--config", str(self.config), "radius", "run", "--host", "127.0.0.1",
-             "--auth-port", str(self.auth), "--acct-port", str(self.acct)],
+             "--auth-port", str(self.auth), "--acct-port", str(self.acct),
+             "--metrics-port", str(self.metrics)],
             env=self.env, stdout=self.log, stderr=self.log,
         )  # fmt: skip
         self.tmp = tmp
@@ -480,3 +482,15 @@ def test_status_server_is_answered_on_both_ports(radius):
             input="Message-Authenticator = 0x00\n", capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         assert re.search(r"Received (Access-Accept|Accounting-Response)", res.stdout), res.stdout
+
+
+def test_its_request_counts_are_prometheus_metrics_on_loopback(radius):
+    import urllib.request
+
+    code = voucher(radius)
+    radius.send("auth", access(code, code))
+    radius.send("auth", access(code, code, ma=False))  # dropped: no Message-Authenticator
+    with urllib.request.urlopen(f"http://127.0.0.1:{radius.metrics}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    assert 'wifikota_radius_requests_total{outcome="accept"} 1.0' in text
+    assert 'wifikota_radius_requests_total{outcome="missing_message_authenticator"}' in text
