@@ -283,6 +283,11 @@ def kick() -> Response:
         return _manage_page(503, notice="unavailable")
     if not answer.get("ok"):
         return _manage_page(400, notice="failed", why=str(answer.get("message", "")))
+    from radius.coa import tell_routers  # a NAS-mode session is cut off at its router too
+
+    config: CityConfig = current_app.extensions["wifikota.config"]
+    for line in tell_routers(config, [answer.get("session") or {}]):
+        current_app.logger.info("kick of session %s: %s", target, line)
     return _manage_page(notice="kicked", target=target)
 
 

@@ -144,27 +144,12 @@ class App:
     def tell_nas(self, ended: list[Any]) -> None:
         """Sessions that ran at a NAS-mode site: have their router cut them off too
         (RFC 5176 Disconnect-Request). What each router answered goes to stderr."""
-        for info in ended:
-            site = self.config.sites.get(info.site_id)
-            if site is None or site.mode != "nas":
-                continue
-            client = next(
-                (c for c in self.config.radius.clients if c.name == info.nas_id), None
-            ) or next((c for c in self.config.radius.clients if c.site == info.site_id), None)
-            if client is None:
-                continue
-            from radius.coa import Target, disconnect
-            from radius.server import Nas
+        from dataclasses import asdict
 
-            try:
-                secret = client.secret.resolve()
-            except ConfigError as exc:
-                click.echo(f"note: cannot tell {client.name} (no secret): {exc}", err=True)
-                continue
-            nas = Nas(client.name, client.site, client.type, str(client.address), secret)
-            target = Target(info.nas_session_id, info.mac, info.ip)
-            outcome = disconnect(nas, target, port=client.coa_port)
-            click.echo(f"{client.name}: Disconnect-Request {outcome}", err=True)
+        from radius.coa import tell_routers
+
+        for line in tell_routers(self.config, [asdict(info) for info in ended]):
+            click.echo(line, err=True)
 
 
 class Group(click.Group):

@@ -11,8 +11,11 @@ from __future__ import annotations
 import logging
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 from pyrad import packet as rp
+
+from controller.config import CityConfig, ConfigError
 
 from .server import Nas, load_dictionary
 
@@ -69,3 +72,31 @@ def disconnect(
             break
     log.info("Disconnect-Request to %s for %s: %s", nas.name, target, outcome)
     return outcome
+
+
+def tell_routers(config: CityConfig, ended: list[dict[str, Any]]) -> list[str]:
+    """For each ended session (``site_id``, ``nas_id``, ``nas_session_id``, ``mac``,
+    ``ip``) that ran at a NAS-mode site: its router's answer to a Disconnect-Request, as
+    "<router>: Disconnect-Request <outcome>" lines."""
+    said = []
+    for info in ended:
+        site = config.sites.get(str(info.get("site_id")))
+        if site is None or site.mode != "nas":
+            continue
+        clients = config.radius.clients
+        client = next((c for c in clients if c.name == info.get("nas_id")), None) or next(
+            (c for c in clients if c.site == info.get("site_id")), None
+        )
+        if client is None:
+            continue
+        try:
+            secret = client.secret.resolve()
+        except ConfigError as exc:
+            said.append(f"{client.name}: not told (its secret cannot be read: {exc})")
+            continue
+        nas = Nas(client.name, client.site, client.type, str(client.address), secret)
+        target = Target(info.get("nas_session_id"), info.get("mac"), info.get("ip"))
+        said.append(
+            f"{client.name}: Disconnect-Request {disconnect(nas, target, port=client.coa_port)}"
+        )
+    return said
