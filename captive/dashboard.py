@@ -300,12 +300,17 @@ def block() -> Response:
     if hours is None:
         return _manage_page(400, notice="bad-input")
     try:
-        tell = service().block(
+        tell, ended = service().block(
             request.form.get("mac", ""), request.form.get("alasan", ""), hours or None,
             _actor(), clock(),
         )  # fmt: skip
     except DomainError as exc:
         return _manage_page(400, notice="failed", why=str(exc))
+    from radius.coa import tell_routers
+
+    config: CityConfig = current_app.extensions["wifikota.config"]
+    for line in tell_routers(config, ended):
+        current_app.logger.info("block: %s", line)
     if tell:
         try:
             gateway().ask({"op": "reconcile"})

@@ -7,7 +7,7 @@ The dashboard (``captive/dashboard.py``) gets a ``DashboardService`` from
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -286,13 +286,18 @@ class DashboardService:
         with self.db.uow() as uow:
             return sessions.list_sessions(uow, active=True, limit=limit)
 
-    def block(self, mac: str, reason: str, hours: int | None, actor: str, now: datetime) -> bool:
-        """Block a device; True when the firewall must be told (ask the controller to
-        reconcile). Raises BadRequest or Conflict."""
+    def block(
+        self, mac: str, reason: str, hours: int | None, actor: str, now: datetime
+    ) -> tuple[bool, list[dict[str, object]]]:
+        """Block a device: whether the firewall must be told (ask the controller to
+        reconcile), and the sessions the block ended (for their routers, at NAS-mode
+        sites). Raises BadRequest or Conflict."""
         fw = DeferredFirewall()
         until = now + timedelta(hours=hours) if hours else None
-        blocks.block(self.db, fw, self.ctx, mac, reason=reason, actor=actor, now=now, until=until)
-        return bool(fw.pending)
+        info = blocks.block(
+            self.db, fw, self.ctx, mac, reason=reason, actor=actor, now=now, until=until
+        )
+        return bool(fw.pending), [asdict(s) for s in info.ended]
 
     def vouchers(
         self, count: int, hours: int, site: str | None, note: str | None, actor: str, now: datetime
