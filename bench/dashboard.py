@@ -142,33 +142,37 @@ def main() -> None:
     parser.add_argument("--per-ap", type=int, default=900)
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
-    out = []
-    for kind in args.db.split(","):
+    print(f"# Dashboard benchmark ({args.days} days of demo data, {args.runs} requests a page)\n",
+          flush=True)  # fmt: skip
+    for kind in args.db.split(","):  # each database's figures printed as soon as they are in
         if kind == "sqlite":
             tmp = Path(tempfile.mkdtemp(prefix="wifikota-dash-bench-"))
-            out.append(run(kind, f"sqlite:///{tmp / 'wifikota.db'}", args))
-            for f in tmp.iterdir():
-                f.unlink()
-            tmp.rmdir()
+            try:
+                report(run(kind, f"sqlite:///{tmp / 'wifikota.db'}", args))
+            finally:
+                for f in tmp.iterdir():
+                    f.unlink()
+                tmp.rmdir()
         else:
             url = postgres_url()
             try:
-                out.append(run(kind, url, args))
+                report(run(kind, url, args))
             finally:
                 drop_postgres(url)
-    print(f"# Dashboard benchmark ({args.days} days of demo data, {args.runs} requests a page)\n")
-    for r in out:
-        m = r["made"]
-        print(f"## {r['kind']}: {m['sessions']:,} sessions, {m['devices']:,} devices, "
-              f"filled in {r['fill_s']:.0f} s\n")  # fmt: skip
-        print("| page | median (ms) | slowest (ms) |")
-        print("|---|---:|---:|")
-        for name, (med, worst) in r["pages"].items():
-            print(f"| {name} | {med:.0f} | {worst:.0f} |")
-        whole = r["pages"]["Pemakaian, the whole range"][0]
-        print(f"\nThe usage figures for the whole range straight from `sessions`: "
-              f"{r['raw'][0]:.0f} ms (median), {r['raw'][0] / whole:.1f}x the whole usage page "
-              "from the rollups.\n")  # fmt: skip
+
+
+def report(r: dict) -> None:
+    m = r["made"]
+    print(f"## {r['kind']}: {m['sessions']:,} sessions, {m['devices']:,} devices, "
+          f"filled in {r['fill_s']:.0f} s\n")  # fmt: skip
+    print("| page | median (ms) | slowest (ms) |")
+    print("|---|---:|---:|")
+    for name, (med, worst) in r["pages"].items():
+        print(f"| {name} | {med:.0f} | {worst:.0f} |")
+    whole = r["pages"]["Pemakaian, the whole range"][0]
+    print(f"\nThe usage figures for the whole range straight from `sessions`: "
+          f"{r['raw'][0]:.0f} ms (median), {r['raw'][0] / whole:.1f}x the whole usage page "
+          "from the rollups.\n", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
