@@ -3,7 +3,8 @@
 Sessions keep the device's MAC while they may need it (an open session's grant, an admin
 looking into a recent problem); after ``retention_days`` it is removed, and the session
 keeps only its device's HMAC (``devices.mac_hash``), so every count stays. The one-time
-codes of phone login (an HMAC of the number, its hint) go at the same age. Runs daily in
+codes of phone login (an HMAC of the number, its hint) go at the same age, and so do the AP
+health samples (the state changes, from which availability is figured, stay). Runs daily in
 the controller and as ``wifikota purge``.
 """
 
@@ -17,7 +18,7 @@ from sqlalchemy import CursorResult, delete, update
 
 from .context import Ctx
 from .db import Database
-from .models import PhoneCode, Session
+from .models import ApHealthSample, PhoneCode, Session
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Purged:
     before: datetime
     session_macs: int
     phone_codes: int
+    health_samples: int = 0
 
 
 def purge(db: Database, ctx: Ctx, now: datetime) -> Purged:
@@ -46,5 +48,11 @@ def purge(db: Database, ctx: Ctx, now: datetime) -> Purged:
             CursorResult[object],
             uow.session.execute(delete(PhoneCode).where(PhoneCode.created_at < before)),
         ).rowcount
+        # not identifiers, but 40,000 rows a day for a city: availability over longer ranges
+        # is read from the state changes (ap_events), which stay
+        samples = cast(
+            CursorResult[object],
+            uow.session.execute(delete(ApHealthSample).where(ApHealthSample.at < before)),
+        ).rowcount
         uow.commit()
-    return Purged(before, int(macs or 0), int(codes or 0))
+    return Purged(before, int(macs or 0), int(codes or 0), int(samples or 0))

@@ -24,8 +24,14 @@ def test_old_sessions_lose_their_mac_and_keep_their_counts(database, fw, ctx, no
     day = old.astimezone(ctx.tz).date()
     stats.rebuild(database, ctx, day, day, now)
 
+    from controller.models import ApHealthSample
+
+    with database.uow(write=True) as uow:
+        uow.session.add(ApHealthSample(ap_id="jam-gadang-1", at=old, up=True, rtt_ms=1.0))
+        uow.session.add(ApHealthSample(ap_id="jam-gadang-1", at=now, up=True, rtt_ms=1.0))
+        uow.commit()
     done = privacy.purge(database, ctx, now)
-    assert done.session_macs == 1
+    assert (done.session_macs, done.health_samples) == (1, 1)
     with database.reading() as s:
         macs = dict(s.execute(select(Session.id, Session.mac)).all())
         devices = s.scalar(select(func.count(func.distinct(Session.device_id))))
