@@ -251,6 +251,7 @@ class AccessPoint(_Model):
     subnet: IPv4Net
     dhcp_range: Range | None = None
     management: IPv4
+    check: Literal["icmp", "arp"] = "icmp"  # arp: for an AP that answers only on layer 2
 
     @property
     def gateway_iface(self) -> str | None:

@@ -277,7 +277,7 @@ def run(
     if controller.ctx.config.health.enabled:
         from .health import Monitor
 
-        monitor = Monitor(controller.db, controller.ctx.config)
+        monitor = Monitor(controller.db, lambda: controller.ctx.config)  # reloads too
         threading.Thread(target=monitor.run, args=(stop,), daemon=True, name="health").start()
         log.info("checking %d APs every %ds", len(controller.ctx.config.aps),
                  controller.ctx.config.health.interval)  # fmt: skip

@@ -85,6 +85,40 @@ def ping(
     return None
 
 
+def arping(address: str, timeout: float = 1.0) -> float | None:
+    """Round-trip time in ms of one ARP request for ``address`` on the interface the route
+    to it leaves by, or None without a reply: for APs that answer only on layer 2. Raises
+    OSError without CAP_NET_RAW."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        route = ipr.route("get", dst=address)[0]
+        oif = route.get_attr("RTA_OIF")
+        source = route.get_attr("RTA_PREFSRC")
+        link = ipr.get_links(oif)[0]
+        ifname, mac = link.get_attr("IFLA_IFNAME"), link.get_attr("IFLA_ADDRESS")
+    if not source or not mac:
+        return None
+    own = bytes.fromhex(mac.replace(":", ""))
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + own + socket.inet_aton(source)
+    arp += b"\0" * 6 + socket.inet_aton(address)
+    frame = b"\xff" * 6 + own + struct.pack("!H", 0x0806) + arp
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806)) as sock:
+        sock.bind((ifname, 0x0806))
+        began = time.monotonic()
+        sock.send(frame)
+        deadline = began + timeout
+        while (left := deadline - time.monotonic()) > 0:  # bounded by the timeout
+            ready, _, _ = select.select([sock], [], [], left)
+            if not ready:
+                break
+            data = sock.recv(2048)
+            op = struct.unpack("!H", data[20:22])[0] if len(data) >= 42 else 0
+            if op == 2 and data[28:32] == socket.inet_aton(address):  # a reply from it
+                return (time.monotonic() - began) * 1000
+    return None
+
+
 def alert(url: str, text: str, detail: dict[str, object]) -> None:
     """POST ``{"text": ..., **detail}`` as JSON (what chat bots' incoming webhooks take);
     failures are logged, never raised."""
@@ -104,17 +138,24 @@ class Monitor:
     def __init__(
         self,
         db: Database,
-        config: CityConfig,
+        config: CityConfig | Callable[[], CityConfig],
         *,
         probe: Callable[[str, float], float | None] = ping,
+        arp_probe: Callable[[str, float], float | None] = arping,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         notify: Callable[[str, str, dict[str, object]], None] = alert,
     ) -> None:
-        self.db, self.config, self.probe, self.clock, self.notify = (
-            db, config, probe, clock, notify,
-        )  # fmt: skip
+        """``config``: the city's config, or how to get the one in force now (the
+        controller's, which a reload replaces: APs it adds are checked from then on)."""
+        self._config = config if callable(config) else (lambda: config)
+        self.db, self.clock, self.notify = db, clock, notify
+        self.probes = {"icmp": probe, "arp": arp_probe}
         self.states: dict[str, ApState] = {}
         self._load_last_states()
+
+    @property
+    def config(self) -> CityConfig:
+        return self._config()
 
     def _load_last_states(self) -> None:
         """Start from each AP's last recorded state (a restart is not an outage)."""
@@ -133,7 +174,7 @@ class Monitor:
         """Check one AP now; record the sample, and the event if its state changed."""
         ap = next(a for a in self.config.aps if a.id == ap_id)
         health = self.config.health
-        rtt = self.probe(str(ap.management), health.timeout)
+        rtt = self.probes[ap.check](str(ap.management), health.timeout)
         at = self.clock()
         before = self.states.get(ap_id, ApState())
         after = step(before, rtt is not None, rtt, at, health.down_after, health.up_after)
@@ -162,7 +203,13 @@ class Monitor:
         due = {ap: time.monotonic() + interval * i / max(1, len(aps)) for i, ap in enumerate(aps)}
         while not stop.is_set():
             now = time.monotonic()
-            for ap_id, when in due.items():
+            interval = self.config.health.interval
+            current = {ap.id for ap in self.config.aps}  # a reload may add or drop APs
+            for gone in set(due) - current:
+                del due[gone]
+            for new in current - set(due):
+                due[new] = now
+            for ap_id, when in list(due.items()):
                 if when <= now:
                     try:
                         self.check(ap_id)

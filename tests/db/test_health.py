@@ -54,3 +54,38 @@ def test_an_ap_going_down_and_coming_back_is_recorded_and_alerted(database, city
 
     again = Monitor(database, config, probe=lambda a, t: None, clock=lambda: clock["now"])
     assert again.states["jam-gadang-1"].state == "up"  # a restart remembers, no new event
+
+
+def test_the_monitor_checks_what_the_config_in_force_names(database, city):
+    import threading
+
+    from controller.config import AccessPoint
+
+    holder = {"config": city.model_copy(update={"health": city.health.model_copy(
+        update={"interval": 1})})}  # fmt: skip
+    asked: list[str] = []
+
+    def probe(address: str, timeout: float) -> float:
+        asked.append(address)
+        return 1.0
+
+    monitor = Monitor(database, lambda: holder["config"], probe=probe, arp_probe=probe)
+    extra = AccessPoint.model_validate({
+        "id": "jam-gadang-3", "name": "Jam Gadang Barat", "site": "jam-gadang",
+        "subnet": "10.20.16.0/24", "management": "10.19.0.26", "check": "arp",
+    })  # fmt: skip
+    holder["config"] = holder["config"].model_copy(
+        update={"aps": (*holder["config"].aps, extra)}
+    )  # a reload adds an AP
+    stop = threading.Event()
+    worker = threading.Thread(target=monitor.run, args=(stop,))
+    worker.start()
+    try:
+        for _ in range(100):  # bounded: 5 s at most
+            if "10.19.0.26" in asked:
+                break
+            stop.wait(0.05)
+    finally:
+        stop.set()
+        worker.join(5)
+    assert "10.19.0.26" in asked
