@@ -38,6 +38,7 @@ import contextlib
 from pyrad import packet as rp
 
 from radius.server import load_dictionary
+from tests.netlab import free_udp_ports
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "freeradius"
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,20 +176,6 @@ def accounting_requests(n: int, sessions: list[int]) -> list[list[bytes]]:
 # ------------------------------------------------------------------ the two servers
 
 
-def free_ports() -> tuple[int, int]:
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
-            try:
-                b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port, port + 1
-    raise RuntimeError("no free ports")
-
-
 def wait_for(path: Path, text: bytes, proc: subprocess.Popen[bytes], seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while text not in (path.read_bytes() if path.exists() else b""):
@@ -214,7 +201,7 @@ class Ours:
             "WIFIKOTA_RADIUS_SECRET_SIMPANG_AUR": SECRET,
         }
         self.cli("db", "upgrade")
-        self.auth, self.acct = free_ports()
+        self.auth, self.acct = free_udp_ports()
         self.log = work / "ours.log"
         self.proc = subprocess.Popen(
             [WIFIKOTA, "--config", str(self.config), "radius", "run", "--host", "127.0.0.1",
@@ -329,7 +316,7 @@ class FreeRadius:
                            capture_output=True)  # fmt: skip
             for deb in CACHE.glob("freeradius_*.deb"):
                 subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
-        self.auth, self.acct = free_ports()
+        self.auth, self.acct = free_udp_ports()
         (work / "radacct").mkdir()
         (work / "users").write_text('bench Cleartext-Password := "bench-password"\n')
         (work / "dictionary").write_text("")

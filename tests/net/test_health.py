@@ -1,14 +1,23 @@
-"""A real ICMP check from the gateway's namespace to an AP's management address: answered,
-then not while the AP is unplugged (its link down), then answered again."""
+"""Real checks from the gateway's namespace to an AP's management address: ICMP answered,
+then not while the AP is unplugged (its link down), then answered again; ARP for an AP
+that ignores pings."""
 
 from __future__ import annotations
 
-from controller.health import ping
+import contextlib
+from collections.abc import Iterator
+
+from controller.health import arping, ping
 from controller.netns import Runner
 from tests.netlab import Lab, require_root, wait_until
 
+AP = "10.19.0.11"
 
-def test_ping_sees_an_ap_unplugged_and_plugged_back():
+
+@contextlib.contextmanager
+def gateway_and_ap(*, ignores_pings: bool = False) -> Iterator[tuple[Lab, str, Runner]]:
+    """A gateway namespace (10.19.0.1) wired to an AP's (10.19.0.11); yields the lab, the
+    AP's namespace, and a runner in the gateway's."""
     require_root()
     lab = Lab()
     runner = None
@@ -16,44 +25,36 @@ def test_ping_sees_an_ap_unplugged_and_plugged_back():
         gw, ap = lab.netns("gw"), lab.netns("ap")
         lab.veth(gw, "mgmt", ap, "eth0")
         lab.sh(gw, ["ip", "addr", "add", "10.19.0.1/24", "dev", "mgmt"])
-        lab.sh(ap, ["ip", "addr", "add", "10.19.0.11/24", "dev", "eth0"])
+        lab.sh(ap, ["ip", "addr", "add", f"{AP}/24", "dev", "eth0"])
+        if ignores_pings:
+            lab.sh(ap, ["sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1"])  # layer 2 only
         runner = Runner(gw)
+        yield lab, ap, runner
+    finally:
+        if runner is not None:
+            runner.close()
+        lab.close()
+
+
+def test_ping_sees_an_ap_unplugged_and_plugged_back():
+    with gateway_and_ap() as (lab, ap, runner):
 
         def answered() -> bool:
-            return runner.call(lambda: ping("10.19.0.11", 1.0)) is not None
+            return runner.call(lambda: ping(AP, 1.0)) is not None
 
         assert wait_until(answered, 10, 0.2)
-        rtt = runner.call(lambda: ping("10.19.0.11", 1.0))
+        rtt = runner.call(lambda: ping(AP, 1.0))
         assert rtt is not None and 0 < rtt < 1000
         lab.sh(ap, ["ip", "link", "set", "eth0", "down"])  # unplugged
-        assert runner.call(lambda: ping("10.19.0.11", 0.5)) is None
+        assert runner.call(lambda: ping(AP, 0.5)) is None
         assert runner.call(lambda: ping("10.19.0.99", 0.5)) is None  # nothing there at all
         lab.sh(ap, ["ip", "link", "set", "eth0", "up"])  # plugged back
         assert wait_until(answered, 10, 0.2)
-    finally:
-        if runner is not None:
-            runner.close()
-        lab.close()
 
 
 def test_arp_reaches_an_ap_that_ignores_pings():
-    from controller.health import arping
-
-    require_root()
-    lab = Lab()
-    runner = None
-    try:
-        gw, ap = lab.netns("gw"), lab.netns("ap")
-        lab.veth(gw, "mgmt", ap, "eth0")
-        lab.sh(gw, ["ip", "addr", "add", "10.19.0.1/24", "dev", "mgmt"])
-        lab.sh(ap, ["ip", "addr", "add", "10.19.0.11/24", "dev", "eth0"])
-        lab.sh(ap, ["sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1"])  # layer 2 only
-        runner = Runner(gw)
-        assert runner.call(lambda: ping("10.19.0.11", 0.5)) is None
-        assert wait_until(lambda: runner.call(lambda: arping("10.19.0.11", 1.0)) is not None, 10)
+    with gateway_and_ap(ignores_pings=True) as (lab, ap, runner):
+        assert runner.call(lambda: ping(AP, 0.5)) is None
+        assert wait_until(lambda: runner.call(lambda: arping(AP, 1.0)) is not None, 10)
         lab.sh(ap, ["ip", "link", "set", "eth0", "down"])
-        assert runner.call(lambda: arping("10.19.0.11", 0.5)) is None
-    finally:
-        if runner is not None:
-            runner.close()
-        lab.close()
+        assert runner.call(lambda: arping(AP, 0.5)) is None

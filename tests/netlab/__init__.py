@@ -49,6 +49,25 @@ def require_root() -> None:
     pytest.skip("network namespace tests need root, ip and nft")
 
 
+def free_udp_ports() -> tuple[int, int]:
+    """Two consecutive UDP ports free on loopback (a RADIUS server's auth and acct)."""
+    import socket
+
+    for _ in range(50):  # bounded
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        if port >= 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port, port + 1
+    raise RuntimeError("no two free UDP ports on loopback")
+
+
 def wait_until(check: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> bool:
     """Poll ``check`` until it holds or ``timeout`` seconds pass; returns the last result."""
     deadline = time.monotonic() + timeout

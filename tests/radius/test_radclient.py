@@ -21,6 +21,7 @@ from sqlalchemy import select
 from controller import db
 from controller.models import Session
 from tests.conftest import ROOT
+from tests.netlab import free_udp_ports
 
 WIFIKOTA = str(Path(sys.executable).with_name("wifikota"))
 SECRET = "simpang-aur-radius-secret"
@@ -28,22 +29,6 @@ DICT = "/usr/share/freeradius"
 PHONE_MAC, PHONE_IP = "3C-5A-B4-12-34-56", "10.5.50.20"
 
 pytestmark = pytest.mark.skipif(shutil.which("radclient") is None, reason="needs radclient")
-
-
-def free_ports() -> tuple[int, int]:
-    """Two consecutive free UDP ports on loopback."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port < 65000:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as t:
-                try:
-                    t.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port, port + 1
-    raise RuntimeError("no two free ports on loopback")
 
 
 class Radius:
@@ -86,8 +71,8 @@ class Radius:
             "WIFIKOTA_DATA": str(tmp),
         }
         assert self.cli("db", "upgrade").returncode == 0
-        self.auth, self.acct = free_ports()
-        self.metrics = free_ports()[0]
+        self.auth, self.acct = free_udp_ports()
+        self.metrics = free_udp_ports()[0]
         self.log = open(tmp / "radius.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [WIFIKOTA, "--config", str(self.config), "radius", "run", "--host", "127.0.0.1",
