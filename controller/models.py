@@ -167,6 +167,12 @@ class Session(Base):
             postgresql_where=text("ended_at IS NULL"),
         ),
         Index("ix_sessions_nas", "nas_id", "nas_session_id"),
+        Index(
+            "ix_sessions_open_site",
+            "site_id",
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
     )
 
 
