@@ -44,6 +44,22 @@ def service() -> DashboardService:
     return found
 
 
+def _share(part: int, whole: int) -> str:
+    return str(format_percent(part / whole if whole else 0))
+
+
+def page(template: str, code: int = 200, **context: Any) -> Response:
+    """A dashboard page, with the figures' formatters in the resident pages' ``render``."""
+    return render(
+        template,
+        code,
+        number=format_decimal,
+        percent=lambda x: format_percent(x, "#,##0.0%"),
+        share=_share,
+        **context,
+    )
+
+
 def clock() -> datetime:
     """Now (a test can set ``app.extensions["wifikota.clock"]``)."""
     now: datetime = current_app.extensions.get("wifikota.clock", lambda: datetime.now(UTC))()
@@ -66,7 +82,7 @@ def signed_in_only() -> Reply | None:
 
 @bp.get("/masuk")
 def login_form() -> Response:
-    return render("dashboard_login.html")
+    return page("dashboard_login.html")
 
 
 @bp.post("/masuk")
@@ -78,7 +94,7 @@ def login() -> Reply:
         return problem("too-many")
     who = service().authenticate(name, password, clock()) if name else None
     if who is None:
-        return render("dashboard_login.html", 401, notice="wrong")
+        return page("dashboard_login.html", 401, notice="wrong")
     session.clear()
     session.permanent = True
     session["admin"] = {"name": who.name, "role": who.role, "at": time.time()}
@@ -123,7 +139,7 @@ def usage() -> Response:
     labels = [d.day.strftime("%d/%m") for d in report.days]
     weekdays = [_("Sen"), _("Sel"), _("Rab"), _("Kam"), _("Jum"), _("Sab"), _("Min")]
     config = service().ctx.config
-    return render(
+    return page(
         "dashboard.html",
         report=report,
         who=admin(),
@@ -134,7 +150,6 @@ def usage() -> Response:
             [d.devices for d in report.days], labels, _("Perangkat unik per hari")
         ),
         heat=charts.heatmap(report.heatmap, weekdays, _("Sesi menurut hari dan jam")),
-        number=lambda n: format_decimal(n),
     )
 
 
@@ -151,13 +166,11 @@ def now_page() -> Response:
     """Now: clients online per place, each AP's last known state, today so far, a map."""
     view = service().now(clock())
     points = [(s.name, s.lat, s.lon, s.online, _site_state(s)) for s in view.sites]
-    return render(
+    return page(
         "dashboard_now.html",
         view=view,
         who=admin(),
         site_map=charts.site_map(points, _("Peta tempat")),
-        number=lambda n: format_decimal(n),
-        percent=lambda x: format_percent(x, "#,##0.0%"),
     )
 
 
@@ -166,7 +179,8 @@ def metrics() -> Response:
     ``portal.metrics_token`` as ``Authorization: Bearer``. Anyone else gets 404."""
     from ipaddress import ip_address
 
-    from controller.metrics import CONTENT_TYPE, render
+    from controller.metrics import CONTENT_TYPE
+    from controller.metrics import render as metrics_text
 
     config: CityConfig = current_app.extensions["wifikota.config"]
     allowed = False
@@ -179,7 +193,7 @@ def metrics() -> Response:
     if not allowed:
         return Response("not found\n", 404, mimetype="text/plain")
     svc = service()
-    return Response(render(svc.db, svc.ctx, clock()), mimetype=None, content_type=CONTENT_TYPE)
+    return Response(metrics_text(svc.db, svc.ctx, clock()), content_type=CONTENT_TYPE)
 
 
 @bp.get("/tempat")
@@ -189,14 +203,12 @@ def sites_page() -> Response:
     if asked is None:
         return problem("bad-request")
     since, until, _sites = asked
-    return render(
+    return page(
         "dashboard_sites.html",
         since=since,
         until=until,
         places=service().sites_detail(since, until, clock()),
         who=admin(),
-        number=lambda n: format_decimal(n),
-        percent=lambda x: format_percent(x, "#,##0.0%"),
     )
 
 
@@ -217,14 +229,12 @@ def monthly() -> Response:
     last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
     report = service().report(first, last, None)
     labels = [d.day.strftime("%d") for d in report.days]
-    return render(
+    return page(
         "dashboard_month.html",
         report=report,
         who=admin(),
         month=first,
         sessions_chart=charts.bars([d.sessions for d in report.days], labels, _("Sesi per hari")),
-        number=lambda n: format_decimal(n),
-        share=lambda clicks, sessions: format_percent(clicks / sessions if sessions else 0),
     )
 
 
@@ -238,7 +248,7 @@ def _admin_only() -> Response | None:
 
 def _manage_page(code: int = 200, **notice: Any) -> Response:
     svc = service()
-    return render(
+    return page(
         "dashboard_manage.html",
         code,
         who=admin(),
@@ -362,7 +372,7 @@ def city_app_page() -> Response:
     if report is None:
         return problem("bad-request")
     labels = [d.day.strftime("%d/%m") for d in report.days]
-    return render(
+    return page(
         "dashboard_app.html",
         report=report,
         who=admin(),
@@ -370,8 +380,6 @@ def city_app_page() -> Response:
         clicks_chart=charts.bars(
             [d.clicks for d in report.days], labels, _("Klik ke aplikasi kota per hari")
         ),
-        number=lambda n: format_decimal(n),
-        share=lambda clicks, sessions: format_percent(clicks / sessions if sessions else 0),
     )
 
 
