@@ -92,9 +92,10 @@ class Controller:
             ended = sessions.sweep(self.db, self.fw, self.ctx, now)
         return TickResult(counted, tuple(ended))
 
-    def refresh_stats(self, now: datetime) -> None:
+    def housekeeping(self, now: datetime) -> None:
         """Bring the usage rollups up to date (the days that can have changed since the
-        last refresh; on the first, since yesterday)."""
+        last time; on the first, since yesterday), and once a day purge what is past
+        ``retention_days``."""
         since = self.stats_since or now - timedelta(days=1)
         stats.refresh(self.db, self.ctx, since, now)
         self.stats_since = now
@@ -103,7 +104,10 @@ class Controller:
             done = privacy.purge(self.db, self.ctx, now)
             self.purged_on = today
             log.info(
-                "purged %d session MACs and %d phone codes", done.session_macs, done.phone_codes
+                "purged %d session MACs, %d phone codes, %d AP health samples",
+                done.session_macs,
+                done.phone_codes,
+                done.health_samples,
             )
 
     def reconcile(self, now: datetime) -> int:
@@ -253,7 +257,7 @@ def run(
     *,
     tick_seconds: float = 10.0,
     reconcile_every: int = 6,
-    stats_every: int = 30,
+    housekeeping_every: int = 30,
     stop: threading.Event | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``): start, serve, tick, reconcile, reload on SIGHUP."""
@@ -301,8 +305,8 @@ def run(
                     changes = controller.reconcile(now)
                     if changes:
                         log.warning("reconcile corrected %d firewall entries", changes)
-                if ticks == 1 or ticks % stats_every == 0:
-                    controller.refresh_stats(now)
+                if ticks == 1 or ticks % housekeeping_every == 0:
+                    controller.housekeeping(now)
             except Exception:
                 log.exception("tick failed; retrying next tick")
     finally:

@@ -86,7 +86,12 @@ def generate(
         elif ap_id in down:
             began, _ = down[ap_id][-1]
             down[ap_id][-1] = (began, at)
-    counted = {"sessions": 0, "clicks": 0, "devices": 0, "outages": len(down_only(outages))}
+    counted = {
+        "sessions": 0,
+        "clicks": 0,
+        "devices": 0,
+        "outages": sum(1 for e in outages if e[2] == "down"),
+    }
 
     def device_for(site: str) -> int:
         if rnd.random() < 0.7:  # a regular: one of this place's, or any
@@ -210,7 +215,3 @@ def _outages(
             back = start + timedelta(minutes=rnd.randrange(10, 360))
             events.append((ap, back.astimezone(UTC), "up"))
     return events
-
-
-def down_only(events: list[tuple[str, datetime, str]]) -> list[tuple[str, datetime, str]]:
-    return [e for e in events if e[2] == "down"]

@@ -43,7 +43,6 @@ TERMINATE_CAUSES: dict[int, EndReason] = {
     18: EndReason.LOGOUT,  # Host-Request
 }
 CLASS_PREFIX = b"wifikota:"  # Class = b"wifikota:<session id>"
-GIGAWORD = 2**32
 
 
 @dataclass(frozen=True)
