@@ -11,6 +11,7 @@ it never sees the database itself.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,8 @@ from .db import Database, UnitOfWork
 from .errors import BadRequest, DomainError, VoucherInvalid
 from .identity import BadIdentifier, normalize_ip, normalize_mac
 from .models import Device, EndReason, Session
+
+log = logging.getLogger(__name__)
 
 
 class BadCredentials(DomainError):
@@ -219,28 +222,85 @@ def account_many(
     Idempotent: the octets a NAS reports are totals for the session, so a retransmitted or
     late packet changes nothing (bytes only grow), and a Stop for a session already ended
     only completes its bytes."""
+    # First the fast way: the batch's sessions read with one query per NAS (and one for
+    # the Classes), every record applied, one flush. Should any record fail, it is all
+    # rolled back and done again record by record, each in a savepoint.
+    try:
+        with db.uow(write=True) as uow:
+            known = _prefetch(uow, batch)
+            fast: list[str | Exception] = [
+                _apply(uow, ctx, nas, site_id, record, now, known) for nas, site_id, record in batch
+            ]
+            uow.commit()
+        return fast
+    except Exception as exc:
+        log.info("a batch of %d accounting records failed (%s); one by one now", len(batch), exc)
     results: list[str | Exception] = []
     with db.uow(write=True) as uow:
         for nas, site_id, record in batch:
             try:
-                with uow.session.begin_nested():
-                    results.append(_apply(uow, ctx, nas, site_id, record, now))
+                with uow.session.begin_nested():  # its changes are written when it ends
+                    said = _apply(uow, ctx, nas, site_id, record, now)
             except Exception as exc:  # reported for this record; the others go on
                 results.append(exc)
+            else:
+                results.append(said)
         uow.commit()
     return results
 
 
+CHUNK = 900  # ids bound in one query, within every database's limit
+
+
+def _prefetch(
+    uow: UnitOfWork, batch: list[tuple[str, str, AcctRecord]]
+) -> dict[tuple[str, str], Session]:
+    """Load the sessions a batch is about into the unit of work: those bound to the NASes'
+    session ids (returned by NAS and id) and those the Classes name (then found by
+    ``get`` without a query)."""
+    by_nas: dict[str, set[str]] = {}
+    issued: set[int] = set()
+    for nas, _, record in batch:
+        if record.status in (ACCOUNTING_ON, ACCOUNTING_OFF):
+            continue
+        by_nas.setdefault(nas, set()).add(record.acct_session_id[:64])
+        session_id = session_of_class(record.class_)
+        if session_id is not None:
+            issued.add(session_id)
+    known: dict[tuple[str, str], Session] = {}
+    for nas, ids in by_nas.items():
+        ordered = sorted(ids)
+        for i in range(0, len(ordered), CHUNK):
+            for row in uow.session.scalars(
+                select(Session)
+                .where(Session.nas_id == nas, Session.nas_session_id.in_(ordered[i : i + CHUNK]))
+                .order_by(Session.id)
+            ):
+                known.setdefault((nas, row.nas_session_id or ""), row)
+    wanted = sorted(issued)
+    for i in range(0, len(wanted), CHUNK):
+        uow.session.scalars(select(Session).where(Session.id.in_(wanted[i : i + CHUNK]))).all()
+    return known
+
+
 def _apply(
-    uow: UnitOfWork, ctx: Ctx, nas: str, site_id: str, record: AcctRecord, now: datetime
+    uow: UnitOfWork,
+    ctx: Ctx,
+    nas: str,
+    site_id: str,
+    record: AcctRecord,
+    now: datetime,
+    known: dict[tuple[str, str], Session] | None = None,
 ) -> str:
     if record.status in (ACCOUNTING_ON, ACCOUNTING_OFF):
         return _nas_restarted(uow, ctx, nas, site_id, now)
-    row = _find(uow, nas, site_id, record)
+    row = _find(uow, nas, site_id, record, known)
     if row is None:
         return "no such session"
     if row.nas_session_id is None:
         row.nas_id, row.nas_session_id = nas, record.acct_session_id[:64]
+        if known is not None:
+            known.setdefault((nas, row.nas_session_id), row)
     if record.status == START:
         return f"session {row.id} started"
     up, down = record.input_octets, record.output_octets
@@ -257,14 +317,24 @@ def _apply(
     return f"session {row.id} counted"
 
 
-def _find(uow: UnitOfWork, nas: str, site_id: str, record: AcctRecord) -> Session | None:
+def _find(
+    uow: UnitOfWork,
+    nas: str,
+    site_id: str,
+    record: AcctRecord,
+    known: dict[tuple[str, str], Session] | None = None,
+) -> Session | None:
     """The session an Accounting-Request is about: by the NAS's own session id, else by
-    the Class we issued (the Start may have been lost), else the device's open session."""
-    row = uow.session.scalars(
-        select(Session).where(
-            Session.nas_id == nas, Session.nas_session_id == record.acct_session_id[:64]
-        )
-    ).first()
+    the Class we issued (the Start may have been lost), else the device's open session.
+    ``known``: the sessions bound to NAS session ids, read beforehand for a batch."""
+    if known is not None:
+        row = known.get((nas, record.acct_session_id[:64]))
+    else:
+        row = uow.session.scalars(
+            select(Session)
+            .where(Session.nas_id == nas, Session.nas_session_id == record.acct_session_id[:64])
+            .order_by(Session.id)
+        ).first()
     if row is not None:
         return row
     issued = session_of_class(record.class_)

@@ -169,3 +169,27 @@ def test_a_batch_of_accounting_is_one_transaction_with_a_result_each(database, n
     ]
     (row,) = rows(database)
     assert row.bytes_up == 5
+
+
+def test_a_record_that_fails_spoils_none_of_the_others_in_its_batch(database, nas_ctx, now):
+    """The batch is first applied whole; a failure makes it go again record by record."""
+    code = code_for(database, nas_ctx, now, uses=2)
+    a = admit(database, nas_ctx, now, code, code)
+    b = admit(database, nas_ctx, now, code, code, mac="3C-5A-B4-12-34-57", ip="10.5.50.21")
+    batch = [
+        ("simpang-aur-mikrotik", SITE, AcctRecord(nas.START, "s1", class_=a.class_)),
+        ("simpang-aur-mikrotik", SITE, AcctRecord(nas.START, "s2", class_=b.class_)),
+        ("simpang-aur-mikrotik", SITE, AcctRecord(nas.INTERIM, "s1", input_octets=5)),
+        # more than any database's 64-bit integer: this record cannot be stored
+        ("simpang-aur-mikrotik", SITE, AcctRecord(nas.INTERIM, "s2", input_octets=2**70)),
+    ]
+    results = nas.account_many(database, nas_ctx, batch, now)
+    assert results[:3] == [
+        f"session {a.session_id} started",
+        f"session {b.session_id} started",
+        f"session {a.session_id} counted",
+    ]
+    assert isinstance(results[3], Exception)
+    first, second = rows(database)
+    assert (first.bytes_up, first.nas_session_id) == (5, "s1")
+    assert (second.bytes_up, second.nas_session_id) == (0, "s2")
