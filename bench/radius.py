@@ -13,8 +13,15 @@ sockets, a window of requests in flight, each request distinct (no duplicate cac
    (a voucher with many uses, a new phone each time): a durable database write.
 2. Accounting: FreeRADIUS appends to its detail file; ours writes each record to the
    sessions table (binding the router's session id, then byte counts), with group commit.
+3. With ``--postgres`` (what ``make bench`` runs), accounting into the same PostgreSQL
+   server: FreeRADIUS's ``rlm_sql`` (Debian's ``freeradius-postgresql`` driver and the
+   schema and queries of its ``freeradius-config``, fetched the same way) into
+   ``radacct``, against ours with its database there. Both get the same shape of load:
+   a Start for each session, then Interim-Updates of those sessions.
 
-Usage: python bench/radius.py [--auth 4000] [--acct 8000] [--window 256]
+Usage: python bench/radius.py [--auth 5000] [--acct 20000] [--window 256] [--postgres]
+PostgreSQL: WIFIKOTA_TEST_POSTGRES (or scripts/ensure-postgres, as root) names the server;
+the two databases made for the run are dropped after it.
 """
 
 from __future__ import annotations
@@ -34,9 +41,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import contextlib
+import uuid
 
 from pyrad import packet as rp
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
+from controller import db
 from radius.server import load_dictionary
 from tests.netlab import free_udp_ports
 
@@ -167,6 +178,7 @@ def accounting_requests(n: int, sessions: list[int]) -> list[list[bytes]]:
         req["Acct-Session-Id"] = f"{s:08x}"
         req["Class"] = f"wifikota:{s}".encode()
         req["Calling-Station-Id"] = mac_of(k % max(1, len(sessions)))
+        req["NAS-IP-Address"] = "127.0.0.1"  # as a router sends it (rlm_sql stores it)
         req["Acct-Input-Octets"] = 1000 * k
         req["Acct-Output-Octets"] = 5000 * k
         out[k % SOCKETS].append(req.RequestPacket())
@@ -185,7 +197,7 @@ def wait_for(path: Path, text: bytes, proc: subprocess.Popen[bytes], seconds: fl
 
 
 class Ours:
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, url: str | None = None) -> None:
         text = (ROOT / "sites.yaml").read_text()
         text = text.replace("address: 10.19.0.23", "address: 127.0.0.1")
         text = text.replace(
@@ -196,7 +208,7 @@ class Ours:
         self.config.write_text(text)
         self.env = {
             **os.environ,
-            "DATABASE_URL": f"sqlite:///{work / 'wifikota.db'}",
+            "DATABASE_URL": url or f"sqlite:///{work / 'wifikota.db'}",
             "WIFIKOTA_DEVICE_HASH_SECRET": "bench-device-secret-0123456789",
             "WIFIKOTA_RADIUS_SECRET_SIMPANG_AUR": SECRET,
         }
@@ -267,6 +279,7 @@ client bench {{
     secret = {secret}
 }}
 modules {{
+    {sql}
     pap {{
     }}
     files {{
@@ -299,29 +312,94 @@ server default {{
         }}
     }}
     preacct {{
+        {preacct}
     }}
     accounting {{
-        detail
+        {accounting}
     }}
 }}
 """
 
 
+SQL_MODULE = """\
+expr {{
+    }}
+    sql {{
+        dialect = "postgresql"
+        driver = "rlm_sql_postgresql"
+        server = "{host}"
+        port = {port}
+        login = "{user}"
+        password = "{password}"
+        radius_db = "{database}"
+        acct_table1 = "radacct"
+        acct_table2 = "radacct"
+        postauth_table = "radpostauth"
+        authcheck_table = "radcheck"
+        groupcheck_table = "radgroupcheck"
+        authreply_table = "radreply"
+        groupreply_table = "radgroupreply"
+        usergroup_table = "radusergroup"
+        client_table = "nas"
+        read_clients = no
+        delete_stale_sessions = yes
+        group_attribute = "SQL-Group"
+        pool {{
+            start = 5
+            min = 3
+            max = 32
+            spare = 10
+            uses = 0
+            retry_delay = 30
+            lifetime = 0
+            idle_timeout = 60
+        }}
+        $INCLUDE {queries}
+    }}"""
+# what Debian's acct_unique policy does, for the rlm_sql queries' AcctUniqueId
+ACCT_UNIQUE = (
+    "update request {\n            Acct-Unique-Session-Id := "
+    '"%{md5:%{User-Name},%{Acct-Session-ID},%{NAS-IP-Address},%{NAS-Port}}"\n        }'
+)
+SQL_DIR = "etc/freeradius/3.0/mods-config/sql/main/postgresql"
+
+
+def fetch(package: str, probe: str) -> Path:
+    """Debian's ``package`` unpacked into the cache (not installed); its root."""
+    root = CACHE / "root"
+    if not (root / probe).exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["apt-get", "-q", "download", package], cwd=CACHE, check=True,
+                       capture_output=True)  # fmt: skip
+        for deb in CACHE.glob(f"{package}_*.deb"):
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    return root
+
+
 class FreeRadius:
-    def __init__(self, work: Path) -> None:
-        root = CACHE / "root"
-        if not (root / "usr/sbin/freeradius").exists():
-            CACHE.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["apt-get", "-q", "download", "freeradius"], cwd=CACHE, check=True,
-                           capture_output=True)  # fmt: skip
-            for deb in CACHE.glob("freeradius_*.deb"):
-                subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    def __init__(self, work: Path, sql_url: str | None = None) -> None:
+        root = fetch("freeradius", "usr/sbin/freeradius")
+        sql, preacct, accounting = "", "", "detail"
+        if sql_url is not None:
+            fetch("freeradius-postgresql", "usr/lib/freeradius/rlm_sql_postgresql.so")
+            fetch("freeradius-config", f"{SQL_DIR}/queries.conf")
+            schema = (root / SQL_DIR / "schema.sql").read_text()
+            engine = db.make_engine(sql_url, isolation_level="AUTOCOMMIT")
+            with engine.connect() as conn:
+                conn.exec_driver_sql(schema)
+            engine.dispose()
+            u = make_url(sql_url)
+            sql = SQL_MODULE.format(host=u.host, port=u.port or 5432, user=u.username,
+                                    password=u.password, database=u.database,
+                                    queries=root / SQL_DIR / "queries.conf")  # fmt: skip
+            preacct, accounting = ACCT_UNIQUE, "sql"
         self.auth, self.acct = free_udp_ports()
         (work / "radacct").mkdir()
         (work / "users").write_text('bench Cleartext-Password := "bench-password"\n')
         (work / "dictionary").write_text("")
         (work / "radiusd.conf").write_text(FREERADIUS_CONF.format(
-            work=work, root=root, secret=SECRET, auth=self.auth, acct=self.acct))  # fmt: skip
+            work=work, root=root, secret=SECRET, auth=self.auth, acct=self.acct, sql=sql,
+            preacct=preacct, accounting=accounting))  # fmt: skip
         self.log = work / "freeradius.out"
         self.proc = subprocess.Popen(
             [str(root / "usr/sbin/freeradius"), "-f", "-l", "stdout", "-d", str(work),
@@ -342,6 +420,11 @@ def main() -> None:
     parser.add_argument("--auth", type=int, default=5000)
     parser.add_argument("--acct", type=int, default=20000)
     parser.add_argument("--window", type=int, default=256)
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also accounting into PostgreSQL: FreeRADIUS's rlm_sql and ours",
+    )
     args = parser.parse_args()
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         sys.exit("the FreeRADIUS reference needs apt-get and dpkg-deb (Debian)")
@@ -370,9 +453,60 @@ def main() -> None:
                                          args.window)  # fmt: skip
         finally:
             ours.stop()
+        if args.postgres:
+            results.update(postgres(work, args, len(sessions)))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(results)
+
+
+def postgres(work: Path, args: argparse.Namespace, n_sessions: int) -> dict[str, dict]:
+    """Accounting into one PostgreSQL server: FreeRADIUS's rlm_sql, then ours, each in a
+    database of its own made for the run, with as many sessions each (a Start for every
+    one, then Interim-Updates)."""
+    admin = (
+        os.environ.get("WIFIKOTA_TEST_POSTGRES")
+        or subprocess.run(
+            [str(ROOT / "scripts" / "ensure-postgres")], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
+    tag = uuid.uuid4().hex[:8]
+    urls = {}
+    engine = db.make_engine(admin, isolation_level="AUTOCOMMIT")
+    results: dict[str, dict] = {}
+    try:
+        for who in ("freeradius", "ours"):
+            name = f"wifikota_radius_bench_{who}_{tag}"
+            with engine.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            urls[who] = make_url(admin).set(database=name).render_as_string(hide_password=False)
+        (work / "fr-sql").mkdir()
+        fr = FreeRadius(work / "fr-sql", urls["freeradius"])
+        try:
+            results["freeradius acct, rlm_sql (PostgreSQL)"] = blast(
+                accounting_requests(args.acct, list(range(1, n_sessions + 1))),
+                fr.acct,
+                args.window,
+            )
+        finally:
+            fr.stop()
+        (work / "ours-pg").mkdir()
+        ours = Ours(work / "ours-pg", urls["ours"])
+        try:
+            code = ours.voucher(n_sessions)
+            blast(access_requests(n_sessions, code, code), ours.auth, args.window)
+            results["ours acct (PostgreSQL)"] = blast(
+                accounting_requests(args.acct, ours.session_ids()), ours.acct, args.window
+            )
+        finally:
+            ours.stop()
+    finally:
+        with engine.connect() as conn:
+            for url in urls.values():
+                name = make_url(url).database
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+    return results
 
 
 def report(results: dict[str, dict]) -> None:
@@ -382,9 +516,14 @@ def report(results: dict[str, dict]) -> None:
     for name, r in results.items():
         print(f"| {name} | {r['sent']:,} | {r['answered']:,} | {r['seconds']:.1f} "
               f"| {r['per_second']:,.0f} | {r['codes']} |")  # fmt: skip
-    for kind in ("auth", "acct"):
-        theirs, ours = results[f"freeradius {kind}"], results[f"ours {kind}"]
-        print(f"\n{kind}: ours / FreeRADIUS = **{ours['per_second'] / theirs['per_second']:.3f}**")
+    pairs = [("auth", "freeradius auth", "ours auth"),
+             ("acct (detail file / SQLite)", "freeradius acct", "ours acct"),
+             ("acct (PostgreSQL, rlm_sql)", "freeradius acct, rlm_sql (PostgreSQL)",
+              "ours acct (PostgreSQL)")]  # fmt: skip
+    for kind, theirs, ours in pairs:
+        if theirs in results and ours in results and results[theirs]["per_second"]:
+            ratio = results[ours]["per_second"] / results[theirs]["per_second"]
+            print(f"\n{kind}: ours / FreeRADIUS = **{ratio:.3f}**")
 
 
 if __name__ == "__main__":
