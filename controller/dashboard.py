@@ -23,7 +23,6 @@ from .models import (
     ApEvent,
     DailyApStat,
     DailySiteStat,
-    DeviceDay,
     HourlySiteStat,
     Session,
 )
@@ -246,14 +245,7 @@ class DashboardService:
                     .group_by(DailySiteStat.site_id)
                 )
             }  # fmt: skip
-            devices = {
-                site: int(n)
-                for site, n in uow.session.execute(
-                    select(DeviceDay.site_id, func.count(func.distinct(DeviceDay.device_id)))
-                    .where(DeviceDay.day >= since, DeviceDay.day <= until)
-                    .group_by(DeviceDay.site_id)
-                )
-            }
+            devices = stats.devices_per_site(uow, since, until, config.sites)
             before = (
                 select(ApEvent.ap_id, func.max(ApEvent.at).label("at"))
                 .where(ApEvent.at <= lo)
@@ -328,11 +320,6 @@ class DashboardService:
                 .where(DailySiteStat.day >= since, DailySiteStat.day <= until)
                 .group_by(DailySiteStat.day)
             )
-            dev_q = (
-                select(DeviceDay.day, func.count(func.distinct(DeviceDay.device_id)))
-                .where(DeviceDay.day >= since, DeviceDay.day <= until)
-                .group_by(DeviceDay.day)
-            )
             site_q = (
                 select(
                     DailySiteStat.site_id,
@@ -345,25 +332,18 @@ class DashboardService:
                 .where(DailySiteStat.day >= since, DailySiteStat.day <= until)
                 .group_by(DailySiteStat.site_id)
             )
-            site_dev_q = (
-                select(DeviceDay.site_id, func.count(func.distinct(DeviceDay.device_id)))
-                .where(DeviceDay.day >= since, DeviceDay.day <= until)
-                .group_by(DeviceDay.site_id)
-            )
             lo, hi = rules.day_bounds(since, tz)[0], rules.day_bounds(until, tz)[1]
             hour_q = select(HourlySiteStat.hour, func.sum(HourlySiteStat.sessions)).where(
                 HourlySiteStat.hour >= lo, HourlySiteStat.hour < hi
             )
             if sites is not None:
                 day_q = day_q.where(DailySiteStat.site_id.in_(sites))
-                dev_q = dev_q.where(DeviceDay.site_id.in_(sites))
                 site_q = site_q.where(DailySiteStat.site_id.in_(sites))
-                site_dev_q = site_dev_q.where(DeviceDay.site_id.in_(sites))
                 hour_q = hour_q.where(HourlySiteStat.site_id.in_(sites))
             per_day = {d: r for d, *r in uow.session.execute(day_q)}
-            devices_per_day = {d: n for d, n in uow.session.execute(dev_q)}
+            devices_per_day = stats.devices_per_day(uow, since, until, sites)
             per_site = {s: r for s, *r in uow.session.execute(site_q)}
-            devices_per_site = {s: n for s, n in uow.session.execute(site_dev_q)}
+            devices_per_site = stats.devices_per_site(uow, since, until, per_site)
             heat = [[0] * 24 for _ in range(7)]
             for hour, count in uow.session.execute(hour_q.group_by(HourlySiteStat.hour)):
                 local = hour.astimezone(tz)

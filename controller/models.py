@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     text,
@@ -119,7 +120,7 @@ class Device(Base):
     __tablename__ = "devices"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     mac_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    first_seen: Mapped[datetime]
+    first_seen: Mapped[datetime] = mapped_column(index=True)
     last_seen: Mapped[datetime]
 
 
@@ -319,9 +320,6 @@ class DailySiteStat(Base):
     bytes_down: Mapped[int] = mapped_column(BigInteger, default=0)
     session_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
     clicks: Mapped[int] = mapped_column(default=0)
-    # how many sessions lasted each whole number of minutes ("12": 40), for medians over
-    # ranges; 1440 and above counted as 1440
-    length_minutes: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class DailyApStat(Base):
@@ -337,13 +335,24 @@ class DailyApStat(Base):
     session_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class DeviceDay(Base):
-    """Which device was seen at which site on which local day: exact unique counts over ranges."""
+class SpanStat(Base):
+    """What cannot be added up from smaller rollups, per site (``site_id``; "" for the
+    whole city) and local day or calendar month: the devices seen, as a compressed bitmap
+    of their ids (controller/devicesets.py), for exact unique counts over any range; the
+    city's also the devices first seen in the programme then (``new``); and how many
+    sessions started then lasted each whole number of minutes (``{"12": 40}``, 1440 and
+    above counted as 1440), for medians. A range is read as its whole months and the days
+    at either end."""
 
-    __tablename__ = "device_days"
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
-    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
-    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    __tablename__ = "stats_spans"
+    CITY: ClassVar[str] = ""
+    site_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    span: Mapped[str] = mapped_column(String(5), primary_key=True)  # "day" or "month"
+    start: Mapped[date] = mapped_column(Date, primary_key=True)
+    devices: Mapped[int]  # how many in ``seen``
+    seen: Mapped[bytes] = mapped_column(LargeBinary)
+    new: Mapped[bytes | None] = mapped_column(LargeBinary)
+    length_minutes: Mapped[dict[str, Any]]
 
 
 __all__ = [
@@ -358,11 +367,11 @@ __all__ = [
     "DailyApStat",
     "DailySiteStat",
     "Device",
-    "DeviceDay",
     "EndReason",
     "HourlySiteStat",
     "Role",
     "Session",
     "Site",
+    "SpanStat",
     "Voucher",
 ]

@@ -10,8 +10,13 @@ span (delete, then insert): a rebuild and an incremental refresh give the same r
 - ``stats_daily``: per site and local day: the same, and the devices seen for the first
   time that day (``devices.first_seen``).
 - ``stats_ap_daily``: per AP and local day: sessions, devices, bytes, seconds online.
-- ``device_days``: which device was at which site on which local day, so unique devices
-  over any range are exact (a count of distinct device ids), not an estimate.
+- ``stats_spans``: per site (and the whole city) and per local day and calendar month,
+  what cannot be added up from smaller rollups: which devices were seen, as bitmaps of
+  device ids (``controller/devicesets.py``; the city's also which were first seen then),
+  and a histogram of session lengths in minutes. Unique and new devices over any range
+  are exact (the population count of an OR), not an estimate, and so is the median
+  session length; a range of a year reads about 40 rows a site (its whole months and the
+  days at either end).
 
 The controller refreshes the span that can still change (from the start of the oldest
 session open or ended since its last refresh) on its tick; ``wifikota stats rebuild``
@@ -26,9 +31,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import ColumnElement, delete, func, or_, select
 
-from . import rules
+from . import devicesets, rules
 from .context import Ctx
 from .db import Database, UnitOfWork
 from .models import (
@@ -36,9 +41,9 @@ from .models import (
     DailyApStat,
     DailySiteStat,
     Device,
-    DeviceDay,
     HourlySiteStat,
     Session,
+    SpanStat,
 )
 
 HOUR = timedelta(hours=1)
@@ -114,7 +119,6 @@ def rebuild(db: Database, ctx: Ctx, since: date, until: date, now: datetime) -> 
         s.execute(
             delete(DailySiteStat).where(DailySiteStat.day >= since, DailySiteStat.day <= until)
         )
-        s.execute(delete(DeviceDay).where(DeviceDay.day >= since, DeviceDay.day <= until))
         s.execute(delete(DailyApStat).where(DailyApStat.day >= since, DailyApStat.day <= until))
         s.add_all(
             HourlySiteStat(
@@ -129,11 +133,11 @@ def rebuild(db: Database, ctx: Ctx, since: date, until: date, now: datetime) -> 
                 site_id=site, day=day, sessions=a.sessions, devices=len(a.devices),
                 new_devices=sum(1 for d in a.devices if first_days.get(d) == day),
                 bytes_up=a.bytes_up, bytes_down=a.bytes_down, session_seconds=a.seconds,
-                clicks=a.clicks, length_minutes=a.lengths,
+                clicks=a.clicks,
             )
             for (site, day), a in daily.items()
         )  # fmt: skip
-        s.add_all(DeviceDay(day=d, site_id=site, device_id=dev) for d, site, dev in seen)
+        _write_spans(uow, since, until, seen, {k: a.lengths for k, a in daily.items()}, lo, hi, tz)
         s.add_all(
             DailyApStat(
                 ap_id=ap, day=day, sessions=a.sessions, devices=len(a.devices),
@@ -143,6 +147,83 @@ def rebuild(db: Database, ctx: Ctx, since: date, until: date, now: datetime) -> 
         )  # fmt: skip
         uow.commit()
     return counted
+
+
+def _merge(into: dict[str, int], histogram: dict[str, int]) -> None:
+    for minutes, count in histogram.items():
+        into[minutes] = into.get(minutes, 0) + count
+
+
+def _write_spans(
+    uow: UnitOfWork,
+    since: date,
+    until: date,
+    seen: set[tuple[date, str, int]],
+    lengths: dict[tuple[str, date], dict[str, int]],
+    lo: datetime,
+    hi: datetime,
+    tz: ZoneInfo,
+) -> None:
+    """Replace the day rows of ``stats_spans`` for ``since``..``until``, and the month rows
+    of the months they touch (each made from its days, read back from the table)."""
+    s = uow.session
+    per_site: dict[tuple[str, date], list[int]] = defaultdict(list)
+    for day, site, device in seen:
+        per_site[(site, day)].append(device)
+    new: dict[date, list[int]] = defaultdict(list)
+    for device, first in s.execute(
+        select(Device.id, Device.first_seen).where(Device.first_seen >= lo, Device.first_seen < hi)
+    ):
+        new[rules.local_day(first, tz)].append(device)
+    city: dict[date, int] = defaultdict(int)
+    city_lengths: dict[date, dict[str, int]] = defaultdict(dict)
+    rows = []
+    for (site, day), ids in per_site.items():
+        bits = devicesets.of(ids)
+        city[day] |= bits
+        _merge(city_lengths[day], lengths.get((site, day), {}))
+        rows.append(SpanStat(site_id=site, span="day", start=day, devices=len(ids),
+                             seen=devicesets.encode(bits), new=None,
+                             length_minutes=lengths.get((site, day), {})))  # fmt: skip
+    for day in set(city) | set(new):
+        bits = city.get(day, 0)
+        rows.append(SpanStat(site_id=SpanStat.CITY, span="day", start=day,
+                             devices=bits.bit_count(), seen=devicesets.encode(bits),
+                             new=devicesets.encode(devicesets.of(new.get(day, ()))),
+                             length_minutes=city_lengths.get(day, {})))  # fmt: skip
+    first_month = devicesets.month_of(since)
+    end = devicesets.next_month(devicesets.month_of(until))
+    s.execute(
+        delete(SpanStat).where(
+            or_(
+                (SpanStat.span == "day") & (SpanStat.start >= since) & (SpanStat.start <= until),
+                (SpanStat.span == "month")
+                & (SpanStat.start >= first_month)
+                & (SpanStat.start < end),
+            )
+        )
+    )
+    s.add_all(rows)
+    s.flush()
+    months: dict[tuple[str, date], tuple[list[int], dict[str, int]]] = defaultdict(
+        lambda: ([0, 0], {})
+    )
+    for site, start, seen_blob, new_blob, histogram in s.execute(
+        select(SpanStat.site_id, SpanStat.start, SpanStat.seen, SpanStat.new,
+               SpanStat.length_minutes)
+        .where(SpanStat.span == "day", SpanStat.start >= first_month, SpanStat.start < end)
+    ):  # fmt: skip
+        sets, month_lengths = months[(site, devicesets.month_of(start))]
+        sets[0] |= devicesets.decode(seen_blob)
+        sets[1] |= devicesets.decode(new_blob)
+        _merge(month_lengths, histogram)
+    s.add_all(
+        SpanStat(site_id=site, span="month", start=month, devices=seen_bits.bit_count(),
+                 seen=devicesets.encode(seen_bits),
+                 new=devicesets.encode(new_bits) if site == SpanStat.CITY else None,
+                 length_minutes=month_lengths)
+        for (site, month), ([seen_bits, new_bits], month_lengths) in months.items()
+    )  # fmt: skip
 
 
 def _first_days(uow: UnitOfWork, devices: set[int], tz: ZoneInfo) -> dict[int, date]:
@@ -221,14 +302,70 @@ def median_minutes(histograms: Iterable[dict[str, int]]) -> int | None:
     return None
 
 
+def _spans(since: date, until: date) -> ColumnElement[bool] | None:
+    """The rows of ``stats_spans`` that cover ``since``..``until`` exactly once."""
+    months, days = devicesets.pieces(since, until)
+    spans = [
+        (SpanStat.span == "day") & (SpanStat.start >= a) & (SpanStat.start <= b) for a, b in days
+    ]
+    if months:
+        spans.append(
+            (SpanStat.span == "month")
+            & (SpanStat.start >= months[0])
+            & (SpanStat.start <= months[-1])
+        )
+    return or_(*spans) if spans else None
+
+
+def devices_per_site(
+    uow: UnitOfWork, since: date, until: date, sites: Iterable[str]
+) -> dict[str, int]:
+    """Unique devices over the range at each of ``sites``."""
+    out = {site: 0 for site in sites}
+    covering = _spans(since, until)
+    if covering is None or not out:
+        return out
+    for site, seen in uow.session.execute(
+        select(SpanStat.site_id, SpanStat.seen).where(SpanStat.site_id.in_(out), covering)
+    ):
+        out[site] |= devicesets.decode(seen)
+    return {site: bits.bit_count() for site, bits in out.items()}
+
+
+def devices_per_day(
+    uow: UnitOfWork, since: date, until: date, sites: Iterable[str] | None = None
+) -> dict[date, int]:
+    """Unique devices on each day of the range, at ``sites`` (all when None; a device at two
+    of them that day is one); days without any are left out."""
+    site_list = list(sites) if sites is not None else [SpanStat.CITY]
+    in_range = (SpanStat.span == "day") & (SpanStat.start >= since) & (SpanStat.start <= until)
+    if len(site_list) == 1:  # counted when the rollups were made
+        return {
+            day: n
+            for day, n in uow.session.execute(
+                select(SpanStat.start, SpanStat.devices).where(
+                    SpanStat.site_id == site_list[0], in_range
+                )
+            )
+            if n
+        }
+    per_day: dict[date, int] = defaultdict(int)
+    for day, seen in uow.session.execute(
+        select(SpanStat.start, SpanStat.seen).where(SpanStat.site_id.in_(site_list), in_range)
+    ):
+        per_day[day] |= devicesets.decode(seen)
+    return {day: bits.bit_count() for day, bits in per_day.items() if bits}
+
+
 def usage(
     uow: UnitOfWork, ctx: Ctx, since: date, until: date, sites: Iterable[str] | None = None
 ) -> Usage:
     """Totals over the local days ``since``..``until`` (inclusive), for ``sites`` (all when
-    None). Unique and new devices are exact: distinct over ``device_days`` (a device at two
-    sites, or on many days, is one device)."""
+    None). Unique and new devices are exact: the devices seen in the range are the union of
+    the device bitmaps of its months and days (a device at two sites, or on many days, is
+    one device); the new ones are those among them first seen in the range. The median
+    session length comes from the same rows' histograms."""
     site_list = list(sites) if sites is not None else None
-    lo, hi = rules.day_bounds(since, ctx.tz)[0], rules.day_bounds(until, ctx.tz)[1]
     daily = select(
         func.coalesce(func.sum(DailySiteStat.sessions), 0),
         func.coalesce(func.sum(DailySiteStat.bytes_up), 0),
@@ -236,31 +373,24 @@ def usage(
         func.coalesce(func.sum(DailySiteStat.session_seconds), 0),
         func.coalesce(func.sum(DailySiteStat.clicks), 0),
     ).where(DailySiteStat.day >= since, DailySiteStat.day <= until)
-    devices = select(func.count(func.distinct(DeviceDay.device_id))).where(
-        DeviceDay.day >= since, DeviceDay.day <= until
-    )
-    new_devices = (
-        select(func.count(func.distinct(DeviceDay.device_id)))
-        .join(Device, Device.id == DeviceDay.device_id)
-        .where(
-            DeviceDay.day >= since,
-            DeviceDay.day <= until,
-            Device.first_seen >= lo,
-            Device.first_seen < hi,
-        )
-    )
     if site_list is not None:
         daily = daily.where(DailySiteStat.site_id.in_(site_list))
-        devices = devices.where(DeviceDay.site_id.in_(site_list))
-        new_devices = new_devices.where(DeviceDay.site_id.in_(site_list))
     sessions, up, down, seconds, clicks = uow.session.execute(daily).one()
-    lengths = select(DailySiteStat.length_minutes).where(
-        DailySiteStat.day >= since, DailySiteStat.day <= until
-    )
-    if site_list is not None:
-        lengths = lengths.where(DailySiteStat.site_id.in_(site_list))
-    median = median_minutes(uow.session.scalars(lengths))
-    distinct = uow.session.scalar(devices) or 0
-    new = uow.session.scalar(new_devices) or 0
-    return Usage(int(sessions), int(distinct), int(new), int(up), int(down), int(seconds),
-                 int(clicks), median)  # fmt: skip
+    seen = first_seen = 0
+    histograms = []
+    covering = _spans(since, until)
+    wanted = {SpanStat.CITY} if site_list is None else {SpanStat.CITY, *site_list}
+    if covering is not None:
+        for site, seen_blob, new_blob, lengths in uow.session.execute(
+            select(SpanStat.site_id, SpanStat.seen, SpanStat.new, SpanStat.length_minutes).where(
+                SpanStat.site_id.in_(wanted), covering
+            )
+        ):
+            if site == SpanStat.CITY:
+                first_seen |= devicesets.decode(new_blob)
+            if (site == SpanStat.CITY) == (site_list is None):
+                seen |= devicesets.decode(seen_blob)
+                histograms.append(lengths)
+    median = median_minutes(histograms)
+    return Usage(int(sessions), seen.bit_count(), (seen & first_seen).bit_count(), int(up),
+                 int(down), int(seconds), int(clicks), median)  # fmt: skip

@@ -12,13 +12,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from controller import rules, stats
-from controller.models import AppClick, DailySiteStat, Device, DeviceDay, HourlySiteStat, Session
+from controller import devicesets, rules, stats
+from controller.models import AppClick, DailySiteStat, Device, HourlySiteStat, Session, SpanStat
 from tests.conftest import wib
 
 SITES = ["jam-gadang", "pasar-atas", "tmsbk", "terminal-aur-kuning"]
-FIRST_DAY = date(2026, 11, 1)
+FIRST_DAY = date(2026, 10, 25)  # two weeks across a month's end
 DAYS = 14
+
+
+def on_day(offset: int, hour: int, minute: int = 0):
+    day = FIRST_DAY + timedelta(days=offset)
+    return wib(day.year, day.month, day.day, hour, minute)
 
 
 @pytest.fixture
@@ -26,11 +31,11 @@ def city_usage(database, ctx):
     """Two weeks of made-up usage: 60 devices, about 400 sessions, some still open, and
     clicks into the city app."""
     rnd = random.Random(2026)
-    now = wib(2026, 11, 14, 21, 0)
+    now = on_day(DAYS - 1, 21)
     with database.uow(write=True) as uow:
         devices = []
         for i in range(60):
-            first = wib(2026, 11, 1 + rnd.randrange(DAYS), rnd.randrange(6, 22))
+            first = on_day(rnd.randrange(DAYS), rnd.randrange(6, 22))
             d = Device(mac_hash=f"{i:064x}", first_seen=first, last_seen=first)
             uow.session.add(d)
             devices.append(d)
@@ -57,7 +62,7 @@ def city_usage(database, ctx):
                 )
             )  # fmt: skip
         for _ in range(150):
-            at = wib(2026, 11, 1 + rnd.randrange(DAYS), rnd.randrange(24), rnd.randrange(60))
+            at = on_day(rnd.randrange(DAYS), rnd.randrange(24), rnd.randrange(60))
             if at < now:
                 uow.session.add(AppClick(at=at, site_id=rnd.choice(SITES), session_id=None))
         uow.commit()
@@ -101,18 +106,58 @@ def _median(minutes: list[int]) -> int | None:
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    start=st.integers(0, DAYS - 1),
-    span=st.integers(0, DAYS),
+    start=st.integers(0, DAYS + 30),
+    span=st.integers(0, 60),
     sites=st.one_of(st.none(), st.sets(st.sampled_from(SITES), min_size=1)),
 )
 def test_rollups_give_the_same_figures_as_the_raw_sessions(
     database, ctx, city_usage, start, span, sites
 ):
-    since = FIRST_DAY + timedelta(days=start)
+    since = FIRST_DAY - timedelta(days=30) + timedelta(days=start)
     until = since + timedelta(days=span)
     with database.uow() as uow:
         from_rollups = stats.usage(uow, ctx, since, until, sites)
     assert from_rollups == raw_usage(database, ctx, city_usage, since, until, sites)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    start=st.integers(0, DAYS + 30),
+    span=st.integers(0, 60),
+    sites=st.one_of(st.none(), st.sets(st.sampled_from(SITES), min_size=1)),
+)
+def test_unique_devices_per_day_and_per_site_equal_the_raw_sessions(
+    database, ctx, city_usage, start, span, sites
+):
+    """Ranges across month ends too (whole months are read from the month bitmaps, the
+    days at either end from the day bitmaps)."""
+    since = FIRST_DAY - timedelta(days=30) + timedelta(days=start)
+    until = since + timedelta(days=span)
+    lo, hi = rules.day_bounds(since, ctx.tz)[0], rules.day_bounds(until, ctx.tz)[1]
+    with database.reading() as s:
+        rows = [
+            (site, device, rules.local_day(at, ctx.tz))
+            for site, device, at in s.execute(
+                select(Session.site_id, Session.device_id, Session.started_at).where(
+                    Session.started_at >= lo, Session.started_at < hi
+                )
+            )
+            if sites is None or site in sites
+        ]
+    per_day: dict[date, set[int]] = {}
+    per_site: dict[str, set[int]] = {}
+    for site, device, day in rows:
+        per_day.setdefault(day, set()).add(device)
+        per_site.setdefault(site, set()).add(device)
+    with database.uow() as uow:
+        assert stats.devices_per_day(uow, since, until, sites) == {
+            d: len(v) for d, v in per_day.items()
+        }
+        assert stats.devices_per_site(uow, since, until, sites or SITES) == {
+            site: len(per_site.get(site, ())) for site in (sites or SITES)
+        }
 
 
 def rollup_rows(database):
@@ -122,7 +167,9 @@ def rollup_rows(database):
                    for r in s.scalars(select(HourlySiteStat))),
             sorted((r.site_id, r.day, r.sessions, r.new_devices, r.session_seconds)
                    for r in s.scalars(select(DailySiteStat))),
-            sorted((r.day, r.site_id, r.device_id) for r in s.scalars(select(DeviceDay))),
+            sorted((r.site_id, r.span, r.start, r.devices, devicesets.members(devicesets.decode(r.seen)),
+                    devicesets.members(devicesets.decode(r.new)), sorted(r.length_minutes.items()))
+                   for r in s.scalars(select(SpanStat))),
         )  # fmt: skip
 
 
