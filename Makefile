@@ -70,6 +70,7 @@ bench: system-deps venv
 	@scripts/install-bench-deps
 	$(BIN)/python bench/enforcement.py
 	$(BIN)/python bench/portal.py
+	$(BIN)/python bench/radius.py --postgres
 
 # After changing a text in captive/: extract, merge into the .po files, compile the .mo files.
 translations: venv
