@@ -34,6 +34,8 @@ def radius_run(
     app: App, host: str, auth_port: int | None, acct_port: int | None, metrics_port: int
 ) -> None:
     """Answer the NAS of sites.yaml (radius.clients) until stopped."""
+    import uvloop
+
     from radius.server import Nas, RadiusServer, serve, serve_metrics
 
     from .nas import NasService
@@ -70,7 +72,7 @@ def radius_run(
         await serve(server, host, auth, acct, stop)
 
     try:
-        asyncio.run(main())
+        uvloop.run(main())  # libuv's event loop: less time per packet than asyncio's own
     except OSError as exc:
         raise Failure(f"cannot listen on {host} ports {auth}/{acct}: {exc.strerror}") from None
     finally:
