@@ -29,9 +29,15 @@ def radius_group() -> None:
     show_default=True,
     help="Prometheus metrics on 127.0.0.1 at this port (0: none).",
 )
+@click.option("--debug", is_flag=True, help="Also log every accounting record.")
 @pass_app
 def radius_run(
-    app: App, host: str, auth_port: int | None, acct_port: int | None, metrics_port: int
+    app: App,
+    host: str,
+    auth_port: int | None,
+    acct_port: int | None,
+    metrics_port: int,
+    debug: bool,
 ) -> None:
     """Answer the NAS of sites.yaml (radius.clients) until stopped."""
     import uvloop
@@ -41,7 +47,9 @@ def radius_run(
     from .nas import NasService
 
     logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     config = app.config
     clients = []

@@ -46,6 +46,7 @@ TERMINATE_CAUSES: dict[int, EndReason] = {
     18: EndReason.LOGOUT,  # Host-Request
 }
 CLASS_PREFIX = b"wifikota:"  # Class = b"wifikota:<session id>"
+NO_SESSION = "no such session"  # what accounting for no session we know of did
 
 
 @dataclass(frozen=True)
@@ -296,7 +297,7 @@ def _apply(
         return _nas_restarted(uow, ctx, nas, site_id, now)
     row = _find(uow, nas, site_id, record, known)
     if row is None:
-        return "no such session"
+        return NO_SESSION
     if row.nas_session_id is None:
         row.nas_id, row.nas_session_id = nas, record.acct_session_id[:64]
         if known is not None:

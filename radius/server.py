@@ -42,7 +42,7 @@ from pyrad import packet as rp
 from pyrad.dictionary import Dictionary
 
 from controller.errors import DomainError
-from controller.nas import AcctRecord, Admission
+from controller.nas import NO_SESSION, AcctRecord, Admission
 
 from . import wire
 
@@ -371,7 +371,10 @@ class RadiusServer:
         )
         what = await self.accounting.write(nas, record)
         self.stats["accounting"] += 1
-        log.info("accounting from %s: %s", nas.name, what)
+        # one line per record only when asked (--debug): a busy router sends thousands a
+        # minute; what cannot be matched to a session is always said
+        log.log(logging.INFO if what == NO_SESSION else logging.DEBUG,
+                "accounting from %s: %s", nas.name, what)  # fmt: skip
         raw: bytes = pkt.CreateReply().ReplyPacket()
         return raw
 
