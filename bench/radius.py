@@ -13,11 +13,12 @@ sockets, a window of requests in flight, each request distinct (no duplicate cac
    (a voucher with many uses, a new phone each time): a durable database write.
 2. Accounting: FreeRADIUS appends to its detail file; ours writes each record to the
    sessions table (binding the router's session id, then byte counts), with group commit.
-3. With ``--postgres`` (what ``make bench`` runs), accounting into the same PostgreSQL
+3. With ``--postgres`` (what ``make bench`` runs), both again on the same PostgreSQL
    server: FreeRADIUS's ``rlm_sql`` (Debian's ``freeradius-postgresql`` driver and the
-   schema and queries of its ``freeradius-config``, fetched the same way) into
-   ``radacct``, against ours with its database there. Both get the same shape of load:
-   a Start for each session, then Interim-Updates of those sessions.
+   schema and queries of its ``freeradius-config``, fetched the same way), the password
+   read from ``radcheck``, every Access-Accept recorded in ``radpostauth``, accounting
+   into ``radacct``; against ours with its database there. The same shape of load: the
+   Access-Requests, then a Start for each session and Interim-Updates of those sessions.
 
 Usage: python bench/radius.py [--auth 5000] [--acct 20000] [--window 256] [--postgres]
 PostgreSQL: WIFIKOTA_TEST_POSTGRES (or scripts/ensure-postgres, as root) names the server;
@@ -303,7 +304,7 @@ server default {{
         port = {acct}
     }}
     authorize {{
-        files
+        {authorize}
         pap
     }}
     authenticate {{
@@ -316,6 +317,9 @@ server default {{
     }}
     accounting {{
         {accounting}
+    }}
+    post-auth {{
+        {post_auth}
     }}
 }}
 """
@@ -379,7 +383,7 @@ def fetch(package: str, probe: str) -> Path:
 class FreeRadius:
     def __init__(self, work: Path, sql_url: str | None = None) -> None:
         root = fetch("freeradius", "usr/sbin/freeradius")
-        sql, preacct, accounting = "", "", "detail"
+        sql, authorize, preacct, accounting, post_auth = "", "files", "", "detail", ""
         if sql_url is not None:
             fetch("freeradius-postgresql", "usr/lib/freeradius/rlm_sql_postgresql.so")
             fetch("freeradius-config", f"{SQL_DIR}/queries.conf")
@@ -387,19 +391,25 @@ class FreeRadius:
             engine = db.make_engine(sql_url, isolation_level="AUTOCOMMIT")
             with engine.connect() as conn:
                 conn.exec_driver_sql(schema)
+                conn.exec_driver_sql(
+                    "INSERT INTO radcheck (username, attribute, op, value) "
+                    "VALUES ('bench', 'Cleartext-Password', ':=', 'bench-password')"
+                )
             engine.dispose()
             u = make_url(sql_url)
             sql = SQL_MODULE.format(host=u.host, port=u.port or 5432, user=u.username,
                                     password=u.password, database=u.database,
                                     queries=root / SQL_DIR / "queries.conf")  # fmt: skip
-            preacct, accounting = ACCT_UNIQUE, "sql"
+            # the password from radcheck, every Access-Accept recorded in radpostauth
+            authorize, preacct, accounting, post_auth = "sql", ACCT_UNIQUE, "sql", "sql"
         self.auth, self.acct = free_udp_ports()
         (work / "radacct").mkdir()
         (work / "users").write_text('bench Cleartext-Password := "bench-password"\n')
         (work / "dictionary").write_text("")
         (work / "radiusd.conf").write_text(FREERADIUS_CONF.format(
             work=work, root=root, secret=SECRET, auth=self.auth, acct=self.acct, sql=sql,
-            preacct=preacct, accounting=accounting))  # fmt: skip
+            preacct=preacct, accounting=accounting, authorize=authorize,
+            post_auth=post_auth))  # fmt: skip
         self.log = work / "freeradius.out"
         self.proc = subprocess.Popen(
             [str(root / "usr/sbin/freeradius"), "-f", "-l", "stdout", "-d", str(work),
@@ -483,6 +493,9 @@ def postgres(work: Path, args: argparse.Namespace, n_sessions: int) -> dict[str,
         (work / "fr-sql").mkdir()
         fr = FreeRadius(work / "fr-sql", urls["freeradius"])
         try:
+            results["freeradius auth, rlm_sql (PostgreSQL)"] = blast(
+                access_requests(args.auth, "bench", "bench-password"), fr.auth, args.window
+            )
             results["freeradius acct, rlm_sql (PostgreSQL)"] = blast(
                 accounting_requests(args.acct, list(range(1, n_sessions + 1))),
                 fr.acct,
@@ -494,7 +507,9 @@ def postgres(work: Path, args: argparse.Namespace, n_sessions: int) -> dict[str,
         ours = Ours(work / "ours-pg", urls["ours"])
         try:
             code = ours.voucher(n_sessions)
-            blast(access_requests(n_sessions, code, code), ours.auth, args.window)
+            results["ours auth (PostgreSQL)"] = blast(
+                access_requests(n_sessions, code, code), ours.auth, args.window
+            )
             results["ours acct (PostgreSQL)"] = blast(
                 accounting_requests(args.acct, ours.session_ids()), ours.acct, args.window
             )
@@ -518,6 +533,8 @@ def report(results: dict[str, dict]) -> None:
               f"| {r['per_second']:,.0f} | {r['codes']} |")  # fmt: skip
     pairs = [("auth", "freeradius auth", "ours auth"),
              ("acct (detail file / SQLite)", "freeradius acct", "ours acct"),
+             ("auth (PostgreSQL, rlm_sql)", "freeradius auth, rlm_sql (PostgreSQL)",
+              "ours auth (PostgreSQL)"),
              ("acct (PostgreSQL, rlm_sql)", "freeradius acct, rlm_sql (PostgreSQL)",
               "ours acct (PostgreSQL)")]  # fmt: skip
     for kind, theirs, ours in pairs:
