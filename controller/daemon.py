@@ -66,6 +66,8 @@ class Controller:
         self._lock = threading.RLock()  # reload swaps ctx; requests see one or the other
         self.stats_since: datetime | None = None  # the rollups are current up to here
         self.purged_on: date | None = None  # the local day raw identifiers were last purged
+        self.spans_filled = False  # no day left without stats_spans rows (after an upgrade)
+        self.spans_until: date | None = None  # filling them: the next day to go back from
 
     @property
     def spec(self) -> RulesetSpec:
@@ -94,11 +96,19 @@ class Controller:
 
     def housekeeping(self, now: datetime) -> None:
         """Bring the usage rollups up to date (the days that can have changed since the
-        last time; on the first, since yesterday), and once a day purge what is past
+        last time; on the first, since yesterday; and, after an upgrade, the days from
+        before ``stats_spans``, a month each time), and once a day purge what is past
         ``retention_days``."""
         since = self.stats_since or now - timedelta(days=1)
         stats.refresh(self.db, self.ctx, since, now)
         self.stats_since = now
+        if not self.spans_filled:  # a database from before stats_spans: a month a time
+            filled = stats.fill_missing(self.db, self.ctx, now, self.spans_until)
+            if filled is None:
+                self.spans_filled = True
+            else:
+                self.spans_until = filled[0] - timedelta(days=1)
+                log.info("filled the unique-device rollups of %s .. %s", *filled)
         today = now.astimezone(self.ctx.tz).date()
         if self.purged_on != today:  # once a day
             done = privacy.purge(self.db, self.ctx, now)

@@ -262,6 +262,39 @@ def refresh(db: Database, ctx: Ctx, since: datetime, now: datetime) -> tuple[dat
     return first, last
 
 
+def fill_missing(
+    db: Database, ctx: Ctx, now: datetime, until: date | None = None, most_days: int = 31
+) -> tuple[date, date] | None:
+    """For a database upgraded from before ``stats_spans``: while some day with sessions
+    has no rows there, rebuild the ``most_days`` days up to ``until`` (at first, up to the
+    newest such day) and return them, else None. Called again with ``until`` the day
+    before the last call's first, it walks back a month at a time to the first device's
+    first day, so the controller fills a long history without holding up its tick."""
+    with db.uow() as uow:
+        covered = select(SpanStat.start).where(
+            SpanStat.site_id == SpanStat.CITY, SpanStat.span == "day"
+        )
+        newest, oldest = uow.session.execute(
+            select(func.max(DailySiteStat.day), func.min(DailySiteStat.day)).where(
+                DailySiteStat.sessions > 0, DailySiteStat.day.not_in(covered)
+            )
+        ).one()
+        if newest is None or oldest is None:
+            return None
+        first_seen, last_seen = uow.session.execute(
+            select(func.min(Device.first_seen), func.max(Device.first_seen))
+        ).one()
+    if first_seen is not None and last_seen is not None:  # days with new devices only
+        oldest = min(oldest, rules.local_day(first_seen, ctx.tz))
+        newest = max(newest, rules.local_day(last_seen, ctx.tz))
+    last = min(until, newest) if until is not None else newest
+    if last < oldest:
+        return None
+    first = max(oldest, last - timedelta(days=most_days - 1))
+    rebuild(db, ctx, first, last, now)
+    return first, last
+
+
 # ---------------------------------------------------------------------- reading
 
 

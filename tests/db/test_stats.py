@@ -10,7 +10,7 @@ from datetime import date, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from controller import devicesets, rules, stats
 from controller.models import AppClick, DailySiteStat, Device, HourlySiteStat, Session, SpanStat
@@ -191,3 +191,38 @@ def test_a_refresh_after_new_sessions_equals_a_rebuild(database, ctx, city_usage
     refreshed = rollup_rows(database)
     stats.rebuild(database, ctx, FIRST_DAY, FIRST_DAY + timedelta(days=DAYS), later)
     assert rollup_rows(database) == refreshed
+
+
+def test_days_without_span_rows_are_filled_newest_first(database, ctx, city_usage):
+    """A database upgraded from before stats_spans: the controller fills the days, a few
+    at a time, until they are what a rebuild makes."""
+    before = rollup_rows(database)
+    with database.uow(write=True) as uow:
+        uow.session.execute(delete(SpanStat))
+        uow.commit()
+    filled: list[tuple[date, date]] = []
+    for _ in range(DAYS):  # bounded: each call fills at least one day
+        until = filled[-1][0] - timedelta(days=1) if filled else None
+        span = stats.fill_missing(database, ctx, city_usage, until, most_days=5)
+        if span is None:
+            break
+        filled.append(span)
+    assert filled[0][1] == FIRST_DAY + timedelta(days=DAYS - 1)  # the newest first
+    assert all((last - first).days == 4 for first, last in filled[:-1])
+    assert rollup_rows(database) == before
+    assert stats.fill_missing(database, ctx, city_usage) is None
+
+
+def test_the_controller_fills_them_in_its_housekeeping(database, ctx, fw, city_usage):
+    from controller.daemon import Controller
+    from controller.neighbours import MemoryNeighbours
+
+    before = rollup_rows(database)
+    with database.uow(write=True) as uow:
+        uow.session.execute(delete(SpanStat))
+        uow.commit()
+    controller = Controller(database, ctx, fw, MemoryNeighbours())
+    for _ in range(5):  # the two weeks take one round (a month a time), then it knows
+        controller.housekeeping(city_usage)
+    assert controller.spans_filled
+    assert rollup_rows(database) == before

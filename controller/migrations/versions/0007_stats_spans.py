@@ -1,8 +1,8 @@
 """stats_spans: unique devices as bitmaps and session-length histograms per site and day
 or month, in place of device_days and stats_daily.length_minutes
 
-Rollups like the others: after upgrading a database that already holds sessions, run
-``wifikota stats rebuild --since FIRST-DAY`` once to fill them.
+Rollups like the others, and empty after the upgrade: the controller fills them, a month
+at a time (``stats.fill_missing``), or ``wifikota stats rebuild --since FIRST-DAY`` at once.
 
 Revision ID: 0007
 Revises: 0006
