@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import or_, select, update
 
@@ -254,6 +255,26 @@ def account_many(
 
 
 CHUNK = 900  # ids bound in one query, within every database's limit
+_T = TypeVar("_T")
+
+
+def _chunks(values: list[_T]) -> list[list[_T]]:
+    return [values[i : i + CHUNK] for i in range(0, len(values), CHUNK)]
+
+
+def _keys(batch: list[tuple[str, str, AcctRecord]]) -> tuple[dict[str, list[str]], list[int]]:
+    """What a batch looks sessions up by: the routers' session ids per router, and the
+    sessions our Classes name (both sorted)."""
+    by_nas: dict[str, set[str]] = {}
+    issued: set[int] = set()
+    for nas, _, record in batch:
+        if record.status in (ACCOUNTING_ON, ACCOUNTING_OFF):
+            continue
+        by_nas.setdefault(nas, set()).add(record.acct_session_id[:64])
+        session_id = session_of_class(record.class_)
+        if session_id is not None:
+            issued.add(session_id)
+    return {nas: sorted(ids) for nas, ids in by_nas.items()}, sorted(issued)
 
 
 @dataclass
@@ -291,30 +312,20 @@ def _counts_only(
     (:func:`_apply`) does the batch then. The rules are :func:`_apply`'s."""
     if any(record.status not in (START, INTERIM) for _, _, record in batch):
         return None
-    by_nas: dict[str, set[str]] = {}
-    issued: set[int] = set()
-    for nas, _, record in batch:
-        by_nas.setdefault(nas, set()).add(record.acct_session_id[:64])
-        session_id = session_of_class(record.class_)
-        if session_id is not None:
-            issued.add(session_id)
+    by_nas, issued = _keys(batch)
     rows: dict[int, _Counts] = {}
     known: dict[tuple[str, str], _Counts] = {}
     for nas, ids in by_nas.items():
-        ordered = sorted(ids)
-        for i in range(0, len(ordered), CHUNK):
+        for chunk in _chunks(ids):
             for values in uow.session.execute(
                 select(*_COUNTS)
-                .where(Session.nas_id == nas, Session.nas_session_id.in_(ordered[i : i + CHUNK]))
+                .where(Session.nas_id == nas, Session.nas_session_id.in_(chunk))
                 .order_by(Session.id)
             ):
                 loaded = rows.setdefault(values[0], _Counts(*values))
                 known.setdefault((nas, loaded.nas_session_id or ""), loaded)
-    wanted = sorted(issued - rows.keys())
-    for i in range(0, len(wanted), CHUNK):
-        for values in uow.session.execute(
-            select(*_COUNTS).where(Session.id.in_(wanted[i : i + CHUNK]))
-        ):
+    for some in _chunks([i for i in issued if i not in rows]):
+        for values in uow.session.execute(select(*_COUNTS).where(Session.id.in_(some))):
             rows.setdefault(values[0], _Counts(*values))
     results: list[str | Exception] = []
     for nas, site_id, record in batch:
@@ -361,28 +372,18 @@ def _prefetch(
     """Load the sessions a batch is about into the unit of work: those bound to the NASes'
     session ids (returned by NAS and id) and those the Classes name (then found by
     ``get`` without a query)."""
-    by_nas: dict[str, set[str]] = {}
-    issued: set[int] = set()
-    for nas, _, record in batch:
-        if record.status in (ACCOUNTING_ON, ACCOUNTING_OFF):
-            continue
-        by_nas.setdefault(nas, set()).add(record.acct_session_id[:64])
-        session_id = session_of_class(record.class_)
-        if session_id is not None:
-            issued.add(session_id)
+    by_nas, issued = _keys(batch)
     known: dict[tuple[str, str], Session] = {}
     for nas, ids in by_nas.items():
-        ordered = sorted(ids)
-        for i in range(0, len(ordered), CHUNK):
+        for chunk in _chunks(ids):
             for row in uow.session.scalars(
                 select(Session)
-                .where(Session.nas_id == nas, Session.nas_session_id.in_(ordered[i : i + CHUNK]))
+                .where(Session.nas_id == nas, Session.nas_session_id.in_(chunk))
                 .order_by(Session.id)
             ):
                 known.setdefault((nas, row.nas_session_id or ""), row)
-    wanted = sorted(issued)
-    for i in range(0, len(wanted), CHUNK):
-        uow.session.scalars(select(Session).where(Session.id.in_(wanted[i : i + CHUNK]))).all()
+    for some in _chunks(issued):
+        uow.session.scalars(select(Session).where(Session.id.in_(some))).all()
     return known
 
 
