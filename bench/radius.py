@@ -21,6 +21,7 @@ sockets, a window of requests in flight, each request distinct (no duplicate cac
    Access-Requests, then a Start for each session and Interim-Updates of those sessions.
 
 Usage: python bench/radius.py [--auth 5000] [--acct 20000] [--window 256] [--postgres]
+                              [--processes N]  (ours: N server processes on the ports)
 PostgreSQL: WIFIKOTA_TEST_POSTGRES (or scripts/ensure-postgres, as root) names the server;
 the two databases made for the run are dropped after it.
 """
@@ -198,7 +199,7 @@ def wait_for(path: Path, text: bytes, proc: subprocess.Popen[bytes], seconds: fl
 
 
 class Ours:
-    def __init__(self, work: Path, url: str | None = None) -> None:
+    def __init__(self, work: Path, url: str | None = None, processes: int = 1) -> None:
         text = (ROOT / "sites.yaml").read_text()
         text = text.replace("address: 10.19.0.23", "address: 127.0.0.1")
         text = text.replace(
@@ -218,10 +219,16 @@ class Ours:
         self.log = work / "ours.log"
         self.proc = subprocess.Popen(
             [WIFIKOTA, "--config", str(self.config), "radius", "run", "--host", "127.0.0.1",
-             "--auth-port", str(self.auth), "--acct-port", str(self.acct)],
+             "--auth-port", str(self.auth), "--acct-port", str(self.acct),
+             "--processes", str(processes), "--metrics-port", "0"],
             env=self.env, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"),
         )  # fmt: skip
-        wait_for(self.log, b"RADIUS on", self.proc)
+        deadline = time.monotonic() + 30
+        while self.log.read_bytes().count(b"RADIUS on") < processes:  # each process says it
+            wait_for(self.log, b"RADIUS on", self.proc)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not all {processes} processes started")
+            time.sleep(0.1)
 
     def cli(self, *args: str) -> str:
         res = subprocess.run(
@@ -430,6 +437,7 @@ def main() -> None:
     parser.add_argument("--auth", type=int, default=5000)
     parser.add_argument("--acct", type=int, default=20000)
     parser.add_argument("--window", type=int, default=256)
+    parser.add_argument("--processes", type=int, default=1, help="ours: server processes")
     parser.add_argument(
         "--postgres",
         action="store_true",
@@ -453,7 +461,7 @@ def main() -> None:
         finally:
             fr.stop()
         (work / "ours").mkdir()
-        ours = Ours(work / "ours")
+        ours = Ours(work / "ours", processes=args.processes)
         try:
             code = ours.voucher(min(10_000, args.auth))
             results["ours auth"] = blast(access_requests(args.auth, code, code), ours.auth,
@@ -504,7 +512,7 @@ def postgres(work: Path, args: argparse.Namespace, n_sessions: int) -> dict[str,
         finally:
             fr.stop()
         (work / "ours-pg").mkdir()
-        ours = Ours(work / "ours-pg", urls["ours"])
+        ours = Ours(work / "ours-pg", urls["ours"], args.processes)
         try:
             code = ours.voucher(n_sessions)
             results["ours auth (PostgreSQL)"] = blast(

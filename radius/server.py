@@ -29,9 +29,11 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import multiprocessing
+import socket
 import time
-from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, MutableSequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,6 +54,44 @@ DICTIONARY = Path(__file__).with_name("dictionary")
 DUPLICATE_SECONDS = 30.0  # how long a reply is kept for retransmissions (RFC 5080 2.2.2)
 DUPLICATE_MAX = 65_536
 GIGAWORD = 2**32
+
+# what became of a datagram (wifikota_radius_requests_total{outcome})
+OUTCOMES = (
+    "accept", "accounting", "bad_authenticator", "duplicate", "failed", "malformed",
+    "missing_message_authenticator", "reject", "status", "unexpected_code", "unknown_client",
+)  # fmt: skip
+_OUTCOME = {name: i for i, name in enumerate(OUTCOMES)}
+
+
+class Tally:
+    """How many datagrams met each outcome. The counts are this process's own, or its
+    slot in a table in shared memory (``shared_table``) when several processes answer on
+    the same ports: each writes only its slot, the parent reads the sum (``totals``)."""
+
+    def __init__(self, table: MutableSequence[int] | None = None, slot: int = 0) -> None:
+        self.table: MutableSequence[int] = table if table is not None else [0] * len(OUTCOMES)
+        self.base = slot * len(OUTCOMES)
+
+    def __getitem__(self, outcome: str) -> int:
+        return self.table[self.base + _OUTCOME[outcome]]
+
+    def __setitem__(self, outcome: str, n: int) -> None:
+        self.table[self.base + _OUTCOME[outcome]] = n
+
+    def items(self) -> list[tuple[str, int]]:
+        return [(outcome, self[outcome]) for outcome in OUTCOMES]
+
+
+def shared_table(processes: int) -> MutableSequence[int]:
+    """A table of counts for ``processes`` Tally slots, shared with processes forked later."""
+    table: MutableSequence[int] = multiprocessing.RawArray("Q", processes * len(OUTCOMES))
+    return table
+
+
+def totals(table: MutableSequence[int], processes: int) -> list[tuple[str, int]]:
+    """Each outcome summed over the processes' slots."""
+    n = len(OUTCOMES)
+    return [(o, sum(table[s * n + i] for s in range(processes))) for i, o in enumerate(OUTCOMES)]
 
 
 @dataclass(frozen=True)
@@ -217,12 +257,13 @@ class RadiusServer:
         *,
         workers: int = 8,
         clock: Callable[[], datetime] | None = None,
+        tally: Tally | None = None,
     ) -> None:
         self.service = service
         self.by_address = {nas.address: nas for nas in clients}
         self.dictionary = load_dictionary()
         self.replies = Replies()
-        self.stats: Counter[str] = Counter()
+        self.stats = tally or Tally()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="radius")
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.accounting = AccountingWriter(service, self.pool, self.clock)
@@ -393,9 +434,10 @@ class RadiusServer:
         self.pool.shutdown(wait=True)
 
 
-def serve_metrics(server: RadiusServer, port: int) -> None:
-    """Prometheus metrics of this server on 127.0.0.1:``port`` (a thread of its own):
-    ``wifikota_radius_requests_total{outcome}``, what became of each datagram."""
+def serve_metrics(counts: Callable[[], list[tuple[str, int]]], port: int) -> None:
+    """Prometheus metrics on 127.0.0.1:``port`` (a thread of its own):
+    ``wifikota_radius_requests_total{outcome}``, what became of each datagram, as
+    ``counts()`` (a server's ``stats.items``, or the sum over its processes) says."""
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.core import CounterMetricFamily
     from prometheus_client.registry import Collector
@@ -405,7 +447,7 @@ def serve_metrics(server: RadiusServer, port: int) -> None:
             family = CounterMetricFamily(
                 "wifikota_radius_requests", "RADIUS datagrams by outcome", labels=["outcome"]
             )
-            for outcome, n in sorted(server.stats.items()):
+            for outcome, n in counts():
                 family.add_metric([outcome], n)
             yield family
 
@@ -434,16 +476,40 @@ class _Endpoint(asyncio.DatagramProtocol):
             self.transport.sendto(reply, addr)
 
 
+def bind_shared(host: str, port: int) -> socket.socket:
+    """A UDP socket on ``host``:``port`` that other sockets of this user may bind too
+    (SO_REUSEPORT): the kernel spreads the datagrams over them by source address and
+    port, so a router's retransmissions reach the process that has its first copy."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 async def serve(
-    server: RadiusServer, host: str, auth_port: int, acct_port: int, stop: asyncio.Event
+    server: RadiusServer,
+    host: str,
+    auth_port: int,
+    acct_port: int,
+    stop: asyncio.Event,
+    sockets: tuple[socket.socket, socket.socket] | None = None,
 ) -> None:
-    """Answer on both ports until ``stop`` is set."""
+    """Answer on both ports (or on the ``sockets`` given for them) until ``stop`` is set."""
     loop = asyncio.get_running_loop()
     transports = []
-    for port, name in ((auth_port, "auth"), (acct_port, "acct")):
+    for i, (port, name) in enumerate(((auth_port, "auth"), (acct_port, "acct"))):
+        where: dict[str, Any] = (
+            {"sock": sockets[i]} if sockets is not None else {"local_addr": (host, port)}
+        )
         transport, _ = await loop.create_datagram_endpoint(
             lambda name=name: _Endpoint(server, name),  # type: ignore[misc]
-            local_addr=(host, port),
+            **where,
         )
         transports.append(transport)
     log.info("RADIUS on %s: authentication %d, accounting %d", host, auth_port, acct_port)

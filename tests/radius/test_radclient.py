@@ -38,6 +38,7 @@ class Radius:
         nas_type: str = "mikrotik",
         require_ma: bool = True,
         coa_port: int | None = None,
+        processes: int = 1,
     ) -> None:
         text = (ROOT / "sites.yaml").read_text()
         text = text.replace("address: 10.19.0.23", "address: 127.0.0.1")
@@ -77,12 +78,12 @@ class Radius:
         self.proc = subprocess.Popen(
             [WIFIKOTA, "--config", str(self.config), "radius", "run", "--host", "127.0.0.1",
              "--auth-port", str(self.auth), "--acct-port", str(self.acct),
-             "--metrics-port", str(self.metrics)],
+             "--metrics-port", str(self.metrics), "--processes", str(processes)],
             env=self.env, stdout=self.log, stderr=self.log,
         )  # fmt: skip
         self.tmp = tmp
         deadline = time.monotonic() + 20
-        while b"RADIUS on" not in (tmp / "radius.log").read_bytes():
+        while (tmp / "radius.log").read_bytes().count(b"RADIUS on") < processes:
             assert self.proc.poll() is None, (tmp / "radius.log").read_text()
             assert time.monotonic() < deadline, "the RADIUS server did not start"
             time.sleep(0.05)
@@ -479,3 +480,62 @@ def test_its_request_counts_are_prometheus_metrics_on_loopback(radius):
         text = r.read().decode()
     assert 'wifikota_radius_requests_total{outcome="accept"} 1.0' in text
     assert 'wifikota_radius_requests_total{outcome="missing_message_authenticator"}' in text
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def metric(radius: Radius, outcome: str) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{radius.metrics}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    match = re.search(rf'wifikota_radius_requests_total{{outcome="{outcome}"}} (\S+)', text)
+    assert match is not None, text
+    return float(match.group(1))
+
+
+def test_several_processes_share_the_ports_and_count_together(tmp_path):
+    """--processes 2: two server processes under the one started, the routers' datagrams
+    spread over both (by source port: each radclient run has its own), the metrics the
+    sum of both; SIGTERM stops them all."""
+    radius = Radius(tmp_path, processes=2)
+    try:
+        servers = children_of(radius.proc.pid)
+        assert len(servers) == 2
+        code = voucher(radius)
+        for _ in range(20):
+            assert radius.send("auth", access(code, "WRONGPASS"))[0] == "Access-Reject"
+        assert metric(radius, "reject") == 20
+        log = (tmp_path / "radius.log").read_text()
+        answered_by = {int(pid) for pid in re.findall(r"wifikota\.radius\[(\d+)\]: rejected", log)}
+        assert answered_by == servers  # both answered (all 20 on one: a chance of 2 in 2^20)
+    finally:
+        radius.stop()
+    assert radius.proc.returncode == 0
+    assert all(not Path(f"/proc/{pid}").exists() for pid in servers)
+
+
+def test_a_server_process_that_dies_stops_the_others(tmp_path):
+    radius = Radius(tmp_path, processes=2)
+    try:
+        first, second = sorted(children_of(radius.proc.pid))
+        os.kill(first, 9)
+        radius.proc.wait(20)
+        assert radius.proc.returncode == 1
+        assert "a RADIUS server process ended" in (tmp_path / "radius.log").read_text()
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{second}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # reaped by the parent before it exits
+        assert not Path(f"/proc/{second}").exists()
+    finally:
+        radius.stop()
