@@ -9,7 +9,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import MutableSequence
+from collections.abc import Iterable, MutableSequence
 from typing import TYPE_CHECKING
 
 import click
@@ -91,9 +91,7 @@ def radius_run(
         for _ in range(processes):
             pairs.append((bind_shared(host, auth), bind_shared(host, acct)))
     except OSError as exc:
-        for pair in pairs:
-            for sock in pair:
-                sock.close()
+        _close(pairs)
         raise Failure(f"cannot listen on {host} ports {auth}/{acct}: {exc.strerror}") from None
     children: set[int] = set()
     stopping = _Stopping(children)  # a signal from now on stops every child forked yet
@@ -106,10 +104,7 @@ def radius_run(
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                for other in pairs:
-                    if other is not pair:
-                        for sock in other:
-                            sock.close()
+                _close(other for other in pairs if other is not pair)
                 _serve(app, clients, host, auth, acct, 0, slot=(table, slot), sockets=pair)
                 code = 0
             except BaseException:
@@ -117,9 +112,7 @@ def radius_run(
             finally:
                 os._exit(code)
         children.add(pid)
-    for pair in pairs:
-        for sock in pair:
-            sock.close()
+    _close(pairs)
     if metrics_port:
         try:
             serve_metrics(lambda: totals(table, processes), metrics_port)
@@ -130,6 +123,12 @@ def radius_run(
     failed = stopping.wait()
     if failed is not None:
         raise Failure(f"a RADIUS server process ended ({failed}); the others were stopped")
+
+
+def _close(pairs: Iterable[tuple[socket.socket, socket.socket]]) -> None:
+    for pair in pairs:
+        for sock in pair:
+            sock.close()
 
 
 class _Stopping:
