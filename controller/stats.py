@@ -320,18 +320,17 @@ class Usage:
 def median_minutes(histograms: Iterable[dict[str, int]]) -> int | None:
     """The median of merged {minutes: count} histograms (the lower middle for an even
     count); None when they are empty."""
-    merged: dict[int, int] = defaultdict(int)
+    merged: dict[str, int] = {}
     for h in histograms:
-        for key, count in h.items():
-            merged[int(key)] += int(count)
+        _merge(merged, h)
     total = sum(merged.values())
     if not total:
         return None
     seen, middle = 0, (total + 1) // 2
-    for length in sorted(merged):
+    for length in sorted(merged, key=int):
         seen += merged[length]
         if seen >= middle:
-            return length
+            return int(length)
     return None
 
 
