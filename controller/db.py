@@ -3,7 +3,9 @@ root: the CLI, the daemon, the portal factory), never at import time."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,16 +66,69 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
+class Writers:
+    """Where SQLite's writers queue before they take its write lock: this process's on a
+    lock, the processes' (portal workers, controller, RADIUS server) on ``flock`` of a file
+    beside the database. SQLite's own wait for a busy lock is to sleep and try again, up to
+    100 ms a time, which busy writers would otherwise do to each other on every write; a
+    queue wakes the next one the moment the lock is free. Where the file cannot be opened
+    (a read-only directory), processes fall back to SQLite's wait: slower, not wrong."""
+
+    def __init__(self, database: Path | None) -> None:
+        self._path = None if database is None else database.with_name(database.name + ".writers")
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _file(self) -> int | None:
+        if self._path is None:
+            return None
+        if self._pid != os.getpid():  # opened anew in a forked process: a lock of its own
+            self._pid, self._fd = os.getpid(), None
+            try:
+                self._fd = os.open(self._path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o660)
+            except OSError:
+                self._path = None
+        return self._fd
+
+    def acquire(self) -> None:
+        self._lock.acquire()
+        try:
+            if self._depth == 0 and (fd := self._file()) is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._depth += 1
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None and self._pid == os.getpid():
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._lock.release()
+
+
 class UnitOfWork:
     """One transaction. ``with uow: ...; uow.commit()``; leaving without commit rolls back.
 
     ``write=True`` takes SQLite's write lock at the start, so a read-then-write rule (quota,
-    one open session per device) cannot be raced by another writer.
+    one open session per device) cannot be raced by another writer. Writers of one process
+    queue for it on ``writers`` first: SQLite's own wait for a busy lock is to sleep and
+    retry (up to 100 ms a time), which threads of one process would otherwise do to each
+    other on every contended write (``Writers``).
     """
 
-    def __init__(self, factory: sessionmaker[Session], *, write: bool = False) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        *,
+        write: bool = False,
+        writers: Writers | None = None,
+    ) -> None:
         self._factory = factory
         self._write = write
+        self._writers = writers if write else None
         self._session: Session | None = None
 
     @property
@@ -83,9 +138,15 @@ class UnitOfWork:
         return self._session
 
     def __enter__(self) -> UnitOfWork:
-        self._session = self._factory()
-        if self._write:
-            self._session.connection(execution_options={"wifikota_write": True})
+        if self._writers is not None:
+            self._writers.acquire()
+        try:
+            self._session = self._factory()
+            if self._write:
+                self._session.connection(execution_options={"wifikota_write": True})
+        except BaseException:
+            self._leave()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -93,8 +154,16 @@ class UnitOfWork:
         try:
             self._session.rollback()
         finally:
-            self._session.close()
+            self._leave()
+
+    def _leave(self) -> None:
+        try:
+            if self._session is not None:
+                self._session.close()
+        finally:
             self._session = None
+            if self._writers is not None:
+                self._writers.release()
 
     def commit(self) -> None:
         self.session.commit()
@@ -106,13 +175,17 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._factory = sessionmaker(engine, expire_on_commit=False)
+        self._writers: Writers | None = None
+        if engine.dialect.name == "sqlite":  # one writer at a time: the others queue
+            file = engine.url.database
+            self._writers = Writers(Path(file) if file and file != ":memory:" else None)
 
     @classmethod
     def connect(cls, url: str) -> Database:
         return cls(make_engine(url))
 
     def uow(self, *, write: bool = False) -> UnitOfWork:
-        return UnitOfWork(self._factory, write=write)
+        return UnitOfWork(self._factory, write=write, writers=self._writers)
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
