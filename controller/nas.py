@@ -15,9 +15,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import TypeVar, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 
 from . import rules, sessions, uam, vouchers
 from .context import Ctx
@@ -98,6 +98,19 @@ def _mac(text: str | None) -> str | None:
         return None
 
 
+@dataclass(frozen=True)
+class NasLogin:
+    """One Access-Request, decoded: the site of its NAS, the User-Name, ``check(candidate)``
+    saying whether the password the NAS sent (PAP, or CHAP against its challenge) is
+    ``candidate``, Calling-Station-Id and Framed-IP-Address."""
+
+    site_id: str
+    username: str
+    check: Callable[[str], bool]
+    mac: str | None
+    ip: str | None
+
+
 def admit(
     db: Database,
     ctx: Ctx,
@@ -109,18 +122,47 @@ def admit(
     ip: str | None,
     now: datetime,
 ) -> Admission:
-    """Decide an Access-Request. ``check(candidate)`` says whether the password the NAS
-    sent (PAP, or CHAP against its challenge) is ``candidate``. Credentials are tried in
-    turn: the one-time pair our portal issued in the UAM login (``controller.uam``), a
-    voucher code (user and password the code), then the device's MAC (the NAS's MAC
-    authentication, where the site allows it). Raises BadCredentials or a DomainError of
-    the session rules (Blocked, QuotaUsed, Closed, VoucherInvalid, ...)."""
+    """Decide one Access-Request. See :func:`admit_many`."""
+    (result,) = admit_many(db, ctx, [NasLogin(site_id, username, check, mac, ip)], now)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def admit_many(
+    db: Database, ctx: Ctx, logins: list[NasLogin], now: datetime
+) -> list[Admission | Exception]:
+    """Decide Access-Requests in one transaction, each in a savepoint of its own so one that
+    is refused or fails spoils none of the others; per request its Admission or the error
+    (BadCredentials or a DomainError of the session rules: Blocked, QuotaUsed, Closed,
+    VoucherInvalid, ...). Durable when this returns.
+
+    Credentials are tried in turn: the one-time pair our portal issued in the UAM login
+    (``controller.uam``), a voucher code (user and password the code), then the device's
+    MAC (the NAS's MAC authentication, where the site allows it). Requests of one batch see
+    each other's sessions, as if they had come one after the other."""
+    results: list[Admission | Exception] = []
+    with db.uow(write=True) as uow:
+        for login in logins:
+            try:
+                with uow.session.begin_nested():  # its changes are written when it ends
+                    admission = _admit(uow, ctx, login, now)
+            except Exception as exc:  # reported for this request; the others go on
+                results.append(exc)
+            else:
+                results.append(admission)
+        uow.commit()
+    return results
+
+
+def _admit(uow: UnitOfWork, ctx: Ctx, login: NasLogin, now: datetime) -> Admission:
+    site_id, username, check = login.site_id, login.username, login.check
     policy = ctx.policy(site_id)
-    device_mac = _mac(mac)
+    device_mac = _mac(login.mac)
     if device_mac is None:
         raise BadRequest("the NAS sent no usable Calling-Station-Id (the device's MAC)")
     try:
-        address = normalize_ip(ip or "")
+        address = normalize_ip(login.ip or "")
     except BadIdentifier:
         raise BadRequest("the NAS sent no usable Framed-IP-Address") from None
 
@@ -129,7 +171,7 @@ def admit(
         if expected is None or not check(expected):
             raise BadCredentials("a portal login that is not this phone's, or too old")
         terms = ctx.config.portal.terms_version  # the terms the portal showed
-        return _start(db, ctx, site_id, device_mac, address, "click", None, now, terms)
+        return _start(uow, ctx, site_id, device_mac, address, "click", None, now, terms)
 
     if "voucher" in policy.login_methods:
         try:
@@ -137,36 +179,35 @@ def admit(
         except VoucherInvalid:
             code = None
         if code is not None and any(check(c) for c in (username, code, vouchers.format_code(code))):
-            return _start(db, ctx, site_id, device_mac, address, "voucher", code, now)
+            return _start(uow, ctx, site_id, device_mac, address, "voucher", code, now)
 
     if policy.mac_auth and _mac(username) == device_mac and (check("") or check(username)):
-        method = _returning(db, ctx, site_id, device_mac, now)
+        method = _returning(uow, ctx, site_id, device_mac, now)
         if method is not None:
-            return _start(db, ctx, site_id, device_mac, address, method, None, now)
+            return _start(uow, ctx, site_id, device_mac, address, method, None, now)
     raise BadCredentials("unknown user or wrong password")
 
 
-def _returning(db: Database, ctx: Ctx, site_id: str, mac: str, now: datetime) -> str | None:
+def _returning(uow: UnitOfWork, ctx: Ctx, site_id: str, mac: str, now: datetime) -> str | None:
     """How the device logged in at the site earlier today (not by voucher), if it did."""
     lo, _ = rules.day_bounds(rules.local_day(now, ctx.tz), ctx.tz)
-    with db.uow() as uow:
-        method: str | None = uow.session.scalars(
-            select(Session.login_method)
-            .join(Device, Device.id == Session.device_id)
-            .where(
-                Device.mac_hash == ctx.device_hash(mac),
-                Session.site_id == site_id,
-                Session.started_at >= lo,
-                Session.login_method != "voucher",
-            )
-            .order_by(Session.started_at.desc())
-            .limit(1)
-        ).first()
+    method: str | None = uow.session.scalars(
+        select(Session.login_method)
+        .join(Device, Device.id == Session.device_id)
+        .where(
+            Device.mac_hash == ctx.device_hash(mac),
+            Session.site_id == site_id,
+            Session.started_at >= lo,
+            Session.login_method != "voucher",
+        )
+        .order_by(Session.started_at.desc())
+        .limit(1)
+    ).first()
     return method
 
 
 def _start(
-    db: Database,
+    uow: UnitOfWork,
     ctx: Ctx,
     site_id: str,
     mac: str,
@@ -177,13 +218,11 @@ def _start(
     terms_version: str | None = None,
 ) -> Admission:
     req = sessions.LoginRequest(site_id, mac, ip, method, None, terms_version, voucher_code)
-    with db.uow(write=True) as uow:
-        outcome = sessions.start(uow, ctx, req, now)
-        used = 0
-        policy = ctx.policy(site_id)
-        if policy.daily_data is not None:
-            used = sessions.bytes_used_today(uow, ctx, _device_id(uow, outcome.session.id), now)
-        uow.commit()
+    outcome = sessions.start(uow, ctx, req, now)
+    used = 0
+    policy = ctx.policy(site_id)
+    if policy.daily_data is not None:
+        used = sessions.bytes_used_today(uow, ctx, _device_id(uow, outcome.session.id), now)
     s = outcome.session
     return Admission(
         session_id=s.id,
@@ -302,6 +341,20 @@ _COUNTS = (
 )
 
 
+_TABLE = cast(Table, Session.__table__)
+_SET_COUNTS = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("row"))
+    .values(
+        nas_id=bindparam("nas"),
+        nas_session_id=bindparam("nas_session"),
+        bytes_up=bindparam("up"),
+        bytes_down=bindparam("down"),
+        last_activity_at=bindparam("activity", type_=_TABLE.c.last_activity_at.type),
+    )
+)  # a plain statement, made once: the ORM's bulk update cost more than the database did
+
+
 def _counts_only(
     uow: UnitOfWork, batch: list[tuple[str, str, AcctRecord]], now: datetime
 ) -> list[str | Exception] | None:
@@ -356,13 +409,12 @@ def _counts_only(
             row.changed = True
         results.append(f"session {row.id} counted")
     changed = [
-        {"id": r.id, "nas_id": r.nas_id, "nas_session_id": r.nas_session_id,
-         "bytes_up": r.bytes_up, "bytes_down": r.bytes_down,
-         "last_activity_at": r.last_activity_at}
+        {"row": r.id, "nas": r.nas_id, "nas_session": r.nas_session_id,
+         "up": r.bytes_up, "down": r.bytes_down, "activity": r.last_activity_at}
         for r in rows.values() if r.changed
     ]  # fmt: skip
     if changed:
-        uow.session.execute(update(Session), changed)  # by primary key, executemany
+        uow.session.connection().execute(_SET_COUNTS, changed)  # executemany
     return results
 
 
@@ -499,6 +551,9 @@ class NasService:
             ip=ip,
             now=now,
         )
+
+    def admit_many(self, logins: list[NasLogin], now: datetime) -> list[Admission | Exception]:
+        return admit_many(self.db, self.ctx, logins, now)
 
     def account_many(
         self, batch: list[tuple[str, str, AcctRecord]], now: datetime

@@ -13,9 +13,9 @@ One asyncio UDP endpoint per port. Per datagram, in this order:
    NAS (BlastRADIUS, CVE-2024-3596); on Accounting-Request the Request Authenticator.
    Either failing means a wrong secret or a forgery: dropped and counted.
 5. The decision runs in a worker thread (it writes the database), and the reply is sent
-   only once it is committed. Accounting records are written in batches (group commit:
-   those that arrive during one transaction go together in the next). Replies carry
-   Message-Authenticator first and echo Proxy-State.
+   only once it is committed. Access-Requests and accounting records are each decided in
+   batches (group commit: those that arrive during one transaction go together in the
+   next). Replies carry Message-Authenticator first and echo Proxy-State.
 
 Why pyrad 2.6: it runs on the Python the project runs on (pyrad2 needs 3.12), decodes and
 encodes packets from FreeRADIUS-format dictionaries, verifies Message-Authenticator over the
@@ -31,20 +31,22 @@ import hmac
 import logging
 import multiprocessing
 import socket
+import struct
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, MutableSequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from pyrad import packet as rp
+from pyrad import tools
 from pyrad.dictionary import Dictionary
 
 from controller.errors import DomainError
-from controller.nas import NO_SESSION, AcctRecord, Admission
+from controller.nas import NO_SESSION, AcctRecord, Admission, NasLogin
 
 from . import wire
 
@@ -107,15 +109,7 @@ class Nas:
 class Service(Protocol):
     """The session rules, as the controller hands them over (controller.nas.NasService)."""
 
-    def admit(
-        self,
-        site_id: str,
-        username: str,
-        check: Callable[[str], bool],
-        mac: str | None,
-        ip: str | None,
-        now: datetime,
-    ) -> Admission: ...
+    def admit_many(self, logins: list[NasLogin], now: datetime) -> list[Admission | Exception]: ...
 
     def account_many(
         self, batch: list[tuple[str, str, AcctRecord]], now: datetime
@@ -132,18 +126,22 @@ class Replies:
     def __init__(self, seconds: float = DUPLICATE_SECONDS, most: int = DUPLICATE_MAX) -> None:
         self.seconds, self.most = seconds, most
         self._items: OrderedDict[tuple[Any, ...], tuple[float, bytes | None]] = OrderedDict()
+        self._next_expiry = 0.0  # when the oldest one kept runs out
 
     def _expire(self, now: float) -> None:
         while self._items:
             key, (at, _) = next(iter(self._items.items()))
             if now - at < self.seconds and len(self._items) <= self.most:
-                break
+                self._next_expiry = at + self.seconds
+                return
             del self._items[key]
+        self._next_expiry = now + self.seconds
 
     def seen(self, key: tuple[Any, ...]) -> tuple[bool, bytes | None]:
         """(whether this request was seen, the reply sent for it if any)."""
         now = time.monotonic()
-        self._expire(now)
+        if now >= self._next_expiry or len(self._items) > self.most:
+            self._expire(now)
         if key in self._items:
             return True, self._items[key][1]
         self._items[key] = (now, None)
@@ -156,13 +154,41 @@ class Replies:
             self._items[key] = (time.monotonic(), reply)
 
 
-def _first(pkt: rp.Packet, name: str) -> Any:
-    values = pkt.get(name)
-    return values[0] if values else None
+READ = (
+    "User-Name", "Calling-Station-Id", "Framed-IP-Address", "Class",
+    "Acct-Status-Type", "Acct-Session-Id", "Acct-Session-Time", "Acct-Terminate-Cause",
+    "Acct-Input-Octets", "Acct-Input-Gigawords", "Acct-Output-Octets", "Acct-Output-Gigawords",
+)  # fmt: skip
 
 
-def _octets(pkt: rp.Packet, name: str, giga: str) -> int:
-    return int(_first(pkt, name) or 0) + int(_first(pkt, giga) or 0) * GIGAWORD
+class Fields:
+    """The attributes the server reads (``READ``; standard, not encrypted), taken from a
+    decoded packet by their code and decoded by pyrad's own value decoder. A packet's
+    ``pkt.get(name)`` resolves the name and decodes every value on each call, a good part
+    of the time a packet took; integers come back as numbers, not as the dictionary's
+    names for them."""
+
+    def __init__(self, dictionary: Dictionary) -> None:
+        self.of: dict[str, tuple[int, str]] = {}
+        for name in READ:
+            attr = dictionary.attributes[name]
+            assert not attr.vendor and not attr.encrypt, name
+            self.of[name] = (attr.code, attr.type)
+
+    def first(self, pkt: rp.Packet, name: str) -> Any:
+        """The first value of attribute ``name``, or None; wire.Malformed if it cannot be
+        decoded as its type (a User-Name that is not UTF-8, an address of 3 octets)."""
+        code, kind = self.of[name]
+        values = OrderedDict.get(pkt, code)
+        if not values:
+            return None
+        try:
+            return tools.DecodeAttr(kind, values[0])
+        except (ValueError, struct.error, OSError) as exc:
+            raise wire.Malformed(f"{name}: {exc}") from None
+
+    def octets(self, pkt: rp.Packet, name: str, giga: str) -> int:
+        return int(self.first(pkt, name) or 0) + int(self.first(pkt, giga) or 0) * GIGAWORD
 
 
 def reply_attributes(nas: Nas, a: Admission) -> list[tuple[str, Any]]:
@@ -200,39 +226,47 @@ REJECT_MESSAGES = {
 }
 
 
-BATCH_MOST = 256  # accounting records written in one transaction at most
+BATCH_MOST = 256  # requests decided or records written in one transaction at most
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 
 
-class AccountingWriter:
-    """Group commit for accounting: records that arrive while a transaction is being
-    written wait, and go together in the next one. Each caller gets its own record's
-    result once its transaction is committed (so the reply follows the durable write)."""
+class GroupCommit(Generic[_Item, _Result]):
+    """Group commit: what arrives while a transaction is being written waits, and goes
+    together in the next one (``write_many(items, now)``, one result or exception per
+    item). Each caller's future gets its own item's result once its transaction is
+    committed, so the reply follows the durable write. Admissions and accounting have one
+    each. One task writes while anything waits, and ends when nothing does."""
 
-    def __init__(self, service: Service, pool: ThreadPoolExecutor, clock: Callable[[], datetime]):
-        self.service, self.pool, self.clock = service, pool, clock
-        self.queue: asyncio.Queue[tuple[tuple[str, str, AcctRecord], asyncio.Future[str]]] = (
-            asyncio.Queue()
-        )
+    def __init__(
+        self,
+        write_many: Callable[[list[_Item], datetime], list[_Result | Exception]],
+        pool: ThreadPoolExecutor,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.write_many, self.pool, self.clock = write_many, pool, clock
+        self.waiting: deque[tuple[_Item, asyncio.Future[_Result]]] = deque()
         self.task: asyncio.Task[None] | None = None
         self.batches = 0
 
-    async def write(self, nas: Nas, record: AcctRecord) -> str:
+    def write(self, item: _Item) -> asyncio.Future[_Result]:
+        """A future for ``item``'s result, set once it is durable."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[_Result] = loop.create_future()
+        self.waiting.append((item, done))
         if self.task is None or self.task.done():
-            self.task = asyncio.ensure_future(self._run())
-        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        await self.queue.put(((nas.name, nas.site_id, record), done))
-        return await done
+            self.task = loop.create_task(self._run())
+        return done
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            batch = [await self.queue.get()]
-            while len(batch) < BATCH_MOST and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
+        while self.waiting:
+            batch = [self.waiting.popleft() for _ in range(min(BATCH_MOST, len(self.waiting)))]
             items = [item for item, _ in batch]
+            results: list[_Result | Exception]
             try:
                 results = await loop.run_in_executor(
-                    self.pool, self.service.account_many, items, self.clock()
+                    self.pool, self.write_many, items, self.clock()
                 )
             except Exception as exc:  # the whole transaction failed: every caller hears it
                 results = [exc] * len(batch)
@@ -262,11 +296,17 @@ class RadiusServer:
         self.service = service
         self.by_address = {nas.address: nas for nas in clients}
         self.dictionary = load_dictionary()
+        self.fields = Fields(self.dictionary)
         self.replies = Replies()
         self.stats = tally or Tally()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="radius")
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
-        self.accounting = AccountingWriter(service, self.pool, self.clock)
+        self.admissions: GroupCommit[NasLogin, Admission] = GroupCommit(
+            service.admit_many, self.pool, self.clock
+        )
+        self.accounting: GroupCommit[tuple[str, str, AcctRecord], str] = GroupCommit(
+            service.account_many, self.pool, self.clock
+        )
 
     async def handle(self, data: bytes, source: tuple[str, int], port: str) -> bytes | None:
         nas = self.by_address.get(source[0])
@@ -297,6 +337,9 @@ class RadiusServer:
                 reply = await self._access(nas, packet)
             else:
                 reply = await self._accounting(nas, packet)
+        except wire.Malformed as exc:  # an attribute the decoder let through unread
+            self.stats["malformed"] += 1
+            log.warning("dropped a malformed packet from %s (%s): %s", nas.name, source[0], exc)
         except Exception:
             self.stats["failed"] += 1
             log.exception("request from %s failed; no answer (the NAS will retry)", nas.name)
@@ -326,17 +369,14 @@ class RadiusServer:
             log.warning("dropped an Access-Request from %s without Message-Authenticator", nas.name)
             return None
         check = self._password_check(pkt)
-        username = str(_first(pkt, "User-Name") or "")
+        username = str(self.fields.first(pkt, "User-Name") or "")
         reply = pkt.CreateReply()  # Message-Authenticator first, Proxy-State copied
         if check is None or not username:
             return self._reject(reply, "no usable User-Name and password")
-        mac, ip = _first(pkt, "Calling-Station-Id"), _first(pkt, "Framed-IP-Address")
-        now = self.clock()
-        loop = asyncio.get_running_loop()
+        mac = self.fields.first(pkt, "Calling-Station-Id")
+        ip = self.fields.first(pkt, "Framed-IP-Address")
         try:
-            admission = await loop.run_in_executor(
-                self.pool, self.service.admit, nas.site_id, username, check, mac, ip, now
-            )
+            admission = await self.admissions.write(NasLogin(nas.site_id, username, check, mac, ip))
         except DomainError as exc:
             return self._reject(reply, str(exc), REJECT_MESSAGES.get(exc.code))
         reply.code = rp.AccessAccept
@@ -394,23 +434,24 @@ class RadiusServer:
             self.stats["bad_authenticator"] += 1
             log.warning("dropped an Accounting-Request from %s: wrong secret", nas.name)
             return None
-        status = self._number(pkt, "Acct-Status-Type")
+        read = self.fields
+        status = read.first(pkt, "Acct-Status-Type")
         if status is None:
             self.stats["malformed"] += 1
             log.warning("dropped an Accounting-Request from %s without Acct-Status-Type", nas.name)
             return None
         record = AcctRecord(
             status=status,
-            acct_session_id=str(_first(pkt, "Acct-Session-Id") or ""),
-            class_=_first(pkt, "Class"),
-            mac=_first(pkt, "Calling-Station-Id"),
-            ip=_first(pkt, "Framed-IP-Address"),
-            input_octets=_octets(pkt, "Acct-Input-Octets", "Acct-Input-Gigawords"),
-            output_octets=_octets(pkt, "Acct-Output-Octets", "Acct-Output-Gigawords"),
-            session_time=_first(pkt, "Acct-Session-Time"),
-            terminate_cause=self._number(pkt, "Acct-Terminate-Cause"),
+            acct_session_id=str(read.first(pkt, "Acct-Session-Id") or ""),
+            class_=read.first(pkt, "Class"),
+            mac=read.first(pkt, "Calling-Station-Id"),
+            ip=read.first(pkt, "Framed-IP-Address"),
+            input_octets=read.octets(pkt, "Acct-Input-Octets", "Acct-Input-Gigawords"),
+            output_octets=read.octets(pkt, "Acct-Output-Octets", "Acct-Output-Gigawords"),
+            session_time=read.first(pkt, "Acct-Session-Time"),
+            terminate_cause=read.first(pkt, "Acct-Terminate-Cause"),
         )
-        what = await self.accounting.write(nas, record)
+        what = await self.accounting.write((nas.name, nas.site_id, record))
         self.stats["accounting"] += 1
         # one line per record only when asked (--debug): a busy router sends thousands a
         # minute; what cannot be matched to a session is always said
@@ -418,17 +459,6 @@ class RadiusServer:
                 "accounting from %s: %s", nas.name, what)  # fmt: skip
         raw: bytes = pkt.CreateReply().ReplyPacket()
         return raw
-
-    def _number(self, pkt: rp.Packet, name: str) -> int | None:
-        """An integer attribute's number, whether pyrad gave its name (a VALUE of the
-        dictionary) or the number itself."""
-        value = _first(pkt, name)
-        if value is None or isinstance(value, int):
-            return value
-        encoded = self.dictionary.attributes[name].values.forward.get(value)
-        if isinstance(encoded, bytes):
-            return int.from_bytes(encoded, "big")
-        return int(encoded) if encoded is not None else None
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

@@ -6,11 +6,11 @@ import random
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from controller import blocks, nas, sessions, vouchers
 from controller.errors import Blocked, QuotaUsed, VoucherInvalid
-from controller.models import Session
+from controller.models import Device, Session
 from controller.nas import AcctRecord, BadCredentials
 
 SITE = "pasar-simpang-aur"
@@ -195,6 +195,32 @@ def test_a_record_that_fails_spoils_none_of_the_others_in_its_batch(database, na
     first, second = rows(database)
     assert (first.bytes_up, first.nas_session_id) == (5, "s1")
     assert (second.bytes_up, second.nas_session_id) == (0, "s2")
+
+
+def test_a_batch_of_access_requests_is_decided_in_one_transaction(database, nas_ctx, now):
+    """Each request has its own answer; one refused changes nothing; later requests of
+    the batch see what earlier ones did (the voucher's second use is its last)."""
+    code = code_for(database, nas_ctx, now, uses=2)
+    phone = [f"3C-5A-B4-00-00-{n:02X}" for n in range(4)]
+    logins = [
+        nas.NasLogin(SITE, code, is_(code), phone[0], "10.5.50.30"),
+        nas.NasLogin(SITE, code, is_("WRONG"), phone[1], "10.5.50.31"),
+        nas.NasLogin(SITE, code, is_(code), phone[2], "10.5.50.32"),
+        nas.NasLogin(SITE, code, is_(code), phone[3], "10.5.50.33"),  # a third use: none left
+        nas.NasLogin(SITE, code, is_(code), phone[0], "10.5.50.30"),  # the first one again
+    ]
+    first, wrong, second, third, again = nas.admit_many(database, nas_ctx, logins, now)
+    assert isinstance(wrong, BadCredentials)
+    assert isinstance(third, VoucherInvalid)
+    assert isinstance(first, nas.Admission) and isinstance(second, nas.Admission)
+    assert isinstance(again, nas.Admission)
+    assert again.session_id == first.session_id and again.resumed
+    assert [(r.id, r.mac) for r in rows(database)] == [
+        (first.session_id, phone[0].replace("-", ":").lower()),
+        (second.session_id, phone[2].replace("-", ":").lower()),
+    ]
+    with database.reading() as s:  # the refused third phone left no trace either
+        assert s.scalar(select(func.count()).select_from(Device)) == 2
 
 
 def _records(plan, group: str, trial: int, admitted) -> list[AcctRecord]:

@@ -28,12 +28,12 @@ class Rules:
     def __init__(self) -> None:
         self.accounted = 0
 
-    def admit(self, site_id, username, check, mac, ip, now) -> Admission:
-        return Admission(1, site_id, 3600, 900, 5000, 1000, None, 300, False)
+    def admit_many(self, logins, now) -> list[Admission]:
+        return [Admission(1, a.site_id, 3600, 900, 5000, 1000, None, 300, False) for a in logins]
 
-    def account(self, nas, site_id, record, now) -> str:
-        self.accounted += 1
-        return "counted"
+    def account_many(self, batch, now) -> list[str]:
+        self.accounted += len(batch)
+        return ["counted"] * len(batch)
 
 
 SERVER = RadiusServer(Rules(), [NAS], clock=lambda: datetime.now(UTC))
