@@ -409,10 +409,11 @@ def _counts_only(
             row.bytes_up, row.bytes_down = max(row.bytes_up, up), max(row.bytes_down, down)
             row.changed = True
         results.append(f"session {row.id} counted")
+    # in id order: two processes' batches written at once lock their rows in one order
     changed = [
         {"row": r.id, "nas": r.nas_id, "nas_session": r.nas_session_id,
          "up": r.bytes_up, "down": r.bytes_down, "activity": r.last_activity_at}
-        for r in rows.values() if r.changed
+        for _, r in sorted(rows.items()) if r.changed
     ]  # fmt: skip
     if changed:
         conn.execute(_SET_COUNTS, changed)  # executemany
