@@ -20,8 +20,8 @@ sockets, a window of requests in flight, each request distinct (no duplicate cac
    into ``radacct``; against ours with its database there. The same shape of load: the
    Access-Requests, then a Start for each session and Interim-Updates of those sessions.
 
-Usage: python bench/radius.py [--auth 5000] [--acct 20000] [--window 256] [--postgres]
-                              [--processes N]  (ours: N server processes on the ports)
+Usage: python bench/radius.py [--auth 5000] [--acct 60000] [--window 256] [--postgres]
+                              [--processes 1,2]  (ours with 1, then 2 server processes)
 PostgreSQL: WIFIKOTA_TEST_POSTGRES (or scripts/ensure-postgres, as root) names the server;
 the two databases made for the run are dropped after it.
 """
@@ -435,9 +435,14 @@ class FreeRadius:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--auth", type=int, default=5000)
-    parser.add_argument("--acct", type=int, default=20000)
+    parser.add_argument("--acct", type=int, default=60000)
     parser.add_argument("--window", type=int, default=256)
-    parser.add_argument("--processes", type=int, default=1, help="ours: server processes")
+    parser.add_argument(
+        "--processes",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[1, 2],
+        help="ours with each of these numbers of server processes, in turn (default 1,2)",
+    )
     parser.add_argument(
         "--postgres",
         action="store_true",
@@ -460,22 +465,29 @@ def main() -> None:
             )
         finally:
             fr.stop()
-        (work / "ours").mkdir()
-        ours = Ours(work / "ours", processes=args.processes)
-        try:
-            code = ours.voucher(min(10_000, args.auth))
-            results["ours auth"] = blast(access_requests(args.auth, code, code), ours.auth,
-                                         args.window)  # fmt: skip
-            sessions = ours.session_ids()
-            results["ours acct"] = blast(accounting_requests(args.acct, sessions), ours.acct,
-                                         args.window)  # fmt: skip
-        finally:
-            ours.stop()
+        for n in args.processes:
+            (work / f"ours-{n}").mkdir()
+            ours = Ours(work / f"ours-{n}", processes=n)
+            try:
+                code = ours.voucher(min(10_000, args.auth))
+                results[f"ours auth{_times(n)}"] = blast(
+                    access_requests(args.auth, code, code), ours.auth, args.window
+                )
+                sessions = ours.session_ids()
+                results[f"ours acct{_times(n)}"] = blast(
+                    accounting_requests(args.acct, sessions), ours.acct, args.window
+                )
+            finally:
+                ours.stop()
         if args.postgres:
             results.update(postgres(work, args, len(sessions)))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(results)
+
+
+def _times(processes: int) -> str:
+    return f", {processes} processes" if processes > 1 else ""
 
 
 def postgres(work: Path, args: argparse.Namespace, n_sessions: int) -> dict[str, dict]:
@@ -511,18 +523,24 @@ def postgres(work: Path, args: argparse.Namespace, n_sessions: int) -> dict[str,
             )
         finally:
             fr.stop()
-        (work / "ours-pg").mkdir()
-        ours = Ours(work / "ours-pg", urls["ours"], args.processes)
-        try:
-            code = ours.voucher(n_sessions)
-            results["ours auth (PostgreSQL)"] = blast(
-                access_requests(n_sessions, code, code), ours.auth, args.window
-            )
-            results["ours acct (PostgreSQL)"] = blast(
-                accounting_requests(args.acct, ours.session_ids()), ours.acct, args.window
-            )
-        finally:
-            ours.stop()
+        for n in args.processes:
+            if n != args.processes[0]:  # each its own database, as the first
+                with engine.connect() as conn:
+                    name = make_url(urls["ours"]).database
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                    conn.execute(text(f'CREATE DATABASE "{name}"'))
+            (work / f"ours-pg-{n}").mkdir()
+            ours = Ours(work / f"ours-pg-{n}", urls["ours"], n)
+            try:
+                code = ours.voucher(n_sessions)
+                results[f"ours auth (PostgreSQL){_times(n)}"] = blast(
+                    access_requests(n_sessions, code, code), ours.auth, args.window
+                )
+                results[f"ours acct (PostgreSQL){_times(n)}"] = blast(
+                    accounting_requests(args.acct, ours.session_ids()), ours.acct, args.window
+                )
+            finally:
+                ours.stop()
     finally:
         with engine.connect() as conn:
             for url in urls.values():
@@ -539,16 +557,21 @@ def report(results: dict[str, dict]) -> None:
     for name, r in results.items():
         print(f"| {name} | {r['sent']:,} | {r['answered']:,} | {r['seconds']:.1f} "
               f"| {r['per_second']:,.0f} | {r['codes']} |")  # fmt: skip
-    pairs = [("auth", "freeradius auth", "ours auth"),
-             ("acct (detail file / SQLite)", "freeradius acct", "ours acct"),
-             ("auth (PostgreSQL, rlm_sql)", "freeradius auth, rlm_sql (PostgreSQL)",
-              "ours auth (PostgreSQL)"),
-             ("acct (PostgreSQL, rlm_sql)", "freeradius acct, rlm_sql (PostgreSQL)",
-              "ours acct (PostgreSQL)")]  # fmt: skip
-    for kind, theirs, ours in pairs:
-        if theirs in results and ours in results and results[theirs]["per_second"]:
-            ratio = results[ours]["per_second"] / results[theirs]["per_second"]
-            print(f"\n{kind}: ours / FreeRADIUS = **{ratio:.3f}**")
+    references = [("auth (PostgreSQL, rlm_sql)", "freeradius auth, rlm_sql (PostgreSQL)",
+                   "ours auth (PostgreSQL)"),
+                  ("acct (PostgreSQL, rlm_sql)", "freeradius acct, rlm_sql (PostgreSQL)",
+                   "ours acct (PostgreSQL)"),
+                  ("auth", "freeradius auth", "ours auth"),
+                  ("acct (detail file / SQLite)", "freeradius acct", "ours acct")]  # fmt: skip
+    print()
+    for name, r in results.items():
+        if not name.startswith("ours"):
+            continue
+        for kind, theirs, ours in references:
+            if name.startswith(ours) and results.get(theirs, {}).get("per_second"):
+                ratio = r["per_second"] / results[theirs]["per_second"]
+                print(f"{kind}{name[len(ours) :]}: ours / FreeRADIUS = **{ratio:.3f}**  ")
+                break
 
 
 if __name__ == "__main__":
