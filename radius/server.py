@@ -177,15 +177,20 @@ class Fields:
 
     def first(self, pkt: rp.Packet, name: str) -> Any:
         """The first value of attribute ``name``, or None; wire.Malformed if it cannot be
-        decoded as its type (a User-Name that is not UTF-8, an address of 3 octets)."""
+        decoded as its type (an address of 3 octets). Text that is not UTF-8 comes with
+        its odd octets escaped (``\\xff``): no credential matches it, and a router's
+        session id stays the same key on every packet."""
         code, kind = self.of[name]
         values = OrderedDict.get(pkt, code)
         if not values:
             return None
         try:
-            return tools.DecodeAttr(kind, values[0])
+            value = tools.DecodeAttr(kind, values[0])
         except (ValueError, struct.error, OSError) as exc:
             raise wire.Malformed(f"{name}: {exc}") from None
+        if kind == "string" and isinstance(value, bytes):  # not UTF-8: pyrad gives bytes
+            return value.decode("utf-8", "backslashreplace")  # text all the same, kept apart
+        return value
 
     def octets(self, pkt: rp.Packet, name: str, giga: str) -> int:
         return int(self.first(pkt, name) or 0) + int(self.first(pkt, giga) or 0) * GIGAWORD

@@ -103,3 +103,22 @@ def test_packets_from_unknown_addresses_are_dropped_before_parsing():
     before = SERVER.stats["unknown_client"]
     assert answer(good_request(9), source=("127.0.0.9", 1812)) is None
     assert SERVER.stats["unknown_client"] == before + 1
+
+
+def test_an_attribute_that_does_not_decode_as_its_type_makes_the_packet_malformed():
+    req = rp.AuthPacket(code=rp.AccessRequest, id=11, secret=SECRET, dict=DICTIONARY)
+    req["User-Name"] = "ACDE-FGHJ"
+    req["User-Password"] = req.PwCrypt("ACDE-FGHJ")
+    req[8] = [b"\x0a\x05\x32"]  # Framed-IP-Address of 3 octets
+    req.add_message_authenticator()
+    before = SERVER.stats["malformed"]
+    assert answer(req.RequestPacket(), source=("127.0.0.1", 39998)) is None
+    assert SERVER.stats["malformed"] == before + 1
+    assert answer(good_request(12), source=("127.0.0.1", 39997))[0] == rp.AccessAccept
+
+
+def test_text_that_is_not_utf8_is_read_with_its_odd_octets_escaped():
+    req = rp.AuthPacket(code=rp.AccessRequest, id=13, secret=SECRET, dict=DICTIONARY)
+    req[1] = [b"\xff\xfe name"]  # User-Name
+    pkt = rp.AuthPacket(packet=req.RequestPacket(), secret=SECRET, dict=DICTIONARY)
+    assert SERVER.fields.first(pkt, "User-Name") == "\\xff\\xfe name"
