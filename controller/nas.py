@@ -27,6 +27,8 @@ from .identity import BadIdentifier, normalize_ip, normalize_mac
 from .models import Device, EndReason, Session
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 class BadCredentials(DomainError):
@@ -141,16 +143,25 @@ def admit_many(
     (``controller.uam``), a voucher code (user and password the code), then the device's
     MAC (the NAS's MAC authentication, where the site allows it). Requests of one batch see
     each other's sessions, as if they had come one after the other."""
-    results: list[Admission | Exception] = []
+    return _each_in_savepoint(db, logins, lambda uow, login: _admit(uow, ctx, login, now))
+
+
+def _each_in_savepoint(
+    db: Database, items: list[_T], do: Callable[[UnitOfWork, _T], _R]
+) -> list[_R | Exception]:
+    """``do(uow, item)`` for every item in one transaction, each in a savepoint of its own:
+    what one item changed is undone if it fails, and the others go on. Per item its
+    result or its exception."""
+    results: list[_R | Exception] = []
     with db.uow(write=True) as uow:
-        for login in logins:
+        for item in items:
             try:
                 with uow.session.begin_nested():  # its changes are written when it ends
-                    admission = _admit(uow, ctx, login, now)
-            except Exception as exc:  # reported for this request; the others go on
+                    result = do(uow, item)
+            except Exception as exc:  # reported for this item; the others go on
                 results.append(exc)
             else:
-                results.append(admission)
+                results.append(result)
         uow.commit()
     return results
 
@@ -279,22 +290,10 @@ def account_many(
         return fast
     except Exception as exc:
         log.info("a batch of %d accounting records failed (%s); one by one now", len(batch), exc)
-    results: list[str | Exception] = []
-    with db.uow(write=True) as uow:
-        for nas, site_id, record in batch:
-            try:
-                with uow.session.begin_nested():  # its changes are written when it ends
-                    said = _apply(uow, ctx, nas, site_id, record, now)
-            except Exception as exc:  # reported for this record; the others go on
-                results.append(exc)
-            else:
-                results.append(said)
-        uow.commit()
-    return results
+    return _each_in_savepoint(db, batch, lambda uow, b: _apply(uow, ctx, *b, now))
 
 
 CHUNK = 900  # ids bound in one query, within every database's limit
-_T = TypeVar("_T")
 
 
 def _chunks(values: list[_T]) -> list[list[_T]]:
