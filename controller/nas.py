@@ -367,7 +367,7 @@ def _counts_only(
     by_nas, issued = _keys(batch)
     rows: dict[int, _Counts] = {}
     known: dict[tuple[str, str], _Counts] = {}
-    conn = uow.session.connection()  # plain rows: the ORM's result handling cost more
+    conn = uow.session.connection()  # rows as they come: no ORM objects are made here
     for nas, ids in by_nas.items():
         for chunk in _chunks(ids):
             for values in conn.execute(
