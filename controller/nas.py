@@ -415,29 +415,26 @@ def _counts_only(
                 select(*_COUNTS).where(Session.nas_id == nas, among).order_by(Session.id)
             ):
                 loaded = rows.setdefault(values[0], _Counts(*values))
-                known.setdefault((nas, loaded.nas_session_id or ""), loaded)
+                _bind(known, (nas, loaded.nas_session_id or ""), loaded)
     for among in _among(Session.id, [i for i in issued if i not in rows], Integer, pg):
         for values in conn.execute(select(*_COUNTS).where(among)):
             rows.setdefault(values[0], _Counts(*values))
     results: list[str | Exception] = []
     for nas, site_id, record in batch:
         acct_id = record.acct_session_id[:64]
-        row = known.get((nas, acct_id))
+        session_id = session_of_class(record.class_)
+        named = rows.get(session_id) if session_id is not None else None
+        row: _Counts | None = named
+        if named is None or not _takes(named, nas, site_id, acct_id):
+            row = known.get((nas, acct_id))
         if row is None:
-            session_id = session_of_class(record.class_)
-            if session_id is None:
-                if _mac(record.mac) is not None:
-                    return None  # to be found by its MAC
-                results.append(NO_SESSION)
-                continue
-            found = rows.get(session_id)
-            if found is None or found.site_id != site_id or found.nas_session_id is not None:
-                results.append(NO_SESSION)
-                continue
-            row = found
+            if session_id is None and _mac(record.mac) is not None:
+                return None  # to be found by its MAC
+            results.append(NO_SESSION)
+            continue
         if row.nas_session_id is None:
             row.nas_id, row.nas_session_id, row.changed = nas, acct_id, True
-            known.setdefault((nas, acct_id), row)
+            _bind(known, (nas, acct_id), row)
         if record.status == START:
             results.append(f"session {row.id} started")
             continue
@@ -490,7 +487,7 @@ def _prefetch(
                 .where(Session.nas_id == nas, Session.nas_session_id.in_(chunk))
                 .order_by(Session.id)
             ):
-                known.setdefault((nas, row.nas_session_id or ""), row)
+                _bind(known, (nas, row.nas_session_id or ""), row)
     for some in _chunks(issued):
         uow.session.scalars(select(Session).where(Session.id.in_(some))).all()
     return known
@@ -513,7 +510,7 @@ def _apply(
     if row.nas_session_id is None:
         row.nas_id, row.nas_session_id = nas, record.acct_session_id[:64]
         if known is not None:
-            known.setdefault((nas, row.nas_session_id), row)
+            _bind(known, (nas, row.nas_session_id), row)
     if record.status == START:
         return f"session {row.id} started"
     up, down = record.input_octets, record.output_octets
@@ -530,6 +527,28 @@ def _apply(
     return f"session {row.id} counted"
 
 
+_Row = TypeVar("_Row", Session, _Counts)
+
+
+def _bind(known: dict[tuple[str, str], _Row], key: tuple[str, str], row: _Row) -> None:
+    """Note ``row`` as bound to the NAS session ``key``, unless a newer session is: when
+    a router has handed an id out again, the newest session bound to it is the one it
+    means now."""
+    held = known.get(key)
+    if held is None or held.id < row.id:
+        known[key] = row
+
+
+def _takes(row: Session | _Counts, nas: str, site_id: str, key: str) -> bool:
+    """Whether the session our Class names takes a record with the NAS's session id
+    ``key``: it is at the NAS's site, and not bound to a NAS session yet or bound to this
+    one. It wins over an older session bound to the same id: routers hand their ids out
+    again after a restart."""
+    return row.site_id == site_id and (
+        row.nas_session_id is None or (row.nas_id, row.nas_session_id) == (nas, key)
+    )
+
+
 def _find(
     uow: UnitOfWork,
     nas: str,
@@ -537,25 +556,26 @@ def _find(
     record: AcctRecord,
     known: dict[tuple[str, str], Session] | None = None,
 ) -> Session | None:
-    """The session an Accounting-Request is about: by the NAS's own session id, else by
-    the Class we issued (the Start may have been lost), else the device's open session.
-    ``known``: the sessions bound to NAS session ids, read beforehand for a batch."""
+    """The session an Accounting-Request is about: the one our Class names (see
+    :func:`_takes`), else the newest bound to the NAS's own session id, else, without a
+    Class, the device's open session. ``known``: the sessions bound to NAS session ids,
+    read beforehand for a batch (see :func:`_bind`)."""
+    key = record.acct_session_id[:64]
+    issued = session_of_class(record.class_)
+    if issued is not None:
+        named = uow.session.get(Session, issued)
+        if named is not None and _takes(named, nas, site_id, key):
+            return named
     if known is not None:
-        row = known.get((nas, record.acct_session_id[:64]))
+        row = known.get((nas, key))
     else:
         row = uow.session.scalars(
             select(Session)
-            .where(Session.nas_id == nas, Session.nas_session_id == record.acct_session_id[:64])
-            .order_by(Session.id)
+            .where(Session.nas_id == nas, Session.nas_session_id == key)
+            .order_by(Session.id.desc())
         ).first()
-    if row is not None:
+    if row is not None or issued is not None:
         return row
-    issued = session_of_class(record.class_)
-    if issued is not None:
-        row = uow.session.get(Session, issued)
-        if row is not None and row.site_id == site_id and row.nas_session_id is None:
-            return row
-        return None
     mac = _mac(record.mac)
     if mac is None:
         return None

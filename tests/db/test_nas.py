@@ -141,6 +141,44 @@ def test_a_lost_start_is_made_up_by_the_class(database, nas_ctx, now):
     assert (row.bytes_up, row.nas_session_id) == (7, "s1")
 
 
+def test_a_router_that_reuses_its_session_ids_counts_on_the_session_our_class_names(
+    database, nas_ctx, now
+):
+    """After a restart a router may hand out its Acct-Session-Ids again: the new session's
+    accounting carries our Class, and goes to that session, not to the old one that
+    had the same id."""
+    code = code_for(database, nas_ctx, now, uses=2)
+    router = "simpang-aur-mikrotik"
+    old = admit(database, nas_ctx, now, code, code)
+    nas.account(database, nas_ctx, nas=router, site_id=SITE, now=now,
+                record=AcctRecord(nas.START, "81a00001", class_=old.class_))  # fmt: skip
+    nas.account(
+        database,
+        nas_ctx,
+        nas=router,
+        site_id=SITE,
+        now=now,
+        record=AcctRecord(nas.ACCOUNTING_ON, ""),
+    )  # fmt: skip  (it restarted)
+    later = now + timedelta(minutes=10)
+    new = admit(database, nas_ctx, later, code, code, mac="3C-5A-B4-12-34-57", ip="10.5.50.21")
+    for record in (
+        AcctRecord(nas.START, "81a00001", class_=new.class_),
+        AcctRecord(nas.INTERIM, "81a00001", class_=new.class_, input_octets=700),
+    ):
+        said = nas.account(database, nas_ctx, nas=router, site_id=SITE, record=record, now=later)
+        assert f"session {new.session_id} " in said
+    batch = [(router, SITE, AcctRecord(nas.INTERIM, "81a00001", class_=new.class_,
+                                       input_octets=900))]  # fmt: skip
+    assert nas.account_many(database, nas_ctx, batch, later) == [
+        f"session {new.session_id} counted"
+    ]
+    first, second = rows(database)
+    assert (first.id, first.bytes_up, second.id, second.bytes_up) == (
+        old.session_id, 0, new.session_id, 900
+    )  # fmt: skip
+
+
 def test_accounting_for_no_known_session_is_acknowledged_and_changes_nothing(
     database, nas_ctx, now
 ):
@@ -228,9 +266,12 @@ def _records(plan, group: str, trial: int, admitted) -> list[AcctRecord]:
     return [
         AcctRecord(
             # "again": the router's new id for a session our Class names (bound already?);
-            # "elsewhere": a Class of ours from a router at another site
-            status, f"{group}{trial}-{i}" + (how if how in ("again", "elsewhere") else ""),
-            class_=admitted[i].class_ if how in ("class", "again", "elsewhere") else
+            # "elsewhere": a Class of ours from a router at another site; "reused": the
+            # router's id of the next session, with this one's Class (a router restarted)
+            status,
+            f"{group}{trial}-{(i + 1) % 4 if how == 'reused' else i}"
+            + (how if how in ("again", "elsewhere") else ""),
+            class_=admitted[i].class_ if how in ("class", "again", "elsewhere", "reused") else
             (b"wifikota:999999" if how == "other" else None),
             mac=macs[i] if how == "mac" else None,
             input_octets=grow, output_octets=grow * down,
@@ -278,7 +319,8 @@ def test_the_batch_path_for_counts_agrees_with_the_general_one(database, nas_ctx
         for _ in range(rnd.randrange(1, 12)):
             i = rnd.randrange(4)
             how = rnd.choices(
-                ["class", "id", "again", "elsewhere", "mac", "none", "other"], [5, 4, 1, 1, 1, 1, 1]
+                ["class", "id", "again", "elsewhere", "mac", "none", "other", "reused"],
+                [5, 4, 1, 1, 1, 1, 1, 1],
             )[0]
             grow = rnd.randrange(0, 3) * 1000
             plan.append((rnd.choice([nas.START, nas.INTERIM]), i, how, grow, rnd.randrange(2)))
