@@ -411,9 +411,7 @@ def _counts_only(
     pg = conn.dialect.name == "postgresql"
     for nas, ids in by_nas.items():
         for among in _among(Session.nas_session_id, ids, String, pg):
-            for values in conn.execute(
-                select(*_COUNTS).where(Session.nas_id == nas, among).order_by(Session.id)
-            ):
+            for values in conn.execute(select(*_COUNTS).where(Session.nas_id == nas, among)):
                 loaded = rows.setdefault(values[0], _Counts(*values))
                 _bind(known, (nas, loaded.nas_session_id or ""), loaded)
     for among in _among(Session.id, [i for i in issued if i not in rows], Integer, pg):
@@ -483,9 +481,7 @@ def _prefetch(
     for nas, ids in by_nas.items():
         for chunk in _chunks(ids):
             for row in uow.session.scalars(
-                select(Session)
-                .where(Session.nas_id == nas, Session.nas_session_id.in_(chunk))
-                .order_by(Session.id)
+                select(Session).where(Session.nas_id == nas, Session.nas_session_id.in_(chunk))
             ):
                 _bind(known, (nas, row.nas_session_id or ""), row)
     for some in _chunks(issued):
