@@ -478,14 +478,13 @@ def _prefetch(
     ``get`` without a query)."""
     by_nas, issued = _keys(batch)
     known: dict[tuple[str, str], Session] = {}
+    pg = uow.session.get_bind().dialect.name == "postgresql"
     for nas, ids in by_nas.items():
-        for chunk in _chunks(ids):
-            for row in uow.session.scalars(
-                select(Session).where(Session.nas_id == nas, Session.nas_session_id.in_(chunk))
-            ):
+        for among in _among(Session.nas_session_id, ids, String, pg):
+            for row in uow.session.scalars(select(Session).where(Session.nas_id == nas, among)):
                 _bind(known, (nas, row.nas_session_id or ""), row)
-    for some in _chunks(issued):
-        uow.session.scalars(select(Session).where(Session.id.in_(some))).all()
+    for among in _among(Session.id, issued, Integer, pg):
+        uow.session.scalars(select(Session).where(among)).all()
     return known
 
 
