@@ -113,10 +113,8 @@ class UnitOfWork:
     """One transaction. ``with uow: ...; uow.commit()``; leaving without commit rolls back.
 
     ``write=True`` takes SQLite's write lock at the start, so a read-then-write rule (quota,
-    one open session per device) cannot be raced by another writer. Writers of one process
-    queue for it on ``writers`` first: SQLite's own wait for a busy lock is to sleep and
-    retry (up to 100 ms a time), which threads of one process would otherwise do to each
-    other on every contended write (``Writers``).
+    one open session per device) cannot be raced by another writer; before that it queues
+    on ``writers`` (see ``Writers``).
     """
 
     def __init__(

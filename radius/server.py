@@ -374,7 +374,7 @@ class RadiusServer:
             log.warning("dropped an Access-Request from %s without Message-Authenticator", nas.name)
             return None
         check = self._password_check(pkt)
-        username = str(self.fields.first(pkt, "User-Name") or "")
+        username: str = self.fields.first(pkt, "User-Name") or ""
         reply = pkt.CreateReply()  # Message-Authenticator first, Proxy-State copied
         if check is None or not username:
             return self._reject(reply, "no usable User-Name and password")
@@ -447,7 +447,7 @@ class RadiusServer:
             return None
         record = AcctRecord(
             status=status,
-            acct_session_id=str(read.first(pkt, "Acct-Session-Id") or ""),
+            acct_session_id=read.first(pkt, "Acct-Session-Id") or "",
             class_=read.first(pkt, "Class"),
             mac=read.first(pkt, "Calling-Station-Id"),
             ip=read.first(pkt, "Framed-IP-Address"),
