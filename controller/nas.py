@@ -11,6 +11,7 @@ it never sees the database itself.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Table,
     any_,
     bindparam,
+    insert,
     or_,
     select,
     text,
@@ -39,9 +41,14 @@ from .context import Ctx
 from .db import Database, UnitOfWork
 from .errors import BadRequest, DomainError, VoucherInvalid
 from .identity import BadIdentifier, normalize_ip, normalize_mac
-from .models import Device, EndReason, Session
+from .models import Block, Device, EndReason, Session, Voucher
 
 log = logging.getLogger(__name__)
+_DEVICES = cast(Table, Device.__table__)
+_TABLE = cast(Table, Session.__table__)
+# plain inserts, made once, that give the new ids in the order of their rows
+_NEW_DEVICE = insert(_DEVICES).returning(_DEVICES.c.id, sort_by_parameter_order=True)
+_NEW_SESSION = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -149,39 +156,73 @@ def admit(
 def admit_many(
     db: Database, ctx: Ctx, logins: list[NasLogin], now: datetime
 ) -> list[Admission | Exception]:
-    """Decide Access-Requests in one transaction, each in a savepoint of its own so one that
-    is refused or fails spoils none of the others; per request its Admission or the error
+    """Decide Access-Requests in one transaction, as if they had come one after the other
+    (later ones see the sessions of earlier ones); per request its Admission or the error
     (BadCredentials or a DomainError of the session rules: Blocked, QuotaUsed, Closed,
-    VoucherInvalid, ...). Durable when this returns.
+    VoucherInvalid, ...). One that is refused or fails spoils none of the others. Durable
+    when this returns.
 
     Credentials are tried in turn: the one-time pair our portal issued in the UAM login
     (``controller.uam``), a voucher code (user and password the code), then the device's
-    MAC (the NAS's MAC authentication, where the site allows it). Requests of one batch see
-    each other's sessions, as if they had come one after the other."""
-    return _each_in_savepoint(db, logins, lambda uow, login: _admit(uow, ctx, login, now))
+    MAC (the NAS's MAC authentication, where the site allows it).
 
-
-def _each_in_savepoint(
-    db: Database, items: list[_T], do: Callable[[UnitOfWork, _T], _R]
-) -> list[_R | Exception]:
-    """``do(uow, item)`` for every item in one transaction, each in a savepoint of its own:
-    what one item changed is undone if it fails, and the others go on. Per item its
-    result or its exception."""
-    results: list[_R | Exception] = []
+    The plain cases, a new session for a device with none open, go in runs through
+    :func:`_admit_plainly` (a few statements for the run); each of the others through the
+    session rules in a savepoint of its own."""
+    results: list[Admission | Exception] = []
+    plain = True  # until a try at the plain path finds nothing to take
     with db.uow(write=True) as uow:
-        for item in items:
-            try:
-                with uow.session.begin_nested():  # its changes are written when it ends
-                    result = do(uow, item)
-            except Exception as exc:  # reported for this item; the others go on
-                results.append(exc)
-            else:
-                results.append(result)
+        rest = logins
+        while rest:
+            taken: list[Admission | Exception] = []
+            if plain:
+                try:
+                    with uow.session.begin_nested():
+                        taken = _admit_plainly(uow, ctx, rest, now)
+                except Exception as exc:  # e.g. another process's login for a device won
+                    log.info("%d Access-Requests go the general way (%s)", len(rest), exc)
+                plain = bool(taken)
+            if not taken:
+                taken = _each_in_savepoint(uow, rest[:1], lambda u, x: _admit(u, ctx, x, now))
+            results += taken
+            rest = rest[len(taken) :]
         uow.commit()
     return results
 
 
-def _admit(uow: UnitOfWork, ctx: Ctx, login: NasLogin, now: datetime) -> Admission:
+def _each_in_savepoint(
+    uow: UnitOfWork, items: list[_T], do: Callable[[UnitOfWork, _T], _R]
+) -> list[_R | Exception]:
+    """``do(uow, item)`` for every item, each in a savepoint of its own: what one item
+    changed is undone if it fails, and the others go on. Per item its result or its
+    exception."""
+    results: list[_R | Exception] = []
+    for item in items:
+        try:
+            with uow.session.begin_nested():  # its changes are written when it ends
+                result = do(uow, item)
+        except Exception as exc:  # reported for this item; the others go on
+            results.append(exc)
+        else:
+            results.append(result)
+    return results
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """What an Access-Request's credentials are good for, as far as they show without the
+    database: a login by ``method`` for the device, or (``method`` None) MAC
+    authentication, which depends on the device's earlier sessions."""
+
+    mac: str
+    ip: str
+    method: str | None
+    code: str | None = None  # the voucher's
+    terms: str | None = None  # the terms the portal showed, for a UAM login
+
+
+def _claim(ctx: Ctx, login: NasLogin, now: datetime) -> _Claim:
+    """Raises BadRequest, BadCredentials."""
     site_id, username, check = login.site_id, login.username, login.check
     policy = ctx.policy(site_id)
     device_mac = _mac(login.mac)
@@ -196,8 +237,7 @@ def _admit(uow: UnitOfWork, ctx: Ctx, login: NasLogin, now: datetime) -> Admissi
         expected = uam.valid(ctx.device_hash, username, device_mac, now)
         if expected is None or not check(expected):
             raise BadCredentials("a portal login that is not this phone's, or too old")
-        terms = ctx.config.portal.terms_version  # the terms the portal showed
-        return _start(uow, ctx, site_id, device_mac, address, "click", None, now, terms)
+        return _Claim(device_mac, address, "click", terms=ctx.config.portal.terms_version)
 
     if "voucher" in policy.login_methods:
         try:
@@ -205,13 +245,192 @@ def _admit(uow: UnitOfWork, ctx: Ctx, login: NasLogin, now: datetime) -> Admissi
         except VoucherInvalid:
             code = None
         if code is not None and any(check(c) for c in (username, code, vouchers.format_code(code))):
-            return _start(uow, ctx, site_id, device_mac, address, "voucher", code, now)
+            return _Claim(device_mac, address, "voucher", code)
 
     if policy.mac_auth and _mac(username) == device_mac and (check("") or check(username)):
-        method = _returning(uow, ctx, site_id, device_mac, now)
-        if method is not None:
-            return _start(uow, ctx, site_id, device_mac, address, method, None, now)
+        return _Claim(device_mac, address, None)
     raise BadCredentials("unknown user or wrong password")
+
+
+def _admit(uow: UnitOfWork, ctx: Ctx, login: NasLogin, now: datetime) -> Admission:
+    """One Access-Request through the session rules."""
+    claim = _claim(ctx, login, now)
+    method = claim.method or _returning(uow, ctx, login.site_id, claim.mac, now)
+    if method is None:
+        raise BadCredentials("unknown user or wrong password")
+    req = sessions.LoginRequest(
+        login.site_id, claim.mac, claim.ip, method, None, claim.terms, claim.code
+    )
+    outcome = sessions.start(uow, ctx, req, now)
+    used = 0
+    policy = ctx.policy(login.site_id)
+    if policy.daily_data is not None:
+        used = sessions.bytes_used_today(uow, ctx, _device_id(uow, outcome.session.id), now)
+    s = outcome.session
+    return _admission(ctx, s.id, login.site_id, s.seconds_left(now), used, outcome.resumed)
+
+
+def _admission(
+    ctx: Ctx, session_id: int, site_id: str, seconds: int, bytes_used: int, resumed: bool
+) -> Admission:
+    policy = ctx.policy(site_id)
+    return Admission(
+        session_id=session_id,
+        site_id=site_id,
+        seconds=seconds,
+        idle_timeout=policy.idle_timeout,
+        download_kbit=policy.download_rate,
+        upload_kbit=policy.upload_rate,
+        bytes_left=None if policy.daily_data is None else max(0, policy.daily_data - bytes_used),
+        interim_interval=ctx.config.radius.interim_interval,
+        resumed=resumed,
+    )
+
+
+def _admit_plainly(
+    uow: UnitOfWork, ctx: Ctx, logins: list[NasLogin], now: datetime
+) -> list[Admission | Exception]:
+    """Decide the longest leading run of ``logins`` whose outcomes are plain, with a few
+    statements for the whole run and no ORM objects but the vouchers: refusals that need
+    no database (a wrong password, no usable MAC) and new sessions, by a UAM login or a
+    good voucher, for devices with no open session and no block, at addresses no open
+    session has, at sites open and not in maintenance, within the day's quota.
+
+    The first login that needs more ends the run: MAC authentication, a session to resume
+    or end, a block, a voucher that is not good, a quota used up, a device or an address
+    an earlier login of the run has. It is left, with those after it, to the session rules
+    (:func:`_admit`), whose outcomes these are."""
+    conn = uow.session.connection()  # rows as they come: no ORM objects but the vouchers
+    pg = conn.dialect.name == "postgresql"
+    run: list[tuple[NasLogin, _Claim, str] | Exception] = []
+    hashes: set[str] = set()
+    addresses: set[tuple[str, str]] = set()
+    for login in logins:
+        try:
+            claim = _claim(ctx, login, now)
+        except (BadRequest, BadCredentials) as exc:
+            run.append(exc)
+            continue
+        policy = ctx.policy(login.site_id)
+        key, address = ctx.device_hash(claim.mac), (login.site_id, claim.ip)
+        if (
+            claim.method not in policy.login_methods  # None, MAC authentication, is in none
+            or ctx.config.sites[login.site_id].maintenance
+            or key in hashes
+            or address in addresses
+        ):
+            break
+        hashes.add(key)
+        addresses.add(address)
+        run.append((login, claim, key))
+    if not hashes:
+        return cast(list[Admission | Exception], run)
+
+    keys = sorted(hashes)
+    blocked: set[str] = set()
+    for among in _among(Block.mac_hash, keys, String, pg):
+        blocked.update(
+            conn.scalars(select(Block.mac_hash).where(among, sessions.block_in_force(now)))
+        )
+    devices: dict[str, int] = {}
+    for among in _among(Device.mac_hash, keys, String, pg):
+        devices.update(
+            (h, i) for h, i in conn.execute(select(Device.mac_hash, Device.id).where(among))
+        )
+    busy_devices: set[int] = set()
+    busy_addresses: set[tuple[str, str]] = set()
+    for among in _among(Session.device_id, sorted(devices.values()), Integer, pg):
+        busy_devices.update(
+            conn.scalars(select(Session.device_id).where(Session.ended_at.is_(None), among))
+        )
+    for among in _among(Session.ip, sorted({ip for _, ip in addresses}), String, pg):
+        open_at = select(Session.site_id, Session.ip).where(Session.ended_at.is_(None), among)
+        busy_addresses.update((site, ip) for site, ip in conn.execute(open_at))
+    codes = sorted(
+        {item[1].code for item in run if not isinstance(item, Exception) and item[1].code}
+    )
+    found: dict[str, Voucher] = {}
+    for among in _among(Voucher.code, codes, String, pg):
+        query = select(Voucher).where(among).order_by(Voucher.id).with_for_update()
+        found.update((v.code, v) for v in uow.session.scalars(query))
+
+    results: list[Admission | Exception] = []
+    fresh: list[dict[str, Any]] = []  # the new sessions' rows, device_id still by hash
+    for item in run:
+        if isinstance(item, Exception):
+            results.append(item)
+            continue
+        login, claim, key = item
+        site_id, device_id = login.site_id, devices.get(key)
+        if key in blocked or device_id in busy_devices or (site_id, claim.ip) in busy_addresses:
+            break
+        policy = ctx.policy(site_id)
+        until_close = rules.seconds_until_close(policy.opening_hours, now, ctx.tz)
+        used = 0
+        if device_id is not None and policy.daily_data is not None:
+            used = sessions.bytes_used_today(uow, ctx, device_id, now)
+        voucher = found.get(claim.code or "")
+        if claim.method == "voucher":
+            if (
+                voucher is None
+                or vouchers.VoucherInfo.of(voucher).status(now) != "valid"
+                or voucher.site_id not in (None, site_id)
+            ):
+                break
+            length = rules.grant_seconds(
+                session_length=voucher.duration_seconds,
+                quota_left=float("inf"),
+                until_close=until_close,
+            )
+        else:
+            if policy.daily_data is not None and used >= policy.daily_data:
+                break
+            quota_left: float = policy.daily_quota
+            if device_id is not None:
+                quota_left -= sessions.seconds_used_today(uow, ctx, device_id, now)
+            if quota_left < 1:
+                break
+            length = rules.grant_seconds(
+                session_length=policy.session_length,
+                quota_left=quota_left,
+                until_close=until_close,
+            )
+        if length < 1:  # a closed site grants none (and the rules say when it opens)
+            break
+        if voucher is not None and claim.method == "voucher":
+            voucher.uses += 1
+        expires = now + timedelta(seconds=length)
+        fresh.append(
+            {
+                "site_id": site_id, "ap_id": None, "device_id": key, "ip": claim.ip,
+                "mac": claim.mac, "login_method": claim.method,
+                "terms_version": claim.terms,
+                "voucher_id": voucher.id if claim.method == "voucher" and voucher else None,
+                "started_at": now, "expires_at": expires, "last_activity_at": now,
+                "bytes_up": 0, "bytes_down": 0,
+            }
+        )  # fmt: skip
+        seconds = max(0, int((expires - now).total_seconds()))
+        results.append(_admission(ctx, 0, site_id, seconds, used, False))  # id: below
+    if not fresh:
+        return results
+
+    new = [row["device_id"] for row in fresh if row["device_id"] not in devices]
+    if new:
+        made = conn.execute(
+            _NEW_DEVICE, [{"mac_hash": h, "first_seen": now, "last_seen": now} for h in new]
+        ).scalars()
+        devices.update(zip(new, made, strict=True))
+    seen = sorted(devices[row["device_id"]] for row in fresh if row["device_id"] not in new)
+    for among in _among(Device.id, seen, Integer, pg):
+        conn.execute(update(_DEVICES).where(among).values(last_seen=now))
+    for row in fresh:
+        row["device_id"] = devices[row["device_id"]]
+    ids = iter(conn.execute(_NEW_SESSION, fresh).scalars().all())
+    return [
+        r if isinstance(r, Exception) else dataclasses.replace(r, session_id=next(ids))
+        for r in results
+    ]
 
 
 def _returning(uow: UnitOfWork, ctx: Ctx, site_id: str, mac: str, now: datetime) -> str | None:
@@ -230,37 +449,6 @@ def _returning(uow: UnitOfWork, ctx: Ctx, site_id: str, mac: str, now: datetime)
         .limit(1)
     ).first()
     return method
-
-
-def _start(
-    uow: UnitOfWork,
-    ctx: Ctx,
-    site_id: str,
-    mac: str,
-    ip: str,
-    method: str,
-    voucher_code: str | None,
-    now: datetime,
-    terms_version: str | None = None,
-) -> Admission:
-    req = sessions.LoginRequest(site_id, mac, ip, method, None, terms_version, voucher_code)
-    outcome = sessions.start(uow, ctx, req, now)
-    used = 0
-    policy = ctx.policy(site_id)
-    if policy.daily_data is not None:
-        used = sessions.bytes_used_today(uow, ctx, _device_id(uow, outcome.session.id), now)
-    s = outcome.session
-    return Admission(
-        session_id=s.id,
-        site_id=site_id,
-        seconds=s.seconds_left(now),
-        idle_timeout=policy.idle_timeout,
-        download_kbit=policy.download_rate,
-        upload_kbit=policy.upload_rate,
-        bytes_left=None if policy.daily_data is None else max(0, policy.daily_data - used),
-        interim_interval=ctx.config.radius.interim_interval,
-        resumed=outcome.resumed,
-    )
 
 
 def _device_id(uow: UnitOfWork, session_id: int) -> int:
@@ -305,7 +493,10 @@ def account_many(
         return fast
     except Exception as exc:
         log.info("a batch of %d accounting records failed (%s); one by one now", len(batch), exc)
-    return _each_in_savepoint(db, batch, lambda uow, b: _apply(uow, ctx, *b, now))
+    with db.uow(write=True) as uow:
+        results = _each_in_savepoint(uow, batch, lambda u, b: _apply(u, ctx, *b, now))
+        uow.commit()
+    return results
 
 
 CHUNK = 900  # ids bound in one query, within every database's limit
@@ -364,8 +555,6 @@ _COUNTS = (
     Session.last_activity_at,
 )
 
-
-_TABLE = cast(Table, Session.__table__)
 # PostgreSQL: one statement for the whole batch, the values as arrays (one row update
 # each, as executemany sends, cost the server more than everything else it did)
 _SET_COUNTS_PG = text(

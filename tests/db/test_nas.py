@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from datetime import timedelta
+from datetime import time, timedelta
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
-from controller import blocks, nas, sessions, vouchers
+from controller import blocks, nas, sessions, uam, vouchers
+from controller.configtypes import Hours
 from controller.errors import Blocked, QuotaUsed, VoucherInvalid
-from controller.models import Device, Session
+from controller.models import Device, Session, Voucher
 from controller.nas import AcctRecord, BadCredentials
 
 SITE = "pasar-simpang-aur"
@@ -261,6 +264,47 @@ def test_a_batch_of_access_requests_is_decided_in_one_transaction(database, nas_
         assert s.scalar(select(func.count()).select_from(Device)) == 2
 
 
+def test_a_phone_at_the_address_of_another_in_the_same_batch_takes_it_over(database, nas_ctx, now):
+    """As one after the other: the second phone's login ends the first's session (the
+    address is the second's now), and the voucher counts both."""
+    code = code_for(database, nas_ctx, now, uses=5)
+    logins = [
+        nas.NasLogin(SITE, code, is_(code), "3C-5A-B4-00-00-01", IP),
+        nas.NasLogin(SITE, code, is_(code), "3C-5A-B4-00-00-02", IP),
+    ]
+    first, second = nas.admit_many(database, nas_ctx, logins, now)
+    a, b = rows(database)
+    assert (a.id, a.ended_at, a.end_reason) == (first.session_id, now, "roamed")
+    assert (b.id, b.ended_at) == (second.session_id, None)
+    with database.reading() as s:
+        assert s.scalar(select(Voucher.uses)) == 2
+
+
+def test_a_plain_run_that_fails_is_undone_and_left_to_the_rules(
+    database, nas_ctx, now, monkeypatch
+):
+    """Should the plain path fail after writing (another process's login for one of the
+    phones won the race), what it wrote is undone and the rules decide the batch."""
+    admit_plainly = nas._admit_plainly
+
+    def loses_a_race(*args):
+        admit_plainly(*args)  # writes the devices, the sessions, the voucher's uses
+        raise IntegrityError("INSERT", {}, Exception("uq_sessions_one_open_per_device"))
+
+    monkeypatch.setattr(nas, "_admit_plainly", loses_a_race)
+    code = code_for(database, nas_ctx, now, uses=5)
+    logins = [
+        nas.NasLogin(SITE, code, is_(code), f"3C-5A-B4-00-00-0{n}", f"10.5.50.{n}")
+        for n in range(3)
+    ]
+    admitted = nas.admit_many(database, nas_ctx, logins, now)
+    assert [a.session_id for a in admitted] == [r.id for r in rows(database)]
+    assert len(admitted) == 3 and not any(a.resumed for a in admitted)
+    with database.reading() as s:
+        assert s.scalar(select(Voucher.uses)) == 3
+        assert s.scalar(select(func.count()).select_from(Device)) == 3
+
+
 def _records(plan, group: str, trial: int, admitted) -> list[AcctRecord]:
     macs = [f"3C-5A-B4-{trial:02X}-{ord(group):02X}-{i:02X}" for i in range(4)]
     return [
@@ -345,3 +389,174 @@ def test_the_batch_path_for_counts_agrees_with_the_general_one(database, nas_ctx
             ), plan  # fmt: skip
             assert (ra.nas_session_id or "A")[1:] == (rb.nas_session_id or "B")[1:], plan
     assert fast_batches >= 10  # the plain-statement path was taken, not only the general one
+
+
+def _world(database, ctx, fw, now, rnd: random.Random, trial: int, world: int):
+    """One of two copies of the same random state: six phones (none, a session ended
+    today, maybe with much of the day's quota or data used, one open, one open but run
+    out, one open at another site, blocked), each open one at one of six addresses; three
+    vouchers (many uses, two uses, another site's). Per copy its MACs, addresses and
+    codes."""
+    macs = [f"3C-5A-B4-{trial:02X}-{world:02X}-{i:02X}" for i in range(6)]
+    ips = [f"10.{50 + world}.{trial}.{i + 1}" for i in range(6)]
+    early = now - timedelta(hours=3)
+    for mac in macs:
+        state = rnd.choice(["none", "ended", "ended", "open", "stale", "elsewhere", "blocked"])
+        ip = ips[rnd.randrange(6)]
+        if state == "blocked":
+            blocks.block(database, fw, ctx, mac, reason="abuse", actor="test", now=early)
+        elif state == "elsewhere":
+            req = sessions.LoginRequest(OTHER_SITE, mac, ip, "click")
+            sessions.authorize(database, fw, ctx, req, now - timedelta(minutes=5))
+        elif state != "none":
+            at = {"ended": early, "open": now - timedelta(minutes=10)}.get(state, early)
+            user, password = uam.credentials(ctx.device_hash, mac, at)
+            a = admit(database, ctx, at, user, password, mac=mac, ip=ip)
+            if state == "ended":
+                minutes = rnd.choice([10, 55])
+                sessions.end_session(database, fw, ctx, str(a.session_id),
+                                     nas.EndReason.LOGOUT, at + timedelta(minutes=minutes))  # fmt: skip
+                if rnd.random() < 0.4:  # a later session of the same phone, ended too
+                    at = now - timedelta(hours=2)
+                    user, password = uam.credentials(ctx.device_hash, mac, at)
+                    b = admit(database, ctx, at, user, password, mac=mac, ip=ip)
+                    sessions.end_session(database, fw, ctx, str(b.session_id),
+                                         nas.EndReason.LOGOUT, at + timedelta(minutes=115))  # fmt: skip
+                with database.uow(write=True) as uow:
+                    row = uow.session.get(Session, a.session_id)
+                    row.bytes_down = rnd.choice([0, 600_000, 2_000_000])
+                    uow.commit()
+    codes = []
+    for uses, site in ((50, SITE), (2, SITE), (5, OTHER_SITE)):
+        made = vouchers.create(database, ctx, count=1, duration_seconds=5400,
+                               valid_for_seconds=86400, max_uses=uses, site_id=site,
+                               note=None, actor="test", now=early)  # fmt: skip
+        codes.append(vouchers.format_code(made[0].code))
+    return macs, ips, codes
+
+
+def _logins(ctx, now, plan, macs, ips, codes) -> list[nas.NasLogin]:
+    logins = []
+    for kind, i, j in plan:
+        mac, ip = macs[i], ips[j]
+        if kind in ("uam", "stale"):
+            user, password = uam.credentials(
+                ctx.device_hash, mac, now - timedelta(hours=1 if kind == "stale" else 0)
+            )
+        elif kind.startswith("voucher"):
+            user = password = codes[int(kind[-1])]
+        elif kind == "wrong":
+            user, password = codes[0], "WRONG"
+        elif kind == "macauth":
+            user, password = mac, mac
+        else:  # "nomac"
+            user, password, mac = codes[0], codes[0], "not a mac"
+        logins.append(nas.NasLogin(SITE, user, is_(password), mac, ip))
+    return logins
+
+
+def _said(result, sessions_by_id, macs) -> tuple:
+    if isinstance(result, Exception):
+        return (type(result).__name__, str(result))
+    row = sessions_by_id[result.session_id]
+    return (macs.index(row.mac.upper().replace(":", "-")),
+            dataclasses.replace(result, session_id=0))  # fmt: skip
+
+
+def _state(database, ctx, macs, ips, codes) -> tuple:
+    hashes = [ctx.device_hash(m) for m in macs]
+    with database.reading() as s:
+        devices = {
+            hashes.index(d.mac_hash): (d.first_seen, d.last_seen)
+            for d in s.scalars(select(Device).order_by(Device.id))
+            if d.mac_hash in hashes
+        }
+        used = {
+            c: s.scalar(select(Voucher.uses).where(Voucher.code == vouchers.normalize_code(c)))
+            for c in codes
+        }
+        by_code = {
+            s.scalar(select(Voucher.id).where(Voucher.code == vouchers.normalize_code(c))): n
+            for n, c in enumerate(codes)
+        }
+        found = [
+            (macs.index(r.mac.upper().replace(":", "-")), ips.index(r.ip) if r.ip in ips else r.ip,
+             r.site_id, r.login_method, r.terms_version, by_code.get(r.voucher_id),
+             r.started_at, r.expires_at, r.last_activity_at, r.ended_at, r.end_reason,
+             r.bytes_up, r.bytes_down)
+            for r in s.scalars(select(Session).order_by(Session.id))
+            if r.mac and r.mac.upper().replace(":", "-") in macs
+        ]  # fmt: skip
+    return devices, [used[c] for c in codes], found
+
+
+def _plain_first(uow, ctx, logins, now, plainly: list) -> list:
+    """admit_many's loop, but trying the plain path again after every request the
+    session rules decide, so it is tried at every point of the batch. What the plain
+    path admitted is added to ``plainly``."""
+    results: list = []
+    while len(results) < len(logins):
+        rest = logins[len(results) :]
+        with uow.session.begin_nested():
+            taken = nas._admit_plainly(uow, ctx, rest, now)
+        plainly += [r for r in taken if isinstance(r, nas.Admission)]
+        results += taken or nas._each_in_savepoint(
+            uow, rest[:1], lambda u, login: nas._admit(u, ctx, login, now)
+        )
+    return results
+
+
+def test_the_plain_path_for_admissions_agrees_with_the_session_rules(database, nas_ctx, fw, now):
+    """Random batches of Access-Requests (UAM logins good and stale, vouchers good, used
+    up and another site's, wrong passwords, no MAC, MAC authentication; phones new, with
+    sessions ended today, open, run out, open elsewhere, blocked; addresses taken; a
+    phone twice) give the same answers and the same rows through admit_many, and through
+    the plain path tried at every request, as through the session rules one request
+    after the other."""
+    rnd = random.Random(2865)
+    plainly: list[nas.Admission] = []
+    kinds = ["uam", "stale", "voucher0", "voucher1", "voucher2", "wrong", "macauth", "nomac"]
+    for trial in range(50):
+        # the site as it is; capping the day's data too; closing at 10:20 (now is 10:00);
+        # closed; in maintenance
+        site = nas_ctx.config.sites[SITE]
+        policy, maintenance = site.policy, False
+        if trial % 5 == 1:
+            policy = policy.model_copy(update={"daily_data": 1_000_000})
+        elif trial % 5 in (2, 3):
+            until = time(10, 20) if trial % 5 == 2 else time(9, 0)
+            policy = policy.model_copy(update={"opening_hours": (Hours(time(6, 0), until),)})
+        elif trial % 10 == 4:
+            maintenance = True
+        site = site.model_copy(update={"policy": policy, "maintenance": maintenance})
+        config = nas_ctx.config.model_copy(update={"sites": {**nas_ctx.config.sites, SITE: site}})
+        ctx = type(nas_ctx)(config, nas_ctx.device_hash)
+        seed = rnd.random()
+        worlds = [
+            _world(database, nas_ctx, fw, now, random.Random(seed), trial, w) for w in range(3)
+        ]
+        plan = [
+            (rnd.choices(kinds, [6, 1, 6, 2, 1, 1, 2, 1])[0], rnd.randrange(6), rnd.randrange(6))
+            for _ in range(rnd.randrange(1, 16))
+        ]
+        answers = [nas.admit_many(database, ctx, _logins(ctx, now, plan, *worlds[0]), now)]
+        for driver in (_plain_first, None):
+            with database.uow(write=True) as uow:
+                logins = _logins(ctx, now, plan, *worlds[len(answers)])
+                if driver is None:
+                    general = nas._each_in_savepoint(
+                        uow, logins, lambda u, login, ctx=ctx: nas._admit(u, ctx, login, now)
+                    )
+                    answers.append(general)
+                else:
+                    answers.append(driver(uow, ctx, logins, now, plainly))
+                uow.commit()
+        by_id = {r.id: r for r in rows(database)}
+        said = [
+            [_said(r, by_id, world[0]) for r in answer]
+            for answer, world in zip(answers, worlds, strict=True)
+        ]
+        assert said[0] == said[2] and said[1] == said[2], plan
+        states = [_state(database, ctx, *world) for world in worlds]
+        assert states[0] == states[2] and states[1] == states[2], plan
+    assert len(plainly) >= 40  # the plain path was taken, not the general one alone
