@@ -10,7 +10,7 @@ sockets, a window of requests in flight, each request distinct (no duplicate cac
 
 1. Authentication: PAP Access-Requests with Message-Authenticator. FreeRADIUS checks a
    users-file password; ours runs the session rules and opens a session per request
-   (a voucher with many uses, a new phone each time): a durable database write.
+   (vouchers with many uses, a new phone each time): a durable database write.
 2. Accounting: FreeRADIUS appends to its detail file; ours writes each record to the
    sessions table (binding the router's session id, then byte counts), with group commit.
 3. With ``--postgres`` (what ``make bench`` runs), both again on the same PostgreSQL
@@ -20,8 +20,10 @@ sockets, a window of requests in flight, each request distinct (no duplicate cac
    into ``radacct``; against ours with its database there. The same shape of load: the
    Access-Requests, then a Start for each session and Interim-Updates of those sessions.
 
-Usage: python bench/radius.py [--auth 5000] [--acct 60000] [--window 256] [--postgres]
+Usage: python bench/radius.py [--auth 30000] [--acct 60000] [--sessions 5000]
+                              [--window 256] [--postgres]
                               [--processes 1,2]  (ours with 1, then 2 server processes)
+(--sessions: how many of the sessions the Access-Requests opened the accounting is about)
 PostgreSQL: WIFIKOTA_TEST_POSTGRES (or scripts/ensure-postgres, as root) names the server;
 the two databases made for the run are dropped after it.
 """
@@ -50,6 +52,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from controller import db
+from controller.vouchers import MAX_USES
 from radius.server import load_dictionary
 from tests.netlab import free_udp_ports
 
@@ -149,16 +152,18 @@ def ip_of(n: int) -> str:
     return f"10.5.{n >> 8 & 255}.{n & 255}"
 
 
-def access_requests(n: int, user: str, password: str) -> list[list[bytes]]:
-    """n PAP requests, one phone each, spread over the sockets."""
+def access_requests(n: int, users: list[str], password: str | None = None) -> list[list[bytes]]:
+    """n PAP requests, one phone each, spread over the sockets; the users in turn, each
+    for an equal share of the requests (password: the user name when None)."""
     d = load_dictionary()
     out: list[list[bytes]] = [[] for _ in range(SOCKETS)]
     for k in range(n):
         req = rp.AuthPacket(
             code=rp.AccessRequest, id=(k // SOCKETS) % 256, secret=SECRET.encode(), dict=d
         )
+        user = users[k * len(users) // n]
         req["User-Name"] = user
-        req["User-Password"] = req.PwCrypt(password)
+        req["User-Password"] = req.PwCrypt(user if password is None else password)
         req["Calling-Station-Id"] = mac_of(k)
         req["Framed-IP-Address"] = ip_of(k)
         req["NAS-Identifier"] = "bench"
@@ -237,11 +242,13 @@ class Ours:
         )  # fmt: skip
         return res.stdout
 
-    def voucher(self, uses: int) -> str:
+    def vouchers(self, logins: int) -> list[str]:
+        """Codes good for ``logins`` logins together, each for an equal share."""
+        count = -(-logins // MAX_USES)
         made = self.cli("--json", "voucher", "create", "--site", "pasar-simpang-aur",
-                        "--uses", str(uses), "--duration", "1h")  # fmt: skip
-        code: str = json.loads(made)[0]["code"]
-        return code
+                        "--count", str(count), "--uses", str(-(-logins // count)),
+                        "--duration", "1h")  # fmt: skip
+        return [v["code"] for v in json.loads(made)]
 
     def session_ids(self) -> list[int]:
         rows = json.loads(self.cli("--json", "sessions", "--limit", "100000"))
@@ -434,8 +441,9 @@ class FreeRadius:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--auth", type=int, default=5000)
+    parser.add_argument("--auth", type=int, default=30000)
     parser.add_argument("--acct", type=int, default=60000)
+    parser.add_argument("--sessions", type=int, default=5000)
     parser.add_argument("--window", type=int, default=256)
     parser.add_argument(
         "--processes",
@@ -458,7 +466,7 @@ def main() -> None:
         fr = FreeRadius(work / "fr")
         try:
             results["freeradius auth"] = blast(
-                access_requests(args.auth, "bench", "bench-password"), fr.auth, args.window
+                access_requests(args.auth, ["bench"], "bench-password"), fr.auth, args.window
             )
             results["freeradius acct"] = blast(
                 accounting_requests(args.acct, []), fr.acct, args.window
@@ -469,18 +477,17 @@ def main() -> None:
             (work / f"ours-{n}").mkdir()
             ours = Ours(work / f"ours-{n}", processes=n)
             try:
-                code = ours.voucher(min(10_000, args.auth))
                 results[f"ours auth{_times(n)}"] = blast(
-                    access_requests(args.auth, code, code), ours.auth, args.window
+                    access_requests(args.auth, ours.vouchers(args.auth)), ours.auth, args.window
                 )
-                sessions = ours.session_ids()
+                sessions = ours.session_ids()[: args.sessions]
                 results[f"ours acct{_times(n)}"] = blast(
                     accounting_requests(args.acct, sessions), ours.acct, args.window
                 )
             finally:
                 ours.stop()
         if args.postgres:
-            results.update(postgres(work, args, len(sessions)))
+            results.update(postgres(work, args))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(results)
@@ -490,7 +497,7 @@ def _times(processes: int) -> str:
     return f", {processes} processes" if processes > 1 else ""
 
 
-def postgres(work: Path, args: argparse.Namespace, n_sessions: int) -> dict[str, dict]:
+def postgres(work: Path, args: argparse.Namespace) -> dict[str, dict]:
     """Accounting into one PostgreSQL server: FreeRADIUS's rlm_sql, then ours, each in a
     database of its own made for the run, with as many sessions each (a Start for every
     one, then Interim-Updates)."""
@@ -514,10 +521,10 @@ def postgres(work: Path, args: argparse.Namespace, n_sessions: int) -> dict[str,
         fr = FreeRadius(work / "fr-sql", urls["freeradius"])
         try:
             results["freeradius auth, rlm_sql (PostgreSQL)"] = blast(
-                access_requests(args.auth, "bench", "bench-password"), fr.auth, args.window
+                access_requests(args.auth, ["bench"], "bench-password"), fr.auth, args.window
             )
             results["freeradius acct, rlm_sql (PostgreSQL)"] = blast(
-                accounting_requests(args.acct, list(range(1, n_sessions + 1))),
+                accounting_requests(args.acct, list(range(1, args.sessions + 1))),
                 fr.acct,
                 args.window,
             )
@@ -532,12 +539,12 @@ def postgres(work: Path, args: argparse.Namespace, n_sessions: int) -> dict[str,
             (work / f"ours-pg-{n}").mkdir()
             ours = Ours(work / f"ours-pg-{n}", urls["ours"], n)
             try:
-                code = ours.voucher(n_sessions)
                 results[f"ours auth (PostgreSQL){_times(n)}"] = blast(
-                    access_requests(n_sessions, code, code), ours.auth, args.window
+                    access_requests(args.auth, ours.vouchers(args.auth)), ours.auth, args.window
                 )
+                sessions = ours.session_ids()[: args.sessions]
                 results[f"ours acct (PostgreSQL){_times(n)}"] = blast(
-                    accounting_requests(args.acct, ours.session_ids()), ours.acct, args.window
+                    accounting_requests(args.acct, sessions), ours.acct, args.window
                 )
             finally:
                 ours.stop()

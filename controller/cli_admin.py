@@ -34,7 +34,11 @@ def voucher_group() -> None:
     help="How long the codes can be used.",
 )
 @click.option(
-    "--uses", type=click.IntRange(1, 10_000), default=1, show_default=True, help="Logins per code."
+    "--uses",
+    type=click.IntRange(1, vouchers.MAX_USES),
+    default=1,
+    show_default=True,
+    help="Logins per code.",
 )
 @click.option("--site", help="Only at this site (default: every site offering vouchers).")
 @click.option("--note", help="What they are for, e.g. 'Festival Jam Gadang'.")

@@ -46,9 +46,11 @@ from .models import Block, Device, EndReason, Session, Voucher
 log = logging.getLogger(__name__)
 _DEVICES = cast(Table, Device.__table__)
 _TABLE = cast(Table, Session.__table__)
-# plain inserts, made once, that give the new ids in the order of their rows
-_NEW_DEVICE = insert(_DEVICES).returning(_DEVICES.c.id, sort_by_parameter_order=True)
-_NEW_SESSION = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
+# plain inserts, made once, that say which new id is whose: by a key unique among the
+# rows of one insert (a device's hash; the device of a new session, as a run has each
+# device once), so the database may return them in any order, in as few statements
+_NEW_DEVICES = insert(_DEVICES).returning(_DEVICES.c.mac_hash, _DEVICES.c.id)
+_NEW_SESSIONS = insert(_TABLE).returning(_TABLE.c.device_id, _TABLE.c.id)
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -417,18 +419,17 @@ def _admit_plainly(
 
     new = [row["device_id"] for row in fresh if row["device_id"] not in devices]
     if new:
-        made = conn.execute(
-            _NEW_DEVICE, [{"mac_hash": h, "first_seen": now, "last_seen": now} for h in new]
-        ).scalars()
-        devices.update(zip(new, made, strict=True))
+        made = [{"mac_hash": h, "first_seen": now, "last_seen": now} for h in new]
+        devices.update((h, i) for h, i in conn.execute(_NEW_DEVICES, made))
     seen = sorted(devices[row["device_id"]] for row in fresh if row["device_id"] not in new)
     for among in _among(Device.id, seen, Integer, pg):
         conn.execute(update(_DEVICES).where(among).values(last_seen=now))
     for row in fresh:
         row["device_id"] = devices[row["device_id"]]
-    ids = iter(conn.execute(_NEW_SESSION, fresh).scalars().all())
+    ids = {device: i for device, i in conn.execute(_NEW_SESSIONS, fresh)}
+    order = iter(row["device_id"] for row in fresh)
     return [
-        r if isinstance(r, Exception) else dataclasses.replace(r, session_id=next(ids))
+        r if isinstance(r, Exception) else dataclasses.replace(r, session_id=ids[next(order)])
         for r in results
     ]
 

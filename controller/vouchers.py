@@ -18,6 +18,7 @@ from .models import Voucher
 ALPHABET = "ACDEFGHJKMNPQRTUVWXY34679"
 CODE_LENGTH = 8
 MAX_BATCH = 1000
+MAX_USES = 10_000  # logins one voucher may be good for
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,8 @@ def create(
         raise BadRequest(f"count must be 1..{MAX_BATCH}")
     if not 60 <= duration_seconds <= 7 * 86400:
         raise BadRequest("duration must be between 1m and 7d")
-    if not 1 <= max_uses <= 10_000:
-        raise BadRequest("uses must be 1..10000")
+    if not 1 <= max_uses <= MAX_USES:
+        raise BadRequest(f"uses must be 1..{MAX_USES}")
     if valid_for_seconds < 60:
         raise BadRequest("validity must be at least 1m")
     if site_id is not None and site_id not in ctx.config.sites:
