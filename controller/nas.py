@@ -51,6 +51,29 @@ _TABLE = cast(Table, Session.__table__)
 # device once), so the database may return them in any order, in as few statements
 _NEW_DEVICES = insert(_DEVICES).returning(_DEVICES.c.mac_hash, _DEVICES.c.id)
 _NEW_SESSIONS = insert(_TABLE).returning(_TABLE.c.device_id, _TABLE.c.id)
+# PostgreSQL: the rows as arrays, so the statement's text is the same for every run and is
+# prepared once (a VALUES list is a new statement for every number of rows)
+_NEW_DEVICES_PG = text(
+    "INSERT INTO devices (mac_hash, first_seen, last_seen)"
+    " SELECT h, :now, :now FROM unnest(:hashes) AS h RETURNING mac_hash, id"
+).bindparams(bindparam("hashes", type_=ARRAY(String)), bindparam("now", type_=DateTime()))
+_NEW_SESSIONS_PG = text(
+    "INSERT INTO sessions (site_id, device_id, ip, mac, login_method, terms_version, voucher_id,"
+    " started_at, expires_at, last_activity_at, bytes_up, bytes_down)"
+    " SELECT v.site, v.device, v.ip, v.mac, v.method, v.terms, v.voucher, :now, v.expires, :now,"
+    " 0, 0 FROM unnest(:site, :device, :ip, :mac, :method, :terms, :voucher, :expires)"
+    " AS v(site, device, ip, mac, method, terms, voucher, expires) RETURNING device_id, id"
+).bindparams(
+    bindparam("site", type_=ARRAY(String)),
+    bindparam("device", type_=ARRAY(Integer)),
+    bindparam("ip", type_=ARRAY(String)),
+    bindparam("mac", type_=ARRAY(String)),
+    bindparam("method", type_=ARRAY(String)),
+    bindparam("terms", type_=ARRAY(String)),
+    bindparam("voucher", type_=ARRAY(Integer)),
+    bindparam("expires", type_=ARRAY(DateTime())),  # naive UTC, as UTCDateTime stores it
+    bindparam("now", type_=DateTime()),
+)
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -304,6 +327,8 @@ def _admit_plainly(
     (:func:`_admit`), whose outcomes these are."""
     conn = uow.session.connection()  # rows as they come: no ORM objects but the vouchers
     pg = conn.dialect.name == "postgresql"
+    if pg:  # the lookups planned for their arrays: see _PLAN_EACH
+        conn.execute(_PLAN_EACH)
     run: list[tuple[NasLogin, _Claim, str] | Exception] = []
     hashes: set[str] = set()
     addresses: set[tuple[str, str]] = set()
@@ -356,6 +381,8 @@ def _admit_plainly(
         query = select(Voucher).where(among).order_by(Voucher.id).with_for_update()
         found.update((v.code, v) for v in uow.session.scalars(query))
 
+    if pg:  # the inserts as usual: planning them each time costs more than it saves
+        conn.execute(_PLAN_AS_USUAL)
     results: list[Admission | Exception] = []
     fresh: list[dict[str, Any]] = []  # the new sessions' rows, device_id still by hash
     for item in run:
@@ -419,19 +446,48 @@ def _admit_plainly(
 
     new = [row["device_id"] for row in fresh if row["device_id"] not in devices]
     if new:
-        made = [{"mac_hash": h, "first_seen": now, "last_seen": now} for h in new]
-        devices.update((h, i) for h, i in conn.execute(_NEW_DEVICES, made))
+        if pg:
+            made = conn.execute(_NEW_DEVICES_PG, {"hashes": new, "now": _naive(now)})
+        else:
+            rows = [{"mac_hash": h, "first_seen": now, "last_seen": now} for h in new]
+            made = conn.execute(_NEW_DEVICES, rows)
+        devices.update((h, i) for h, i in made)
     seen = sorted(devices[row["device_id"]] for row in fresh if row["device_id"] not in new)
     for among in _among(Device.id, seen, Integer, pg):
         conn.execute(update(_DEVICES).where(among).values(last_seen=now))
     for row in fresh:
         row["device_id"] = devices[row["device_id"]]
-    ids = {device: i for device, i in conn.execute(_NEW_SESSIONS, fresh)}
+    if pg:
+        columns = {
+            name: [row[key] for row in fresh]
+            for name, key in (("site", "site_id"), ("device", "device_id"), ("ip", "ip"),
+                              ("mac", "mac"), ("method", "login_method"),
+                              ("terms", "terms_version"), ("voucher", "voucher_id"))
+        }  # fmt: skip
+        columns["expires"] = [_naive(row["expires_at"]) for row in fresh]
+        made = conn.execute(_NEW_SESSIONS_PG, {**columns, "now": _naive(now)})
+    else:
+        made = conn.execute(_NEW_SESSIONS, fresh)
+    ids = {device: i for device, i in made}
     order = iter(row["device_id"] for row in fresh)
     return [
         r if isinstance(r, Exception) else dataclasses.replace(r, session_id=ids[next(order)])
         for r in results
     ]
+
+
+# A generic plan (psycopg prepares a statement run five times; PostgreSQL may then plan
+# it once for any array) made while a table is small, as on a new installation before
+# autovacuum has analyzed it, reads the whole table and compares each row with every
+# element of the array; it is kept as the table grows. Planned for each array, the lookup
+# hashes the array, or uses the index once the table is large.
+_PLAN_EACH = text("SET LOCAL plan_cache_mode = force_custom_plan")
+_PLAN_AS_USUAL = text("SET LOCAL plan_cache_mode TO DEFAULT")
+
+
+def _naive(at: datetime) -> datetime:
+    """As UTCDateTime stores it: naive UTC."""
+    return at.astimezone(UTC).replace(tzinfo=None)
 
 
 def _returning(uow: UnitOfWork, ctx: Ctx, site_id: str, mac: str, now: datetime) -> str | None:
@@ -599,6 +655,8 @@ def _counts_only(
     known: dict[tuple[str, str], _Counts] = {}
     conn = uow.session.connection()  # rows as they come: no ORM objects are made here
     pg = conn.dialect.name == "postgresql"
+    if pg:  # the lookups planned for their arrays: see _PLAN_EACH
+        conn.execute(_PLAN_EACH)
     for nas, ids in by_nas.items():
         for among in _among(Session.nas_session_id, ids, String, pg):
             for values in conn.execute(select(*_COUNTS).where(Session.nas_id == nas, among)):
@@ -634,7 +692,9 @@ def _counts_only(
         results.append(f"session {row.id} counted")
     # in id order: two processes' batches written at once lock their rows in one order
     changed = [r for _, r in sorted(rows.items()) if r.changed]
-    if changed and conn.dialect.name == "postgresql":
+    if pg:
+        conn.execute(_PLAN_AS_USUAL)
+    if changed and pg:
         conn.execute(
             _SET_COUNTS_PG,
             {"sid": [r.id for r in changed], "nas": [r.nas_id for r in changed],
