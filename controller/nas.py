@@ -590,7 +590,7 @@ def _keys(batch: list[tuple[str, str, AcctRecord]]) -> tuple[dict[str, list[str]
 
 @dataclass
 class _Counts:
-    """What a Start or an Interim-Update may change of a session."""
+    """What a Start, an Interim-Update or a Stop may change of a session."""
 
     id: int
     site_id: str
@@ -599,6 +599,9 @@ class _Counts:
     bytes_up: int
     bytes_down: int
     last_activity_at: datetime
+    started_at: datetime
+    ended_at: datetime | None
+    end_reason: str | None
     changed: bool = False
 
 
@@ -610,14 +613,18 @@ _COUNTS = (
     Session.bytes_up,
     Session.bytes_down,
     Session.last_activity_at,
+    Session.started_at,
+    Session.ended_at,
+    Session.end_reason,
 )
 
 # PostgreSQL: one statement for the whole batch, the values as arrays (one row update
 # each, as executemany sends, cost the server more than everything else it did)
 _SET_COUNTS_PG = text(
     "UPDATE sessions SET nas_id = v.nas, nas_session_id = v.nas_sid, bytes_up = v.up,"
-    " bytes_down = v.down, last_activity_at = v.seen"
-    " FROM unnest(:sid, :nas, :nas_sid, :up, :down, :seen) AS v(sid, nas, nas_sid, up, down, seen)"
+    " bytes_down = v.down, last_activity_at = v.seen, ended_at = v.ended, end_reason = v.why"
+    " FROM unnest(:sid, :nas, :nas_sid, :up, :down, :seen, :ended, :why)"
+    " AS v(sid, nas, nas_sid, up, down, seen, ended, why)"
     " WHERE sessions.id = v.sid"
 ).bindparams(
     bindparam("sid", type_=ARRAY(Integer)),
@@ -626,6 +633,8 @@ _SET_COUNTS_PG = text(
     bindparam("up", type_=ARRAY(BigInteger)),
     bindparam("down", type_=ARRAY(BigInteger)),
     bindparam("seen", type_=ARRAY(DateTime())),  # naive UTC, as UTCDateTime stores it
+    bindparam("ended", type_=ARRAY(DateTime())),
+    bindparam("why", type_=ARRAY(String)),
 )
 _SET_COUNTS = (
     update(_TABLE)
@@ -636,6 +645,8 @@ _SET_COUNTS = (
         bytes_up=bindparam("up"),
         bytes_down=bindparam("down"),
         last_activity_at=bindparam("activity", type_=_TABLE.c.last_activity_at.type),
+        ended_at=bindparam("ended", type_=_TABLE.c.ended_at.type),
+        end_reason=bindparam("why", type_=_TABLE.c.end_reason.type),
     )
 )  # a plain statement, made once: the ORM's bulk update cost more than the database did
 
@@ -644,11 +655,11 @@ def _counts_only(
     uow: UnitOfWork, batch: list[tuple[str, str, AcctRecord]], now: datetime
 ) -> list[str | Exception] | None:
     """The batch applied with plain statements (no ORM objects), when every record is a
-    Start or an Interim-Update of a session found by the router's id or by our Class: the
-    steady stream from every router. None, having changed nothing, when a record needs
-    more (a Stop, Accounting-On/Off, a session found only by its MAC): the general path
-    (:func:`_apply`) does the batch then. The rules are :func:`_apply`'s."""
-    if any(record.status not in (START, INTERIM) for _, _, record in batch):
+    Start, an Interim-Update or a Stop of a session found by the router's id or by our
+    Class: the steady stream from every router. None, having changed nothing, when a
+    record needs more (Accounting-On/Off, a session found only by its MAC): the general
+    path (:func:`_apply`) does the batch then. The rules are :func:`_apply`'s."""
+    if any(record.status not in (START, INTERIM, STOP) for _, _, record in batch):
         return None
     by_nas, issued = _keys(batch)
     rows: dict[int, _Counts] = {}
@@ -689,6 +700,12 @@ def _counts_only(
             row.last_activity_at = max(row.last_activity_at, now)
             row.bytes_up, row.bytes_down = max(row.bytes_up, up), max(row.bytes_down, down)
             row.changed = True
+        if record.status == STOP and row.ended_at is None:
+            # sessions.end's work for a NAS site's session (no grant to revoke)
+            reason, row.ended_at = _stopped(record, row.started_at, now)
+            row.end_reason, row.changed = reason.value, True
+            results.append(f"session {row.id} ended ({reason.value})")
+            continue
         results.append(f"session {row.id} counted")
     # in id order: two processes' batches written at once lock their rows in one order
     changed = [r for _, r in sorted(rows.items()) if r.changed]
@@ -700,7 +717,9 @@ def _counts_only(
             {"sid": [r.id for r in changed], "nas": [r.nas_id for r in changed],
              "nas_sid": [r.nas_session_id for r in changed],
              "up": [r.bytes_up for r in changed], "down": [r.bytes_down for r in changed],
-             "seen": [r.last_activity_at.astimezone(UTC).replace(tzinfo=None) for r in changed]},
+             "seen": [_naive(r.last_activity_at) for r in changed],
+             "ended": [r.ended_at and _naive(r.ended_at) for r in changed],
+             "why": [r.end_reason for r in changed]},
         )  # fmt: skip
     elif changed:
         conn.execute(
@@ -713,6 +732,8 @@ def _counts_only(
                     "up": r.bytes_up,
                     "down": r.bytes_down,
                     "activity": r.last_activity_at,
+                    "ended": r.ended_at,
+                    "why": r.end_reason,
                 }
                 for r in changed
             ],
@@ -763,13 +784,20 @@ def _apply(
         row.last_activity_at = max(row.last_activity_at, now)
     row.bytes_up, row.bytes_down = max(row.bytes_up, up), max(row.bytes_down, down)
     if record.status == STOP and row.ended_at is None:
-        reason = TERMINATE_CAUSES.get(record.terminate_cause or 0, EndReason.NAS_STOP)
-        at = now
-        if record.session_time is not None:
-            at = min(now, row.started_at + timedelta(seconds=record.session_time))
-        sessions.end(uow, ctx, row, reason, max(at, row.started_at))
+        reason, at = _stopped(record, row.started_at, now)
+        sessions.end(uow, ctx, row, reason, at)
         return f"session {row.id} ended ({reason.value})"
     return f"session {row.id} counted"
+
+
+def _stopped(record: AcctRecord, started_at: datetime, now: datetime) -> tuple[EndReason, datetime]:
+    """Why and when a Stop says its session ended: at its start plus Acct-Session-Time, if
+    the NAS sent it, and not later than ``now``."""
+    reason = TERMINATE_CAUSES.get(record.terminate_cause or 0, EndReason.NAS_STOP)
+    at = now
+    if record.session_time is not None:
+        at = min(now, started_at + timedelta(seconds=record.session_time))
+    return reason, max(at, started_at)
 
 
 _Row = TypeVar("_Row", Session, _Counts)

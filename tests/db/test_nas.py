@@ -214,6 +214,33 @@ def test_a_batch_of_accounting_is_one_transaction_with_a_result_each(database, n
     assert row.bytes_up == 5
 
 
+def test_a_stop_with_nothing_new_to_count_ends_the_session(database, nas_ctx, now):
+    code = code_for(database, nas_ctx, now)
+    a = admit(database, nas_ctx, now, code, code)
+    acct(database, nas_ctx, now, status=nas.START, class_=a.class_)
+    said = acct(database, nas_ctx, now + timedelta(minutes=1), status=nas.STOP,
+                terminate_cause=1)  # fmt: skip
+    assert said == f"session {a.session_id} ended (logout)"
+    (row,) = rows(database)
+    assert (row.ended_at, row.end_reason) == (now + timedelta(minutes=1), "logout")
+
+
+def test_a_batch_of_stops_and_counts_between_them_never_goes_back(database, nas_ctx, now):
+    """In one batch: a Stop, a later Interim-Update with more octets, the Stop again, late,
+    with fewer: the session ends once, and keeps the most octets it was told."""
+    code = code_for(database, nas_ctx, now)
+    a = admit(database, nas_ctx, now, code, code)
+    late = [(nas.STOP, 1000), (nas.INTERIM, 3000), (nas.STOP, 2000)]
+    batch = [
+        ("simpang-aur-mikrotik", SITE,
+         AcctRecord(status, "s1", class_=a.class_, input_octets=up, output_octets=up))
+        for status, up in late
+    ]  # fmt: skip
+    nas.account_many(database, nas_ctx, batch, now + timedelta(minutes=5))
+    (row,) = rows(database)
+    assert (row.bytes_up, row.bytes_down, row.end_reason) == (3000, 3000, "nas-stop")
+
+
 def test_a_record_that_fails_spoils_none_of_the_others_in_its_batch(database, nas_ctx, now):
     """The batch is first applied whole; a failure makes it go again record by record."""
     code = code_for(database, nas_ctx, now, uses=2)
@@ -319,6 +346,8 @@ def _records(plan, group: str, trial: int, admitted) -> list[AcctRecord]:
             (b"wifikota:999999" if how == "other" else None),
             mac=macs[i] if how == "mac" else None,
             input_octets=grow, output_octets=grow * down,
+            session_time=grow // 10 if status == nas.STOP and down else None,
+            terminate_cause=(1, 6)[down] if status == nas.STOP and grow else None,
         )
         for status, i, how, grow, down in plan
     ]  # fmt: skip
@@ -331,10 +360,10 @@ def _anonymous(said: str, admitted) -> str:
 
 
 def test_the_batch_path_for_counts_agrees_with_the_general_one(database, nas_ctx, now, monkeypatch):
-    """Random batches of Starts and Interim-Updates (by the router's id, by our Class, by
-    the MAC, for no session) give the same answers and the same rows through
-    account_many (which writes plain counts when it can) as through the general rules
-    applied record by record."""
+    """Random batches of Starts, Interim-Updates and Stops (by the router's id, by our
+    Class, by the MAC, for no session) give the same answers and the same rows through
+    account_many (which writes with plain statements when it can) as through the general
+    rules applied record by record."""
     rnd = random.Random(5176)
     router = "simpang-aur-mikrotik"
     fast_batches = 0
@@ -347,6 +376,7 @@ def test_the_batch_path_for_counts_agrees_with_the_general_one(database, nas_ctx
         return out
 
     monkeypatch.setattr(nas, "_counts_only", spy)
+    stops_and_plain = 0  # batches with a Stop written with plain statements
     code = code_for(database, nas_ctx, now, uses=400)
     later = now + timedelta(minutes=5)
     for trial in range(25):
@@ -367,11 +397,14 @@ def test_the_batch_path_for_counts_agrees_with_the_general_one(database, nas_ctx
                 [5, 4, 1, 1, 1, 1, 1, 1],
             )[0]
             grow = rnd.randrange(0, 3) * 1000
-            plan.append((rnd.choice([nas.START, nas.INTERIM]), i, how, grow, rnd.randrange(2)))
+            status = rnd.choices([nas.START, nas.INTERIM, nas.STOP], [3, 6, 1])[0]
+            plan.append((status, i, how, grow, rnd.randrange(2)))
         sites = [OTHER_SITE if how == "elsewhere" else SITE for _, _, how, _, _ in plan]
         records = _records(plan, "A", trial, groups["A"])
         batch = list(zip([router] * len(plan), sites, records, strict=True))
+        before = fast_batches
         fast = nas.account_many(database, nas_ctx, batch, later)
+        stops_and_plain += fast_batches > before and any(s == nas.STOP for s, *_ in plan)
         with database.uow(write=True) as uow:
             general = [
                 nas._apply(uow, nas_ctx, router, site, r, later)
@@ -384,11 +417,12 @@ def test_the_batch_path_for_counts_agrees_with_the_general_one(database, nas_ctx
         by_id = {r.id: r for r in rows(database)}
         for a, b in zip(groups["A"], groups["B"], strict=True):
             ra, rb = by_id[a.session_id], by_id[b.session_id]
-            assert (ra.bytes_up, ra.bytes_down, ra.last_activity_at, ra.nas_id) == (
-                rb.bytes_up, rb.bytes_down, rb.last_activity_at, rb.nas_id
-            ), plan  # fmt: skip
+            assert (ra.bytes_up, ra.bytes_down, ra.last_activity_at, ra.nas_id, ra.ended_at,
+                    ra.end_reason) == (rb.bytes_up, rb.bytes_down, rb.last_activity_at,
+                                       rb.nas_id, rb.ended_at, rb.end_reason), plan  # fmt: skip
             assert (ra.nas_session_id or "A")[1:] == (rb.nas_session_id or "B")[1:], plan
     assert fast_batches >= 10  # the plain-statement path was taken, not only the general one
+    assert stops_and_plain >= 3  # Stops too
 
 
 def _world(database, ctx, fw, now, rnd: random.Random, trial: int, world: int):
