@@ -599,10 +599,9 @@ class _Counts:
     bytes_up: int
     bytes_down: int
     last_activity_at: datetime
-    started_at: datetime
-    ended_at: datetime | None
-    end_reason: str | None
-    changed: bool = False
+    open: bool
+    changed: bool = False  # in the counts or the binding
+    stop: AcctRecord | None = None  # the Stop that ended it
 
 
 _COUNTS = (
@@ -613,18 +612,15 @@ _COUNTS = (
     Session.bytes_up,
     Session.bytes_down,
     Session.last_activity_at,
-    Session.started_at,
-    Session.ended_at,
-    Session.end_reason,
+    Session.ended_at.is_(None),
 )
 
 # PostgreSQL: one statement for the whole batch, the values as arrays (one row update
 # each, as executemany sends, cost the server more than everything else it did)
 _SET_COUNTS_PG = text(
     "UPDATE sessions SET nas_id = v.nas, nas_session_id = v.nas_sid, bytes_up = v.up,"
-    " bytes_down = v.down, last_activity_at = v.seen, ended_at = v.ended, end_reason = v.why"
-    " FROM unnest(:sid, :nas, :nas_sid, :up, :down, :seen, :ended, :why)"
-    " AS v(sid, nas, nas_sid, up, down, seen, ended, why)"
+    " bytes_down = v.down, last_activity_at = v.seen"
+    " FROM unnest(:sid, :nas, :nas_sid, :up, :down, :seen) AS v(sid, nas, nas_sid, up, down, seen)"
     " WHERE sessions.id = v.sid"
 ).bindparams(
     bindparam("sid", type_=ARRAY(Integer)),
@@ -633,8 +629,6 @@ _SET_COUNTS_PG = text(
     bindparam("up", type_=ARRAY(BigInteger)),
     bindparam("down", type_=ARRAY(BigInteger)),
     bindparam("seen", type_=ARRAY(DateTime())),  # naive UTC, as UTCDateTime stores it
-    bindparam("ended", type_=ARRAY(DateTime())),
-    bindparam("why", type_=ARRAY(String)),
 )
 _SET_COUNTS = (
     update(_TABLE)
@@ -645,10 +639,25 @@ _SET_COUNTS = (
         bytes_up=bindparam("up"),
         bytes_down=bindparam("down"),
         last_activity_at=bindparam("activity", type_=_TABLE.c.last_activity_at.type),
+    )
+)  # a plain statement, made once: the ORM's bulk update cost more than the database did
+# the sessions Stops ended: sessions.end's work for a NAS site's session (no grant)
+_SET_END_PG = text(
+    "UPDATE sessions SET ended_at = v.ended, end_reason = v.why"
+    " FROM unnest(:sid, :ended, :why) AS v(sid, ended, why) WHERE sessions.id = v.sid"
+).bindparams(
+    bindparam("sid", type_=ARRAY(Integer)),
+    bindparam("ended", type_=ARRAY(DateTime())),  # naive UTC
+    bindparam("why", type_=ARRAY(String)),
+)
+_SET_END = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("row"))
+    .values(
         ended_at=bindparam("ended", type_=_TABLE.c.ended_at.type),
         end_reason=bindparam("why", type_=_TABLE.c.end_reason.type),
     )
-)  # a plain statement, made once: the ORM's bulk update cost more than the database did
+)
 
 
 def _counts_only(
@@ -700,15 +709,18 @@ def _counts_only(
             row.last_activity_at = max(row.last_activity_at, now)
             row.bytes_up, row.bytes_down = max(row.bytes_up, up), max(row.bytes_down, down)
             row.changed = True
-        if record.status == STOP and row.ended_at is None:
-            # sessions.end's work for a NAS site's session (no grant to revoke)
-            reason, row.ended_at = _stopped(record, row.started_at, now)
-            row.end_reason, row.changed = reason.value, True
-            results.append(f"session {row.id} ended ({reason.value})")
+        if record.status == STOP and row.open:
+            row.open, row.stop = False, record  # when: below, from its start
+            results.append(f"session {row.id} ended ({_reason(record).value})")
             continue
         results.append(f"session {row.id} counted")
     # in id order: two processes' batches written at once lock their rows in one order
     changed = [r for _, r in sorted(rows.items()) if r.changed]
+    stopped = {r.id: r.stop for _, r in sorted(rows.items()) if r.stop is not None}
+    started: dict[int, datetime] = {}  # read only for the sessions that Stops end
+    for among in _among(Session.id, list(stopped), Integer, pg):
+        query = select(Session.id, Session.started_at).where(among)
+        started.update((i, at) for i, at in conn.execute(query))
     if pg:
         conn.execute(_PLAN_AS_USUAL)
     if changed and pg:
@@ -717,9 +729,7 @@ def _counts_only(
             {"sid": [r.id for r in changed], "nas": [r.nas_id for r in changed],
              "nas_sid": [r.nas_session_id for r in changed],
              "up": [r.bytes_up for r in changed], "down": [r.bytes_down for r in changed],
-             "seen": [_naive(r.last_activity_at) for r in changed],
-             "ended": [r.ended_at and _naive(r.ended_at) for r in changed],
-             "why": [r.end_reason for r in changed]},
+             "seen": [_naive(r.last_activity_at) for r in changed]},
         )  # fmt: skip
     elif changed:
         conn.execute(
@@ -732,12 +742,21 @@ def _counts_only(
                     "up": r.bytes_up,
                     "down": r.bytes_down,
                     "activity": r.last_activity_at,
-                    "ended": r.ended_at,
-                    "why": r.end_reason,
                 }
                 for r in changed
             ],
         )  # fmt: skip  (executemany)
+    if stopped:
+        ends = {i: _stopped(stop, started[i], now) for i, stop in stopped.items()}
+        if pg:
+            conn.execute(
+                _SET_END_PG,
+                {"sid": list(ends), "ended": [_naive(at) for _, at in ends.values()],
+                 "why": [reason.value for reason, _ in ends.values()]},
+            )  # fmt: skip
+        else:
+            ended = [{"row": i, "ended": at, "why": why.value} for i, (why, at) in ends.items()]
+            conn.execute(_SET_END, ended)
     return results
 
 
@@ -793,11 +812,14 @@ def _apply(
 def _stopped(record: AcctRecord, started_at: datetime, now: datetime) -> tuple[EndReason, datetime]:
     """Why and when a Stop says its session ended: at its start plus Acct-Session-Time, if
     the NAS sent it, and not later than ``now``."""
-    reason = TERMINATE_CAUSES.get(record.terminate_cause or 0, EndReason.NAS_STOP)
     at = now
     if record.session_time is not None:
         at = min(now, started_at + timedelta(seconds=record.session_time))
-    return reason, max(at, started_at)
+    return _reason(record), max(at, started_at)
+
+
+def _reason(stop: AcctRecord) -> EndReason:
+    return TERMINATE_CAUSES.get(stop.terminate_cause or 0, EndReason.NAS_STOP)
 
 
 _Row = TypeVar("_Row", Session, _Counts)

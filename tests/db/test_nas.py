@@ -236,7 +236,9 @@ def test_a_batch_of_stops_and_counts_between_them_never_goes_back(database, nas_
          AcctRecord(status, "s1", class_=a.class_, input_octets=up, output_octets=up))
         for status, up in late
     ]  # fmt: skip
-    nas.account_many(database, nas_ctx, batch, now + timedelta(minutes=5))
+    said = nas.account_many(database, nas_ctx, batch, now + timedelta(minutes=5))
+    assert said == [f"session {a.session_id} {what}" for what in ("ended (nas-stop)", "counted",
+                                                                   "counted")]  # fmt: skip
     (row,) = rows(database)
     assert (row.bytes_up, row.bytes_down, row.end_reason) == (3000, 3000, "nas-stop")
 
