@@ -33,6 +33,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -204,8 +205,10 @@ def admit_many(
                 try:
                     with uow.session.begin_nested():
                         taken = _admit_plainly(uow, ctx, rest, now)
-                except Exception as exc:  # e.g. another process's login for a device won
+                except IntegrityError as exc:  # another process's login for a phone won
                     log.info("%d Access-Requests go the general way (%s)", len(rest), exc)
+                except Exception:  # a fault of ours: logged, and the rules decide them
+                    log.exception("the plain way failed for %d Access-Requests", len(rest))
                 plain = bool(taken)
             if not taken:
                 taken = _each_in_savepoint(uow, rest[:1], lambda u, x: _admit(u, ctx, x, now))
