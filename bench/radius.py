@@ -475,22 +475,24 @@ def main() -> None:
             fr.stop()
         for n in args.processes:
             (work / f"ours-{n}").mkdir()
-            ours = Ours(work / f"ours-{n}", processes=n)
-            try:
-                results[f"ours auth{_times(n)}"] = blast(
-                    access_requests(args.auth, ours.vouchers(args.auth)), ours.auth, args.window
-                )
-                sessions = ours.session_ids()[: args.sessions]
-                results[f"ours acct{_times(n)}"] = blast(
-                    accounting_requests(args.acct, sessions), ours.acct, args.window
-                )
-            finally:
-                ours.stop()
+            results.update(run_ours(Ours(work / f"ours-{n}", processes=n), args, _times(n)))
         if args.postgres:
             results.update(postgres(work, args))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(results)
+
+
+def run_ours(ours: Ours, args: argparse.Namespace, label: str) -> dict[str, dict]:
+    """The Access-Requests, then accounting for ``args.sessions`` of the sessions they
+    opened; stops ``ours`` after."""
+    try:
+        auth = blast(access_requests(args.auth, ours.vouchers(args.auth)), ours.auth, args.window)
+        sessions = ours.session_ids()[: args.sessions]
+        acct = blast(accounting_requests(args.acct, sessions), ours.acct, args.window)
+    finally:
+        ours.stop()
+    return {f"ours auth{label}": auth, f"ours acct{label}": acct}
 
 
 def _times(processes: int) -> str:
@@ -538,16 +540,7 @@ def postgres(work: Path, args: argparse.Namespace) -> dict[str, dict]:
                     conn.execute(text(f'CREATE DATABASE "{name}"'))
             (work / f"ours-pg-{n}").mkdir()
             ours = Ours(work / f"ours-pg-{n}", urls["ours"], n)
-            try:
-                results[f"ours auth (PostgreSQL){_times(n)}"] = blast(
-                    access_requests(args.auth, ours.vouchers(args.auth)), ours.auth, args.window
-                )
-                sessions = ours.session_ids()[: args.sessions]
-                results[f"ours acct (PostgreSQL){_times(n)}"] = blast(
-                    accounting_requests(args.acct, sessions), ours.acct, args.window
-                )
-            finally:
-                ours.stop()
+            results.update(run_ours(ours, args, f" (PostgreSQL){_times(n)}"))
     finally:
         with engine.connect() as conn:
             for url in urls.values():
