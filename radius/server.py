@@ -275,6 +275,10 @@ class GroupCommit(Generic[_Item, _Result]):
                 )
             except Exception as exc:  # the whole transaction failed: every caller hears it
                 results = [exc] * len(batch)
+            if len(results) != len(batch):  # a fault of the service: no caller waits forever
+                fault = RuntimeError(f"{len(results)} results for {len(batch)} items")
+                log.error("group commit: %s", fault)
+                results = [fault] * len(batch)
             self.batches += 1
             for (_, done), result in zip(batch, results, strict=True):
                 if done.done():
