@@ -15,12 +15,11 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     BigInteger,
-    DateTime,
     Integer,
     String,
     Table,
@@ -42,7 +41,7 @@ from .context import Ctx
 from .db import Database, UnitOfWork
 from .errors import BadRequest, DomainError, VoucherInvalid
 from .identity import BadIdentifier, normalize_ip, normalize_mac
-from .models import Block, Device, EndReason, Session, Voucher
+from .models import Block, Device, EndReason, Session, UTCDateTime, Voucher
 
 log = logging.getLogger(__name__)
 _DEVICES = cast(Table, Device.__table__)
@@ -57,7 +56,7 @@ _NEW_SESSIONS = insert(_TABLE).returning(_TABLE.c.device_id, _TABLE.c.id)
 _NEW_DEVICES_PG = text(
     "INSERT INTO devices (mac_hash, first_seen, last_seen)"
     " SELECT h, :now, :now FROM unnest(:hashes) AS h RETURNING mac_hash, id"
-).bindparams(bindparam("hashes", type_=ARRAY(String)), bindparam("now", type_=DateTime()))
+).bindparams(bindparam("hashes", type_=ARRAY(String)), bindparam("now", type_=UTCDateTime()))
 _NEW_SESSIONS_PG = text(
     "INSERT INTO sessions (site_id, device_id, ip, mac, login_method, terms_version, voucher_id,"
     " started_at, expires_at, last_activity_at, bytes_up, bytes_down)"
@@ -72,8 +71,8 @@ _NEW_SESSIONS_PG = text(
     bindparam("method", type_=ARRAY(String)),
     bindparam("terms", type_=ARRAY(String)),
     bindparam("voucher", type_=ARRAY(Integer)),
-    bindparam("expires", type_=ARRAY(DateTime())),  # naive UTC, as UTCDateTime stores it
-    bindparam("now", type_=DateTime()),
+    bindparam("expires", type_=ARRAY(UTCDateTime())),
+    bindparam("now", type_=UTCDateTime()),
 )
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -401,7 +400,7 @@ def _admit_plainly(
         used = 0
         if device_id is not None and policy.daily_data is not None:
             used = sessions.bytes_used_today(uow, ctx, device_id, now)
-        voucher = found.get(claim.code or "")
+        voucher = found.get(claim.code) if claim.code else None  # a voucher login's
         if claim.method == "voucher":
             if (
                 voucher is None
@@ -429,7 +428,7 @@ def _admit_plainly(
             )
         if length < 1:  # a closed site grants none (and the rules say when it opens)
             break
-        if voucher is not None and claim.method == "voucher":
+        if voucher is not None:
             voucher.uses += 1
         expires = now + timedelta(seconds=length)
         fresh.append(
@@ -437,7 +436,7 @@ def _admit_plainly(
                 "site_id": site_id, "ap_id": None, "device_id": key, "ip": claim.ip,
                 "mac": claim.mac, "login_method": claim.method,
                 "terms_version": claim.terms,
-                "voucher_id": voucher.id if claim.method == "voucher" and voucher else None,
+                "voucher_id": voucher.id if voucher else None,
                 "started_at": now, "expires_at": expires, "last_activity_at": now,
                 "bytes_up": 0, "bytes_down": 0,
             }
@@ -450,7 +449,7 @@ def _admit_plainly(
     new = [row["device_id"] for row in fresh if row["device_id"] not in devices]
     if new:
         if pg:
-            made = conn.execute(_NEW_DEVICES_PG, {"hashes": new, "now": _naive(now)})
+            made = conn.execute(_NEW_DEVICES_PG, {"hashes": new, "now": now})
         else:
             rows = [{"mac_hash": h, "first_seen": now, "last_seen": now} for h in new]
             made = conn.execute(_NEW_DEVICES, rows)
@@ -467,8 +466,8 @@ def _admit_plainly(
                               ("mac", "mac"), ("method", "login_method"),
                               ("terms", "terms_version"), ("voucher", "voucher_id"))
         }  # fmt: skip
-        columns["expires"] = [_naive(row["expires_at"]) for row in fresh]
-        made = conn.execute(_NEW_SESSIONS_PG, {**columns, "now": _naive(now)})
+        columns["expires"] = [row["expires_at"] for row in fresh]
+        made = conn.execute(_NEW_SESSIONS_PG, {**columns, "now": now})
     else:
         made = conn.execute(_NEW_SESSIONS, fresh)
     ids = {device: i for device, i in made}
@@ -486,11 +485,6 @@ def _admit_plainly(
 # hashes the array, or uses the index once the table is large.
 _PLAN_EACH = text("SET LOCAL plan_cache_mode = force_custom_plan")
 _PLAN_AS_USUAL = text("SET LOCAL plan_cache_mode TO DEFAULT")
-
-
-def _naive(at: datetime) -> datetime:
-    """As UTCDateTime stores it: naive UTC."""
-    return at.astimezone(UTC).replace(tzinfo=None)
 
 
 def _returning(uow: UnitOfWork, ctx: Ctx, site_id: str, mac: str, now: datetime) -> str | None:
@@ -631,7 +625,7 @@ _SET_COUNTS_PG = text(
     bindparam("nas_sid", type_=ARRAY(String)),
     bindparam("up", type_=ARRAY(BigInteger)),
     bindparam("down", type_=ARRAY(BigInteger)),
-    bindparam("seen", type_=ARRAY(DateTime())),  # naive UTC, as UTCDateTime stores it
+    bindparam("seen", type_=ARRAY(UTCDateTime())),
 )
 _SET_COUNTS = (
     update(_TABLE)
@@ -650,7 +644,7 @@ _SET_END_PG = text(
     " FROM unnest(:sid, :ended, :why) AS v(sid, ended, why) WHERE sessions.id = v.sid"
 ).bindparams(
     bindparam("sid", type_=ARRAY(Integer)),
-    bindparam("ended", type_=ARRAY(DateTime())),  # naive UTC
+    bindparam("ended", type_=ARRAY(UTCDateTime())),
     bindparam("why", type_=ARRAY(String)),
 )
 _SET_END = (
@@ -718,8 +712,9 @@ def _counts_only(
             continue
         results.append(f"session {row.id} counted")
     # in id order: two processes' batches written at once lock their rows in one order
-    changed = [r for _, r in sorted(rows.items()) if r.changed]
-    stopped = {r.id: r.stop for _, r in sorted(rows.items()) if r.stop is not None}
+    ordered = [r for _, r in sorted(rows.items())]
+    changed = [r for r in ordered if r.changed]
+    stopped = {r.id: r.stop for r in ordered if r.stop is not None}
     started: dict[int, datetime] = {}  # read only for the sessions that Stops end
     for among in _among(Session.id, list(stopped), Integer, pg):
         query = select(Session.id, Session.started_at).where(among)
@@ -732,7 +727,7 @@ def _counts_only(
             {"sid": [r.id for r in changed], "nas": [r.nas_id for r in changed],
              "nas_sid": [r.nas_session_id for r in changed],
              "up": [r.bytes_up for r in changed], "down": [r.bytes_down for r in changed],
-             "seen": [_naive(r.last_activity_at) for r in changed]},
+             "seen": [r.last_activity_at for r in changed]},
         )  # fmt: skip
     elif changed:
         conn.execute(
@@ -754,7 +749,7 @@ def _counts_only(
         if pg:
             conn.execute(
                 _SET_END_PG,
-                {"sid": list(ends), "ended": [_naive(at) for _, at in ends.values()],
+                {"sid": list(ends), "ended": [at for _, at in ends.values()],
                  "why": [reason.value for reason, _ in ends.values()]},
             )  # fmt: skip
         else:
