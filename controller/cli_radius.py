@@ -56,7 +56,7 @@ def radius_run(
     debug: bool,
 ) -> None:
     """Answer the NAS of sites.yaml (radius.clients) until stopped."""
-    from radius.server import Nas, bind_shared, serve_metrics, shared_table, totals
+    from radius.server import Nas, bind_group, serve_metrics, shared_table, totals
 
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO,
@@ -86,13 +86,15 @@ def radius_run(
     # before anything starts), then one process forked per pair of sockets. Nothing that
     # holds a thread or a database connection exists before the fork.
     table = shared_table(processes)
-    pairs: list[tuple[socket.socket, socket.socket]] = []
+    groups: list[list[socket.socket]] = []
     try:
-        for _ in range(processes):
-            pairs.append((bind_shared(host, auth), bind_shared(host, acct)))
+        for port in (auth, acct):
+            groups.append(bind_group(host, port, processes))
     except OSError as exc:
-        _close(pairs)
+        for sock in (sock for group in groups for sock in group):
+            sock.close()
         raise Failure(f"cannot listen on {host} ports {auth}/{acct}: {exc.strerror}") from None
+    pairs: list[tuple[socket.socket, socket.socket]] = list(zip(*groups, strict=True))
     children: set[int] = set()
     stopping = _Stopping(children)  # a signal from now on stops every child forked yet
     for slot, pair in enumerate(pairs):

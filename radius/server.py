@@ -27,6 +27,7 @@ are cached here), and the raw checks above run before its decoder.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hmac
 import logging
 import multiprocessing
@@ -515,20 +516,48 @@ class _Endpoint(asyncio.DatagramProtocol):
             self.transport.sendto(reply, addr)
 
 
-def bind_shared(host: str, port: int) -> socket.socket:
-    """A UDP socket on ``host``:``port`` that other sockets of this user may bind too
-    (SO_REUSEPORT): the kernel spreads the datagrams over them by source address and
-    port, so a router's retransmissions reach the process that has its first copy."""
+SO_ATTACH_REUSEPORT_CBPF = 51  # linux/asm-generic/socket.h (Linux 4.5)
+# A classic BPF program run by the kernel for each datagram to one of the group's ports,
+# on the UDP payload: the RADIUS packet. It answers which socket of the group takes it:
+# the first four octets of the Request Authenticator (octets 4 to 7) modulo the number of
+# sockets. A retransmission carries the same authenticator, so it reaches the process
+# that holds its first copy. (struct sock_filter: code, jt, jf, k.)
+_LD_WORD_AT, _MOD_BY, _RETURN_A = 0x20, 0x94, 0x16  # BPF_LD|W|ABS, BPF_ALU|MOD|K, BPF_RET|A
+
+
+def bind_group(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` UDP sockets on ``host``:``port``, one per server process, in a group
+    (SO_REUSEPORT) whose datagrams the kernel hands out by request: socket
+    ``authenticator[0:4] % count``. Every request of a busy router can go to any process,
+    its retransmissions to the one that answered it. Where the kernel refuses the program
+    the group spreads datagrams by source address and port instead: a router's
+    retransmissions still reach the same process, but all of one router's requests do too."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+    group: list[socket.socket] = []
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        sock.setblocking(False)
+        for _ in range(count):
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            group.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+            sock.setblocking(False)
     except OSError:
-        sock.close()
+        for sock in group:
+            sock.close()
         raise
-    return sock
+    if count > 1:
+        try:
+            _spread_by_request(group[0], count)
+        except OSError as exc:
+            log.warning("port %d: datagrams go to the processes by source (%s)", port, exc)
+    return group
+
+
+def _spread_by_request(sock: socket.socket, count: int) -> None:
+    program = [(_LD_WORD_AT, 0, 0, 4), (_MOD_BY, 0, 0, count), (_RETURN_A, 0, 0, 0)]
+    filters = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in program))
+    fprog = struct.pack("HP", len(program), ctypes.addressof(filters))  # struct sock_fprog
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)  # the kernel copies it
 
 
 async def serve(

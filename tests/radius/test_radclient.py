@@ -287,8 +287,9 @@ def test_a_returning_device_is_let_in_by_its_mac(radius):
     assert radius.send("auth", access(PHONE_MAC, ""))[0] == "Access-Reject"
 
 
-def access_request(code: str) -> bytes:
-    """An Access-Request built by hand (PAP, with Message-Authenticator)."""
+def access_request(code: str, password: str | None = None) -> bytes:
+    """An Access-Request built by hand (PAP, with Message-Authenticator); the password is
+    the code unless given."""
     from pyrad import packet
     from pyrad.dictionary import Dictionary
 
@@ -298,7 +299,7 @@ def access_request(code: str) -> bytes:
         code=packet.AccessRequest, secret=SECRET.encode(), dict=Dictionary(str(DICTIONARY))
     )
     req["User-Name"] = code
-    req["User-Password"] = req.PwCrypt(code)
+    req["User-Password"] = req.PwCrypt(code if password is None else password)
     req["Calling-Station-Id"] = PHONE_MAC
     req["Framed-IP-Address"] = PHONE_IP
     req.add_message_authenticator()
@@ -508,17 +509,25 @@ def metric(radius: Radius, outcome: str) -> float:
 
 
 def test_several_processes_share_the_ports_and_count_together(tmp_path):
-    """--processes 2: two server processes under the one started, the routers' datagrams
-    spread over both (by source port: each radclient run has its own), the metrics the
-    sum of both; SIGTERM stops them all."""
+    """--processes 2: two server processes under the one started. One router's requests
+    (one source port) spread over both; each retransmission reaches the process that
+    answered its first copy and gets the same reply; the metrics are the sum of both;
+    SIGTERM stops them all."""
     radius = Radius(tmp_path, processes=2)
     try:
         servers = children_of(radius.proc.pid)
         assert len(servers) == 2
         code = voucher(radius)
-        for _ in range(20):
-            assert radius.send("auth", access(code, "WRONGPASS"))[0] == "Access-Reject"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as router:
+            router.settimeout(5)
+            for _ in range(20):
+                request = access_request(code, "WRONGPASS")
+                router.sendto(request, ("127.0.0.1", radius.auth))
+                first = router.recv(4096)
+                router.sendto(request, ("127.0.0.1", radius.auth))  # a retransmission
+                assert router.recv(4096) == first and first[:1] == b"\x03"  # Access-Reject
         assert metric(radius, "reject") == 20
+        assert metric(radius, "duplicate") == 20  # none answered anew by the other process
         log = (tmp_path / "radius.log").read_text()
         answered_by = {int(pid) for pid in re.findall(r"wifikota\.radius\[(\d+)\]: rejected", log)}
         assert answered_by == servers  # both answered (all 20 on one: a chance of 2 in 2^20)
