@@ -7,6 +7,8 @@ to a detail file. Ours is `wifikota radius run` on SQLite, as shipped.
 
 The load generator is the same for both (``blast``): asyncio UDP from one process, several
 sockets, a window of requests in flight, each request distinct (no duplicate cache hit).
+Each row also says how much processor time the server spent per answer (its processes as
+/proc counts them; a PostgreSQL server's own time is not in it).
 
 1. Authentication: PAP Access-Requests with Message-Authenticator. FreeRADIUS checks a
    users-file password; ours runs the session rules and opens a session per request
@@ -137,8 +139,27 @@ async def _blast(packets: list[list[bytes]], target: tuple[str, int], window: in
             "per_second": run.replies / seconds, "codes": run.codes}  # fmt: skip
 
 
-def blast(packets: list[list[bytes]], port: int, window: int) -> dict:
-    return asyncio.run(_blast(packets, ("127.0.0.1", port), window))
+def blast(packets: list[list[bytes]], port: int, window: int, server: int) -> dict:
+    """The packets sent to ``port``; with the processor time the server (process ``server``
+    and its children; not the database server) spent per answer meanwhile."""
+    before = cpu_seconds(server)
+    result = asyncio.run(_blast(packets, ("127.0.0.1", port), window))
+    result["cpu_us"] = 1e6 * (cpu_seconds(server) - before) / max(1, result["answered"])
+    return result
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system time of process ``pid`` (all its threads) and of its children."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
 # ------------------------------------------------------------------ the requests
@@ -466,10 +487,13 @@ def main() -> None:
         fr = FreeRadius(work / "fr")
         try:
             results["freeradius auth"] = blast(
-                access_requests(args.auth, ["bench"], "bench-password"), fr.auth, args.window
+                access_requests(args.auth, ["bench"], "bench-password"),
+                fr.auth,
+                args.window,
+                fr.proc.pid,
             )
             results["freeradius acct"] = blast(
-                accounting_requests(args.acct, []), fr.acct, args.window
+                accounting_requests(args.acct, []), fr.acct, args.window, fr.proc.pid
             )
         finally:
             fr.stop()
@@ -487,9 +511,12 @@ def run_ours(ours: Ours, args: argparse.Namespace, label: str) -> dict[str, dict
     """The Access-Requests, then accounting for ``args.sessions`` of the sessions they
     opened; stops ``ours`` after."""
     try:
-        auth = blast(access_requests(args.auth, ours.vouchers(args.auth)), ours.auth, args.window)
+        logins = access_requests(args.auth, ours.vouchers(args.auth))
+        auth = blast(logins, ours.auth, args.window, ours.proc.pid)
         sessions = ours.session_ids()[: args.sessions]
-        acct = blast(accounting_requests(args.acct, sessions), ours.acct, args.window)
+        acct = blast(
+            accounting_requests(args.acct, sessions), ours.acct, args.window, ours.proc.pid
+        )
     finally:
         ours.stop()
     return {f"ours auth{label}": auth, f"ours acct{label}": acct}
@@ -523,12 +550,16 @@ def postgres(work: Path, args: argparse.Namespace) -> dict[str, dict]:
         fr = FreeRadius(work / "fr-sql", urls["freeradius"])
         try:
             results["freeradius auth, rlm_sql (PostgreSQL)"] = blast(
-                access_requests(args.auth, ["bench"], "bench-password"), fr.auth, args.window
+                access_requests(args.auth, ["bench"], "bench-password"),
+                fr.auth,
+                args.window,
+                fr.proc.pid,
             )
             results["freeradius acct, rlm_sql (PostgreSQL)"] = blast(
                 accounting_requests(args.acct, list(range(1, args.sessions + 1))),
                 fr.acct,
                 args.window,
+                fr.proc.pid,
             )
         finally:
             fr.stop()
@@ -552,11 +583,14 @@ def postgres(work: Path, args: argparse.Namespace) -> dict[str, dict]:
 
 def report(results: dict[str, dict]) -> None:
     print("# RADIUS benchmark (same load generator, same machine, one run)\n")
-    print("| server | requests | answered | seconds | answered/s | reply codes |")
-    print("|---|---:|---:|---:|---:|---|")
+    print(
+        "| server | requests | answered | seconds | answered/s | server CPU µs/answer "
+        "| reply codes |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---|")
     for name, r in results.items():
         print(f"| {name} | {r['sent']:,} | {r['answered']:,} | {r['seconds']:.1f} "
-              f"| {r['per_second']:,.0f} | {r['codes']} |")  # fmt: skip
+              f"| {r['per_second']:,.0f} | {r['cpu_us']:.0f} | {r['codes']} |")  # fmt: skip
     references = [("auth (PostgreSQL, rlm_sql)", "freeradius auth, rlm_sql (PostgreSQL)",
                    "ours auth (PostgreSQL)"),
                   ("acct (PostgreSQL, rlm_sql)", "freeradius acct, rlm_sql (PostgreSQL)",
