@@ -521,7 +521,8 @@ SO_ATTACH_REUSEPORT_CBPF = 51  # linux/asm-generic/socket.h (Linux 4.5)
 # on the UDP payload: the RADIUS packet. It answers which socket of the group takes it:
 # the first four octets of the Request Authenticator (octets 4 to 7) modulo the number of
 # sockets. A retransmission carries the same authenticator, so it reaches the process
-# that holds its first copy. (struct sock_filter: code, jt, jf, k.)
+# that holds its first copy; a datagram too short to have one goes to the first socket,
+# whose process drops it. (struct sock_filter: code, jt, jf, k.)
 _LD_WORD_AT, _MOD_BY, _RETURN_A = 0x20, 0x94, 0x16  # BPF_LD|W|ABS, BPF_ALU|MOD|K, BPF_RET|A
 
 

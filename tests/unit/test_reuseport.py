@@ -72,3 +72,17 @@ def test_a_port_in_use_closes_what_was_bound():
         port = taken.getsockname()[1]
         with pytest.raises(OSError):
             bind_group("127.0.0.1", port, 2)
+
+
+def test_a_datagram_too_short_to_have_an_authenticator_goes_to_the_first_socket():
+    port, _ = free_udp_ports()
+    group = bind_group("127.0.0.1", port, 3)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for data in (b"", b"\x01\x02\x03", bytes(7)):
+                sender.sendto(data, ("127.0.0.1", port))
+            got = drain(group, 3)
+        assert [len(received) for received in got] == [3, 0, 0]
+    finally:
+        for sock in group:
+            sock.close()
