@@ -7,7 +7,7 @@ import random
 from datetime import time, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from controller import blocks, nas, sessions, uam, vouchers
@@ -355,6 +355,14 @@ def _records(plan, group: str, trial: int, admitted) -> list[AcctRecord]:
     ]  # fmt: skip
 
 
+def stored_times(database) -> dict[int, tuple[str | None, str | None]]:
+    """Each session's last activity and end as the database keeps them, as text: SQLite
+    compares such text in queries, so every writer must keep one form."""
+    query = text("SELECT id, CAST(last_activity_at AS TEXT), CAST(ended_at AS TEXT) FROM sessions")
+    with database.reading() as s:
+        return {i: (seen, ended) for i, seen, ended in s.execute(query)}
+
+
 def _anonymous(said: str, admitted) -> str:
     for i, a in enumerate(admitted):
         said = said.replace(f"session {a.session_id} ", f"session #{i} ")
@@ -417,12 +425,14 @@ def test_the_batch_path_for_counts_agrees_with_the_general_one(database, nas_ctx
             _anonymous(s, groups["B"]) for s in general
         ], plan
         by_id = {r.id: r for r in rows(database)}
+        kept = stored_times(database)
         for a, b in zip(groups["A"], groups["B"], strict=True):
             ra, rb = by_id[a.session_id], by_id[b.session_id]
             assert (ra.bytes_up, ra.bytes_down, ra.last_activity_at, ra.nas_id, ra.ended_at,
                     ra.end_reason) == (rb.bytes_up, rb.bytes_down, rb.last_activity_at,
                                        rb.nas_id, rb.ended_at, rb.end_reason), plan  # fmt: skip
             assert (ra.nas_session_id or "A")[1:] == (rb.nas_session_id or "B")[1:], plan
+            assert kept[a.session_id] == kept[b.session_id], plan  # as text, the same form
     assert fast_batches >= 10  # the plain-statement path was taken, not only the general one
     assert stops_and_plain >= 3  # Stops too
 
