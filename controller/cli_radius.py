@@ -91,8 +91,7 @@ def radius_run(
         for port in (auth, acct):
             groups.append(bind_group(host, port, processes))
     except OSError as exc:
-        for sock in (sock for group in groups for sock in group):
-            sock.close()
+        _close(groups)
         raise Failure(f"cannot listen on {host} ports {auth}/{acct}: {exc.strerror}") from None
     pairs: list[tuple[socket.socket, socket.socket]] = list(zip(*groups, strict=True))
     children: set[int] = set()
@@ -127,9 +126,9 @@ def radius_run(
         raise Failure(f"a RADIUS server process ended ({failed}); the others were stopped")
 
 
-def _close(pairs: Iterable[tuple[socket.socket, socket.socket]]) -> None:
-    for pair in pairs:
-        for sock in pair:
+def _close(sets: Iterable[Iterable[socket.socket]]) -> None:
+    for group in sets:
+        for sock in group:
             sock.close()
 
 

@@ -666,7 +666,8 @@ class _Datetimes:
 def _counts_sqlite(
     conn: Connection, times: _Datetimes, where: str, fixed: tuple[Any, ...], among: list[Any]
 ) -> Iterator[_Counts]:
-    """The sessions ``where`` (its last term an IN list, left open) says, ``among`` in it."""
+    """The sessions ``where`` picks: its last term an IN, whose list is ``among``; ``fixed``
+    binds the terms before it."""
     sql = f"{_COUNTS_SQLITE}{where}({', '.join('?' * len(among))})"
     for v in conn.exec_driver_sql(sql, (*fixed, *among)):
         yield _Counts(v[0], v[1], v[2], v[3], v[4], v[5], times.loaded(v[6]), bool(v[7]))

@@ -537,6 +537,22 @@ def test_several_processes_share_the_ports_and_count_together(tmp_path):
     assert all(not Path(f"/proc/{pid}").exists() for pid in servers)
 
 
+def test_a_port_in_use_is_said_once_and_no_process_starts(tmp_path):
+    radius = Radius(tmp_path)  # for its configuration and two free ports
+    radius.stop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", radius.acct))  # without SO_REUSEPORT: nobody may share it
+        res = subprocess.run(
+            [WIFIKOTA, "--config", str(radius.config), "radius", "run", "--host", "127.0.0.1",
+             "--auth-port", str(radius.auth), "--acct-port", str(radius.acct),
+             "--metrics-port", "0", "--processes", "2"],
+            env=radius.env, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    assert res.returncode != 0
+    assert f"cannot listen on 127.0.0.1 ports {radius.auth}/{radius.acct}" in res.stderr
+    assert "Traceback" not in res.stderr and "RADIUS on" not in res.stderr
+
+
 def test_a_server_process_that_dies_stops_the_others(tmp_path):
     radius = Radius(tmp_path, processes=2)
     try:
