@@ -26,8 +26,8 @@ are cached here), and the raw checks above run before its decoder.
 
 from __future__ import annotations
 
+import array
 import asyncio
-import ctypes
 import hmac
 import logging
 import multiprocessing
@@ -556,9 +556,10 @@ def bind_group(host: str, port: int, count: int) -> list[socket.socket]:
 
 def _spread_by_request(sock: socket.socket, count: int) -> None:
     program = [(_LD_WORD_AT, 0, 0, 4), (_MOD_BY, 0, 0, count), (_RETURN_A, 0, 0, 0)]
-    filters = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in program))
-    fprog = struct.pack("HP", len(program), ctypes.addressof(filters))  # struct sock_fprog
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)  # the kernel copies it
+    filters = array.array("B", b"".join(struct.pack("HBBI", *i) for i in program))
+    address, _ = filters.buffer_info()  # where the instructions are, for the kernel to copy
+    fprog = struct.pack("HP", len(program), address)  # struct sock_fprog
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
 
 
 async def serve(
