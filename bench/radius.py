@@ -56,7 +56,7 @@ from sqlalchemy.engine import make_url
 from controller import db
 from controller.vouchers import MAX_USES
 from radius.server import load_dictionary
-from tests.netlab import free_udp_ports
+from tests.netlab import free_udp_ports, process_stats
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "freeradius"
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,16 +150,12 @@ def blast(packets: list[list[bytes]], port: int, window: int, server: int) -> di
 
 def cpu_seconds(pid: int) -> float:
     """User and system time of process ``pid`` (all its threads) and of its children."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
-            continue
-        if stat.parent.name == str(pid) or fields[1] == str(pid):
-            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    return total
+    ticks = sum(
+        int(fields[11]) + int(fields[12])
+        for each, fields in process_stats().items()
+        if each == pid or fields[1] == str(pid)
+    )
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 # ------------------------------------------------------------------ the requests

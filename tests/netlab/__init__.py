@@ -49,6 +49,22 @@ def require_root() -> None:
     pytest.skip("network namespace tests need root, ip and nft")
 
 
+def process_stats() -> dict[int, list[str]]:
+    """Every process's fields of ``/proc/<pid>/stat`` after its name: [0] its state,
+    [1] its parent, [11] and [12] its user and system time in clock ticks."""
+    found: dict[int, list[str]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            found[int(stat.parent.name)] = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+    return found
+
+
+def children_of(pid: int) -> set[int]:
+    return {child for child, fields in process_stats().items() if fields[1] == str(pid)}
+
+
 def free_udp_ports() -> tuple[int, int]:
     """Two consecutive UDP ports free on loopback (a RADIUS server's auth and acct)."""
     import socket

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from controller import db
 from controller.models import Session
 from tests.conftest import ROOT
-from tests.netlab import free_udp_ports
+from tests.netlab import children_of, free_udp_ports
 
 WIFIKOTA = str(Path(sys.executable).with_name("wifikota"))
 SECRET = "simpang-aur-radius-secret"
@@ -484,18 +484,6 @@ def test_its_request_counts_are_prometheus_metrics_on_loopback(radius):
         text = r.read().decode()
     assert 'wifikota_radius_requests_total{outcome="accept"} 1.0' in text
     assert 'wifikota_radius_requests_total{outcome="missing_message_authenticator"}' in text
-
-
-def children_of(pid: int) -> set[int]:
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        if int(fields[1]) == pid:
-            found.add(int(stat.parent.name))
-    return found
 
 
 def metric(radius: Radius, outcome: str) -> float:
