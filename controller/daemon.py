@@ -11,11 +11,13 @@ import logging
 import os
 import signal
 import threading
-from dataclasses import dataclass
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import dnsmasq, inventory, phone, privacy, residents, sessions, stats
 from .config import AccessPoint, CityConfig
@@ -30,6 +32,13 @@ from .neighbours import NeighbourTable
 from .sms import SmsSender, sender_for
 
 log = logging.getLogger("wifikota.controller")
+
+
+# Sessions at NAS-mode sites that the sweep ends and whose router is then told (RFC 5176
+# Disconnect-Request): the time or the quota given is over, or the site has closed. Not
+# the idle ones: the router sees the phone's traffic itself, and ours is only as fresh
+# as its last Interim-Update.
+TELL_ROUTER = frozenset({EndReason.TIMEOUT.value, EndReason.QUOTA.value, EndReason.CLOSED.value})
 
 
 class Enforcer(Firewall, Protocol):
@@ -68,6 +77,7 @@ class Controller:
         self.purged_on: date | None = None  # the local day raw identifiers were last purged
         self.spans_filled = False  # no day left without stats_spans rows (after an upgrade)
         self.spans_until: date | None = None  # filling them: the next day to go back from
+        self._routers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="disconnect")
 
     @property
     def spec(self) -> RulesetSpec:
@@ -93,6 +103,24 @@ class Controller:
             counted = sessions.record_usage(self.db, self.fw.counters(), now)
             ended = sessions.sweep(self.db, self.fw, self.ctx, now)
         return TickResult(counted, tuple(ended))
+
+    def tell_routers(self, ended: Sequence[sessions.SessionInfo]) -> Future[list[str]] | None:
+        """Have the routers of NAS-mode sites cut off the sessions of ``ended`` that ran
+        out (``TELL_ROUTER``), in the background: a router that does not answer holds its
+        request for seconds, and the tick goes on meanwhile. None when none is due."""
+        config = self.ctx.config
+        due = [
+            asdict(s)
+            for s in ended
+            if s.end_reason in TELL_ROUTER
+            and (site := config.sites.get(s.site_id)) is not None
+            and site.mode == "nas"
+        ]
+        return self._routers.submit(_tell_routers, config, due) if due else None
+
+    def close(self) -> None:
+        """Drop the routers not yet told; the one being told has its answer or its retries."""
+        self._routers.shutdown(wait=True, cancel_futures=True)
 
     def housekeeping(self, now: datetime) -> None:
         """Bring the usage rollups up to date (the days that can have changed since the
@@ -254,6 +282,19 @@ class Controller:
 # ---------------------------------------------------------------------- the shell
 
 
+def _tell_routers(config: CityConfig, due: list[dict[str, Any]]) -> list[str]:
+    from radius.coa import tell_routers
+
+    try:
+        said = tell_routers(config, due)
+    except Exception:  # a router out of reach: logged, the session stays ended here
+        log.exception("telling the routers of %d ended sessions failed", len(due))
+        return []
+    for line in said:
+        log.info("session ended by its time or quota: %s", line)
+    return said
+
+
 def ensure_forwarding() -> None:
     """The gateway routes between APs and the WAN."""
     with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
@@ -286,6 +327,7 @@ def run(
     log.info(
         "started: ruleset loaded for %s; %d sessions had run out", controller.gateway, len(ended)
     )
+    controller.tell_routers(ended)
     server = control.serve(controller, socket_path)
     log.info("control API on %s", socket_path)
     if controller.ctx.config.health.enabled:
@@ -310,6 +352,7 @@ def run(
                 result = controller.tick(now)
                 for s in result.ended:
                     log.info("session %s at %s ended: %s", s.id, s.site_id, s.end_reason)
+                controller.tell_routers(result.ended)
                 ticks += 1
                 if ticks % reconcile_every == 0:
                     changes = controller.reconcile(now)
@@ -320,6 +363,7 @@ def run(
             except Exception:
                 log.exception("tick failed; retrying next tick")
     finally:
+        controller.close()
         if controller.dns is not None:
             controller.dns.stop()
         server.shutdown()

@@ -401,12 +401,48 @@ def due_reason(ctx: Ctx, row: Session, now: datetime) -> tuple[EndReason, dateti
     return None
 
 
+_CHUNK = 900  # ids bound in one query, within every database's limit
+
+
+def _over_daily_data(uow: UnitOfWork, ctx: Ctx, rows: Sequence[Session], now: datetime) -> set[int]:
+    """The ids of the open sessions whose device has moved its site's ``daily_data``
+    today (sessions that count against the quota; vouchers do not)."""
+    capped = [
+        (row, cap)
+        for row in rows
+        if row.login_method != "voucher" and (cap := ctx.policy(row.site_id).daily_data) is not None
+    ]
+    if not capped:
+        return set()
+    lo, hi = rules.day_bounds(rules.local_day(now, ctx.tz), ctx.tz)
+    devices = sorted({row.device_id for row, _ in capped})
+    used: dict[int, int] = {}
+    for i in range(0, len(devices), _CHUNK):
+        query = (
+            select(Session.device_id, func.sum(Session.bytes_up + Session.bytes_down))
+            .where(
+                Session.device_id.in_(devices[i : i + _CHUNK]),
+                Session.login_method != "voucher",
+                Session.started_at >= lo,
+                Session.started_at < hi,
+            )
+            .group_by(Session.device_id)
+        )
+        used.update((device, int(total or 0)) for device, total in uow.session.execute(query))
+    return {row.id for row, cap in capped if used.get(row.device_id, 0) >= cap}
+
+
 def sweep(db: Database, fw: Firewall, ctx: Ctx, now: datetime) -> list[SessionInfo]:
-    """End every open session that is over (timeout, idle, closing time); returns them."""
+    """End every open session that is over (timeout, idle, closing time, the day's data
+    used up); returns them."""
     with db.uow(write=True) as uow:
         plan, ended = Plan(), []
-        for row in _open_sessions(uow, Session.started_at <= now):
+        rows = _open_sessions(uow, Session.started_at <= now)
+        over_data = _over_daily_data(uow, ctx, rows, now)
+        for row in rows:
             due = due_reason(ctx, row, now)
+            if due is None and row.id in over_data:
+                due = EndReason.QUOTA, now
             if due is not None:
                 reason, at = due
                 if reason is EndReason.TIMEOUT and row.login_method != "voucher":

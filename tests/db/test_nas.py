@@ -606,3 +606,52 @@ def test_the_plain_path_for_admissions_agrees_with_the_session_rules(database, n
         states = [_state(database, ctx, *world) for world in worlds]
         assert states[0] == states[2] and states[1] == states[2], plan
     assert len(plainly) >= 40  # the plain path was taken, not the general one alone
+
+
+def test_the_controller_tells_the_router_when_a_sessions_time_is_over_not_when_idle(
+    database, nas_ctx, fw, now, monkeypatch
+):
+    """The daemon's sweep ends NAS-mode sessions too; one whose time ran out is also cut
+    off at its router (a Disconnect-Request); an idle one is only ended here."""
+    from controller.daemon import Controller
+    from controller.neighbours import MemoryNeighbours
+    from tests.nasrouter import RouterListener
+
+    monkeypatch.setenv("WIFIKOTA_RADIUS_SECRET_SIMPANG_AUR", "router-secret")
+    router = RouterListener("router-secret", expect=2)
+    (client,) = nas_ctx.config.radius.clients
+    client = client.model_copy(update={"address": "127.0.0.1", "coa_port": router.port})
+    radius = nas_ctx.config.radius.model_copy(update={"clients": (client,)})
+    ctx = type(nas_ctx)(nas_ctx.config.model_copy(update={"radius": radius}), nas_ctx.device_hash)
+    busy = admit(database, ctx, now, code := code_for(database, ctx, now, seconds=3600), code)
+    quiet_code = code_for(database, ctx, now)
+    quiet = admit(
+        database, ctx, now, quiet_code, quiet_code, mac="3C-5A-B4-00-00-01", ip="10.5.50.21"
+    )
+    for a, sid in ((busy, "81a00042"), (quiet, "81a00043")):
+        record = AcctRecord(nas.START, sid, class_=a.class_)
+        nas.account(database, ctx, nas=client.name, site_id=SITE, record=record, now=now)
+    interim = AcctRecord(nas.INTERIM, "81a00042", input_octets=10, output_octets=20)
+    nas.account(database, ctx, nas=client.name, site_id=SITE, record=interim,
+                now=now + timedelta(minutes=50))  # fmt: skip
+    controller = Controller(database, ctx, fw, MemoryNeighbours())
+    try:
+        idle = controller.tick(now + timedelta(minutes=20)).ended
+        assert [(s.id, s.end_reason) for s in idle] == [(quiet.session_id, "idle")]
+        assert controller.tell_routers(idle) is None
+        over = controller.tick(now + timedelta(minutes=61)).ended
+        assert [(s.id, s.end_reason) for s in over] == [(busy.session_id, "timeout")]
+        told = controller.tell_routers(over)
+        assert told is not None
+        assert told.result(timeout=30) == [f"{client.name}: Disconnect-Request acked"]
+        # a day's quota (time or data) used up is told the same way
+        used_up = controller.tell_routers([dataclasses.replace(over[0], end_reason="quota")])
+        assert used_up is not None and used_up.result(timeout=30)
+    finally:
+        controller.close()
+        router.close()
+    assert len(router.received) == 2
+    for request, authentic in router.received:
+        assert authentic
+        assert request["Acct-Session-Id"] == ["81a00042"]
+        assert request["Calling-Station-Id"] == [MAC]

@@ -412,3 +412,36 @@ def test_a_daily_data_quota_refuses_a_device_that_moved_too_much_today(database,
     sessions.end_session(database, fw, ctx, PHONE, EndReason.LOGOUT, now + timedelta(minutes=5))
     with pytest.raises(QuotaUsed):
         login(database, fw, ctx, now + timedelta(minutes=6), site="pasar-atas", ip="10.20.5.20")
+
+
+def test_sweep_ends_a_session_once_the_days_data_is_used_and_spares_vouchers(
+    database, fw, ctx, now
+):
+    limited = ctx.config.model_copy(
+        update={"defaults": ctx.config.defaults.model_copy(update={"daily_data": 100_000_000})}
+    )
+    ctx = type(ctx)(limited, ctx.device_hash)
+    a = login(database, fw, ctx, now, site="jam-gadang", mac=PHONE, ip="10.20.3.20")
+    [code] = vouchers.create(
+        database, ctx, count=1, duration_seconds=3600, valid_for_seconds=86400, max_uses=1,
+        site_id=None, note=None, actor="cli:t", now=now,
+    )  # fmt: skip
+    v = login(database, fw, ctx, now, site="jam-gadang", mac=OTHER, ip="10.20.3.21",
+              method="voucher", voucher_code=code.code)  # fmt: skip
+    t = now + timedelta(minutes=5)
+    sessions.record_usage(
+        database,
+        {(PHONE, "10.20.3.20"): (1_000_000, 98_000_000), (OTHER, "10.20.3.21"): (0, 10**9)},
+        t,
+    )
+    assert sessions.sweep(database, fw, ctx, t) == [], "below the cap, and vouchers have none"
+    t2 = t + timedelta(minutes=1)
+    sessions.record_usage(database, {(PHONE, "10.20.3.20"): (1_000_000, 99_000_000)}, t2)
+    [ended] = sessions.sweep(database, fw, ctx, t2)
+    assert (ended.id, ended.end_reason, ended.ended_at) == (a.session.id, "quota", t2)
+    assert not fw.forwards(PHONE, "10.20.3.20", t2)
+    assert fw.forwards(OTHER, "10.20.3.21", t2), "the voucher's session goes on"
+    with database.reading() as s:
+        assert s.get(Session, v.session.id).ended_at is None
+    with pytest.raises(QuotaUsed):
+        login(database, fw, ctx, t2, site="jam-gadang", ip="10.20.3.20")

@@ -11,7 +11,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from sqlalchemy import select
 from controller import db
 from controller.models import Session
 from tests.conftest import ROOT
+from tests.nasrouter import RouterListener
 from tests.netlab import children_of, free_udp_ports
 
 WIFIKOTA = str(Path(sys.executable).with_name("wifikota"))
@@ -365,43 +365,8 @@ def test_packets_from_an_unknown_address_are_dropped(radius):
             s.recv(4096)
 
 
-class RouterListener:
-    """The router's RFC 5176 port: takes Disconnect-Requests, checks them, answers ACK."""
-
-    def __init__(self) -> None:
-        from pyrad.dictionary import Dictionary
-
-        from radius.server import DICTIONARY
-
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(10)
-        self.port = self.sock.getsockname()[1]
-        self.dictionary = Dictionary(str(DICTIONARY))
-        self.received: list = []
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self) -> None:
-        from pyrad import packet
-
-        try:
-            data, source = self.sock.recvfrom(4096)
-        except (TimeoutError, OSError):
-            return
-        request = packet.CoAPacket(packet=data, secret=SECRET.encode(), dict=self.dictionary)
-        self.received.append((request, request.VerifyCoARequest()))
-        reply = request.CreateReply()
-        reply.code = packet.DisconnectACK
-        self.sock.sendto(reply.ReplyPacket(), source)
-
-    def close(self) -> None:
-        self.thread.join(timeout=15)
-        self.sock.close()
-
-
 def test_a_kick_reaches_the_router_as_a_disconnect_request(tmp_path):
-    router = RouterListener()
+    router = RouterListener(SECRET)
     radius = Radius(tmp_path, coa_port=router.port)
     try:
         code = voucher(radius)
