@@ -669,7 +669,7 @@ def _counts_sqlite(
     """The sessions ``where`` picks: its last term an IN, whose list is ``among``; ``fixed``
     binds the terms before it."""
     sql = f"{_COUNTS_SQLITE}{where}({', '.join('?' * len(among))})"
-    for v in conn.exec_driver_sql(sql, (*fixed, *among)):
+    for v in conn.exec_driver_sql(sql, (*fixed, *among)).fetchall():
         yield _Counts(v[0], v[1], v[2], v[3], v[4], v[5], times.loaded(v[6]), bool(v[7]))
 
 
