@@ -36,8 +36,8 @@ class Target:
 def disconnect(
     nas: Nas, target: Target, *, port: int = COA_PORT, retries: int = 2, timeout: float = 2.0
 ) -> str:
-    """Ask the router to end the session; "acked", "refused (Error-Cause N)" or
-    "no answer"."""
+    """Ask the router to end the session; "acked", "refused (Error-Cause N)", "no answer"
+    or "not sent (why)"."""
     request = rp.CoAPacket(code=rp.DisconnectRequest, secret=nas.secret, dict=load_dictionary())
     if target.acct_session_id:
         request["Acct-Session-Id"] = target.acct_session_id
@@ -51,10 +51,14 @@ def disconnect(
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
         for _attempt in range(1 + retries):
-            sock.sendto(raw, (nas.address, port))
+            try:
+                sock.sendto(raw, (nas.address, port))
+            except OSError as exc:  # no route to the router, say: trying again will not help
+                outcome = f"not sent ({exc.strerror or exc})"
+                break
             try:
                 data, source = sock.recvfrom(4096)
-            except TimeoutError:
+            except OSError:  # no answer in time (TimeoutError), or an ICMP error reported
                 continue
             if source[0] != nas.address:
                 continue
