@@ -77,7 +77,7 @@ class Controller:
         self.purged_on: date | None = None  # the local day raw identifiers were last purged
         self.spans_filled = False  # no day left without stats_spans rows (after an upgrade)
         self.spans_until: date | None = None  # filling them: the next day to go back from
-        self._routers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="disconnect")
+        self._routers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="disconnect")
 
     @property
     def spec(self) -> RulesetSpec:
@@ -104,22 +104,22 @@ class Controller:
             ended = sessions.sweep(self.db, self.fw, self.ctx, now)
         return TickResult(counted, tuple(ended))
 
-    def tell_routers(self, ended: Sequence[sessions.SessionInfo]) -> Future[list[str]] | None:
+    def tell_routers(self, ended: Sequence[sessions.SessionInfo]) -> list[Future[list[str]]]:
         """Have the routers of NAS-mode sites cut off the sessions of ``ended`` that ran
-        out (``TELL_ROUTER``), in the background: a router that does not answer holds its
-        request for seconds, and the tick goes on meanwhile. None when none is due."""
+        out (``TELL_ROUTER``), in the background, a few at a time: a router that does not
+        answer holds each request for seconds, and the tick goes on meanwhile. One future
+        per session told, for what its router answered."""
         config = self.ctx.config
-        due = [
-            asdict(s)
+        return [
+            self._routers.submit(_tell_routers, config, [asdict(s)])
             for s in ended
             if s.end_reason in TELL_ROUTER
             and (site := config.sites.get(s.site_id)) is not None
             and site.mode == "nas"
         ]
-        return self._routers.submit(_tell_routers, config, due) if due else None
 
     def close(self) -> None:
-        """Drop the routers not yet told; the one being told has its answer or its retries."""
+        """Drop the routers not yet told; those being told get their answer or retries."""
         self._routers.shutdown(wait=True, cancel_futures=True)
 
     def housekeeping(self, now: datetime) -> None:

@@ -638,15 +638,14 @@ def test_the_controller_tells_the_router_when_a_sessions_time_is_over_not_when_i
     try:
         idle = controller.tick(now + timedelta(minutes=20)).ended
         assert [(s.id, s.end_reason) for s in idle] == [(quiet.session_id, "idle")]
-        assert controller.tell_routers(idle) is None
+        assert controller.tell_routers(idle) == []
         over = controller.tick(now + timedelta(minutes=61)).ended
         assert [(s.id, s.end_reason) for s in over] == [(busy.session_id, "timeout")]
-        told = controller.tell_routers(over)
-        assert told is not None
+        (told,) = controller.tell_routers(over)
         assert told.result(timeout=30) == [f"{client.name}: Disconnect-Request acked"]
         # a day's quota (time or data) used up is told the same way
-        used_up = controller.tell_routers([dataclasses.replace(over[0], end_reason="quota")])
-        assert used_up is not None and used_up.result(timeout=30)
+        (used_up,) = controller.tell_routers([dataclasses.replace(over[0], end_reason="quota")])
+        assert used_up.result(timeout=30) == [f"{client.name}: Disconnect-Request acked"]
     finally:
         controller.close()
         router.close()
@@ -655,3 +654,49 @@ def test_the_controller_tells_the_router_when_a_sessions_time_is_over_not_when_i
         assert authentic
         assert request["Acct-Session-Id"] == ["81a00042"]
         assert request["Calling-Station-Id"] == [MAC]
+
+
+def test_a_controller_stopping_drops_the_routers_not_yet_told(
+    database, nas_ctx, fw, now, monkeypatch
+):
+    """Routers that do not answer hold each Disconnect-Request for seconds; a daemon that
+    stops waits for those under way, not for the queue behind them."""
+    import threading
+    import time as clock
+
+    from controller.daemon import Controller
+    from controller.neighbours import MemoryNeighbours
+    from controller.sessions import SessionInfo
+    from radius import coa
+
+    monkeypatch.setenv("WIFIKOTA_RADIUS_SECRET_SIMPANG_AUR", "router-secret")
+    started, release = threading.Semaphore(0), threading.Event()
+
+    def silent_router(nas, target, **kw):
+        started.release()
+        release.wait(10)
+        return "no answer"
+
+    monkeypatch.setattr(coa, "disconnect", silent_router)
+    ended = [
+        SessionInfo(i, SITE, None, IP, MAC, "voucher", now, now, now, "timeout", 0, 0)
+        for i in range(10)
+    ]
+    controller = Controller(database, nas_ctx, fw, MemoryNeighbours())
+    told = controller.tell_routers(ended)
+    assert len(told) == 10
+    under_way = sum(started.acquire(timeout=10) for _ in range(4))
+    assert under_way == 4, "four routers are told at a time"
+    stopping = threading.Thread(target=controller.close)
+    stopping.start()
+    for _ in range(200):  # bounded: the queue is dropped at once, before those under way end
+        if [f.cancelled() for f in told].count(True) == 6:
+            break
+        clock.sleep(0.05)
+    release.set()
+    stopping.join(30)
+    assert not stopping.is_alive()
+    assert [f.cancelled() for f in told].count(True) == 6
+    assert [f.result() for f in told if not f.cancelled()] == [
+        ["simpang-aur-mikrotik: Disconnect-Request no answer"]
+    ] * 4
