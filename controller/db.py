@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -36,6 +36,15 @@ def resolve_url(configured: str | None = None) -> str:
 def describe_url(url: str) -> str:
     """The URL without its password, for messages."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+BOUND_MOST = 900  # values bound in one statement: within every database's limit (SQLite's 999)
+_T = TypeVar("_T")
+
+
+def chunks(values: list[_T]) -> list[list[_T]]:
+    """``values`` in lists of at most BOUND_MOST, for one ``IN`` list a statement."""
+    return [values[i : i + BOUND_MOST] for i in range(0, len(values), BOUND_MOST)]
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -39,7 +39,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from . import rules, sessions, uam, vouchers
 from .context import Ctx
-from .db import Database, UnitOfWork
+from .db import Database, UnitOfWork, chunks
 from .errors import BadRequest, DomainError, VoucherInvalid
 from .identity import BadIdentifier, normalize_ip, normalize_mac
 from .models import Block, Device, EndReason, Session, UTCDateTime, Voucher
@@ -554,21 +554,14 @@ def account_many(
     return results
 
 
-CHUNK = 900  # ids bound in one query, within every database's limit
-
-
-def _chunks(values: list[_T]) -> list[list[_T]]:
-    return [values[i : i + CHUNK] for i in range(0, len(values), CHUNK)]
-
-
 def _among(
     column: InstrumentedAttribute[Any], values: list[Any], kind: Any, pg: bool
 ) -> list[ColumnElement[bool]]:
     """``column`` among ``values``: on PostgreSQL one array (the same statement text each
-    time, so it is prepared once), elsewhere IN lists of at most CHUNK."""
+    time, so it is prepared once), elsewhere IN lists of at most BOUND_MOST."""
     if pg:
         return [column == any_(bindparam(None, values, ARRAY(kind)))] if values else []
-    return [column.in_(chunk) for chunk in _chunks(values)]
+    return [column.in_(chunk) for chunk in chunks(values)]
 
 
 def _keys(batch: list[tuple[str, str, AcctRecord]]) -> tuple[dict[str, list[str]], list[int]]:
@@ -682,7 +675,7 @@ def _by_router(
             for values in conn.execute(select(*_COUNTS).where(Session.nas_id == nas, among)):
                 yield _Counts(*values)
         return
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         yield from _counts_sqlite(conn, times, "nas_id = ? AND nas_session_id IN ", (nas,), chunk)
 
 
@@ -693,7 +686,7 @@ def _by_id(conn: Connection, times: _Datetimes | None, ids: list[int]) -> Iterat
             for values in conn.execute(select(*_COUNTS).where(among)):
                 yield _Counts(*values)
         return
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         yield from _counts_sqlite(conn, times, "id IN ", (), chunk)
 
 

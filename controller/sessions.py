@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import audit, rules, vouchers
 from .context import Ctx
-from .db import Database, UnitOfWork
+from .db import Database, UnitOfWork, chunks
 from .errors import (
     BadRequest,
     Blocked,
@@ -143,16 +143,28 @@ def seconds_used_today(uow: UnitOfWork, ctx: Ctx, device_id: int, now: datetime)
 
 def bytes_used_today(uow: UnitOfWork, ctx: Ctx, device_id: int, now: datetime) -> int:
     """Bytes moved on today's sessions that count against the daily quota."""
+    return bytes_used_today_by_device(uow, ctx, [device_id], now).get(device_id, 0)
+
+
+def bytes_used_today_by_device(
+    uow: UnitOfWork, ctx: Ctx, device_ids: list[int], now: datetime
+) -> dict[int, int]:
+    """:func:`bytes_used_today` for each of ``device_ids`` that moved any."""
     lo, hi = rules.day_bounds(rules.local_day(now, ctx.tz), ctx.tz)
-    total = uow.session.scalar(
-        select(func.coalesce(func.sum(Session.bytes_up + Session.bytes_down), 0)).where(
-            Session.device_id == device_id,
-            Session.login_method != "voucher",
-            Session.started_at >= lo,
-            Session.started_at < hi,
+    used: dict[int, int] = {}
+    for chunk in chunks(device_ids):
+        query = (
+            select(Session.device_id, func.sum(Session.bytes_up + Session.bytes_down))
+            .where(
+                Session.device_id.in_(chunk),
+                Session.login_method != "voucher",
+                Session.started_at >= lo,
+                Session.started_at < hi,
+            )
+            .group_by(Session.device_id)
         )
-    )
-    return int(total or 0)
+        used.update((device, int(total or 0)) for device, total in uow.session.execute(query))
+    return used
 
 
 def find_or_add_device(uow: UnitOfWork, mac_hash: str, now: datetime) -> Device:
@@ -401,9 +413,6 @@ def due_reason(ctx: Ctx, row: Session, now: datetime) -> tuple[EndReason, dateti
     return None
 
 
-_CHUNK = 900  # ids bound in one query, within every database's limit
-
-
 def _over_daily_data(uow: UnitOfWork, ctx: Ctx, rows: Sequence[Session], now: datetime) -> set[int]:
     """The ids of the open sessions whose device has moved its site's ``daily_data``
     today (sessions that count against the quota; vouchers do not)."""
@@ -414,21 +423,8 @@ def _over_daily_data(uow: UnitOfWork, ctx: Ctx, rows: Sequence[Session], now: da
     ]
     if not capped:
         return set()
-    lo, hi = rules.day_bounds(rules.local_day(now, ctx.tz), ctx.tz)
     devices = sorted({row.device_id for row, _ in capped})
-    used: dict[int, int] = {}
-    for i in range(0, len(devices), _CHUNK):
-        query = (
-            select(Session.device_id, func.sum(Session.bytes_up + Session.bytes_down))
-            .where(
-                Session.device_id.in_(devices[i : i + _CHUNK]),
-                Session.login_method != "voucher",
-                Session.started_at >= lo,
-                Session.started_at < hi,
-            )
-            .group_by(Session.device_id)
-        )
-        used.update((device, int(total or 0)) for device, total in uow.session.execute(query))
+    used = bytes_used_today_by_device(uow, ctx, devices, now)
     return {row.id for row, cap in capped if used.get(row.device_id, 0) >= cap}
 
 

@@ -35,7 +35,7 @@ from sqlalchemy import ColumnElement, delete, func, or_, select
 
 from . import devicesets, rules
 from .context import Ctx
-from .db import Database, UnitOfWork
+from .db import Database, UnitOfWork, chunks
 from .models import (
     AppClick,
     DailyApStat,
@@ -228,9 +228,7 @@ def _write_spans(
 
 def _first_days(uow: UnitOfWork, devices: set[int], tz: ZoneInfo) -> dict[int, date]:
     out: dict[int, date] = {}
-    ids = sorted(devices)
-    for i in range(0, len(ids), 900):  # within every database's limit on bound parameters
-        chunk = ids[i : i + 900]
+    for chunk in chunks(sorted(devices)):
         for device, first in uow.session.execute(
             select(Device.id, Device.first_seen).where(Device.id.in_(chunk))
         ):
