@@ -177,4 +177,14 @@ def _check_radius(config: CityConfig, site_ids: list[str]) -> list[Finding]:
         if site.mode == "nas" and site.dns is not None:
             msg = "a NAS-mode site's own router answers its DNS; remove this or set mode: gateway"
             found.append((("sites", site_id, "dns"), msg, False))
+        idle = config.policy_for(site_id).idle_timeout
+        if site.mode == "nas" and config.radius.interim_interval >= idle:
+            # a NAS-mode session's traffic is seen only in its Interim-Updates: one that
+            # waits an idle_timeout between them looks idle to the controller's sweep
+            msg = (
+                f"{config.radius.interim_interval} s is not shorter than the idle_timeout of"
+                f" NAS-mode site '{site_id}' ({idle} s); a busy phone would be ended as idle"
+                " between its router's reports"
+            )
+            found.append((("radius", "interim_interval"), msg, False))
     return found

@@ -369,3 +369,15 @@ def test_the_rfc8908_api_must_be_on_the_portals_own_name():
         f"{where(text, 'https://api.example.id')}: portal.api_url: must be on the portal's own "
         "name (wifi.bukittinggikota.go.id), which its certificate names"
     ]
+
+
+def test_an_interim_interval_as_long_as_a_nas_sites_idle_timeout_is_refused():
+    text = broken("  acct_port: 1813\n", "  acct_port: 1813\n  interim_interval: 15m\n")
+    assert errors_for(text) == [
+        f"{where(text, '15m', nth=2)}: radius.interim_interval: 900 s is not shorter than the"
+        " idle_timeout of NAS-mode site 'pasar-simpang-aur' (900 s); a busy phone would be"
+        " ended as idle between its router's reports"
+    ]
+    assert config.loads(
+        broken("  acct_port: 1813\n", "  acct_port: 1813\n  interim_interval: 14m\n"), "sites.yaml"
+    )
