@@ -11,6 +11,7 @@ import difflib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +28,7 @@ from .configtypes import (
     IPv4,
     IPv4Net,
     Kbit,
+    Mac,
     OpeningHours,
     Range,
     Seconds,
@@ -154,12 +156,17 @@ class Portal(_Model):
     terms_version: str = Field(min_length=1, max_length=32)
     # who may read /metrics besides the gateway itself (Authorization: Bearer <token>)
     metrics_token: SecretRef | None = None
+    # where the dashboard and /metrics answer, besides loopback and management.networks;
+    # never on an AP's subnet
+    staff_networks: tuple[IPv4Net, ...] = ()
 
 
 class CityApp(_Model):
     name: str = Field(min_length=1, max_length=80)
     domains: tuple[Domain, ...] = Field(min_length=1)
     link: HttpsUrl
+    # the TCP ports of the city app's addresses that phones may reach before login
+    ports: tuple[Annotated[int, in_range(1, 65535)], ...] = Field(default=(80, 443), min_length=1)
 
 
 class Policy(_Model):
@@ -174,7 +181,9 @@ class Policy(_Model):
     idle_timeout: Seconds
     opening_hours: OpeningHours
     city_app_link: HttpsUrl | None = None
-    dhcp_lease: Seconds = 3600
+    dhcp_lease: Seconds = 3600  # a device's DHCP lease once it has logged in
+    dhcp_lease_before_login: Seconds = 300  # until then: one radio cannot hold the pool long
+    dhcp_requests_per_second: Annotated[int, in_range(1, 1000)] = 20  # per AP, at the gateway
     site_download_cap: Kbit | None = None  # for the whole site, shared evenly by its APs
     # NAS-mode sites: a device that logged in here today is let in again by its MAC alone
     # (the NAS's MAC authentication), within the day's quota
@@ -192,6 +201,8 @@ class PolicyOverride(_Model):
     opening_hours: OpeningHours | None = None
     city_app_link: HttpsUrl | None = None
     dhcp_lease: Seconds | None = None
+    dhcp_lease_before_login: Seconds | None = None
+    dhcp_requests_per_second: Annotated[int, in_range(1, 1000)] | None = None
     site_download_cap: Kbit | None = None
     mac_auth: bool | None = None
 
@@ -201,6 +212,13 @@ class Dns(_Model):
     use a filtering resolver)."""
 
     servers: tuple[IPv4, ...] = Field(min_length=1)
+
+
+class Management(_Model):
+    """The network of the APs' management addresses and of the staff who run the gateway:
+    the dashboard answers there, and logged-in phones never reach it."""
+
+    networks: tuple[IPv4Net, ...] = Field(min_length=1)
 
 
 class Sms(_Model):
@@ -241,6 +259,14 @@ class Site(_Model):
     maintenance: bool = False  # no new logins; the portal says the site is in maintenance
 
 
+class FixedHost(_Model):
+    """A device whose address the config fixes (a kiosk, an information screen): DHCP
+    gives it this address and nobody else, and the gateway honours the pair as a lease."""
+
+    mac: Mac
+    ip: IPv4
+
+
 class AccessPoint(_Model):
     id: Slug
     name: str = Field(min_length=1, max_length=80)
@@ -252,6 +278,7 @@ class AccessPoint(_Model):
     dhcp_range: Range | None = None
     management: IPv4
     check: Literal["icmp", "arp"] = "icmp"  # arp: for an AP that answers only on layer 2
+    fixed: tuple[FixedHost, ...] = ()  # devices behind this AP with an address of their own
 
     @property
     def gateway_iface(self) -> str | None:
@@ -291,6 +318,10 @@ class CityConfig(_Model):
     sites: dict[Slug, Site] = Field(min_length=1)
     aps: tuple[AccessPoint, ...] = Field(min_length=1)
     dns: Dns
+    management: Management | None = None
+    # destinations in the city's own network that logged-in phones may reach (a city
+    # intranet service); every other private, shared or link-local address is refused
+    intranet: tuple[IPv4Net, ...] = ()
     radius: Radius = Radius()
     sms: Sms = Sms()
     health: Health = Health()
@@ -311,6 +342,13 @@ class CityConfig(_Model):
         if policy.city_app_link is None:
             policy = policy.model_copy(update={"city_app_link": self.city_app.link})
         return policy
+
+    def staff_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """Where the dashboard and /metrics answer: loopback, the management network and
+        any staff networks the portal names."""
+        loopback = (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128"))
+        management = self.management.networks if self.management else ()
+        return (*loopback, *management, *self.portal.staff_networks)
 
     def aps_at(self, site_id: str) -> tuple[AccessPoint, ...]:
         return tuple(ap for ap in self.aps if ap.site == site_id)
@@ -490,6 +528,8 @@ _FIELD_NAMES = sorted(
             Dns,
             Sms,
             Health,
+            Management,
+            FixedHost,
         )
         for name in model.model_fields
     }

@@ -7,6 +7,7 @@ to fix it, and whether the key (rather than the value) should be pointed at.
 from __future__ import annotations
 
 import difflib
+from ipaddress import IPv4Network
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -61,6 +62,108 @@ def cross_check(config: CityConfig) -> list[Finding]:
     found.extend(_check_radius(config, site_ids))
     found.extend(_check_sms(config))
     found.extend(_check_portal(config))
+    found.extend(_check_networks(config))
+    found.extend(_check_fixed_hosts(config))
+    found.extend(_check_dhcp_leases(config))
+    return found
+
+
+def _first_subnet_overlapping(config: CityConfig, net: IPv4Network) -> str | None:
+    """The id of the first AP whose client subnet overlaps ``net``."""
+    return next((ap.id for ap in config.aps if ap.subnet.overlaps(net)), None)
+
+
+def _check_networks(config: CityConfig) -> list[Finding]:
+    """The management network, the intranet and the staff networks stay apart from the
+    residents' subnets: phones must never be let into them, nor the dashboard to phones."""
+    found: list[Finding] = []
+    management = config.management.networks if config.management else ()
+    for i, net in enumerate(management):
+        ap = _first_subnet_overlapping(config, net)
+        if ap is not None:
+            msg = f"{net} overlaps the client subnet of AP '{ap}'; keep the residents' apart"
+            found.append((("management", "networks", i), msg, False))
+    for i, each in enumerate(config.aps):
+        inside = next((o.id for o in config.aps if each.management in o.subnet), None)
+        if inside is not None:
+            msg = (
+                f"{each.management} is inside the client subnet of AP '{inside}'; an AP's "
+                "management address belongs on the management network"
+            )
+            found.append((("aps", i, "management"), msg, False))
+        elif management and not any(each.management in net for net in management):
+            nets = ", ".join(str(n) for n in management)
+            msg = f"{each.management} is not in management.networks ({nets}); fix one of them"
+            found.append((("aps", i, "management"), msg, False))
+    for i, net in enumerate(config.intranet):
+        ap = _first_subnet_overlapping(config, net)
+        if ap is not None:
+            msg = f"{net} overlaps the client subnet of AP '{ap}'; name only the service"
+            found.append((("intranet", i), msg, False))
+        elif any(net.overlaps(m) for m in management):
+            msg = f"{net} overlaps the management network; phones must never reach it"
+            found.append((("intranet", i), msg, False))
+    for i, net in enumerate(config.portal.staff_networks):
+        ap = _first_subnet_overlapping(config, net)
+        if ap is not None:
+            msg = f"{net} overlaps the client subnet of AP '{ap}': phones would see the dashboard"
+            found.append((("portal", "staff_networks", i), msg, False))
+    ports = config.city_app.ports
+    if len(set(ports)) != len(ports):
+        found.append((("city_app", "ports"), "lists a port twice", False))
+    return found
+
+
+def _check_fixed_hosts(config: CityConfig) -> list[Finding]:
+    found: list[Finding] = []
+    macs: dict[str, str] = {}
+    ips: dict[str, str] = {}
+    for i, ap in enumerate(config.aps):
+        for j, host in enumerate(ap.fixed):
+            path: tuple[str | int, ...] = ("aps", i, "fixed", j)
+            if ap.site in config.sites and config.sites[ap.site].mode != "gateway":
+                msg = "the site's own router hands out its addresses; remove this"
+                found.append((path, msg, True))
+                continue
+            reserved = (ap.subnet.network_address, ap.subnet.broadcast_address, ap.subnet[1])
+            if host.ip not in ap.subnet or host.ip in reserved:
+                msg = f"{host.ip} is not a client address of {ap.subnet}"
+                found.append(((*path, "ip"), msg, False))
+            if host.mac in macs:
+                found.append(
+                    ((*path, "mac"), f"{host.mac} is already fixed at {macs[host.mac]}", False)
+                )
+            if str(host.ip) in ips:
+                found.append(
+                    ((*path, "ip"), f"{host.ip} is already fixed at {ips[str(host.ip)]}", False)
+                )
+            macs.setdefault(host.mac, f"aps[{i}].fixed[{j}]")
+            ips.setdefault(str(host.ip), f"aps[{i}].fixed[{j}]")
+    return found
+
+
+def _check_dhcp_leases(config: CityConfig) -> list[Finding]:
+    """Leases of at least dnsmasq's two minutes; the one before login no longer than the
+    one after (a login lengthens it)."""
+    found: list[Finding] = []
+    places: list[tuple[tuple[str | int, ...], str | None]] = [(("defaults",), None)]
+    places += [(("sites", site_id, "policy"), site_id) for site_id in config.sites]
+    for path, site_id in places:
+        policy = config.defaults if site_id is None else config.policy_for(site_id)
+        own = config.defaults if site_id is None else config.sites[site_id].policy
+        for key in ("dhcp_lease", "dhcp_lease_before_login"):
+            if getattr(own, key) is not None and getattr(policy, key) < 120:
+                found.append(((*path, key), "is shorter than DHCP's minimum of 2m", False))
+        overrides = own.dhcp_lease is not None or own.dhcp_lease_before_login is not None
+        if policy.dhcp_lease_before_login > policy.dhcp_lease and overrides:
+            key = "dhcp_lease_before_login"
+            if site_id is not None and own.dhcp_lease_before_login is None:
+                key = "dhcp_lease"
+            msg = (
+                f"{policy.dhcp_lease_before_login} s before login is longer than the "
+                f"{policy.dhcp_lease} s after it; a login lengthens the lease, never shortens it"
+            )
+            found.append(((*path, key), msg, False))
     return found
 
 

@@ -86,6 +86,16 @@ def ipv4_network(value: Any) -> ipaddress.IPv4Network:
         raise ValueError(f"'{text}' is not a CIDR subnet; write e.g. 10.20.1.0/24") from None
 
 
+def mac_address(value: Any) -> str:
+    from .identity import BadIdentifier, normalize_mac
+
+    text = _text(value, "a MAC address")
+    try:
+        return normalize_mac(text)
+    except BadIdentifier as exc:
+        raise ValueError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class AddressRange:
     """An inclusive range of IPv4 addresses, written ``10.20.1.10 - 10.20.1.250``."""
@@ -218,6 +228,7 @@ IPv4 = Annotated[
 IPv4Net = Annotated[
     ipaddress.IPv4Network, PlainValidator(ipv4_network), PlainSerializer(_as_str, return_type=str)
 ]
+Mac = Annotated[str, PlainValidator(mac_address)]
 Range = Annotated[AddressRange, PlainValidator(address_range), PlainSerializer(_as_str)]
 Seconds = Annotated[int, PlainValidator(duration_seconds)]
 Kbit = Annotated[int, PlainValidator(rate_kbit)]

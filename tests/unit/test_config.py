@@ -381,3 +381,91 @@ def test_an_interim_interval_as_long_as_a_nas_sites_idle_timeout_is_refused():
     assert config.loads(
         broken("  acct_port: 1813\n", "  acct_port: 1813\n  interim_interval: 14m\n"), "sites.yaml"
     )
+
+
+def test_the_management_network_must_hold_every_aps_management_address():
+    text = broken("  networks: [10.19.0.0/24]", "  networks: [10.19.1.0/24]")
+    found = errors_for(text)
+    assert len(found) == 15
+    assert found[0] == (
+        f"{where(text, '10.19.0.11')}: aps[0].management: 10.19.0.11 is not in "
+        "management.networks (10.19.1.0/24); fix one of them"
+    )
+
+
+def test_a_management_network_over_the_residents_subnets_is_refused():
+    text = broken("  networks: [10.19.0.0/24]", "  networks: [10.19.0.0/24, 10.20.0.0/16]")
+    assert errors_for(text) == [
+        f"{where(text, '10.20.0.0/16')}: management.networks[1]: 10.20.0.0/16 overlaps the "
+        "client subnet of AP 'panorama-1'; keep the residents' apart"
+    ]
+
+
+def test_an_aps_management_address_inside_a_client_subnet_is_refused():
+    text = broken("management: 10.19.0.13}", "management: 10.20.5.2}")
+    (found,) = errors_for(text)
+    assert "aps[2].management: 10.20.5.2 is inside the client subnet of AP 'pasar-atas-1'" in found
+
+
+def test_intranet_services_are_named_apart_from_phones_and_the_management_network():
+    city = config.loads(broken("management:\n", "intranet: [10.50.0.10/32]\nmanagement:\n"))
+    assert [str(n) for n in city.intranet] == ["10.50.0.10/32"]
+    text = broken("management:\n", "intranet: [10.20.3.0/24, 10.19.0.0/25]\nmanagement:\n")
+    assert errors_for(text) == [
+        f"{where(text, '10.20.3.0/24, 10.19')}: intranet[0]: 10.20.3.0/24 overlaps the client subnet "
+        "of AP 'jam-gadang-1'; name only the service",
+        f"{where(text, '10.19.0.0/25')}: intranet[1]: 10.19.0.0/25 overlaps the management "
+        "network; phones must never reach it",
+    ]
+
+
+def test_the_dashboard_answers_on_loopback_the_management_network_and_staff_networks():
+    city = config.loads(GOOD)
+    assert [str(n) for n in city.staff_networks()] == ["127.0.0.0/8", "::1/128", "10.19.0.0/24"]
+    text = broken(
+        '  terms_version: "2026-11"\n',
+        '  terms_version: "2026-11"\n  staff_networks: [10.20.4.0/24]\n',
+    )
+    (found,) = errors_for(text)
+    assert found.endswith(
+        "overlaps the client subnet of AP 'jam-gadang-2': phones would see the dashboard"
+    )
+
+
+def test_a_fixed_host_is_an_address_of_its_aps_subnet_given_once():
+    fixed = "fixed: [{mac: '3c:5a:b4:00:00:01', ip: 10.20.15.5}]"
+    city = config.loads(broken("management: 10.19.0.25}", f"management: 10.19.0.25, {fixed}}}"))
+    (host,) = city.ap("tugu-polwan-1").fixed
+    assert (host.mac, str(host.ip)) == ("3c:5a:b4:00:00:01", "10.20.15.5")
+    twice = "fixed: [{mac: '3c:5a:b4:00:00:01', ip: 10.20.3.1}, {mac: '3C-5A-B4-00-00-01', ip: 10.20.3.9}]"
+    text = broken("management: 10.19.0.13}", f"management: 10.19.0.13, {twice}}}")
+    assert [e.split(": ", 1)[1] for e in errors_for(text)] == [
+        "aps[2].fixed[0].ip: 10.20.3.1 is not a client address of 10.20.3.0/24",
+        "aps[2].fixed[1].mac: 3c:5a:b4:00:00:01 is already fixed at aps[2].fixed[0]",
+    ]
+    bad = "fixed: [{mac: 'not-a-mac', ip: 10.20.3.9}]"
+    (found,) = errors_for(broken("management: 10.19.0.13}", f"management: 10.19.0.13, {bad}}}"))
+    assert "aps[2].fixed[0].mac: 'not-a-mac' is not a MAC address" in found
+
+
+def test_the_lease_before_login_is_no_longer_than_the_one_after():
+    text = broken("  dhcp_lease: 1h\n", "  dhcp_lease: 1h\n  dhcp_lease_before_login: 2h\n")
+    (found,) = errors_for(text)
+    assert found.endswith(
+        "defaults.dhcp_lease_before_login: 7200 s before login is longer than the 3600 s "
+        "after it; a login lengthens the lease, never shortens it"
+    )
+    text = broken("  dhcp_lease: 1h\n", "  dhcp_lease: 1m\n")
+    assert any(
+        "defaults.dhcp_lease: is shorter than DHCP's minimum of 2m" in e for e in errors_for(text)
+    )
+
+
+def test_the_city_apps_ports_before_login_default_to_the_web():
+    assert config.loads(GOOD).city_app.ports == (80, 443)
+    text = broken(
+        "  link: https://app.bukittinggikota.go.id/\n",
+        "  link: https://app.bukittinggikota.go.id/\n  ports: [443, 443]\n",
+    )
+    (found,) = errors_for(text)
+    assert found.endswith("city_app.ports: lists a port twice")
