@@ -195,14 +195,22 @@ def sites_cmd(app: App) -> None:
     )
 
 
+def _pool(leased: int | None, size: int | None) -> str:
+    """``180/241 (75%)``: addresses leased of the DHCP range's."""
+    if leased is None or not size:
+        return "-"
+    return f"{leased}/{size} ({leased / size:.0%})"
+
+
 @cli.command("aps")
 @click.option("--site", help="Only this site's APs.")
 @json_option
 @pass_app
 def aps_cmd(app: App, site: str | None) -> None:
     """Every access point: site, port, subnet, state, last answer, today's availability,
-    clients online."""
+    clients online, and how much of its DHCP pool is leased (as its gateway last counted)."""
     from .health import UNKNOWN, ApSummary, summary
+    from .models import AccessPoint as ApRow
 
     config = app.config
     app.check_site(site)
@@ -210,6 +218,17 @@ def aps_cmd(app: App, site: str | None) -> None:
     database = app.db_if_ready()
     unknown = ApSummary(UNKNOWN, None, None, None)
     health = summary(database, config, now(), app.tz) if database is not None else {}
+    pools: dict[str, tuple[int, int]] = {}
+    if database is not None:
+        with database.reading() as s:
+            pools = {
+                str(ap): (int(leased or 0), int(size))
+                for ap, leased, size in s.execute(
+                    select(ApRow.id, ApRow.pool_leased, ApRow.pool_size).where(
+                        ApRow.pool_size.is_not(None)
+                    )
+                )
+            }
     rows: list[dict[str, Any]] = [
         {
             "id": ap.id,
@@ -226,6 +245,8 @@ def aps_cmd(app: App, site: str | None) -> None:
             "last_seen": health.get(ap.id, unknown).last_seen,
             "rtt_ms": health.get(ap.id, unknown).rtt_ms,
             "availability_today": health.get(ap.id, unknown).today,
+            "pool_leased": pools[ap.id][0] if ap.id in pools else None,
+            "pool_size": pools[ap.id][1] if ap.id in pools else None,
         }
         for ap in config.aps
         if site is None or ap.site == site
@@ -244,6 +265,7 @@ def aps_cmd(app: App, site: str | None) -> None:
             "RTT",
             "TODAY",
             "ONLINE",
+            "POOL",
         ],
         [
             [
@@ -258,6 +280,7 @@ def aps_cmd(app: App, site: str | None) -> None:
                 f"{r['rtt_ms']:.1f} ms" if r["rtt_ms"] is not None else "-",
                 f"{r['availability_today']:.1%}" if r["availability_today"] is not None else "-",
                 r["online"],
+                _pool(r["pool_leased"], r["pool_size"]),
             ]
             for r in rows
         ],

@@ -97,8 +97,19 @@ def controller_run(
         raise Failure(f"cannot send SMS codes: {exc}") from None
     conf, leases = dnsmasq.default_paths()
     dns = dnsmasq.Dnsmasqs(conf.absolute()) if run_dnsmasq else None
+    from .health import alert
+
     controller = Controller(
-        app.database(), app.ctx, fw, neighbours, gateway, dns, leases.absolute(), sms
+        app.database(),
+        app.ctx,
+        fw,
+        neighbours,
+        gateway,
+        dns,
+        leases.absolute(),
+        sms,
+        dhcp_hosts=dnsmasq.DhcpHosts(dnsmasq.hosts_dir(leases.absolute())),
+        notify=alert,
     )
     try:
         run(

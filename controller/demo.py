@@ -127,6 +127,8 @@ class _Morning:
     clock: datetime = field(default_factory=lambda: datetime.now(UTC))
     portal: object = None
     neighbours: object = None
+    leases: object = None
+    controller: object = None
 
     def open_portal(self, config: CityConfig) -> None:
         """The real portal app, asking a controller in this process (the demo's clock)."""
@@ -134,10 +136,12 @@ class _Morning:
         from captive.gateway import LocalGateway
 
         from .daemon import Controller
+        from .leases import MemoryLeases
         from .neighbours import MemoryNeighbours
 
-        self.neighbours = MemoryNeighbours()
-        controller = Controller(self.database, self.ctx, self.fw, self.neighbours)
+        self.neighbours, self.leases = MemoryNeighbours(), MemoryLeases()
+        controller = Controller(self.database, self.ctx, self.fw, self.neighbours, book=self.leases)
+        self.controller = controller
         self.portal = create_app(
             config, LocalGateway(controller, lambda: self.clock), secret=b"demo-form-token-key"
         )
@@ -149,6 +153,8 @@ class _Morning:
 
         assert self.neighbours is not None and self.portal is not None
         self.neighbours.add(ip, mac, str(ap.gateway_iface))  # type: ignore[attr-defined]
+        self.leases.add(ip, mac)  # type: ignore[attr-defined]  # its address by DHCP
+        self.controller.sync_leases(self.clock)  # type: ignore[attr-defined]
         phone = self.portal.test_client()  # type: ignore[attr-defined]
         phone.environ_base["REMOTE_ADDR"] = ip
         base = str(self.ctx.config.portal.base_url)

@@ -12,6 +12,7 @@ by a DNS-only dnsmasq of its own (see :mod:`.resolvers`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -27,10 +28,18 @@ from .resolvers import resolvers
 log = logging.getLogger(__name__)
 
 
+def hosts_dir(leases: Path) -> Path:
+    """Where the controller writes a ``dhcp-host`` file for each device that logged in
+    (beside the lease file): dnsmasq reads new files there at once (inotify) and gives
+    the device its longer lease at its next renewal."""
+    return leases.with_name("dhcp-hosts")
+
+
 def render(config: CityConfig, gateway: str, leases: Path) -> dict[str, str]:
     """dnsmasq's configs for the gateway-mode APs that ``gateway`` serves, by instance name:
-    ``main`` (DHCP for every AP, DNS on port 53) and one DNS-only instance per resolver a
-    site names for itself (see :mod:`.resolvers`)."""
+    ``main`` (DHCP for every AP, DNS on port 53 for logged-in phones), ``captive`` (DNS
+    before login) and one DNS-only instance per resolver a site names for itself (see
+    :mod:`.resolvers`)."""
     aps = [ap for ap in config.enforced_by(gateway) if ap.dhcp_range]
     ipv6 = config.gateway(gateway).ipv6 == "after_login"
     out = {}
@@ -45,21 +54,33 @@ def render(config: CityConfig, gateway: str, leases: Path) -> dict[str, str]:
             "bogus-priv",
             "cache-size=10000",
             "localise-queries",
-            *(f"server={s}" for s in resolver.servers),
         ]
+        if resolver.captive:  # these names only; every other name is refused
+            domains = "/".join(resolver.only)
+            lines += [f"server=/{domains}/{s}" for s in resolver.servers]
+        else:
+            lines += [f"server={s}" for s in resolver.servers]
         if resolver.name == "main":
             lines += ["except-interface=lo", "dhcp-authoritative", f"dhcp-leasefile={leases}"]
+            # No ping before an offer: it holds every DISCOVER up to 3 s, so a flood of them
+            # queues real phones behind it; and an address in use by a device it was not
+            # leased to is refused by the gateway anyway (the ruleset's leases sets).
+            lines.append("no-ping")
+            lines.append(f"dhcp-hostsdir={hosts_dir(leases)}")
             for ap in aps:
                 rng = ap.dhcp_range
                 assert rng is not None
-                lease = config.policy_for(ap.site).dhcp_lease
+                policy = config.policy_for(ap.site)
                 lines += [
                     f"interface={ap.gateway_iface}",
-                    f"dhcp-range=set:{ap.id},{rng.first},{rng.last},{ap.subnet.netmask},{lease}s",
+                    f"dhcp-range=set:{ap.id},{rng.first},{rng.last},{ap.subnet.netmask},"
+                    f"{policy.dhcp_lease_before_login}s",
                 ]
+                lines += [f"dhcp-host={h.mac},{h.ip},{policy.dhcp_lease}s" for h in ap.fixed]
                 if ipv6:  # router advertisements (SLAAC) from the interface's own prefix
                     lines.append(
-                        f"dhcp-range=::,constructor:{ap.gateway_iface},ra-only,64,{lease}s"
+                        f"dhcp-range=::,constructor:{ap.gateway_iface},ra-only,64,"
+                        f"{policy.dhcp_lease}s"
                     )
             if ipv6:
                 lines.append("enable-ra")
@@ -76,6 +97,57 @@ def render(config: CityConfig, gateway: str, leases: Path) -> dict[str, str]:
         lines.append(f"nftset=/{domains}/4#{family}#{table}#city_app,6#{family}#{table}#city_app6")
         out[resolver.name] = "\n".join(lines) + "\n"
     return out
+
+
+class DhcpHosts:
+    """The longer lease of devices that logged in: one ``dhcp-host`` file per device in
+    :func:`hosts_dir`, which dnsmasq reads as soon as it appears; the device gets the
+    lease at its next renewal (half way through the short one). dnsmasq forgets a
+    removed file only when it restarts, so files of devices long gone are pruned daily."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def ensure(self) -> None:
+        """Create the directory, readable by dnsmasq (it holds MACs, nothing else)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.chmod(0o755)
+
+    def lengthen(self, mac: str, seconds: int) -> None:
+        """Give ``mac`` a lease of ``seconds`` from its next renewal on."""
+        path = self.directory / mac.replace(":", "")
+        text = f"{mac},{seconds}s\n"  # a dhcp-host line, as dnsmasq reads them from files
+        try:
+            if path.read_text() == text:
+                return
+        except OSError:
+            pass
+        self.ensure()
+        tmp = path.with_name(f".{path.name}.tmp")  # dnsmasq skips dotfiles
+        tmp.write_text(text)
+        tmp.chmod(0o644)
+        tmp.replace(path)  # dnsmasq reads it whole, at the rename
+
+    def prune(self, keep: set[str], before: float) -> int:
+        """Remove the files of devices not in ``keep`` last written before ``before``
+        (Unix time); returns how many."""
+        removed = 0
+        try:
+            entries = list(os.scandir(self.directory))
+        except FileNotFoundError:
+            return 0
+        wanted = {mac.replace(":", "") for mac in keep}
+        for entry in entries:
+            if (
+                entry.name.startswith(".")
+                or entry.name in wanted
+                or entry.stat().st_mtime >= before
+            ):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed += 1
+        return removed
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Prometheus metrics, read from the database at each scrape (no state in any process, so
 every portal node answers the same): clients online per site, sessions and city-app clicks
 per site (from the rollups), data per site and direction, today's logins per site and
-method, and each AP's last known state."""
+method, each AP's last known state and DHCP pool use, and how often each gateway's ruleset
+was changed from outside and restored."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from sqlalchemy import func, select
 from . import rules
 from .context import Ctx
 from .db import Database
-from .models import ApEvent, DailySiteStat, Session
+from .models import AccessPoint, ApEvent, DailySiteStat, GatewayEvent, GatewayEventKind, Session
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -41,6 +42,19 @@ class _Collector(Collector):
         )
         ap_up = GaugeMetricFamily(
             "wifikota_ap_up", "1 if the AP was last seen up, 0 if down", labels=["ap", "site"]
+        )
+        pool_leased = GaugeMetricFamily(
+            "wifikota_dhcp_pool_leased",
+            "Addresses of the AP's DHCP range leased",
+            labels=["ap", "site"],
+        )
+        pool_size = GaugeMetricFamily(
+            "wifikota_dhcp_pool_size", "Addresses in the AP's DHCP range", labels=["ap", "site"]
+        )
+        restored = CounterMetricFamily(
+            "wifikota_ruleset_restored",
+            "Times the gateway's ruleset was changed from outside and restored",
+            labels=["gateway"],
         )
         with self.db.uow() as uow:
             s = uow.session
@@ -85,7 +99,24 @@ class _Collector(Collector):
             ):
                 if ap in sites:
                     ap_up.add_metric([ap, sites[ap]], 0 if state == "down" else 1)
-        yield from (online, started, data, clicks, logins, ap_up)
+            for ap, leased, size in s.execute(
+                select(AccessPoint.id, AccessPoint.pool_leased, AccessPoint.pool_size).where(
+                    AccessPoint.pool_size.is_not(None)
+                )
+            ):
+                if ap in sites:
+                    pool_leased.add_metric([ap, sites[ap]], int(leased or 0))
+                    pool_size.add_metric([ap, sites[ap]], int(size))
+            restores = {gw.name: 0 for gw in config.gateways}
+            for gateway, n in s.execute(
+                select(GatewayEvent.gateway, func.count())
+                .where(GatewayEvent.kind == GatewayEventKind.RULESET_RESTORED.value)
+                .group_by(GatewayEvent.gateway)
+            ):
+                restores[gateway] = int(n)
+            for gateway, n in restores.items():
+                restored.add_metric([gateway], n)
+        yield from (online, started, data, clicks, logins, ap_up, pool_leased, pool_size, restored)
 
 
 def render(db: Database, ctx: Ctx, now: datetime) -> bytes:

@@ -111,6 +111,10 @@ class AccessPoint(Base):
     lon: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime]
     retired_at: Mapped[datetime | None]
+    # its DHCP pool as its gateway last counted it: addresses leased, of how many, when
+    pool_leased: Mapped[int | None]
+    pool_size: Mapped[int | None]
+    pool_at: Mapped[datetime | None]
     site: Mapped[Site] = relationship(back_populates="aps")
 
 
@@ -280,6 +284,26 @@ class ApEvent(Base):
     at: Mapped[datetime]
     state: Mapped[str] = mapped_column(String(16))
     __table_args__ = (Index("ix_ap_events_ap_id_at", "ap_id", "at"),)
+
+
+class GatewayEvent(Base):
+    """Something that happened to a gateway's enforcement: its ruleset lost and restored,
+    an AP's DHCP pool nearly full and eased again."""
+
+    __tablename__ = "gateway_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    gateway: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(24))  # see GatewayEventKind
+    detail: Mapped[str] = mapped_column(String(300), default="")
+    __table_args__ = (Index("ix_gateway_events_gateway_at", "gateway", "at"),)
+
+
+class GatewayEventKind(enum.StrEnum):
+    RULESET_LOST = "ruleset-lost"
+    RULESET_RESTORED = "ruleset-restored"
+    POOL_HIGH = "pool-high"
+    POOL_OK = "pool-ok"
 
 
 class AppClick(Base):

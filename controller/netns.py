@@ -33,24 +33,26 @@ def enter(name: str) -> None:
 
 
 class Runner:
-    """Calls functions in a network namespace (or here, when ``netns`` is None)."""
+    """Calls functions in a network namespace (or here, when ``netns`` is None). With
+    ``own_thread``, calls run in one thread of its own even without a namespace (the
+    kernel then sees every change come from one thread, which can be told apart)."""
 
-    def __init__(self, netns: str | None = None) -> None:
+    def __init__(self, netns: str | None = None, *, own_thread: bool = False) -> None:
         self.netns = netns
         self._jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
-        if netns is not None:
+        if netns is not None or own_thread:
             ready: Future[None] = Future()
             self._thread = threading.Thread(
-                target=self._serve, args=(ready,), daemon=True, name=f"netns-{netns}"
+                target=self._serve, args=(ready,), daemon=True, name=f"netns-{netns or 'own'}"
             )
             self._thread.start()
             ready.result(timeout=10)
 
     def _serve(self, ready: Future[None]) -> None:
-        assert self.netns is not None
         try:
-            enter(self.netns)
+            if self.netns is not None:
+                enter(self.netns)
         except OSError as exc:
             ready.set_exception(exc)
             return

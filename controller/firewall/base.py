@@ -1,6 +1,9 @@
-"""What the rest of the system knows about a firewall: grants, blocks, plans, one Protocol.
+"""What the rest of the system knows about a firewall: grants, blocks, leases, plans, one
+Protocol.
 
 A *grant* lets one client (MAC and IP together) through until a time, at its site's rates.
+A *lease* says which MAC an address belongs to (dnsmasq handed it out, or the config fixes
+it): the gateway takes packets and ARP from that address only from that MAC.
 A *plan* is a set of changes computed from desired and actual state (see plan.py) and
 applied by a firewall all at once, or not at all.
 """
@@ -33,29 +36,55 @@ class Grant:
         return (self.mac, self.ip)
 
 
+@dataclass(frozen=True, order=True)
+class Lease:
+    """An address and the MAC it belongs to, until ``expires_at`` (None: for good)."""
+
+    mac: str
+    ip: str
+    expires_at: datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.mac, self.ip)
+
+
 @dataclass(frozen=True)
 class FirewallState:
-    """Grants keyed by (MAC, IP), and the blocked MACs."""
+    """Grants keyed by (MAC, IP), the blocked MACs, and the leases keyed by (MAC, IP)."""
 
     grants: Mapping[tuple[str, str], Grant] = field(default_factory=dict)
     blocked: frozenset[str] = frozenset()
+    leases: Mapping[tuple[str, str], Lease] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, grants: Iterable[Grant] = (), blocked: Iterable[str] = ()) -> FirewallState:
-        return cls({g.key: g for g in grants}, frozenset(blocked))
+    def of(
+        cls, grants: Iterable[Grant] = (), blocked: Iterable[str] = (), leases: Iterable[Lease] = ()
+    ) -> FirewallState:
+        return cls({g.key: g for g in grants}, frozenset(blocked), {x.key: x for x in leases})
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Changes to make, in this order: unblock, revoke, block, grant (grant replaces)."""
+    """Changes to make, in this order: unblock, revoke, unlease, block, lease, grant (grant
+    and lease replace)."""
 
     grant: tuple[Grant, ...] = ()
     revoke: tuple[Grant, ...] = ()
     block: tuple[str, ...] = ()
     unblock: tuple[str, ...] = ()
+    lease: tuple[Lease, ...] = ()
+    unlease: tuple[Lease, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.grant or self.revoke or self.block or self.unblock)
+        return bool(
+            self.grant or self.revoke or self.block or self.unblock or self.lease or self.unlease
+        )
+
+    def __len__(self) -> int:
+        return sum(
+            map(len, (self.grant, self.revoke, self.block, self.unblock, self.lease, self.unlease))
+        )
 
     def __add__(self, other: Plan) -> Plan:
         return Plan(
@@ -63,11 +92,20 @@ class Plan:
             self.revoke + other.revoke,
             self.block + other.block,
             self.unblock + other.unblock,
+            self.lease + other.lease,
+            self.unlease + other.unlease,
         )
 
     def undo(self) -> Plan:
         """The plan that takes this one back (for rolling back after a failed commit)."""
-        return Plan(grant=self.revoke, revoke=self.grant, block=self.unblock, unblock=self.block)
+        return Plan(
+            grant=self.revoke,
+            revoke=self.grant,
+            block=self.unblock,
+            unblock=self.block,
+            lease=self.unlease,
+            unlease=self.lease,
+        )
 
 
 class Firewall(Protocol):

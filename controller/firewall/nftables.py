@@ -1,4 +1,5 @@
-"""The real firewall: nftables sets through libnftables, conntrack through netlink.
+"""The real firewall: nftables sets through libnftables, conntrack through netlink, and the
+routing rules that keep the gateway from forwarding anything its ruleset has not seen.
 
 A plan is one nftables transaction. Each grant's site and rates ride along in its set
 element's comment, so the kernel's state describes itself and a reconcile can compare it
@@ -9,21 +10,35 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import threading
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from .. import network, shaping
 from ..netns import Runner
-from .base import FirewallError, FirewallState, Grant, Plan
+from .base import FirewallError, FirewallState, Grant, Lease, Plan
 from .libnft import Nft, NftError
-from .ruleset import TABLE, RulesetSpec, client_mark, render, replace_table
+from .ruleset import (
+    ARP_TABLE,
+    RULE_PRIORITY,
+    RULESET_MARK,
+    TABLE,
+    RulesetSpec,
+    client_mark,
+    render,
+    replace_table,
+)
+from .watch import RulesetWatch
 
 log = logging.getLogger(__name__)
 
 # A replace is sent as add, delete, add: `add` of an existing element is a no-op and
 # `delete` of a missing one fails, so this sequence replaces or creates in every case.
 _PLACEHOLDER_TIMEOUT = "1s"
+_FR_ACT_PROHIBIT = 8  # linux/fib_rules.h
+_NFPROTO = {"inet": 1, "arp": 3}
 
 
 def _elem_allowed(g: Grant) -> str:
@@ -34,27 +49,39 @@ def _comment(g: Grant) -> str:
     return f'comment "{g.site_id} {g.down_kbit} {g.up_kbit}"'
 
 
+def _seconds(until: datetime, now: datetime) -> str:
+    return f"{max(1, math.ceil((until - now).total_seconds()))}s"
+
+
 def _timeout(g: Grant, now: datetime) -> str:
-    return f"{max(1, math.ceil((g.expires_at - now).total_seconds()))}s"
+    return _seconds(g.expires_at, now)
 
 
-def _remove(name: str, key: str, data: str = "") -> list[str]:
+def _remove(name: str, key: str, data: str = "", table: str = TABLE) -> list[str]:
     """Delete an element whether or not it is there (add a short-lived one first). A map's
     placeholder must carry the element's own data, or the kernel refuses the add."""
     value = f" : {data}" if data else ""
     return [
-        f"add element {TABLE} {name} {{ {key} timeout {_PLACEHOLDER_TIMEOUT}{value} }}",
-        f"delete element {TABLE} {name} {{ {key} }}",
+        f"add element {table} {name} {{ {key} timeout {_PLACEHOLDER_TIMEOUT}{value} }}",
+        f"delete element {table} {name} {{ {key} }}",
     ]
 
 
-def _put(name: str, key: str, timeout: str, extra: str = "", data: str = "") -> list[str]:
-    """Create or replace an element with a fresh timeout (and comment, for ``extra``)."""
+def _put(
+    name: str, key: str, timeout: str | None, extra: str = "", data: str = "", table: str = TABLE
+) -> list[str]:
+    """Create or replace an element with a fresh timeout (and comment, for ``extra``); with
+    no timeout, one that stays until it is deleted."""
     value = f" : {data}" if data else ""
+    lasts = f" timeout {timeout}" if timeout else ""
     return [
-        *_remove(name, key, data),
-        f"add element {TABLE} {name} {{ {key} timeout {timeout}{extra}{value} }}",
+        *_remove(name, key, data, table),
+        f"add element {table} {name} {{ {key}{lasts}{extra}{value} }}",
     ]
+
+
+def _lease_timeout(lease: Lease, now: datetime) -> str | None:
+    return None if lease.expires_at is None else _seconds(lease.expires_at, now)
 
 
 def _class_of(ip: str, spec: RulesetSpec | None) -> str | None:
@@ -83,8 +110,16 @@ def commands(plan: Plan, now: datetime, spec: RulesetSpec | None = None) -> str:
             mark = str(client_mark(g.ip))
             out += _remove("allowed6", g.mac) + _remove("mark6", g.mac, mark)
             out += _remove("down6", mark) + (_remove("down_class6", mark, cls) if cls else [])
+    for x in plan.unlease:
+        for table in (TABLE, ARP_TABLE):
+            out += _remove("leases", f"{x.mac} . {x.ip}", table=table)
     for mac in plan.block:
         out.append(f"add element {TABLE} blocked {{ {mac} }}")
+    for x in plan.lease:
+        if x.expires_at is not None and x.expires_at <= now:
+            continue
+        for table in (TABLE, ARP_TABLE):
+            out += _put("leases", f"{x.mac} . {x.ip}", _lease_timeout(x, now), table=table)
     for g in plan.grant:
         if g.expires_at <= now:
             continue
@@ -102,6 +137,45 @@ def commands(plan: Plan, now: datetime, spec: RulesetSpec | None = None) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
+def _lasting(timeout: str | None) -> str:
+    return f" timeout {timeout}" if timeout else ""
+
+
+def _add(table: str, name: str, elements: list[str]) -> str:
+    return f"add element {table} {name} {{ {', '.join(elements)} }}\n" if elements else ""
+
+
+def filling(state: FirewallState, now: datetime, spec: RulesetSpec) -> str:
+    """The commands that put ``state`` into freshly made tables: one ``add element`` per
+    set, with every element in it (what a start, a reload or a restore sends)."""
+    grants = [g for g in state.grants.values() if g.expires_at > now]
+    leases = [x for x in state.leases.values() if x.expires_at is None or x.expires_at > now]
+    allowed, down, classes = [], [], []
+    allowed6, mark6, down6, classes6 = [], [], [], []
+    for g in grants:
+        t = f"timeout {_timeout(g, now)}"
+        allowed.append(f"{_elem_allowed(g)} {t} {_comment(g)}")
+        down.append(f"{g.ip} {t}")
+        cls = _class_of(g.ip, spec)
+        if cls:
+            classes.append(f"{g.ip} {t} : {cls}")
+        if spec.ipv6:
+            mark = client_mark(g.ip)
+            allowed6.append(f"{g.mac} {t}")
+            mark6.append(f"{g.mac} {t} : {mark}")
+            down6.append(f"{mark} {t}")
+            if cls:
+                classes6.append(f"{mark} {t} : {cls}")
+    pairs = [f"{x.mac} . {x.ip}" + _lasting(_lease_timeout(x, now)) for x in leases]
+    text = _add(TABLE, "allowed", allowed) + _add(TABLE, "allowed_down", down)
+    text += _add(TABLE, "down_class", classes) + _add(TABLE, "blocked", sorted(state.blocked))
+    text += _add(TABLE, "leases", pairs) + _add(ARP_TABLE, "leases", pairs)
+    if spec.ipv6:
+        text += _add(TABLE, "allowed6", allowed6) + _add(TABLE, "mark6", mark6)
+        text += _add(TABLE, "down6", down6) + _add(TABLE, "down_class6", classes6)
+    return text
+
+
 def _elements(listing: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for item in listing:
         if "set" in item:
@@ -114,15 +188,24 @@ def _elements(listing: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class NftFirewall:
-    """Writes to the ``inet wifikota`` table; flushes conntrack for clients that change."""
+    """Writes to the ``wifikota`` tables; flushes conntrack for clients that change; keeps
+    the routing rules that refuse what the ruleset has not seen."""
 
     def __init__(self, runner: Runner | None = None, *, shape: bool = True) -> None:
-        self._runner = runner or Runner()
+        # every change from one thread of ours: the ruleset watch knows them for our own
+        self._own_runner = runner is None
+        self._runner = runner or Runner(own_thread=True)
         self._lock = threading.Lock()
         self._nft: Nft = self._runner.call(Nft)
         self._shaper = shaping.Shaper(self._runner) if shape else None
         self._spec: RulesetSpec | None = None  # the ruleset in force, once loaded
         self._conntrack = network.Conntrack()
+        self._shape_of: dict[tuple[int, str, str], int] = {}  # rules per chain, as loaded
+
+    @property
+    def netns(self) -> str | None:
+        """The network namespace the firewall works in (None: this process's own)."""
+        return self._runner.netns
 
     # -------------------------------------------------------------- the ruleset
 
@@ -134,25 +217,83 @@ class NftFirewall:
             except NftError as exc:
                 raise FirewallError(f"ruleset refused: {exc}") from None
 
-    def load(self, spec: RulesetSpec, keep: FirewallState, now: datetime) -> None:
-        """Swap in the ruleset for ``spec`` with ``keep``'s grants and blocks in it, in one
-        transaction: a refused ruleset leaves the old one (and every client) in force."""
-        keep_plan = Plan(grant=tuple(keep.grants.values()), block=tuple(sorted(keep.blocked)))
-        text = replace_table(spec) + commands(keep_plan, now, spec)
+    def load(
+        self, spec: RulesetSpec, keep: FirewallState, now: datetime, *, shape: bool = True
+    ) -> None:
+        """Swap in the ruleset for ``spec`` with ``keep``'s grants, blocks and leases in
+        it, in one transaction: a refused ruleset leaves the old one (and every client)
+        in force. The routing rules are put in place first. ``shape=False`` leaves the tc
+        classes as they are (a restore after the ruleset alone was lost)."""
+        text = replace_table(spec) + filling(keep, now, spec)
         with self._lock:
+            self._runner.call(lambda: self._route(spec.client_ifaces))
             try:
                 self._runner.call(lambda: self._nft.run(text))
             except NftError as exc:
                 raise FirewallError(f"ruleset refused: {exc}") from None
             self._spec = spec
-            if self._shaper is not None:
+            self._shape_of = self._runner.call(_chains)
+            if self._shaper is not None and shape:
                 self._shaper.setup(spec.iface_caps())
-                self._shape(keep_plan, now)
+                self._shape(Plan(grant=tuple(keep.grants.values())), now)
+
+    def intact(self) -> str | None:
+        """What is missing of the ruleset loaded last (a table, a chain, rules, a routing
+        rule), or None when all of it is in force. Cheap: no set element is read."""
+        with self._lock:
+            if self._spec is None:
+                return None
+            spec, expected = self._spec, self._shape_of
+            found = self._runner.call(_chains)
+            missing = self._runner.call(lambda: _missing_routes(spec.client_ifaces))
+        if not any(table == "wifikota" for _, table, _ in found):
+            return "the wifikota tables are gone"
+        for key, rules in sorted(expected.items()):
+            have = found.get(key)
+            family = next(f for f, n in _NFPROTO.items() if n == key[0])
+            where = f"chain {key[2]} of table {family} {key[1]}"
+            if have is None:
+                return f"{where} is gone"
+            if have != rules:
+                return f"{where} has {have} rules of {rules}"
+        if missing:
+            return f"the routing rule for {missing[0]} is gone"
+        return None
+
+    def watch(self, on_change: Callable[[str], None]) -> RulesetWatch:
+        """A listener for changes other processes make to the tables (run it in a thread)."""
+        return RulesetWatch(self.netns, on_change)
 
     def rule_count(self) -> int:
         with self._lock:
             listing = self._runner.call(lambda: self._nft.json(f"list table {TABLE}"))
         return sum(1 for item in listing if "rule" in item)
+
+    def _route(self, ifaces: Iterable[str]) -> None:
+        """One rule per AP interface and family: what comes in there without the ruleset's
+        mark is refused by routing (ICMP "administratively prohibited"); rules for
+        interfaces no longer an AP's are removed."""
+        from pyroute2 import IPRoute
+
+        wanted = set(ifaces)
+        with IPRoute() as ipr:
+            for family in (socket.AF_INET, socket.AF_INET6):
+                have = set()
+                rule = {"family": family, "priority": RULE_PRIORITY, "fwmark": 0}
+                rule |= {"fwmask": RULESET_MARK, "action": _FR_ACT_PROHIBIT}
+                for found in _our_rules(ipr, family):
+                    name = found.get_attr("FRA_IIFNAME")
+                    if name in wanted and name not in have:
+                        have.add(name)
+                    else:
+                        ipr.rule("del", iifname=name, **rule)
+                for name in sorted(wanted - have):
+                    ipr.rule("add", iifname=name, **rule)
+
+    def unroute(self) -> None:
+        """Remove the routing rules (when the gateway stops enforcing for good)."""
+        with self._lock:
+            self._runner.call(lambda: self._route(()))
 
     # -------------------------------------------------------------- the Firewall protocol
 
@@ -160,13 +301,20 @@ class NftFirewall:
         with self._lock:
             allowed = self._runner.call(lambda: self._nft.json(f"list set {TABLE} allowed"))
             blocked = self._runner.call(lambda: self._nft.json(f"list set {TABLE} blocked"))
+            leased = self._runner.call(lambda: self._nft.json(f"list set {TABLE} leases"))
         grants = []
         for e in _elements(allowed):
             mac, ip = e["val"]["concat"]
             site, down, up = (e.get("comment") or "? 0 0").split()
             expires = now + timedelta(seconds=e.get("expires", e.get("timeout", 0)))
             grants.append(Grant(mac, ip, site, expires, int(down), int(up)))
-        return FirewallState.of(grants, (str(e["val"]) for e in _elements(blocked)))
+        leases = []
+        for e in _elements(leased):
+            holder, address = e["val"]["concat"]
+            left = e.get("expires", e.get("timeout"))
+            until = None if left is None else now + timedelta(seconds=left)
+            leases.append(Lease(holder, address, until))
+        return FirewallState.of(grants, (str(e["val"]) for e in _elements(blocked)), leases)
 
     def apply(self, plan: Plan, now: datetime) -> None:
         if not plan:
@@ -185,7 +333,8 @@ class NftFirewall:
 
     def _cut(self, changed: set[str], revoked: set[str]) -> None:
         """Forget the clients' tracked connections (a new grant must not keep flows that
-        were sent to the portal); clients that lost their grant have their TCP flows ended."""
+        were sent to the portal or the captive resolver); clients that lost their grant
+        have their TCP flows ended."""
         flows = self._conntrack.cut({client_mark(ip) for ip in revoked})
         self._conntrack.cut({client_mark(ip) for ip in changed - revoked}, with_flows=False)
         network.nudge(flows)
@@ -237,6 +386,49 @@ class NftFirewall:
 
     def close(self) -> None:
         self._runner.call(self._nft.close)
+        if self._own_runner:
+            self._runner.close()
 
 
-__all__ = ["NftFirewall", "RulesetSpec", "commands", "render"]
+def _chains() -> dict[tuple[int, str, str], int]:
+    """The rules in each chain of the ``wifikota`` tables, by (family, table, chain), read
+    over netlink without their sets' elements (libnftables would read every element)."""
+    from pyroute2.nftables.main import NFTables
+
+    out: dict[tuple[int, str, str], int] = {}
+    for family in _NFPROTO.values():
+        with NFTables(nfgen_family=family) as nft:
+            for msg in nft.get_chains():
+                if msg.get_attr("NFTA_CHAIN_TABLE") == "wifikota":
+                    out.setdefault((family, "wifikota", msg.get_attr("NFTA_CHAIN_NAME")), 0)
+            for msg in nft.get_rules():
+                key = (family, "wifikota", msg.get_attr("NFTA_RULE_CHAIN"))
+                if msg.get_attr("NFTA_RULE_TABLE") == "wifikota" and key in out:
+                    out[key] += 1
+    return out
+
+
+def _our_rules(ipr: Any, family: int) -> list[Any]:
+    return [
+        rule
+        for rule in ipr.get_rules(family=family)
+        if rule.get_attr("FRA_PRIORITY") == RULE_PRIORITY
+        and rule.get_attr("FRA_FWMASK") == RULESET_MARK
+        and rule["action"] == _FR_ACT_PROHIBIT
+    ]
+
+
+def _missing_routes(ifaces: Iterable[str]) -> list[str]:
+    """The AP interfaces (and families) whose routing rule is gone."""
+    from pyroute2 import IPRoute
+
+    missing = []
+    with IPRoute() as ipr:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            have = {r.get_attr("FRA_IIFNAME") for r in _our_rules(ipr, family)}
+            suffix = "" if family == socket.AF_INET else " (IPv6)"
+            missing += [f"{name}{suffix}" for name in ifaces if name not in have]
+    return missing
+
+
+__all__ = ["NftFirewall", "RulesetSpec", "commands", "filling", "render"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from .base import FirewallState, Plan
+from .base import FirewallState, Lease, Plan
 
 # Kernel set timeouts tick in milliseconds and are read back rounded; within this, an expiry
 # is considered the same and not rewritten.
@@ -33,4 +33,22 @@ def plan(desired: FirewallState, actual: FirewallState, now: datetime) -> Plan:
         revoke=tuple(revoke),
         block=tuple(sorted(desired.blocked - actual.blocked)),
         unblock=tuple(sorted(actual.blocked - desired.blocked)),
+        lease=tuple(x for _, x in sorted(desired.leases.items()) if _stale(x, actual, now)),
+        unlease=tuple(x for k, x in sorted(actual.leases.items()) if k not in desired.leases),
+    )
+
+
+def _stale(lease: Lease, actual: FirewallState, now: datetime) -> bool:
+    """Whether ``lease`` must be written: absent, or its expiry moved (a renewal)."""
+    if lease.expires_at is not None and lease.expires_at <= now:
+        return False
+    have = actual.leases.get(lease.key)
+    if have is None:
+        return True
+    if (have.expires_at is None) != (lease.expires_at is None):
+        return True
+    return (
+        have.expires_at is not None
+        and lease.expires_at is not None
+        and abs(have.expires_at - lease.expires_at) > EXPIRY_SLACK
     )

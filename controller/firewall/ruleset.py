@@ -1,8 +1,8 @@
 """The gateway's nftables ruleset, rendered from sites.yaml. Pure: config in, text out.
 
-Everything lives in one table of its own, ``inet wifikota``; no other table is touched.
-Clients are never rules: authorized clients are elements of sets, so adding one is O(1)
-and the rule count does not grow with them.
+Everything lives in two tables of its own, ``inet wifikota`` and ``arp wifikota``; no other
+table is touched. Clients are never rules: authorized clients are elements of sets, so
+adding one is O(1) and the rule count does not grow with them.
 
 Sets:
 - ``allowed``       ether_addr . ipv4_addr, timeout, per-element counters: who may go out
@@ -10,34 +10,73 @@ Sets:
                     its counters are the bytes each client sent (upload).
 - ``allowed_down``  ipv4_addr, timeout, per-element counters: bytes each client received.
 - ``blocked``       ether_addr: devices an admin blocked.
+- ``leases``        ether_addr . ipv4_addr, timeout: which MAC each address belongs to
+                    (dnsmasq's leases and the config's fixed hosts), in both tables: a
+                    packet or an ARP message from an AP that claims an address not leased
+                    to its sender is dropped, so nobody can speak for another phone.
 - ``city_app``/``city_app6``: addresses of the city app, filled by dnsmasq (``nftset=``)
-                    as residents' phones resolve its names; reachable before login.
-IPv6 from clients is refused throughout (dnsmasq sends no router advertisements), so no
-traffic can go around the portal over IPv6.
+                    as residents' phones resolve its names; reachable before login on the
+                    city app's ports.
+
+Failing closed. Every packet from an AP that the ``guard`` chain has passed carries
+:data:`RULESET_MARK`, and the gateway's routing refuses to forward a packet from an AP
+interface without it (one ``ip rule`` per interface and family, see :func:`routing`). So
+while the table is gone, or its guard flushed, nothing is forwarded for anyone. The
+``forward`` chain's policy is drop, so a flushed forward chain forwards nothing either, and
+who may be forwarded where is decided in one place, ``from_clients``.
 """
 
 from __future__ import annotations
 
 import sys
+from bisect import bisect_right
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from functools import cached_property
+from ipaddress import IPv4Address, IPv4Network, collapse_addresses
 from typing import NamedTuple
 
 from ..config import AccessPoint, CityConfig
-from ..resolvers import MAIN_PORT, resolvers
+from ..resolvers import CAPTIVE_PORT, MAIN_PORT, resolvers
 
 TABLE = "inet wifikota"
-
+ARP_TABLE = "arp wifikota"
 
 CITY_APP_MARK = 1  # IPv6 connections to the city app before login (no client's IPv4 is 1)
 NO_CAP_KBIT = 30_000_000  # "no cap": above what a gateway forwards, within what tc encodes
+
+# The packet mark bit the guard chain sets; routing forwards nothing from an AP without it.
+# Bit 24, clear of the bits other routing software on a gateway commonly uses
+# (kube-proxy 0x4000/0x8000, WireGuard's 0xca6c, Tailscale's 0xff0000 mask).
+RULESET_MARK = 0x01000000
+RULE_PRIORITY = 100  # the ip rules' priority: after "local" (0), before "main" (32766)
+
+# Destinations a logged-in phone never reaches (unless sites.yaml lists them under
+# intranet): this network, private (RFC 1918), shared (RFC 6598, carrier-grade NAT),
+# loopback, link-local, the IETF's protocol block, benchmarking, multicast and reserved.
+# The documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24) are routed
+# nowhere and stand for the internet in tests.
+NOT_THE_INTERNET = (
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+)
+NOT_THE_INTERNET6 = ("::/127", "::ffff:0:0/96", "fc00::/7", "fe80::/10", "ff00::/8")
 
 
 @dataclass(frozen=True)
 class RulesetSpec:
     """What the ruleset is made from. ``client_ifaces``, ``client_nets`` and ``caps`` (the
     download cap of each AP interface, kbit/s) go in step; ``uploads`` lists each site's AP
-    interfaces with the upload rate of its clients (kbit/s)."""
+    interfaces with the upload rate of its clients (kbit/s), ``dhcp`` with the DHCP
+    messages a second each of its APs may send."""
 
     client_ifaces: tuple[str, ...]
     client_nets: tuple[IPv4Network, ...]
@@ -48,18 +87,33 @@ class RulesetSpec:
     dns_ports: tuple[tuple[tuple[str, ...], int], ...] = ()  # APs answered off port 53
     ipv6: bool = False  # forward logged-in clients' IPv6 (else refused throughout)
     tls_port: int | None = None  # the portal's HTTPS listener: port 443 of the gateway goes there
+    city_app_ports: tuple[int, ...] = (80, 443)  # TCP, before login
+    management: tuple[IPv4Network, ...] = ()  # never reached by a phone
+    intranet: tuple[IPv4Network, ...] = ()  # reached by logged-in phones although private
+    dhcp: tuple[tuple[tuple[str, ...], int], ...] = ()
 
     def iface_caps(self) -> dict[str, int]:
         caps = self.caps or (NO_CAP_KBIT,) * len(self.client_ifaces)
         return dict(zip(self.client_ifaces, caps, strict=True))
 
     def iface_of(self, ip: str) -> tuple[str, IPv4Network] | None:
-        """The AP interface and subnet a client address belongs to."""
-        addr = IPv4Address(ip)
-        for iface, net in zip(self.client_ifaces, self.client_nets, strict=True):
-            if addr in net:
-                return iface, net
-        return None
+        """The AP interface and subnet a client address belongs to (AP subnets never
+        overlap, so the one starting last at or below the address is the only candidate)."""
+        starts, nets = self._by_start
+        addr = int(IPv4Address(ip))
+        i = bisect_right(starts, addr) - 1
+        if i < 0:
+            return None
+        iface, net = nets[i]
+        return (iface, net) if addr <= int(net.broadcast_address) else None
+
+    @cached_property
+    def _by_start(self) -> tuple[list[int], list[tuple[str, IPv4Network]]]:
+        pairs = sorted(
+            zip(self.client_ifaces, self.client_nets, strict=True),
+            key=lambda p: int(p[1].network_address),
+        )
+        return [int(net.network_address) for _, net in pairs], pairs
 
     @classmethod
     def for_gateway(cls, config: CityConfig, gateway: str | None = None) -> RulesetSpec:
@@ -87,15 +141,28 @@ class RulesetSpec:
                 for site, site_aps in sorted(per_site.items())
             ),
             dns_ports=tuple(
-                (r.ifaces, r.port) for r in resolvers(config, name) if r.port != MAIN_PORT
+                (r.ifaces, r.port)
+                for r in resolvers(config, name)
+                if r.port not in (MAIN_PORT, CAPTIVE_PORT)
             ),
             ipv6=gw.ipv6 == "after_login",
             tls_port=config.portal.tls_port,
+            city_app_ports=config.city_app.ports,
+            management=config.management.networks if config.management else (),
+            intranet=config.intranet,
+            dhcp=tuple(
+                (ifaces(site_aps), config.policy_for(site).dhcp_requests_per_second)
+                for site, site_aps in sorted(per_site.items())
+            ),
         )
 
 
 def _names(items: tuple[str, ...]) -> str:
     return "{ " + ", ".join(f'"{i}"' for i in items) + " }"
+
+
+def _items(items: tuple[object, ...]) -> str:
+    return "{ " + ", ".join(str(i) for i in items) + " }"
 
 
 class _Ipv6(NamedTuple):
@@ -104,13 +171,15 @@ class _Ipv6(NamedTuple):
 
     sets: str = ""
     input: str = ""
+    resolve: str = ""
     forward: str = ""
+    egress: str = ""
     back: str = ""
     shape: str = ""
     nat: str = ""
 
 
-def _ipv6(spec: RulesetSpec, ifs: str, dns_ports: str) -> _Ipv6:
+def _ipv6(spec: RulesetSpec, ifs: str, dns_ports: str, app_ports: str) -> _Ipv6:
     """A phone has several IPv6 addresses (SLAAC, privacy addresses that change), none of
     them known in advance, so IPv6 is let through by MAC (``allowed6``, whose counters are
     the client's IPv6 upload). Each connection it opens is marked with the client's mark
@@ -127,11 +196,18 @@ def _ipv6(spec: RulesetSpec, ifs: str, dns_ports: str) -> _Ipv6:
         "    map down_class6 { type mark : classid; flags timeout; }\n",
         input="        icmpv6 type { nd-router-solicit, nd-neighbor-solicit, "
         "nd-neighbor-advert, echo-request } accept\n"
-        f"        meta nfproto ipv6 meta l4proto {{ tcp, udp }} th dport {{ 53{dns_ports} }} "
-        "accept\n",
-        forward="        ether saddr @allowed6 ct mark set ether saddr map @mark6 accept\n"
-        f"        ip6 daddr @city_app6 ct mark set {CITY_APP_MARK} accept\n",
-        back="        meta nfproto ipv6 ct mark @down6 accept\n"
+        f"        meta nfproto ipv6 meta l4proto {{ tcp, udp }} th dport {CAPTIVE_PORT} accept\n"
+        "        meta nfproto ipv6 ether saddr @allowed6 meta l4proto { tcp, udp } "
+        f"th dport {{ 53{dns_ports} }} accept\n",
+        resolve="        meta nfproto ipv6 ether saddr @allowed6 goto resolve\n",
+        forward="        meta nfproto ipv6 ether saddr @allowed6 goto egress6\n"
+        f"        ip6 daddr @city_app6 tcp dport {app_ports} ct mark set {CITY_APP_MARK} accept\n",
+        egress="    chain egress6 {\n"
+        "        ct mark set ether saddr map @mark6\n"
+        f"        ip6 daddr {_items(NOT_THE_INTERNET6)} goto refuse\n"
+        "        accept\n"
+        "    }\n\n",
+        back="        meta nfproto ipv6 ct mark @down6 ct state established,related accept\n"
         "        ip6 saddr @city_app6 ct state established,related accept\n",
         shape=f"        oifname {ifs} meta nfproto ipv6 "
         "meta priority set ct mark map @down_class6\n",
@@ -145,24 +221,42 @@ def client_mark(ip: str) -> int:
     marks each IPv4 connection from an AP interface as it starts (``ct mark set
     @nh,96,32``: the source address's bytes), and a logged-in client's IPv6 ones through
     ``mark6``; the controller finds and deletes a client's connections by it.
-    Connections to the gateway itself (the portal by its name, DNS to the gateway) stay
-    unmarked: the login is answered over one of them, and a login must not cut it."""
+    Connections to the gateway itself (the portal by its name) stay unmarked: the login is
+    answered over one of them, and a login must not cut it. Its DNS queries are marked, so
+    that a login or a logout sends the next one to the other resolver."""
     return int.from_bytes(IPv4Address(ip).packed, sys.byteorder)
 
 
+def refused(spec: RulesetSpec) -> tuple[IPv4Network, ...]:
+    """Where a logged-in phone's IPv4 may not go: everything that is not the internet, the
+    management network and every AP subnet (one phone never reaches another)."""
+    nets = [IPv4Network(n) for n in NOT_THE_INTERNET]
+    nets += [*spec.management, *spec.client_nets]
+    return tuple(collapse_addresses(nets))
+
+
 def render(spec: RulesetSpec) -> str:
-    """The table's definition (one ``table`` block)."""
+    """The tables' definitions (an ``inet`` and an ``arp`` table block)."""
     ifs = _names(spec.client_ifaces) if spec.client_ifaces else '{ "wifikota-none" }'
-    nets = "{ " + ", ".join(str(n) for n in spec.client_nets) + " }" if spec.client_nets else None
+    nets = _items(spec.client_nets) if spec.client_nets else None
     port = spec.portal_port
     masquerade = f'        oifname "{spec.wan_iface}" ip saddr {nets} masquerade\n' if nets else ""
     meters = "".join(
         f"    set up{i} {{ type ether_addr; size 131072; flags dynamic, timeout; timeout 10m; }}\n"
         for i in range(len(spec.uploads))
     )
-    dns = "".join(
-        f"        iifname {_names(ifaces)} meta l4proto {{ tcp, udp }} th dport 53 "
-        f"redirect to :{p}\n"
+    meters += "".join(
+        f"    set dhcp{i} {{ type ifname; size 4096; flags dynamic, timeout; timeout 1m; }}\n"
+        for i in range(len(spec.dhcp))
+    )
+    dhcp = "".join(
+        f"        iifname {_names(ifaces)} udp dport 67 update @dhcp{i} {{ iifname limit rate "
+        f"over {rate}/second burst {rate * 3} packets }} drop\n"
+        for i, (ifaces, rate) in enumerate(spec.dhcp)
+        if ifaces
+    )
+    site_dns = "".join(
+        f"        iifname {_names(ifaces)} meta l4proto {{ tcp, udp }} redirect to :{p}\n"
         for ifaces, p in spec.dns_ports
         if ifaces
     )
@@ -172,62 +266,98 @@ def render(spec: RulesetSpec) -> str:
         f"{max(1, kbit // 8)} kbytes/second burst {max(32, kbit // 8 // 5)} kbytes }} drop\n"
         for i, (ifaces, kbit) in enumerate(spec.uploads)
     )
-    v6 = _ipv6(spec, ifs, dns_ports)
+    app_ports = _items(spec.city_app_ports)
+    v6 = _ipv6(spec, ifs, dns_ports, app_ports)
     tls = spec.tls_port
     https = f"        fib daddr type local tcp dport 443 redirect to :{tls}\n" if tls else ""
     portal_ports = f"{port}, {tls}" if tls else f"{port}"
+    resolver_ports = f"{{ 53{dns_ports} }}"
+    allowed_inside = tuple(collapse_addresses(spec.intranet))
+    intranet = f"        ip daddr {_items(allowed_inside)} accept\n" if allowed_inside else ""
     return f"""table {TABLE} {{
     set allowed {{ type ether_addr . ipv4_addr; flags timeout; counter; }}
     set allowed_down {{ type ipv4_addr; flags timeout; counter; }}
     set blocked {{ type ether_addr; }}
+    set leases {{ type ether_addr . ipv4_addr; flags timeout; }}
     set city_app {{ type ipv4_addr; flags timeout; timeout 1d; }}
     set city_app6 {{ type ipv6_addr; flags timeout; timeout 1d; }}
     map down_class {{ type ipv4_addr : classid; flags timeout; }}
 {v6.sets}{meters}
+    chain guard {{
+        type filter hook prerouting priority mangle; policy accept;
+        iifname != {ifs} return
+        udp sport 68 udp dport 67 return
+        meta l4proto {{ tcp, udp }} th dport 53 return
+        meta nfproto ipv4 ether saddr . ip saddr != @leases drop
+        meta mark set meta mark | {RULESET_MARK:#010x}
+    }}
+
     chain prerouting {{
         type nat hook prerouting priority dstnat; policy accept;
         iifname != {ifs} return
         meta nfproto ipv4 fib daddr type != local ct mark set @nh,96,32
-{dns}        meta l4proto {{ tcp, udp }} th dport 53 redirect to :53
+        meta nfproto ipv4 udp dport 53 ct mark set @nh,96,32
+        meta l4proto {{ tcp, udp }} th dport 53 jump dns
         fib daddr type local tcp dport 80 redirect to :{port}
 {https}        ether saddr @blocked return
-        ip daddr @city_app return
+        ip daddr @city_app tcp dport {app_ports} return
         ether saddr . ip saddr @allowed return
         fib daddr type local return
         meta nfproto ipv6 return
         tcp dport 80 redirect to :{port}
     }}
 
+    chain dns {{
+        ether saddr @blocked meta l4proto {{ tcp, udp }} redirect to :{CAPTIVE_PORT}
+        meta nfproto ipv4 ether saddr . ip saddr @allowed goto resolve
+{v6.resolve}        meta l4proto {{ tcp, udp }} redirect to :{CAPTIVE_PORT}
+    }}
+
+    chain resolve {{
+{site_dns}        meta l4proto {{ tcp, udp }} redirect to :{MAIN_PORT}
+    }}
+
     chain input {{
         type filter hook input priority filter; policy accept;
         iifname != {ifs} return
-        ct state established,related accept
+{dhcp}        ct state established,related accept
 {v6.input}        meta nfproto ipv6 drop
-        udp dport {{ 53, 67{dns_ports} }} accept
-        tcp dport {{ 53, {portal_ports}{dns_ports} }} accept
+        udp dport 67 accept
+        meta l4proto {{ tcp, udp }} th dport {CAPTIVE_PORT} accept
+        tcp dport {{ {portal_ports} }} accept
         icmp type echo-request accept
+        ether saddr . ip saddr @allowed meta l4proto {{ tcp, udp }} th dport {resolver_ports} accept
         meta l4proto tcp reject with tcp reset
         reject with icmpx admin-prohibited
     }}
 
     chain forward {{
-        type filter hook forward priority filter; policy accept;
+        type filter hook forward priority filter; policy drop;
         iifname {ifs} jump from_clients
         oifname {ifs} jump to_clients
+        iifname != {ifs} oifname != {ifs} accept
     }}
 
     chain from_clients {{
         ether saddr @blocked reject with icmpx admin-prohibited
-{policing}        ether saddr . ip saddr @allowed accept
-{v6.forward}        meta nfproto ipv6 meta l4proto tcp reject with tcp reset
-        meta nfproto ipv6 reject with icmpx admin-prohibited
-        ip daddr @city_app accept
+{policing}        meta nfproto ipv4 ether saddr . ip saddr @allowed goto egress
+{v6.forward}        meta nfproto ipv6 goto refuse
+        ip daddr @city_app tcp dport {app_ports} accept
+        goto refuse
+    }}
+
+    chain egress {{
+{intranet}        ip daddr {_items(refused(spec))} goto refuse
+        accept
+    }}
+
+{v6.egress}    chain refuse {{
         meta l4proto tcp reject with tcp reset
         reject with icmpx admin-prohibited
     }}
 
     chain to_clients {{
-        ip daddr @allowed_down accept
+        ip daddr @allowed_down ct state established,related accept
 {v6.back}        ip saddr @city_app ct state established,related accept
         drop
     }}
@@ -241,9 +371,25 @@ def render(spec: RulesetSpec) -> str:
         type nat hook postrouting priority srcnat; policy accept;
 {masquerade}{v6.nat}    }}
 }}
+table {ARP_TABLE} {{
+    set leases {{ type ether_addr . ipv4_addr; flags timeout; }}
+
+    chain input {{
+        type filter hook input priority filter; policy accept;
+        iifname != {ifs} return
+        arp saddr ip 0.0.0.0 return
+        arp saddr ether . arp saddr ip != @leases drop
+    }}
+}}
 """
 
 
 def replace_table(spec: RulesetSpec) -> str:
-    """Commands that swap in a fresh table in one transaction (creating it if absent)."""
-    return f"table {TABLE}\ndelete table {TABLE}\n{render(spec)}"
+    """Commands that swap in fresh tables in one transaction (creating them if absent)."""
+    swap = "".join(f"table {t}\ndelete table {t}\n" for t in (TABLE, ARP_TABLE))
+    return swap + render(spec)
+
+
+def delete_tables() -> str:
+    """Commands that remove both tables, whether or not they are there."""
+    return "".join(f"table {t}\ndelete table {t}\n" for t in (TABLE, ARP_TABLE))

@@ -17,6 +17,7 @@ from controller.errors import (
     SmsFailed,
     TooMany,
 )
+from controller.leases import MemoryLeases
 from controller.models import PhoneCode
 from controller.neighbours import MemoryNeighbours
 from controller.phone import BadNumber
@@ -35,11 +36,15 @@ def outbox() -> Outbox:
 
 @pytest.fixture
 def ctl(database, ctx, fw, city, outbox) -> Controller:
-    table = MemoryNeighbours()
-    for ip, mac, ap in ((IP, MAC, "jam-gadang-1"), (IP2, MAC2, "jam-gadang-1")):
+    table, book = MemoryNeighbours(), MemoryLeases()
+    for ip, mac, ap in (
+        (IP, MAC, "jam-gadang-1"),
+        (IP2, MAC2, "jam-gadang-1"),
+        (PANORAMA_IP, "02:11:22:33:44:77", "panorama-1"),
+    ):
         table.add(ip, mac, city.ap(ap).gateway_iface)
-    table.add(PANORAMA_IP, "02:11:22:33:44:77", city.ap("panorama-1").gateway_iface)
-    return Controller(database, ctx, fw, table, sms=outbox)
+        book.add(ip, mac)
+    return Controller(database, ctx, fw, table, sms=outbox, book=book)
 
 
 def test_a_code_sent_by_sms_logs_the_device_in_once(ctl, outbox, database, fw, now):

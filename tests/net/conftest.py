@@ -9,7 +9,7 @@ from ipaddress import IPv4Network
 
 import pytest
 
-from controller.firewall import FirewallState
+from controller.firewall import FirewallState, Lease
 from controller.firewall.nftables import NftFirewall
 from controller.firewall.ruleset import RulesetSpec
 from controller.netns import Runner
@@ -43,7 +43,9 @@ def gw_firewall(city: City, spec: RulesetSpec) -> Iterator[NftFirewall]:
 
 
 @pytest.fixture
-def fw(gw_firewall: NftFirewall, spec: RulesetSpec) -> NftFirewall:
-    """The gateway's firewall with a fresh ruleset and no clients."""
-    gw_firewall.load(spec, FirewallState(), datetime.now(UTC))
+def fw(gw_firewall: NftFirewall, spec: RulesetSpec, city: City) -> NftFirewall:
+    """The gateway's firewall with a fresh ruleset, the lab's phones' addresses leased to
+    them, and no client let through."""
+    leases = [Lease(c.mac, c.ip) for c in city.clients]
+    gw_firewall.load(spec, FirewallState.of(leases=leases), datetime.now(UTC))
     return gw_firewall

@@ -26,6 +26,7 @@ from tests.netlab import (
     INTERNET_IP6,
     Lab,
     build_city,
+    dhcp,
     dhcp_client,
     require_root,
     wait_until,
@@ -37,20 +38,28 @@ WIFIKOTA = str(Path(sys.executable).with_name("wifikota"))
 
 
 class Daemon:
-    def __init__(self, lab: Lab, city, tmp: Path, tick: float = 0.5) -> None:
+    def __init__(
+        self, lab: Lab, city, tmp: Path, tick: float = 0.5, sites_yaml: str | None = None
+    ) -> None:
         self.lab, self.city, self.tmp, self.tick = lab, city, tmp, tick
         self.config = tmp / "sites.yaml"
-        # Taman's phones must use a filtering resolver
+        # by default Taman's phones must use a filtering resolver
         self.config.write_text(
-            lab_sites_yaml(city, site_dns={"taman": FILTER_DNS_IP}, ipv6="after_login")
+            sites_yaml
+            or lab_sites_yaml(city, site_dns={"taman": FILTER_DNS_IP}, ipv6="after_login")
         )
         self.socket = str(tmp / "control.sock")
+        # the controller's data (leases, dnsmasq's configs) where dnsmasq, no longer root
+        # once started, can still read its dhcp-hosts directory, as in /var/lib/wifikota
+        self.data = lab.workdir / "data"
+        self.data.mkdir(mode=0o755, exist_ok=True)
+        lab.workdir.chmod(0o755)
         self.env = {
             **os.environ,
             "DATABASE_URL": f"sqlite:///{tmp / 'wifikota.db'}",
             "WIFIKOTA_DEVICE_HASH_SECRET": "lab-device-secret-0123456789",
             "WIFIKOTA_CONTROL_SOCKET": self.socket,
-            "WIFIKOTA_DATA": str(tmp),
+            "WIFIKOTA_DATA": str(self.data),
         }
         self.cli("db", "upgrade")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -230,16 +239,16 @@ def test_sigkill_and_restart_keep_clients_online_and_lose_no_session(daemon):
     client = phone(daemon, 0)
     assert login(daemon, client)["ok"]
     before = daemon.sessions()
-    assert len(dnsmasqs(daemon)) == 2  # main, and Taman's own resolver
+    assert len(dnsmasqs(daemon)) == 3  # main, captive, and Taman's own resolver
     daemon.kill(signal.SIGKILL)
     orphans = dnsmasqs(daemon)  # DHCP and DNS go on while the controller is down
-    assert len(orphans) == 2
+    assert len(orphans) == 3
     assert daemon.city.curl(client, PROBE)[1] == "204", (
         "the kernel keeps enforcing while the daemon is down"
     )
     daemon.start()
     assert wait_until(
-        lambda: len(dnsmasqs(daemon)) == 2 and not set(orphans) & set(dnsmasqs(daemon)), 10
+        lambda: len(dnsmasqs(daemon)) == 3 and not set(orphans) & set(dnsmasqs(daemon)), 10
     )
     assert daemon.city.curl(client, PROBE)[1] == "204", "nobody loses access"
     other = phone(daemon, 2)
@@ -280,11 +289,15 @@ def test_a_phone_gets_address_router_resolver_and_the_portal_api_by_dhcp(daemon)
     last = int(client.ip.rsplit(".", 1)[1])
     assert client.ip.startswith("10.20.1.") and 100 <= last <= 200
     assert bytes.fromhex(lease["opt114"]).decode() == "https://wifi.lab.example.id/api/captive"
-    assert int(lease["lease"]) == 3600
-    login(daemon, client)
+    assert int(lease["lease"]) == 300  # dhcp_lease_before_login: 5 minutes until it logs in
+    assert login(daemon, client)["ok"]
     assert daemon.city.curl(client, PROBE)[1] == "204"
     leases = daemon.cli("--json", "dnsmasq", "leases")
     assert client.mac in leases.stdout
+    # logged in, it renews (at half its lease) for the site's dhcp_lease, on the same address
+    renewed = dhcp(daemon.lab, client.ns, daemon.tmp / "dhcp1.renew", ask_for=client.ip)
+    assert (renewed["ip"], int(renewed["lease"])) == (client.ip, 3600)
+    assert daemon.city.curl(client, PROBE)[1] == "204"
 
 
 def test_dns_works_before_login_and_outside_resolvers_get_the_gateways_answer(daemon):
@@ -323,20 +336,28 @@ def test_the_city_app_is_reachable_before_login_and_nothing_else_is(daemon):
 
 def test_a_site_with_a_resolver_of_its_own_is_answered_by_it_and_only_it(daemon):
     elsewhere, taman = phone(daemon, 0), phone(daemon, 2)
+    # before login: the portal's name and the city app, nothing else
+    assert dig(daemon, taman, "10.20.3.1", FILTERED_NAME) == []
+    assert dig(daemon, taman, "10.20.3.1", "wifi.lab.example.id") == ["10.20.3.1"]
+    assert dig(daemon, taman, "10.20.3.1", CITY_APP_NAME) == [CITY_APP_IP]
+    assert login(daemon, elsewhere)["ok"] and login(daemon, taman)["ok"]
     assert dig(daemon, elsewhere, "10.20.1.1", FILTERED_NAME) == [INTERNET_IP]
     assert dig(daemon, taman, "10.20.3.1", FILTERED_NAME) == [BLOCK_PAGE_IP]
     # asking the city's resolver, or any other, directly changes nothing
     for server in ("198.51.100.53", "203.0.113.53"):
         assert dig(daemon, taman, server, FILTERED_NAME) == [BLOCK_PAGE_IP]
-    # the portal's name and the city app still work there before login
+    # the portal's name and the city app work there after login as before
     assert dig(daemon, taman, "10.20.3.1", "wifi.lab.example.id") == ["10.20.3.1"]
     assert dig(daemon, taman, "10.20.3.1", CITY_APP_NAME) == [CITY_APP_IP]
     resolve = f"{CITY_APP_NAME}:80:{CITY_APP_IP}"
     status = daemon.city.curl(taman, f"http://{CITY_APP_NAME}/", "--resolve", resolve)[1]
     assert status == "200"
+    assert daemon.cli("kick", taman.ip).returncode == 0
+    assert dig(daemon, taman, "10.20.3.1", FILTERED_NAME) == [], "captive again"
     listed = json.loads(daemon.cli("--json", "dnsmasq", "resolvers").stdout)
     assert [(r["name"], r["port"], r["servers"], r["ifaces"]) for r in listed] == [
         ("main", 53, ["198.51.100.53"], ["ap1", "ap2", "ap4"]),
+        ("captive", 5300, ["198.51.100.53"], ["ap1", "ap2", "ap3", "ap4"]),
         ("dns1", 5301, [FILTER_DNS_IP], ["ap3"]),
     ]
 
@@ -344,9 +365,10 @@ def test_a_site_with_a_resolver_of_its_own_is_answered_by_it_and_only_it(daemon)
 def test_with_ipv6_after_login_a_phone_gets_an_address_by_ra_and_ipv6_only_after_login(daemon):
     client, _ = dhcp_client(daemon.city, 2, "slaac1", daemon.tmp)
 
-    def global_ipv6() -> list[str]:
+    def global_ipv6() -> list[str]:  # once duplicate address detection has passed
         res = daemon.lab.sh(
-            client.ns, ["ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"]
+            client.ns,
+            ["ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global", "-tentative"],
         )
         return [w.split("/")[0] for w in res.stdout.decode().split() if w.startswith("fd20:2:")]
 

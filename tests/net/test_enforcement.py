@@ -79,9 +79,9 @@ def test_a_cloned_mac_on_another_ip_is_not_let_through(city, fw):
     phone, thief = city.clients[0], city.clients[1]
     fw.apply(Plan(grant=(grant(phone),)), now())
     city.lab.sh(thief.ns, ["ip", "link", "set", "eth0", "address", phone.mac])
-    try:
-        assert city.curl(thief, PROBE)[2].startswith("WIFIKOTA-PORTAL")
-        assert city.curl(thief, f"https://{INTERNET_IP}/", "-k")[0] == 7
+    try:  # the pair is not a lease: nothing it sends is taken, the portal included
+        assert city.curl(thief, PROBE, timeout=3)[:2] in ((7, "000"), (28, "000"))
+        assert city.curl(thief, f"https://{INTERNET_IP}/", "-k", timeout=3)[0] in (7, 28)
     finally:
         city.lab.sh(thief.ns, ["ip", "link", "set", "eth0", "address", thief.mac])
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.firewall import FirewallState, Grant, Plan, plan
+from controller.firewall import FirewallState, Grant, Lease, Plan, plan
 from controller.firewall.memory import MemoryFirewall
 from tests.netlab import wait_until
 
@@ -43,7 +43,7 @@ def test_granting_again_replaces_expiry_and_rates(firewall):
     firewall.apply(Plan(grant=(longer,)), now())
     state = firewall.state(now())
     assert len(state.grants) == 1 and state.grants[longer.key].down_kbit == 2000
-    assert not plan(FirewallState.of([longer]), state, now())
+    assert not plan(FirewallState.of([longer], leases=state.leases.values()), state, now())
 
 
 def test_revoking_removes_and_revoking_what_is_not_there_is_harmless(firewall):
@@ -80,8 +80,21 @@ def test_grants_run_out_by_themselves(firewall):
 
 def test_reconciling_reaches_the_desired_state_in_one_plan(firewall):
     firewall.apply(Plan(grant=(g(MAC1, "10.20.1.50"), g(MAC2, "10.20.1.51"))), now())
-    desired = FirewallState.of([g(MAC2, "10.20.1.51"), g(MAC1, "10.20.1.52")], [MAC1])
+    leases = firewall.state(now()).leases.values()
+    desired = FirewallState.of([g(MAC2, "10.20.1.51"), g(MAC1, "10.20.1.52")], [MAC1], leases)
     firewall.apply(plan(desired, firewall.state(now()), now()), now())
     state = firewall.state(now())
     assert set(state.grants) == set(desired.grants) and state.blocked == desired.blocked
     assert not plan(desired, state, now())
+
+
+def test_leases_come_go_and_run_out_by_themselves(firewall):
+    short = Lease(MAC1, "10.20.1.50", now() + timedelta(seconds=2))
+    lasting = Lease(MAC2, "10.20.1.51")  # a fixed host's: for good
+    firewall.apply(Plan(lease=(short, lasting)), now())
+    leases = firewall.state(now()).leases
+    assert {short.key, lasting.key} <= set(leases) and leases[lasting.key].expires_at is None
+    firewall.apply(Plan(unlease=(lasting,)), now())
+    firewall.apply(Plan(unlease=(lasting,)), now())  # again: harmless
+    assert lasting.key not in firewall.state(now()).leases
+    assert wait_until(lambda: short.key not in firewall.state(now()).leases, timeout=10)

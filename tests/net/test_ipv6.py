@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.firewall import FirewallState, Grant, Plan
+from controller.firewall import FirewallState, Grant, Lease, Plan
 from controller.firewall.nftables import NftFirewall
 from controller.firewall.ruleset import RulesetSpec
 from tests.netlab import INTERNET_IP, INTERNET_IP6, wait_until
@@ -26,9 +26,11 @@ def grant(client, down_kbit: int = 5000) -> Grant:
 
 
 @pytest.fixture
-def fw(gw_firewall: NftFirewall, spec: RulesetSpec) -> NftFirewall:
-    """The gateway's firewall forwarding IPv6 after login, with no clients."""
-    gw_firewall.load(replace(spec, ipv6=True), FirewallState(), now())
+def fw(gw_firewall: NftFirewall, spec: RulesetSpec, city) -> NftFirewall:
+    """The gateway's firewall forwarding IPv6 after login, the phones' addresses leased to
+    them, with no clients let through."""
+    leases = [Lease(c.mac, c.ip) for c in city.clients]
+    gw_firewall.load(replace(spec, ipv6=True), FirewallState.of(leases=leases), now())
     return gw_firewall
 
 

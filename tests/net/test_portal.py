@@ -245,7 +245,7 @@ def test_a_code_by_sms_typed_in_the_sheet_logs_a_phone_in(portal):
     splash = captured_splash(phone)
     status, headers, _ = phone.post("/kode", {"token": token(splash), "telepon": "0812 1111 2222"})
     assert status == 303 and headers["location"] == "/kode"
-    outbox = portal.tmp / "sms.log"  # the default sender: $WIFIKOTA_DATA/sms.log
+    outbox = portal.data / "sms.log"  # the default sender: $WIFIKOTA_DATA/sms.log
     assert wait_until(outbox.exists, 5)
     line = outbox.read_text().splitlines()[-1]
     assert " +6281211112222 " in line

@@ -8,7 +8,7 @@ from ipaddress import IPv4Network
 
 import pytest
 
-from controller.firewall import FirewallState, Grant, Plan
+from controller.firewall import FirewallState, Grant, Lease, Plan
 from controller.firewall.ruleset import RulesetSpec
 from tests.netlab import INTERNET_IP
 
@@ -30,7 +30,8 @@ def shaped(gw_firewall, city):
         caps=(6000, 1_000_000),
         uploads=(((city.bridges[0],), 2000),),
     )
-    gw_firewall.load(spec, FirewallState(), now())
+    leases = [Lease(c.mac, c.ip) for c in city.clients]
+    gw_firewall.load(spec, FirewallState.of(leases=leases), now())
     return gw_firewall
 
 

@@ -31,6 +31,12 @@ CITY_APP_IP = "198.51.100.3"
 INTERNET_IP6 = "2001:db8:100::2"  # documentation prefix, only inside the lab
 GATEWAY_WAN_IP6 = "2001:db8:100::1"
 CITY_APP_NAME = "app.lab.example.id"
+CITY_APP_OTHER_PORT = 2222  # the city app's host answers here too (not a web port)
+TUNNEL_DOMAIN = "t.lab.example.id"  # the internet's resolver answers every name below it
+TUNNEL_ANSWER = "198.51.100.77"
+MANAGEMENT_GW_IP = "10.19.0.1"  # the gateway on the management network (with management=True)
+MANAGEMENT_HOST_IP = "10.19.0.50"  # an AP's admin pages, a database host: never a phone's
+INTRANET_IP = "10.50.0.10"  # a city intranet service behind the management network
 
 
 def have_root() -> bool:
@@ -182,6 +188,7 @@ class Client:
     mac: str
     ip: str
     ip6: str | None = None  # a static IPv6 address, where it has one
+    static: bool = True  # its address is its own (sites.yaml fixes it), not DHCP's
 
 
 @dataclass
@@ -263,9 +270,13 @@ def build_city(
     clients_per_ap: int = 2,
     portal_port: int = 8080,
     stand_in_portal: bool = True,
+    management: bool = False,
 ) -> City:
     """``stand_in_portal``: a plain web server answers on the portal's port (tests that run
-    the real portal under gunicorn say False and start it themselves)."""
+    the real portal under gunicorn say False and start it themselves). ``management``: a
+    management network (10.19.0.0/24) on the gateway's ``mgmt0``, with a host that answers
+    HTTP on ports 22 and 80 as "MANAGEMENT", and the city intranet service at
+    :data:`INTRANET_IP` behind it."""
     gw, inet = lab.netns("gw"), lab.netns("inet")
     lab.veth(gw, "wan", inet, "eth0")
     lab.sh(gw, ["ip", "addr", "add", f"{GATEWAY_WAN_IP}/24", "dev", "wan"])
@@ -285,7 +296,7 @@ def build_city(
             sys.executable,
             str(HERE / "internet.py"),
             "--ports",
-            "80",
+            f"80,{CITY_APP_OTHER_PORT}",
             "--tls-ports",
             "443",
             "--cert",
@@ -316,6 +327,7 @@ def build_city(
                     f"--listen-address={resolver}",
                     "--bind-interfaces",
                     *(f"--address=/{n}/{a}" for n, a in names.items()),
+                    f"--address=/{TUNNEL_DOMAIN}/{TUNNEL_ANSWER}",
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -343,6 +355,21 @@ def build_city(
             lab.sh(ns, ["ip", "-6", "route", "add", "default", "via", f"fd20:{a}::1"])
             clients.append(Client(ns, mac, ip, ip6))
     urls = [f"http://{INTERNET_IP}/generate_204"]
+    if management:
+        mgmt = lab.netns("mgmt")
+        lab.veth(gw, "mgmt0", mgmt, "eth0")
+        lab.sh(gw, ["ip", "addr", "add", f"{MANAGEMENT_GW_IP}/24", "dev", "mgmt0"])
+        lab.sh(gw, ["ip", "route", "add", f"{INTRANET_IP}/32", "via", MANAGEMENT_HOST_IP])
+        lab.sh(mgmt, ["ip", "addr", "add", f"{MANAGEMENT_HOST_IP}/24", "dev", "eth0"])
+        lab.sh(mgmt, ["ip", "addr", "add", f"{INTRANET_IP}/32", "dev", "eth0"])
+        lab.sh(mgmt, ["ip", "route", "add", "default", "via", MANAGEMENT_GW_IP])
+        lab.spawn(
+            mgmt,
+            [sys.executable, str(HERE / "internet.py"), "--ports", "80,22", "--name", "MANAGEMENT"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        urls.append(f"http://{MANAGEMENT_HOST_IP}/")
     if stand_in_portal:
         lab.spawn(
             gw,
@@ -375,7 +402,16 @@ def dhcp_client(city: City, ap: int, name: str, tmp: Path) -> tuple[Client, dict
     lab.sh(city.gw, ["ip", "link", "set", port, "master", city.bridges[ap - 1]])
     mac = "02:dd:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(4))
     lab.sh(ns, ["ip", "link", "set", "eth0", "address", mac])
-    out = tmp / f"{name}.lease"
+    lease = dhcp(lab, ns, tmp / f"{name}.lease")
+    client = Client(ns, mac, lease["ip"], static=False)
+    city.clients.append(client)
+    return client, lease
+
+
+def dhcp(lab: Lab, ns: str, out: Path, ask_for: str | None = None) -> dict[str, str]:
+    """Run udhcpc once in ``ns`` (asking for ``ask_for``, as a renewal does): what the
+    DHCP server said. Raises RuntimeError without an answer."""
+    out.unlink(missing_ok=True)
     cmd = [
         "env",
         f"LAB_LEASE_OUT={out}",
@@ -392,14 +428,12 @@ def dhcp_client(city: City, ap: int, name: str, tmp: Path) -> tuple[Client, dict
         "114",
         "-s",
         str(HERE / "udhcpc.sh"),
+        *(["-r", ask_for] if ask_for else []),
     ]
     res = lab.sh(ns, cmd, check=False, timeout=30)
     if res.returncode != 0 or not out.exists():
         raise RuntimeError(f"no DHCP lease: {res.stderr.decode(errors='replace')}")
-    lease = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
-    client = Client(ns, mac, lease["ip"])
-    city.clients.append(client)
-    return client, lease
+    return dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
 
 
 def _answers(lab: Lab, ns: str, url: str) -> bool:

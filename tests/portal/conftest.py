@@ -17,6 +17,7 @@ from captive.gateway import LocalGateway
 from controller import db as db_mod
 from controller import inventory
 from controller.daemon import Controller
+from controller.leases import MemoryLeases
 from controller.neighbours import MemoryNeighbours
 from tests.smsbox import Outbox
 
@@ -56,13 +57,21 @@ def neighbours(city) -> MemoryNeighbours:
 
 
 @pytest.fixture
+def leases() -> MemoryLeases:
+    """The addresses DHCP handed out: the phone's own."""
+    book = MemoryLeases()
+    book.add(PHONE_IP, PHONE_MAC)
+    return book
+
+
+@pytest.fixture
 def outbox() -> Outbox:
     return Outbox()
 
 
 @pytest.fixture
-def controller(portal_db, ctx, fw, neighbours, outbox) -> Controller:
-    return Controller(portal_db, ctx, fw, neighbours, sms=outbox)
+def controller(portal_db, ctx, fw, neighbours, leases, outbox) -> Controller:
+    return Controller(portal_db, ctx, fw, neighbours, sms=outbox, book=leases)
 
 
 @pytest.fixture

@@ -201,9 +201,10 @@ def test_extending_gives_another_session_length_within_todays_quota(phone, clock
 
 
 def test_a_post_without_a_valid_token_is_refused_and_changes_nothing(
-    app, phone, fw, now, neighbours
+    app, phone, fw, now, neighbours, leases
 ):
     neighbours.add("10.20.3.21", "02:00:00:00:03:21", neighbours.lookup(PHONE_IP).interface)
+    leases.add("10.20.3.21", "02:00:00:00:03:21")
     page = phone.get("/", base_url=BASE)
     form = {"method": "click", "terms_version": "2026-11"}
     assert phone.post("/masuk", data=form, base_url=BASE).status_code == 400
@@ -378,10 +379,11 @@ def test_the_terms_page_shows_its_version(phone):
 
 
 def test_the_session_of_another_device_is_untouched_by_this_ones_logout(
-    app, controller, neighbours, fw, now, city
+    app, controller, neighbours, leases, fw, now, city
 ):
     ap = next(a for a in city.aps if a.id == "jam-gadang-1")
     neighbours.add("10.20.3.30", "02:aa:bb:cc:dd:ee", ap.gateway_iface)
+    leases.add("10.20.3.30", "02:aa:bb:cc:dd:ee")
     other = client_at(app, "10.20.3.30")
     tap_connect(other)
     me = client_at(app, PHONE_IP)

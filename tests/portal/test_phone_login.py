@@ -119,8 +119,9 @@ def test_posting_a_code_without_a_form_token_is_refused(phone, outbox):
     assert answer.status_code == 400 and "kedaluwarsa" in answer.text
 
 
-def test_phone_login_where_the_site_does_not_offer_it(app, outbox, neighbours, city):
+def test_phone_login_where_the_site_does_not_offer_it(app, outbox, neighbours, leases, city):
     neighbours.add("10.20.1.20", "02:11:22:33:44:99", city.ap("panorama-1").gateway_iface)
+    leases.add("10.20.1.20", "02:11:22:33:44:99")
     device = client_at(app, "10.20.1.20")
     page = device.get("/", base_url=BASE)
     assert 'name="telepon"' not in page.text

@@ -1,0 +1,133 @@
+"""Knowing at once when somebody else changes the ruleset.
+
+The kernel multicasts every change of the nftables ruleset (the ``NFNLGRP_NFTABLES`` group
+of netfilter's netlink), message by message, and closes each transaction with a
+``NEWGEN`` naming the process that made it. :class:`RulesetWatch` listens there and calls
+back when a transaction of another process touched the ``wifikota`` tables (``nft flush
+ruleset``, ``systemctl restart nftables``, a hand-made ``nft delete``...). Changes dnsmasq
+makes to the city app's sets (``nftset=``) are expected and not reported. When the kernel
+had to drop messages (the socket's queue ran full), that is reported too: what was lost
+cannot be known.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import socket
+import struct
+import threading
+from collections.abc import Callable
+
+from ..netns import enter
+
+log = logging.getLogger(__name__)
+
+_NETLINK_NETFILTER = 12
+_NFNLGRP_NFTABLES = 7
+_SOL_NETLINK = 270
+_NETLINK_ADD_MEMBERSHIP = 1
+_SUBSYS_NFTABLES = 10
+_NEWGEN = 15
+_NEWSETELEM, _DELSETELEM = 12, 14
+_NFTA_GEN_PROC_PID, _NFTA_GEN_PROC_NAME = 2, 3
+_NFTA_TABLE, _NFTA_SET = 1, 2  # the table's (and, for elements, the set's) name: attrs 1, 2
+_FAMILIES = {1: "inet", 3: "arp"}
+EXPECTED_SETS = frozenset({"city_app", "city_app6"})  # filled by dnsmasq as names resolve
+TABLE_NAME = "wifikota"
+
+
+def _attrs(data: bytes) -> dict[int, bytes]:
+    """Netlink attributes by type (nesting flag cleared)."""
+    out, i = {}, 0
+    while i + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, i)
+        if length < 4:
+            break
+        out[kind & 0x3FFF] = data[i + 4 : i + length]
+        i += (length + 3) & ~3
+    return out
+
+
+def _name(raw: bytes | None) -> str:
+    return (raw or b"").rstrip(b"\0").decode(errors="replace")
+
+
+def _ours(pid: int) -> bool:
+    """Whether the thread ``pid`` is one of this process's (the kernel names the thread)."""
+    return pid == os.getpid() or os.path.exists(f"/proc/self/task/{pid}")
+
+
+class RulesetWatch:
+    """Listens for ruleset changes in a network namespace (or this process's own) and calls
+    ``on_change`` with a sentence saying what happened."""
+
+    def __init__(self, netns: str | None, on_change: Callable[[str], None]) -> None:
+        self.netns, self.on_change = netns, on_change
+        self.ready = threading.Event()  # set once the socket listens
+
+    def _socket(self) -> socket.socket:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
+        try:  # room for a big transaction's messages (root may exceed rmem_max)
+            sock.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+        sock.bind((0, 0))
+        sock.setsockopt(_SOL_NETLINK, _NETLINK_ADD_MEMBERSHIP, _NFNLGRP_NFTABLES)
+        return sock
+
+    def run(self, stop: threading.Event) -> None:
+        """Listen until ``stop`` is set (call in a thread of its own: it may enter the
+        namespace)."""
+        if self.netns is not None:
+            enter(self.netns)
+        with self._socket() as sock:
+            self.ready.set()
+            touched: list[str] = []  # what the transaction under way did to our tables
+            while not stop.is_set():
+                ready, _, _ = select.select([sock], [], [], 0.5)
+                if not ready:
+                    continue
+                try:
+                    data = sock.recv(1 << 20)
+                except OSError as exc:
+                    if exc.errno == errno.ENOBUFS:  # the kernel dropped messages
+                        touched.clear()
+                        self.on_change("ruleset messages were lost")
+                        continue
+                    raise
+                for what in self._read(data, touched):
+                    self.on_change(what)
+
+    def _read(self, data: bytes, touched: list[str]) -> list[str]:
+        """What ``data`` (one or more netlink messages) says happened, by other processes,
+        to the ``wifikota`` tables."""
+        said = []
+        i = 0
+        while i + 20 <= len(data):
+            length, kind = struct.unpack_from("=IH", data, i)
+            if length < 20:
+                break
+            family = data[i + 16]
+            attrs = _attrs(data[i + 20 : i + length])
+            i += (length + 3) & ~3
+            if kind >> 8 != _SUBSYS_NFTABLES:
+                continue
+            msg = kind & 0xFF
+            if msg == _NEWGEN:
+                raw_pid = attrs.get(_NFTA_GEN_PROC_PID, b"\0\0\0\0")
+                (pid,) = struct.unpack("!I", raw_pid[:4].rjust(4, b"\0"))
+                if touched and not _ours(pid):
+                    who = _name(attrs.get(_NFTA_GEN_PROC_NAME)) or "?"
+                    said.append(f"{who} (pid {pid}) changed {', '.join(sorted(set(touched)))}")
+                touched.clear()
+                continue
+            table = _name(attrs.get(_NFTA_TABLE))
+            if table != TABLE_NAME or family not in _FAMILIES:
+                continue
+            if msg in (_NEWSETELEM, _DELSETELEM) and _name(attrs.get(_NFTA_SET)) in EXPECTED_SETS:
+                continue
+            touched.append(f"table {_FAMILIES[family]} {table}")
+        return said

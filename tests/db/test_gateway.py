@@ -1,0 +1,147 @@
+"""The controller keeping a gateway safe, on SQLite and PostgreSQL with the in-memory
+firewall: an address honoured only for the MAC it is leased to, leases put in force as
+dnsmasq hands them out, the ruleset restored from the database, and the DHCP pools
+counted and alerted on. (With real packets: tests/net/test_attacks.py.)"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from controller.context import Ctx
+from controller.daemon import Controller
+from controller.errors import NotFound
+from controller.firewall import FirewallState
+from controller.leases import MemoryLeases
+from controller.models import AccessPoint, EndReason, GatewayEvent
+from controller.neighbours import MemoryNeighbours
+
+A_IP, A_MAC = "10.20.3.20", "02:11:22:33:44:55"  # at Jam Gadang Utara
+B_IP, B_MAC = "10.20.3.21", "02:11:22:33:44:66"
+
+
+@pytest.fixture
+def alerts() -> list[tuple[str, str, dict]]:
+    return []
+
+
+@pytest.fixture
+def gw(database, ctx, fw, city, alerts, now):
+    health = city.health.model_copy(update={"alert_webhook": "http://alerts.example/hook"})
+    ctx = Ctx(city.model_copy(update={"health": health}), ctx.device_hash)
+    table, book = MemoryNeighbours(), MemoryLeases()
+    iface = city.ap("jam-gadang-1").gateway_iface
+    for ip, mac in ((A_IP, A_MAC), (B_IP, B_MAC)):
+        table.add(ip, mac, iface)
+        book.add(ip, mac)
+    controller = Controller(database, ctx, fw, table, book=book, notify=lambda *a: alerts.append(a))
+    controller.neighbours_table, controller.lease_book = table, book
+    controller.start(now)
+    return controller
+
+
+def wait_for(alerts: list, n: int) -> list:
+    """The alerts, once ``n`` have gone out (each is sent from a thread of its own)."""
+    deadline = time.monotonic() + 5
+    while len(alerts) < n and time.monotonic() < deadline:  # bounded
+        time.sleep(0.01)
+    return alerts
+
+
+def open_sessions(database) -> list[tuple[str, str | None]]:
+    from controller.models import Session
+
+    with database.reading() as s:
+        return [(r.ip, r.end_reason) for r in s.scalars(select(Session).order_by(Session.id))]
+
+
+def test_an_address_is_honoured_only_for_the_mac_it_is_leased_to(gw, database, now, fw):
+    assert gw.authorize(A_IP, now).session.mac == A_MAC
+    gw.neighbours_table.add(A_IP, B_MAC, gw.neighbours_table.lookup(A_IP).interface)  # B on A's IP
+    for ask in (
+        lambda: gw.authorize(A_IP, now),
+        lambda: gw.logout(A_IP, now),
+        lambda: gw.status(A_IP, now),
+    ):
+        with pytest.raises(NotFound):
+            ask()
+    assert open_sessions(database) == [(A_IP, None)], "A's session is untouched, not roamed"
+    assert fw.forwards(A_MAC, A_IP, now)
+
+
+def test_another_mac_on_its_own_address_cannot_take_a_session(gw, database, now):
+    assert gw.authorize(A_IP, now).session.mac == A_MAC
+    gw.neighbours_table.add(B_IP, A_MAC, gw.neighbours_table.lookup(B_IP).interface)  # A's MAC
+    with pytest.raises(NotFound):
+        gw.authorize(B_IP, now)
+    assert open_sessions(database) == [(A_IP, None)]
+
+
+def test_roamed_ends_a_session_only_when_the_lease_really_moved(gw, database, now):
+    assert gw.authorize(A_IP, now).session.mac == A_MAC
+    later = now + timedelta(minutes=10)
+    gw.lease_book.add(A_IP, B_MAC)  # A left; dnsmasq gave its address to B
+    gw.neighbours_table.add(A_IP, B_MAC, gw.neighbours_table.lookup(A_IP).interface)
+    assert gw.authorize(A_IP, later).session.mac == B_MAC
+    assert open_sessions(database) == [(A_IP, EndReason.ROAMED.value), (A_IP, None)]
+
+
+def test_leases_are_put_in_force_as_dnsmasq_hands_them_out(gw, fw, now):
+    assert set(fw.state(now).leases) == {(A_MAC, A_IP), (B_MAC, B_IP)}
+    gw.lease_book.add("10.20.3.30", "02:11:22:33:44:77", now + timedelta(minutes=5))
+    gw.lease_book.remove(B_IP)
+    assert gw.sync_leases(now, removals=False) == 1  # new ones at once
+    assert set(fw.state(now).leases) == {
+        (A_MAC, A_IP),
+        (B_MAC, B_IP),
+        ("02:11:22:33:44:77", "10.20.3.30"),
+    }
+    assert gw.sync_leases(now) == 1  # and the ones that ended, on a quiet read
+    assert (B_MAC, B_IP) not in fw.state(now).leases
+    assert gw.sync_leases(now) == 0
+    renewed = now + timedelta(minutes=30)
+    gw.lease_book.add("10.20.3.30", "02:11:22:33:44:77", renewed)
+    assert gw.sync_leases(now, removals=False) == 1  # a renewal moves the kernel's expiry
+    assert fw.state(now).leases[("02:11:22:33:44:77", "10.20.3.30")].expires_at == renewed
+
+
+def test_a_restore_puts_back_every_grant_from_the_database_and_every_lease(
+    gw, fw, database, now, alerts
+):
+    gw.authorize(A_IP, now)
+    fw.load(None, FirewallState(), now)  # the ruleset lost: nothing in force
+    assert not fw.forwards(A_MAC, A_IP, now)
+    assert gw.restore("nft (pid 1) changed table inet wifikota", now) == 1
+    assert fw.forwards(A_MAC, A_IP, now)
+    assert set(fw.state(now).leases) == {(A_MAC, A_IP), (B_MAC, B_IP)}
+    with database.reading() as s:
+        kinds = [e.kind for e in s.scalars(select(GatewayEvent).order_by(GatewayEvent.id))]
+    assert kinds == ["ruleset-lost", "ruleset-restored"]
+    ((url, text, detail),) = wait_for(alerts, 1)
+    assert url == "http://alerts.example/hook" and "dipulihkan / " in text
+    assert detail["gateway"] == "gw-balaikota" and detail["reason"].startswith("nft (pid 1)")
+
+
+def test_a_nearly_full_pool_is_recorded_and_alerted_once_and_its_easing_too(
+    gw, database, now, alerts
+):
+    for n in range(10, 241):  # 231 of Jam Gadang Utara's 241 addresses, A's and B's among them
+        if f"10.20.3.{n}" not in (A_IP, B_IP):
+            gw.lease_book.add(f"10.20.3.{n}", f"02:dd:00:00:03:{n:02x}")
+    found = {p.ap_id: p for p in gw.record_pools(now)}
+    assert (found["jam-gadang-1"].leased, found["jam-gadang-1"].size) == (231, 241)
+    gw.record_pools(now)  # still full: no second alert
+    with database.reading() as s:
+        row = s.get(AccessPoint, "jam-gadang-1")
+        assert (row.pool_leased, row.pool_size) == (found["jam-gadang-1"].leased, 241)
+    for ip in list(gw.lease_book.leases)[:60]:
+        gw.lease_book.remove(ip)
+    gw.record_pools(now)
+    with database.reading() as s:
+        kinds = [e.kind for e in s.scalars(select(GatewayEvent).order_by(GatewayEvent.id))]
+    assert kinds == ["pool-high", "pool-ok"]
+    texts = sorted(a[1] for a in wait_for(alerts, 2))
+    assert len(texts) == 2 and "hampir penuh" in texts[0] and "kembali lega" in texts[1]

