@@ -14,6 +14,7 @@ import hmac
 import io
 import time
 from datetime import UTC, date, datetime, timedelta
+from ipaddress import ip_address
 from typing import Any
 
 from flask import Blueprint, Response, current_app, redirect, request, session
@@ -32,7 +33,8 @@ bp = Blueprint("dashboard", __name__, url_prefix="/dasbor")
 
 SIGNED_IN_FOR = 8 * 3600  # seconds
 MAX_DAYS = 3660
-OPEN = ("dashboard.login_form", "dashboard.login", "dashboard.public_status")
+OPEN = ("dashboard.login_form", "dashboard.login")
+PUBLIC = "dashboard.public_status"  # the status page residents may see anywhere
 
 
 def service() -> DashboardService:
@@ -73,8 +75,23 @@ def admin() -> dict[str, Any] | None:
     return who
 
 
+def from_staff() -> bool:
+    """Whether the request comes from where staff work (loopback, the management network,
+    ``portal.staff_networks``), never from a resident's AP subnet."""
+    config: CityConfig = current_app.extensions["wifikota.config"]
+    try:
+        addr = ip_address(client_ip())
+    except ValueError:
+        return False
+    return any(addr.version == net.version and addr in net for net in config.staff_networks())
+
+
 @bp.before_request
 def signed_in_only() -> Reply | None:
+    if request.endpoint == PUBLIC:
+        return None
+    if not from_staff():  # the dashboard does not exist for a phone on the SSID
+        return problem("not-found")
     if request.endpoint in OPEN or admin() is not None:
         return None
     return redirect("/dasbor/masuk", code=303)
@@ -175,10 +192,9 @@ def now_page() -> Response:
 
 
 def metrics() -> Response:
-    """Prometheus metrics: for the gateway itself (loopback), or with the token of
-    ``portal.metrics_token`` as ``Authorization: Bearer``. Anyone else gets 404."""
-    from ipaddress import ip_address
-
+    """Prometheus metrics: for the gateway itself (loopback), or from the staff networks
+    with the token of ``portal.metrics_token`` as ``Authorization: Bearer``. Anyone else
+    (a phone on an AP subnet always) gets 404."""
     from controller.metrics import CONTENT_TYPE
     from controller.metrics import render as metrics_text
 
@@ -187,7 +203,9 @@ def metrics() -> Response:
     with contextlib.suppress(ValueError):
         allowed = ip_address(client_ip()).is_loopback
     given = request.headers.get("Authorization", "")
-    if not allowed and config.portal.metrics_token is not None and given.startswith("Bearer "):
+    token_ok = config.portal.metrics_token is not None and given.startswith("Bearer ")
+    if not allowed and from_staff() and token_ok:
+        assert config.portal.metrics_token is not None
         token = config.portal.metrics_token.resolve()
         allowed = hmac.compare_digest(given[7:].encode(), token)
     if not allowed:

@@ -19,6 +19,7 @@ from tests.netlab import (
     CITY_APP_IP,
     CITY_APP_NAME,
     INTERNET_IP,
+    MANAGEMENT_GW_IP,
     Lab,
     build_city,
     require_root,
@@ -69,7 +70,7 @@ def portal(tmp_path_factory):
     require_root()
     lab = Lab()
     try:
-        city = build_city(lab, aps=1, clients_per_ap=5, stand_in_portal=False)
+        city = build_city(lab, aps=1, clients_per_ap=5, stand_in_portal=False, management=True)
         tmp = tmp_path_factory.mktemp("portal")
         daemon = Daemon(lab, city, tmp)
         daemon.start()
@@ -213,6 +214,25 @@ def test_the_city_app_is_reachable_before_login_by_its_name(portal):
         timeout=20,
     )
     assert res.stdout.decode().startswith("CITY-APP")
+
+
+def test_the_dashboard_is_not_served_on_an_ap_subnet_but_on_the_management_side(portal):
+    city = portal.city
+    phone = Phone(city.lab, city.clients[2], "10.20.1.1")
+    for path in ("/dasbor/masuk", "/dasbor/", "/metrics"):
+        status, _, body = phone.fetch(f"http://{PORTAL}{path}")
+        assert status == 404 and "sandi" not in body.lower(), path
+    status, _, _ = phone.fetch(f"http://{PORTAL}/dasbor/status")
+    assert status == 200, "the public status page is for residents too"
+    # Diskominfo's staff, on the management network, reach it on the gateway's address
+    staff = [
+        "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "10",
+        "--resolve", f"{PORTAL}:8080:{MANAGEMENT_GW_IP}", f"http://{PORTAL}:8080/dasbor/masuk",
+    ]  # fmt: skip
+    mgmt = f"{city.lab.prefix}-mgmt"
+    assert city.lab.sh(mgmt, staff, check=False).stdout == b"200"
+    assert city.lab.sh(city.gw, [*staff[:-3], "http://127.0.0.1:8080/dasbor/masuk",
+                                 "-H", f"Host: {PORTAL}"], check=False).stdout == b"200"  # fmt: skip
 
 
 def captured_splash(phone: Phone) -> str:
