@@ -26,7 +26,6 @@ are cached here), and the raw checks above run before its decoder.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import hmac
 import logging
@@ -46,6 +45,7 @@ from pyrad import packet as rp
 from pyrad import tools
 from pyrad.dictionary import Dictionary
 
+from controller import bpf
 from controller.errors import DomainError
 from controller.nas import NO_SESSION, AcctRecord, Admission, NasLogin
 
@@ -516,14 +516,12 @@ class _Endpoint(asyncio.DatagramProtocol):
             self.transport.sendto(reply, addr)
 
 
-SO_ATTACH_REUSEPORT_CBPF = 51  # linux/asm-generic/socket.h (Linux 4.5)
 # A classic BPF program run by the kernel for each datagram to one of the group's ports,
 # on the UDP payload: the RADIUS packet. It answers which socket of the group takes it:
 # the first four octets of the Request Authenticator (octets 4 to 7) modulo the number of
 # sockets. A retransmission carries the same authenticator, so it reaches the process
 # that holds its first copy; a datagram too short to have one goes to the first socket,
-# whose process drops it. (struct sock_filter: code, jt, jf, k.)
-_LD_WORD_AT, _MOD_BY, _RETURN_A = 0x20, 0x94, 0x16  # BPF_LD|W|ABS, BPF_ALU|MOD|K, BPF_RET|A
+# whose process drops it.
 
 
 def bind_group(host: str, port: int, count: int) -> list[socket.socket]:
@@ -555,11 +553,8 @@ def bind_group(host: str, port: int, count: int) -> list[socket.socket]:
 
 
 def _spread_by_request(sock: socket.socket, count: int) -> None:
-    program = [(_LD_WORD_AT, 0, 0, 4), (_MOD_BY, 0, 0, count), (_RETURN_A, 0, 0, 0)]
-    filters = array.array("B", b"".join(struct.pack("HBBI", *i) for i in program))
-    address, _ = filters.buffer_info()  # where the instructions are, for the kernel to copy
-    fprog = struct.pack("HP", len(program), address)  # struct sock_fprog
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
+    program = [(bpf.LD_WORD_AT, 0, 0, 4), (bpf.MOD_BY, 0, 0, count), (bpf.RETURN_A, 0, 0, 0)]
+    bpf.attach(sock, bpf.SO_ATTACH_REUSEPORT_CBPF, program)
 
 
 async def serve(
