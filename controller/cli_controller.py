@@ -178,9 +178,13 @@ def firewall_show(app: App) -> None:
         return
     click.echo(
         f"gateway {answer['gateway']}: {answer['grants']} clients let through, "
-        f"{len(answer['blocked'])} devices blocked"
+        f"{answer.get('leases', 0)} addresses leased, {len(answer['blocked'])} devices blocked"
     )
     click.echo(f"AP interfaces: {', '.join(answer['interfaces'])}; WAN: {answer['wan']}")
+    if answer.get("missing"):
+        click.echo(f"ruleset: NOT all in force ({answer['missing']}); the controller restores it")
+    else:
+        click.echo("ruleset: all in force")
 
 
 @click.group("dnsmasq")

@@ -113,9 +113,11 @@ def handle(controller: Controller, request: dict[str, Any], now: datetime) -> di
                 "ok": True,
                 "gateway": controller.gateway,
                 "grants": len(state.grants),
+                "leases": len(state.leases),
                 "blocked": sorted(state.blocked),
                 "interfaces": list(controller.spec.client_ifaces),
                 "wan": controller.spec.wan_iface,
+                "missing": controller.fw.intact(),  # None: the whole ruleset is in force
             }
         return {"ok": False, "error": "bad-request", "message": f"unknown op {op!r}"}
     except DomainError as exc:

@@ -274,6 +274,9 @@ def test_a_broken_config_on_sighup_leaves_the_running_one(daemon):
 def test_firewall_show_summarises_what_is_in_force(daemon):
     result = daemon.cli("firewall", "show")
     assert result.returncode == 0 and "gateway gw-lab:" in result.stdout and "ap1" in result.stdout
+    assert "ruleset: all in force" in result.stdout
+    shown = json.loads(daemon.cli("--json", "firewall", "show").stdout)
+    assert shown["missing"] is None and shown["leases"] >= len(daemon.city.clients)
 
 
 def dig(daemon, client, server: str, name: str) -> list[str]:
