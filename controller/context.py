@@ -28,6 +28,20 @@ class Ctx:
         """The site's effective policy, built once per config (rules ask per session)."""
         return self._policies[site_id]
 
+    @cached_property
+    def _grant_rates(self) -> dict[str, tuple[int, int] | None]:
+        return {
+            site: (p.download_rate, p.upload_rate)
+            if self.config.sites[site].mode == "gateway"
+            else None
+            for site, p in self._policies.items()
+        }
+
+    def grant_rates(self, site_id: str) -> tuple[int, int] | None:
+        """(download, upload) kbit/s of a grant at the site; None where the site's own
+        router enforces (NAS mode): the gateway grants nothing there."""
+        return self._grant_rates[site_id]
+
     @classmethod
     def from_config(cls, config: CityConfig) -> Ctx:
         """Resolves the device-hash secret; raises ConfigError if it is missing or short."""

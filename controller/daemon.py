@@ -29,7 +29,7 @@ from .dnsmasq import DhcpHosts, Dnsmasqs
 from .errors import BadRequest, MethodNotAllowed, NotFound, SmsFailed
 from .firewall import Firewall, FirewallError, FirewallState, Lease, Plan, plan
 from .firewall.ruleset import RulesetSpec
-from .firewall.watch import RulesetWatch
+from .firewall.watch import UNHEARD, RulesetWatch
 from .leases import LeaseFile, Leases
 from .models import AccessPoint as ApRow
 from .models import EndReason, GatewayEvent, GatewayEventKind
@@ -53,8 +53,14 @@ class Enforcer(Firewall, Protocol):
 
     def check(self, spec: RulesetSpec) -> None: ...
     def load(
-        self, spec: RulesetSpec, keep: FirewallState, now: datetime, *, shape: bool = True
-    ) -> None: ...
+        self,
+        spec: RulesetSpec,
+        keep: FirewallState,
+        now: datetime,
+        *,
+        shape: bool = True,
+        leases_after: bool = False,
+    ) -> float: ...
     def counters(self) -> dict[tuple[str, str], tuple[int, int]]: ...
     def intact(self) -> str | None: ...
     def watch(self, on_change: Callable[[str], None]) -> RulesetWatch | None: ...
@@ -97,6 +103,8 @@ class Controller:
         self._pools: dict[str, tuple[int, int]] = {}  # each AP's pool as last recorded
         self._pool_high: set[str] = set()  # APs whose pool is nearly full
         self._pool_lock = threading.Lock()
+        # the last restore: seconds until the grants were back, and until everything was
+        self.last_restore: tuple[float, float] | None = None
         self._lock = threading.RLock()  # reload swaps ctx; requests see one or the other
         self.stats_since: datetime | None = None  # the rollups are current up to here
         self.purged_on: date | None = None  # the local day raw identifiers were last purged
@@ -153,23 +161,28 @@ class Controller:
         return len(change)
 
     def restore(self, reason: str, now: datetime) -> int:
-        """The ruleset was tampered with: load it again, with every grant and block from
-        the database and every lease, in one transaction. Until that transaction commits
+        """The ruleset was tampered with: load it again with every grant and block from
+        the database, in one transaction, then every lease. Until the first commits
         nothing is forwarded (the routing rules refuse what the ruleset has not marked);
-        the tc classes are left as they are. Logged, recorded and alerted; returns how many
-        grants were put back."""
+        with it everyone logged in is back; with the second the phones not yet logged in
+        reach the portal again. The tc classes are left as they are. Logged, recorded and
+        alerted; returns how many grants were put back."""
         began = time.monotonic()
-        with self._lock:
-            state = self.desired(now)
-            self.fw.load(self.spec, state, now, shape=False)
-            self._leased = dict(state.leases)
-        took = time.monotonic() - began
+        with self._lock:  # the leases as last put in force (the lease sync keeps them)
+            with self.db.uow() as uow:
+                grants = sessions.desired_state(uow, self.ctx, now, self.gateway)
+            state = replace(grants, leases=self._leased)
+            granted = self.fw.load(self.spec, state, now, shape=False, leases_after=True)
+        done_at = time.monotonic()
+        took, back = done_at - began, granted - began
+        self.last_restore = (back, took)
         done = datetime.now(UTC)
         log.warning(
-            "the ruleset was changed from outside (%s); restored with %d grants and %d leases"
-            " in %.0f ms",
+            "the ruleset was changed from outside (%s); restored with %d grants in %.0f ms"
+            " and %d leases in %.0f ms",
             reason,
             len(state.grants),
+            back * 1000,
             len(state.leases),
             took * 1000,
         )
@@ -178,7 +191,7 @@ class Controller:
         self._alert(
             f"WiFi Kota: aturan firewall {self.gateway} diubah dari luar dan dipulihkan / "
             "ruleset changed from outside and restored",
-            {"gateway": self.gateway, "reason": reason, "restored_ms": round(took * 1000)},
+            {"gateway": self.gateway, "reason": reason, "restored_ms": round(back * 1000)},
         )
         return len(state.grants)
 
@@ -488,7 +501,8 @@ def ensure_forwarding() -> None:
 
 def _guard(controller: Controller, trouble: queue.Queue[str], stop: threading.Event) -> None:
     """Restore the ruleset as soon as the watch says somebody else changed it; when the
-    watch lost messages, check what is in force and reconcile. A failed restore (the
+    watch lost messages, check what is in force and reconcile; after a load of our own,
+    during which it did not listen, check what is in force. A failed restore (the
     database away, say) is tried again every second: meanwhile nothing is forwarded."""
     pending: str | None = None
     while not stop.is_set():
@@ -503,15 +517,30 @@ def _guard(controller: Controller, trouble: queue.Queue[str], stop: threading.Ev
             continue
         now = datetime.now(UTC)
         try:
-            foreign = [r for r in reasons if r != LOST_MESSAGES]
+            foreign = [r for r in reasons if r not in (LOST_MESSAGES, UNHEARD)]
             if foreign:
                 controller.restore("; ".join(dict.fromkeys(foreign)), now)
-            elif not controller.check_ruleset(now):
+            elif not controller.check_ruleset(now) and LOST_MESSAGES in reasons:
                 controller.reconcile(now)
             pending = None
         except Exception:
             log.exception("restoring the ruleset failed; trying again in a second")
             pending = "; ".join(dict.fromkeys(reasons))
+
+
+def watch_ruleset(controller: Controller, stop: threading.Event) -> threading.Thread | None:
+    """Listen for changes to the ruleset from now on; the thread it returns, once started,
+    restores the ruleset as they come (start it after the controller's own first load).
+    None where the firewall has no kernel to watch."""
+    trouble: queue.Queue[str] = queue.Queue()
+    watch = controller.fw.watch(trouble.put)
+    if watch is None:
+        return None
+    threading.Thread(target=watch.run, args=(stop,), daemon=True, name="nft-watch").start()
+    watch.ready.wait(5)
+    return threading.Thread(
+        target=_guard, args=(controller, trouble, stop), daemon=True, name="nft-guard"
+    )
 
 
 def _every_tick(controller: Controller, now: datetime, ticks: int, reconcile_every: int) -> None:
@@ -568,20 +597,14 @@ def run(
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGHUP, lambda *_: reload_wanted.set())
 
-    trouble: queue.Queue[str] = queue.Queue()
-    watch = controller.fw.watch(trouble.put)
-    if watch is not None:  # listening before the ruleset is loaded: nothing is missed
-        threading.Thread(target=watch.run, args=(stop,), daemon=True, name="nft-watch").start()
-        watch.ready.wait(5)
+    guard = watch_ruleset(controller, stop)  # listening before the load: nothing is missed
     ended = controller.start(datetime.now(UTC))
     log.info(
         "started: ruleset loaded for %s; %d sessions had run out", controller.gateway, len(ended)
     )
     controller.tell_routers(ended)
-    if watch is not None:
-        threading.Thread(
-            target=_guard, args=(controller, trouble, stop), daemon=True, name="nft-guard"
-        ).start()
+    if guard is not None:
+        guard.start()
     if isinstance(controller.book, LeaseFile):
         book = controller.book
 

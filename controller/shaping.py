@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import socket
+import struct
 import subprocess
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Network
 from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
@@ -33,9 +35,15 @@ QUANTUM = 1514  # bytes a class may send per round when borrowing: one full fram
 BATCH_FROM = 64  # class changes from which one tc process beats a netlink call each
 
 
+def ipv4_int(ip: str) -> int:
+    """A dotted IPv4 address as a number (fast: a restore converts tens of thousands)."""
+    number: int = struct.unpack("!I", socket.inet_aton(ip))[0]
+    return number
+
+
 def client_minor(ip: str, subnet: IPv4Network) -> int:
     """The class minor of a client: its offset in the AP's subnet, past the fixed ones."""
-    minor = FIRST_CLIENT_MINOR + int(IPv4Address(ip)) - int(subnet.network_address)
+    minor = FIRST_CLIENT_MINOR + ipv4_int(ip) - int(subnet.network_address)
     if minor > 0xFFFF:
         raise ValueError(f"{subnet} is too large to shape per client (at most /17)")
     return minor

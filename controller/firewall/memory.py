@@ -8,6 +8,7 @@ ask what a client would experience.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -63,8 +64,17 @@ class MemoryFirewall:
     def check(self, spec: object) -> None:
         """Every ruleset is acceptable to the twin (the kernel's verdict is nftables')."""
 
-    def load(self, spec: object, keep: FirewallState, now: datetime, *, shape: bool = True) -> None:
-        """Replace everything with ``keep``, as a ruleset swap does (counters restart)."""
+    def load(
+        self,
+        spec: object,
+        keep: FirewallState,
+        now: datetime,
+        *,
+        shape: bool = True,
+        leases_after: bool = False,
+    ) -> float:
+        """Replace everything with ``keep``, as a ruleset swap does (counters restart);
+        returns when."""
         with self._lock:
             if self.broken:
                 raise FirewallError("firewall unavailable")
@@ -72,6 +82,7 @@ class MemoryFirewall:
             self._blocked = set(keep.blocked)
             self._leases = self._live_leases(dict(keep.leases), now)
             self.traffic.clear()
+        return time.monotonic()
 
     def intact(self) -> str | None:
         """The twin's ruleset cannot be lost."""
@@ -87,14 +98,9 @@ class MemoryFirewall:
             return {k: self.traffic.get(k, (0, 0)) for k in self._grants}
 
     def forwards(self, mac: str, ip: str, now: datetime) -> bool:
-        """Would a packet from this MAC and IP be forwarded to the internet? Only from the
-        MAC the address is leased to, with a grant in force, and not blocked."""
+        """Would a packet from this MAC and IP be forwarded to the internet? With a grant
+        in force for the pair (made for a leased pair, it counts as its lease), and not
+        blocked."""
         with self._lock:
             grant = self._grants.get((mac, ip))
-            lease = self._live_leases(self._leases, now).get((mac, ip))
-            return (
-                mac not in self._blocked
-                and lease is not None
-                and grant is not None
-                and grant.expires_at > now
-            )
+            return mac not in self._blocked and grant is not None and grant.expires_at > now

@@ -8,10 +8,12 @@ with the database's without a second source of truth.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -102,14 +104,14 @@ def commands(plan: Plan, now: datetime, spec: RulesetSpec | None = None) -> str:
         ]
     ipv6 = spec is not None and spec.ipv6
     for g in plan.revoke:
-        out += _remove("allowed", _elem_allowed(g)) + _remove("allowed_down", g.ip)
+        out += _remove("allowed", _elem_allowed(g))
         cls = _class_of(g.ip, spec)
         if cls:
             out += _remove("down_class", g.ip, cls)
         if ipv6:
             mark = str(client_mark(g.ip))
             out += _remove("allowed6", g.mac) + _remove("mark6", g.mac, mark)
-            out += _remove("down6", mark) + (_remove("down_class6", mark, cls) if cls else [])
+            out += _remove("down_class6", mark, cls) if cls else []
     for x in plan.unlease:
         for table in (TABLE, ARP_TABLE):
             out += _remove("leases", f"{x.mac} . {x.ip}", table=table)
@@ -124,16 +126,14 @@ def commands(plan: Plan, now: datetime, spec: RulesetSpec | None = None) -> str:
         if g.expires_at <= now:
             continue
         t = _timeout(g, now)
-        out += _put("allowed", _elem_allowed(g), t, f" {_comment(g)}") + _put(
-            "allowed_down", g.ip, t
-        )
+        out += _put("allowed", _elem_allowed(g), t, f" {_comment(g)}")
         cls = _class_of(g.ip, spec)
         if cls:
             out += _put("down_class", g.ip, t, data=cls)
         if ipv6:
             mark = str(client_mark(g.ip))
             out += _put("allowed6", g.mac, t) + _put("mark6", g.mac, t, data=mark)
-            out += _put("down6", mark, t) + (_put("down_class6", mark, t, data=cls) if cls else [])
+            out += _put("down_class6", mark, t, data=cls) if cls else []
     return "\n".join(out) + ("\n" if out else "")
 
 
@@ -145,17 +145,17 @@ def _add(table: str, name: str, elements: list[str]) -> str:
     return f"add element {table} {name} {{ {', '.join(elements)} }}\n" if elements else ""
 
 
-def filling(state: FirewallState, now: datetime, spec: RulesetSpec) -> str:
+def filling(state: FirewallState, now: datetime, spec: RulesetSpec, *, leases: bool = True) -> str:
     """The commands that put ``state`` into freshly made tables: one ``add element`` per
-    set, with every element in it (what a start, a reload or a restore sends)."""
+    set, with every element in it (what a start, a reload or a restore sends); without
+    the leases where ``leases`` is false."""
     grants = [g for g in state.grants.values() if g.expires_at > now]
-    leases = [x for x in state.leases.values() if x.expires_at is None or x.expires_at > now]
-    allowed, down, classes = [], [], []
-    allowed6, mark6, down6, classes6 = [], [], [], []
+    live = [x for x in state.leases.values() if x.expires_at is None or x.expires_at > now]
+    allowed, classes = [], []
+    allowed6, mark6, classes6 = [], [], []
     for g in grants:
         t = f"timeout {_timeout(g, now)}"
         allowed.append(f"{_elem_allowed(g)} {t} {_comment(g)}")
-        down.append(f"{g.ip} {t}")
         cls = _class_of(g.ip, spec)
         if cls:
             classes.append(f"{g.ip} {t} : {cls}")
@@ -163,27 +163,26 @@ def filling(state: FirewallState, now: datetime, spec: RulesetSpec) -> str:
             mark = client_mark(g.ip)
             allowed6.append(f"{g.mac} {t}")
             mark6.append(f"{g.mac} {t} : {mark}")
-            down6.append(f"{mark} {t}")
             if cls:
                 classes6.append(f"{mark} {t} : {cls}")
-    pairs = [f"{x.mac} . {x.ip}" + _lasting(_lease_timeout(x, now)) for x in leases]
-    text = _add(TABLE, "allowed", allowed) + _add(TABLE, "allowed_down", down)
-    text += _add(TABLE, "down_class", classes) + _add(TABLE, "blocked", sorted(state.blocked))
+    pairs = [f"{x.mac} . {x.ip}" + _lasting(_lease_timeout(x, now)) for x in live] if leases else []
+    text = _add(TABLE, "allowed", allowed) + _add(TABLE, "down_class", classes)
+    text += _add(TABLE, "blocked", sorted(state.blocked))
     text += _add(TABLE, "leases", pairs) + _add(ARP_TABLE, "leases", pairs)
     if spec.ipv6:
         text += _add(TABLE, "allowed6", allowed6) + _add(TABLE, "mark6", mark6)
-        text += _add(TABLE, "down6", down6) + _add(TABLE, "down_class6", classes6)
+        text += _add(TABLE, "down_class6", classes6)
     return text
 
 
 def _elements(listing: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for item in listing:
-        if "set" in item:
-            # with a timeout or counter an element is {"elem": {"val": ...}}; else the bare value
-            return [
-                e["elem"] if isinstance(e, dict) and "elem" in e else {"val": e}
-                for e in item["set"].get("elem", [])
-            ]
+        if "set" in item or "map" in item:
+            # with a timeout or counter an element is {"elem": {"val": ...}}; else the bare
+            # value; a map's is [element, data]
+            found = (item.get("set") or item["map"]).get("elem", [])
+            keys = [e[0] if isinstance(e, list) else e for e in found]
+            return [e["elem"] if isinstance(e, dict) and "elem" in e else {"val": e} for e in keys]
     return []
 
 
@@ -201,6 +200,7 @@ class NftFirewall:
         self._spec: RulesetSpec | None = None  # the ruleset in force, once loaded
         self._conntrack = network.Conntrack()
         self._shape_of: dict[tuple[int, str, str], int] = {}  # rules per chain, as loaded
+        self._watches: list[RulesetWatch] = []
 
     @property
     def netns(self) -> str | None:
@@ -218,17 +218,32 @@ class NftFirewall:
                 raise FirewallError(f"ruleset refused: {exc}") from None
 
     def load(
-        self, spec: RulesetSpec, keep: FirewallState, now: datetime, *, shape: bool = True
-    ) -> None:
+        self,
+        spec: RulesetSpec,
+        keep: FirewallState,
+        now: datetime,
+        *,
+        shape: bool = True,
+        leases_after: bool = False,
+    ) -> float:
         """Swap in the ruleset for ``spec`` with ``keep``'s grants, blocks and leases in
         it, in one transaction: a refused ruleset leaves the old one (and every client)
         in force. The routing rules are put in place first. ``shape=False`` leaves the tc
-        classes as they are (a restore after the ruleset alone was lost)."""
-        text = replace_table(spec) + filling(keep, now, spec)
-        with self._lock:
+        classes as they are (a restore after the ruleset alone was lost).
+        ``leases_after``: the ruleset with every grant and block first, in one
+        transaction (everyone logged in is back), then the leases, in a second. Returns
+        when (``time.monotonic()``) the grants were in force."""
+        text = replace_table(spec) + filling(keep, now, spec, leases=not leases_after)
+        rest = filling(FirewallState(leases=keep.leases), now, spec) if leases_after else ""
+        with self._lock, contextlib.ExitStack() as deaf:
             self._runner.call(lambda: self._route(spec.client_ifaces))
+            for watch in self._watches:
+                deaf.enter_context(watch.deaf())
             try:
                 self._runner.call(lambda: self._nft.run(text))
+                granted = time.monotonic()
+                if rest:
+                    self._runner.call(lambda: self._nft.run(rest))
             except NftError as exc:
                 raise FirewallError(f"ruleset refused: {exc}") from None
             self._spec = spec
@@ -236,6 +251,7 @@ class NftFirewall:
             if self._shaper is not None and shape:
                 self._shaper.setup(spec.iface_caps())
                 self._shape(Plan(grant=tuple(keep.grants.values())), now)
+        return granted
 
     def intact(self) -> str | None:
         """What is missing of the ruleset loaded last (a table, a chain, rules, a routing
@@ -261,8 +277,11 @@ class NftFirewall:
         return None
 
     def watch(self, on_change: Callable[[str], None]) -> RulesetWatch:
-        """A listener for changes other processes make to the tables (run it in a thread)."""
-        return RulesetWatch(self.netns, on_change)
+        """A listener for changes other processes make to the tables (run it in a thread);
+        it stops listening while this firewall loads a whole ruleset."""
+        watch = RulesetWatch(self.netns, on_change)
+        self._watches.append(watch)
+        return watch
 
     def rule_count(self) -> int:
         with self._lock:
@@ -289,11 +308,6 @@ class NftFirewall:
                         ipr.rule("del", iifname=name, **rule)
                 for name in sorted(wanted - have):
                     ipr.rule("add", iifname=name, **rule)
-
-    def unroute(self) -> None:
-        """Remove the routing rules (when the gateway stops enforcing for good)."""
-        with self._lock:
-            self._runner.call(lambda: self._route(()))
 
     # -------------------------------------------------------------- the Firewall protocol
 
@@ -365,18 +379,22 @@ class NftFirewall:
         IPv4 and, where it is forwarded, IPv6."""
         ipv6 = self._spec is not None and self._spec.ipv6
         with self._lock:
-            up, down = self._listing("allowed"), self._listing("allowed_down")
-            up6, down6 = (self._listing("allowed6"), self._listing("down6")) if ipv6 else ({}, {})
+            up, down = self._listing("allowed"), self._listing("down_class", "map")
+            up6, down6 = (
+                (self._listing("allowed6"), self._listing("down_class6", "map"))
+                if ipv6
+                else ({}, {})
+            )
         out = {}
         for (mac, ip), sent in up.items():
             received = down.get(ip, 0) + down6.get(client_mark(ip), 0)
             out[(mac, ip)] = (sent + up6.get(mac, 0), received)
         return out
 
-    def _listing(self, name: str) -> dict[Any, int]:
-        """A set's elements with their byte counters; a concatenation as a tuple, a mark
-        as an int."""
-        listing = self._runner.call(lambda: self._nft.json(f"list set {TABLE} {name}"))
+    def _listing(self, name: str, kind: str = "set") -> dict[Any, int]:
+        """A set's (or map's) elements with their byte counters; a concatenation as a
+        tuple, a mark as an int."""
+        listing = self._runner.call(lambda: self._nft.json(f"list {kind} {TABLE} {name}"))
         out: dict[Any, int] = {}
         for e in _elements(listing):
             val = e["val"]

@@ -8,12 +8,16 @@ Sets:
 - ``allowed``       ether_addr . ipv4_addr, timeout, per-element counters: who may go out
                     (MAC and IP together: a cloned MAC on another IP does not match);
                     its counters are the bytes each client sent (upload).
-- ``allowed_down``  ipv4_addr, timeout, per-element counters: bytes each client received.
+- ``down_class``    ipv4_addr : classid, timeout, per-element counters: each logged-in
+                    client's download class (looked up as its downloads leave toward it)
+                    and the bytes it received.
 - ``blocked``       ether_addr: devices an admin blocked.
 - ``leases``        ether_addr . ipv4_addr, timeout: which MAC each address belongs to
                     (dnsmasq's leases and the config's fixed hosts), in both tables: a
                     packet or an ARP message from an AP that claims an address not leased
-                    to its sender is dropped, so nobody can speak for another phone.
+                    to its sender is dropped, so nobody can speak for another phone. A
+                    grant was made for a leased pair, so ``allowed`` counts as a lease for
+                    packets (a restore can then put the grants back first).
 - ``city_app``/``city_app6``: addresses of the city app, filled by dnsmasq (``nftset=``)
                     as residents' phones resolve its names; reachable before login on the
                     city app's ports.
@@ -28,15 +32,17 @@ who may be forwarded where is decided in one place, ``from_clients``.
 
 from __future__ import annotations
 
+import socket
 import sys
 from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cached_property
-from ipaddress import IPv4Address, IPv4Network, collapse_addresses
+from ipaddress import IPv4Network, collapse_addresses
 from typing import NamedTuple
 
 from ..config import AccessPoint, CityConfig
 from ..resolvers import CAPTIVE_PORT, MAIN_PORT, resolvers
+from ..shaping import ipv4_int
 
 TABLE = "inet wifikota"
 ARP_TABLE = "arp wifikota"
@@ -100,7 +106,7 @@ class RulesetSpec:
         """The AP interface and subnet a client address belongs to (AP subnets never
         overlap, so the one starting last at or below the address is the only candidate)."""
         starts, nets = self._by_start
-        addr = int(IPv4Address(ip))
+        addr = ipv4_int(ip)
         i = bisect_right(starts, addr) - 1
         if i < 0:
             return None
@@ -174,7 +180,6 @@ class _Ipv6(NamedTuple):
     resolve: str = ""
     forward: str = ""
     egress: str = ""
-    back: str = ""
     shape: str = ""
     nat: str = ""
 
@@ -184,16 +189,15 @@ def _ipv6(spec: RulesetSpec, ifs: str, dns_ports: str, app_ports: str) -> _Ipv6:
     them known in advance, so IPv6 is let through by MAC (``allowed6``, whose counters are
     the client's IPv6 upload). Each connection it opens is marked with the client's mark
     (``mark6``, see :func:`client_mark`), unique on the gateway; the mark finds the way
-    back: download counters (``down6``), the download class (``down_class6``),
-    masquerading and the conntrack flush at logout. Connections to the city app before
+    back: the download class and its counters (``down_class6``), masquerading and the
+    conntrack flush at logout. Connections to the city app before
     login carry a mark of their own, so they are masqueraded too."""
     if not spec.ipv6:
         return _Ipv6()
     return _Ipv6(
         sets="    set allowed6 { type ether_addr; flags timeout; counter; }\n"
         "    map mark6 { type ether_addr : mark; flags timeout; }\n"
-        "    set down6 { type mark; flags timeout; counter; }\n"
-        "    map down_class6 { type mark : classid; flags timeout; }\n",
+        "    map down_class6 { type mark : classid; flags timeout; counter; }\n",
         input="        icmpv6 type { nd-router-solicit, nd-neighbor-solicit, "
         "nd-neighbor-advert, echo-request } accept\n"
         f"        meta nfproto ipv6 meta l4proto {{ tcp, udp }} th dport {CAPTIVE_PORT} accept\n"
@@ -207,9 +211,7 @@ def _ipv6(spec: RulesetSpec, ifs: str, dns_ports: str, app_ports: str) -> _Ipv6:
         f"        ip6 daddr {_items(NOT_THE_INTERNET6)} goto refuse\n"
         "        accept\n"
         "    }\n\n",
-        back="        meta nfproto ipv6 ct mark @down6 ct state established,related accept\n"
-        "        ip6 saddr @city_app6 ct state established,related accept\n",
-        shape=f"        oifname {ifs} meta nfproto ipv6 "
+        shape=f"        oifname {ifs} iifname != {ifs} meta nfproto ipv6 "
         "meta priority set ct mark map @down_class6\n",
         nat=f'        oifname "{spec.wan_iface}" meta nfproto ipv6 ct mark != 0 masquerade\n',
     )
@@ -224,7 +226,7 @@ def client_mark(ip: str) -> int:
     Connections to the gateway itself (the portal by its name) stay unmarked: the login is
     answered over one of them, and a login must not cut it. Its DNS queries are marked, so
     that a login or a logout sends the next one to the other resolver."""
-    return int.from_bytes(IPv4Address(ip).packed, sys.byteorder)
+    return int.from_bytes(socket.inet_aton(ip), sys.byteorder)
 
 
 def refused(spec: RulesetSpec) -> tuple[IPv4Network, ...]:
@@ -276,19 +278,18 @@ def render(spec: RulesetSpec) -> str:
     intranet = f"        ip daddr {_items(allowed_inside)} accept\n" if allowed_inside else ""
     return f"""table {TABLE} {{
     set allowed {{ type ether_addr . ipv4_addr; flags timeout; counter; }}
-    set allowed_down {{ type ipv4_addr; flags timeout; counter; }}
     set blocked {{ type ether_addr; }}
     set leases {{ type ether_addr . ipv4_addr; flags timeout; }}
     set city_app {{ type ipv4_addr; flags timeout; timeout 1d; }}
     set city_app6 {{ type ipv6_addr; flags timeout; timeout 1d; }}
-    map down_class {{ type ipv4_addr : classid; flags timeout; }}
+    map down_class {{ type ipv4_addr : classid; flags timeout; counter; }}
 {v6.sets}{meters}
     chain guard {{
         type filter hook prerouting priority mangle; policy accept;
         iifname != {ifs} return
         udp sport 68 udp dport 67 return
         meta l4proto {{ tcp, udp }} th dport 53 return
-        meta nfproto ipv4 ether saddr . ip saddr != @leases drop
+        meta nfproto ipv4 ether saddr . ip saddr != @allowed ether saddr . ip saddr != @leases drop
         meta mark set meta mark | {RULESET_MARK:#010x}
     }}
 
@@ -357,14 +358,13 @@ def render(spec: RulesetSpec) -> str:
     }}
 
     chain to_clients {{
-        ip daddr @allowed_down ct state established,related accept
-{v6.back}        ip saddr @city_app ct state established,related accept
+        ct state established,related accept
         drop
     }}
 
     chain shape {{
         type filter hook postrouting priority mangle; policy accept;
-        oifname {ifs} meta priority set ip daddr map @down_class
+        oifname {ifs} iifname != {ifs} meta priority set ip daddr map @down_class
 {v6.shape}    }}
 
     chain postrouting {{

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -20,7 +19,7 @@ from controller.errors import (
     Unavailable,
     VoucherInvalid,
 )
-from controller.firewall import Lease, Plan, plan
+from controller.firewall import plan
 from controller.firewall.memory import MemoryFirewall
 from controller.models import EndReason, Session
 from controller.sessions import LoginRequest
@@ -28,16 +27,6 @@ from tests.conftest import wib
 
 PHONE = "3c:5a:b4:12:34:56"
 OTHER = "3c:5a:b4:65:43:21"
-
-
-@pytest.fixture
-def fw() -> MemoryFirewall:
-    """The in-memory firewall, with the phones' addresses leased to them (the gateway
-    honours a grant only for the MAC its address is leased to)."""
-    firewall = MemoryFirewall()
-    pairs = ((PHONE, "10.20.3.20"), (PHONE, "10.20.5.30"), (OTHER, "10.20.3.21"))
-    firewall.apply(Plan(lease=tuple(Lease(mac, ip) for mac, ip in pairs)), wib(2026, 1, 1, 0, 0))
-    return firewall
 
 
 def login(database, fw, ctx, now, *, site="jam-gadang", mac=PHONE, ip="10.20.3.20", **kw):
@@ -376,7 +365,7 @@ def test_the_firewall_the_database_calls_for_is_what_the_logins_applied(database
     login(database, fw, ctx, now, mac=OTHER, ip="10.20.5.20", site="pasar-atas")
     blocks.block(database, fw, ctx, "3c:5a:b4:00:00:99", reason="x", actor="cli:t", now=now)
     with database.uow() as uow:
-        desired = replace(sessions.desired_state(uow, ctx, now), leases=fw.state(now).leases)
+        desired = sessions.desired_state(uow, ctx, now)
     assert not plan(desired, fw.state(now), now)
     # after a flushed ruleset, one plan restores it and a second finds nothing to do
     empty = MemoryFirewall()

@@ -8,7 +8,7 @@ from datetime import timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.firewall import FirewallState, Grant, Lease, Plan, plan
+from controller.firewall import FirewallState, Grant, Plan, plan
 from controller.firewall.memory import MemoryFirewall
 from tests.conftest import wib
 
@@ -94,7 +94,7 @@ def test_a_broken_firewall_changes_nothing():
 
 def test_grants_expire_by_themselves_like_kernel_set_timeouts():
     fw = MemoryFirewall()
-    fw.apply(Plan(grant=(grant(1, minutes=5),), lease=(Lease(grant(1).mac, grant(1).ip),)), NOW)
+    fw.apply(Plan(grant=(grant(1, minutes=5),)), NOW)
     assert fw.forwards(grant(1).mac, grant(1).ip, NOW + timedelta(minutes=4))
     assert not fw.forwards(grant(1).mac, grant(1).ip, NOW + timedelta(minutes=5))
     assert not fw.state(NOW + timedelta(minutes=5)).grants

@@ -18,7 +18,10 @@ def test_the_guard_marks_only_what_comes_from_the_address_owner(city):
     guard = chain(text, "guard")
     lines = [line.strip() for line in guard.splitlines()]
     assert lines[0] == "type filter hook prerouting priority mangle; policy accept;"
-    drop = lines.index("meta nfproto ipv4 ether saddr . ip saddr != @leases drop")
+    # neither a grant (made for a leased pair) nor a lease: dropped
+    drop = lines.index(
+        "meta nfproto ipv4 ether saddr . ip saddr != @allowed ether saddr . ip saddr != @leases drop"
+    )
     assert lines[drop + 1] == f"meta mark set meta mark | {RULESET_MARK:#010x}"
     # DHCP (from 0.0.0.0) and DNS (to the gateway's resolvers) pass before a lease is known
     assert lines.index("udp sport 68 udp dport 67 return") < drop
