@@ -64,11 +64,13 @@ $(BIN)/.installed: pyproject.toml
 clean:
 	rm -rf $(VENV) var *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
-## Benchmarks (root): enforcement latency and forwarding, then the portal, each against
-## openNDS in the same run. The figures are printed as Markdown (docs/benchmarks.md).
+## Benchmarks (root): enforcement latency and forwarding, the ruleset lost and restored,
+## then the portal, each against its reference in the same run. The figures are printed as
+## Markdown (docs/benchmarks.md).
 bench: system-deps venv
 	@scripts/install-bench-deps
 	$(BIN)/python bench/enforcement.py
+	$(BIN)/python bench/failclosed.py
 	$(BIN)/python bench/portal.py
 	$(BIN)/python bench/radius.py --postgres
 

@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.opennds import BULK_GATEWAY, OpenNDS, add_bulk_clients, bulk_client, median_ms, visit
 from bench.opennds import missing as opennds_missing
-from controller.firewall import FirewallState, Grant, Plan
+from controller.firewall import FirewallState, Grant, Lease, Plan
 from controller.firewall.nftables import NftFirewall
-from controller.firewall.ruleset import RulesetSpec
+from controller.firewall.ruleset import RULE_PRIORITY, RulesetSpec
 from controller.netns import Runner
 from tests.netlab import GATEWAY_WAN_IP, INTERNET_IP, Lab, build_city, wait_until
 
@@ -74,7 +74,8 @@ def latency(fw: NftFirewall, spec: RulesetSpec, n: int, calls: int, probe_net: I
     now = datetime.now(UTC)
     until = now + timedelta(hours=2)
     t0 = time.perf_counter()  # what a restart with n open sessions does: one load
-    fw.load(spec, FirewallState.of(grants(n, until)), now)
+    others = grants(n, until)  # and their leases, as the city's would be
+    fw.load(spec, FirewallState.of(others, leases=[Lease(g.mac, g.ip, until) for g in others]), now)
     fill = time.perf_counter() - t0
     auth, deauth = [], []
     for i in range(calls):
@@ -100,6 +101,19 @@ def latency(fw: NftFirewall, spec: RulesetSpec, n: int, calls: int, probe_net: I
         "authorize_ms": (statistics.median(auth), percentile(auth, 99)),
         "deauthorize_ms": (statistics.median(deauth), percentile(deauth, 99)),
     }
+
+
+def no_portal(lab: Lab, gw: str, ifaces: int) -> None:
+    """The gateway as a plain router: without the wifikota tables, their routing rules
+    (one per AP interface and family) or the AP's tc classes."""
+    lab.sh(gw, ["nft", "delete", "table", "inet", "wifikota"], check=False)
+    lab.sh(gw, ["nft", "delete", "table", "arp", "wifikota"], check=False)
+    for family in ("-4", "-6"):
+        for _ in range(ifaces):  # bounded: one rule per interface
+            if lab.sh(gw, ["ip", family, "rule", "del", "priority", str(RULE_PRIORITY)],
+                      check=False).returncode != 0:  # fmt: skip
+                break
+    lab.sh(gw, ["tc", "qdisc", "del", "dev", "ap1", "root"], check=False)
 
 
 def iperf(lab: Lab, city, seconds: int) -> float:
@@ -165,8 +179,11 @@ def main() -> None:
         until = datetime.now(UTC) + timedelta(hours=2)
         me = Grant(phone.mac, phone.ip, "bench", until, 30_000_000, 30_000_000)  # not binding
         wait_until(lambda: lab.sh(city.inet, ["ss", "-ltn"]).stdout.decode().count(":5201") > 0, 10)
-        empty = FirewallState.of([me])
-        full = FirewallState.of([me, *grants(max(sizes), until)])
+        empty = FirewallState.of([me], leases=[Lease(me.mac, me.ip)])
+        others = grants(max(sizes), until)  # each with its lease, as a city's would be
+        full = FirewallState.of(
+            [me, *others], leases=[Lease(g.mac, g.ip, until) for g in (me, *others)]
+        )
         # replies find the clients without NAT too, so "no portal at all" can be measured
         lab.sh(city.inet, ["ip", "route", "add", "10.20.0.0/16", "via", GATEWAY_WAN_IP])
         big = f"{max(sizes):,}"
@@ -183,8 +200,7 @@ def main() -> None:
                 (big, full),
             ):
                 if state is None:
-                    lab.sh(city.gw, ["nft", "delete", "table", "inet", "wifikota"], check=False)
-                    lab.sh(city.gw, ["tc", "qdisc", "del", "dev", "ap1", "root"], check=False)
+                    no_portal(lab, city.gw, len(spec.client_ifaces))
                     if label == "NAT only":  # a plain masquerading router, as any city has
                         lab.sh(city.gw, ["nft", "-f", "-"], input=nat_only.encode())
                     results[label].append(iperf(lab, city, args.seconds))
@@ -220,8 +236,7 @@ def reference(lab: Lab, city, args: argparse.Namespace, bare: float) -> None:
     if lacking:
         print(f"Not run: this machine lacks {', '.join(lacking)} (apt-get install them).")
         return
-    lab.sh(city.gw, ["nft", "delete", "table", "inet", "wifikota"], check=False)
-    lab.sh(city.gw, ["tc", "qdisc", "del", "dev", "ap1", "root"], check=False)
+    no_portal(lab, city.gw, 1 + len(bulk_nets(max(int(x) for x in args.sizes.split(",")))))
     n, calls = args.opennds, args.opennds_calls
     authorized = min(max(args.opennds_authorized, calls), n)
     phone, host = city.clients[0], city.clients[1]
