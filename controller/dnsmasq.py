@@ -161,18 +161,26 @@ class Lease:
 def read_leases(path: Path) -> list[Lease]:
     """dnsmasq's lease file: one ``expiry mac ip hostname client-id`` line per lease."""
     try:
-        text = path.read_text()
+        return parse_leases(path.read_text(errors="replace"))
     except FileNotFoundError:
         return []
+
+
+def parse_leases(text: str) -> list[Lease]:
+    """The IPv4 leases in the text of a lease file (lines it cannot read, and DHCPv6's,
+    are skipped)."""
+    from .identity import BadIdentifier, normalize_mac
+
     out = []
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) >= 4 and parts[0].isdigit():
-            out.append(
-                Lease(
-                    int(parts[0]), parts[1].lower(), parts[2], None if parts[3] == "*" else parts[3]
-                )
-            )
+        if len(parts) < 4 or not parts[0].isdigit() or parts[2].count(".") != 3:
+            continue
+        try:
+            mac = normalize_mac(parts[1])
+        except BadIdentifier:
+            continue
+        out.append(Lease(int(parts[0]), mac, parts[2], None if parts[3] == "*" else parts[3]))
     return out
 
 

@@ -182,22 +182,13 @@ class LeaseFile:
 
 
 def parse(text: str) -> list[Lease]:
-    """The IPv4 leases of a dnsmasq lease file (lines it cannot read are skipped)."""
-    from .identity import BadIdentifier, normalize_mac
+    """The IPv4 leases of a dnsmasq lease file, as the firewall holds them."""
+    from .dnsmasq import parse_leases
 
-    out = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 3 or not parts[0].isdigit() or _as_int(parts[2]) < 0:
-            continue
-        try:
-            mac = normalize_mac(parts[1])
-        except BadIdentifier:
-            continue
-        expires = int(parts[0])
-        when = datetime.fromtimestamp(expires, UTC) if expires else None
-        out.append(Lease(mac, parts[2], when))
-    return out
+    return [
+        Lease(x.mac, x.ip, datetime.fromtimestamp(x.expires, UTC) if x.expires else None)
+        for x in parse_leases(text)
+    ]
 
 
 class MemoryLeases:

@@ -38,7 +38,7 @@ _CTA_IP_SRC = {1: socket.AF_INET, 3: socket.AF_INET6}  # CTA_IP_V4_SRC, CTA_IP_V
 _CTA_PROTO_NUM, _CTA_PROTO_SRC_PORT, _CTA_PROTO_DST_PORT = 1, 2, 3
 
 
-def _attrs(data: bytes) -> dict[int, bytes]:
+def netlink_attrs(data: bytes) -> dict[int, bytes]:
     """Netlink attributes by type (nesting flag cleared)."""
     out, i = {}, 0
     while i + 4 <= len(data):
@@ -52,11 +52,12 @@ def _attrs(data: bytes) -> dict[int, bytes]:
 
 def _tcp_flow(payload: bytes) -> TcpFlow | None:
     """The original direction of a conntrack entry, if it is TCP."""
-    orig = _attrs(payload[4:]).get(_CTA_TUPLE_ORIG)
+    orig = netlink_attrs(payload[4:]).get(_CTA_TUPLE_ORIG)
     if orig is None:
         return None
-    tup = _attrs(orig)
-    ip, proto = _attrs(tup.get(_CTA_TUPLE_IP, b"")), _attrs(tup.get(_CTA_TUPLE_PROTO, b""))
+    tup = netlink_attrs(orig)
+    ip = netlink_attrs(tup.get(_CTA_TUPLE_IP, b""))
+    proto = netlink_attrs(tup.get(_CTA_TUPLE_PROTO, b""))
     if proto.get(_CTA_PROTO_NUM) != bytes([socket.IPPROTO_TCP]):
         return None
     for src_type, family in _CTA_IP_SRC.items():  # the destination's type follows

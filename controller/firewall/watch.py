@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 
 from .. import bpf
 from ..netns import enter
+from ..network import netlink_attrs
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +45,6 @@ _NFTA_TABLE, _NFTA_SET = 1, 2  # the table's (and, for elements, the set's) name
 _FAMILIES = {1: "inet", 3: "arp"}
 EXPECTED_SETS = frozenset({"city_app", "city_app6"})  # filled by dnsmasq as names resolve
 TABLE_NAME = "wifikota"
-
-
-def _attrs(data: bytes) -> dict[int, bytes]:
-    """Netlink attributes by type (nesting flag cleared)."""
-    out, i = {}, 0
-    while i + 4 <= len(data):
-        length, kind = struct.unpack_from("=HH", data, i)
-        if length < 4:
-            break
-        out[kind & 0x3FFF] = data[i + 4 : i + length]
-        i += (length + 3) & ~3
-    return out
 
 
 def _name(raw: bytes | None) -> str:
@@ -151,7 +140,7 @@ class RulesetWatch:
             if length < 20:
                 break
             family = data[i + 16]
-            attrs = _attrs(data[i + 20 : i + length])
+            attrs = netlink_attrs(data[i + 20 : i + length])
             i += (length + 3) & ~3
             if kind >> 8 != _SUBSYS_NFTABLES:
                 continue
