@@ -335,7 +335,11 @@ def build_city(
     bridges, subnets, clients = [], [], []
     for a in range(1, aps + 1):
         br = f"ap{a}"
-        lab.sh(gw, ["ip", "link", "add", br, "type", "bridge"])
+        # a MAC of its own: a bridge without one takes its ports' lowest, which changes as
+        # phones' ports come and go, and the phones' ARP caches would point at a port
+        lab.sh(
+            gw, ["ip", "link", "add", br, "address", f"02:0a:00:00:00:{a:02x}", "type", "bridge"]
+        )
         lab.sh(gw, ["ip", "link", "set", br, "up"])
         lab.sh(gw, ["ip", "addr", "add", f"10.20.{a}.1/24", "dev", br])
         lab.sh(gw, ["ip", "-6", "addr", "add", f"fd20:{a}::1/64", "dev", br, "nodad"])
@@ -392,9 +396,12 @@ def build_city(
     return city
 
 
-def dhcp_client(city: City, ap: int, name: str, tmp: Path) -> tuple[Client, dict[str, str]]:
+def dhcp_client(
+    city: City, ap: int, name: str, tmp: Path, *extra: str
+) -> tuple[Client, dict[str, str]]:
     """A phone on AP number ``ap`` (1-based) that gets its address by DHCP; returns it
-    and what the DHCP server told it (ip, router, dns, lease, opt114...)."""
+    and what the DHCP server told it (ip, router, dns, lease, opt114...). ``extra``: more
+    of udhcpc's arguments (``-x hostname:NAME``)."""
     lab = city.lab
     ns = lab.netns(name)
     port = f"d{name}"[:15]
@@ -402,13 +409,15 @@ def dhcp_client(city: City, ap: int, name: str, tmp: Path) -> tuple[Client, dict
     lab.sh(city.gw, ["ip", "link", "set", port, "master", city.bridges[ap - 1]])
     mac = "02:dd:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(4))
     lab.sh(ns, ["ip", "link", "set", "eth0", "address", mac])
-    lease = dhcp(lab, ns, tmp / f"{name}.lease")
+    lease = dhcp(lab, ns, tmp / f"{name}.lease", extra=extra)
     client = Client(ns, mac, lease["ip"], static=False)
     city.clients.append(client)
     return client, lease
 
 
-def dhcp(lab: Lab, ns: str, out: Path, ask_for: str | None = None) -> dict[str, str]:
+def dhcp(
+    lab: Lab, ns: str, out: Path, ask_for: str | None = None, extra: Sequence[str] = ()
+) -> dict[str, str]:
     """Run udhcpc once in ``ns`` (asking for ``ask_for``, as a renewal does): what the
     DHCP server said. Raises RuntimeError without an answer."""
     out.unlink(missing_ok=True)
@@ -429,6 +438,7 @@ def dhcp(lab: Lab, ns: str, out: Path, ask_for: str | None = None) -> dict[str, 
         "-s",
         str(HERE / "udhcpc.sh"),
         *(["-r", ask_for] if ask_for else []),
+        *extra,
     ]
     res = lab.sh(ns, cmd, check=False, timeout=30)
     if res.returncode != 0 or not out.exists():
