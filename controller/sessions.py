@@ -467,7 +467,7 @@ def desired_state(
         for site in ctx.config.sites
         if gateway is None or ctx.config.gateway_of(site) == gateway
     ]
-    rows = uow.session.execute(
+    rows = uow.session.connection().execute(  # Core rows: no ORM bookkeeping per row
         select(Session.site_id, Session.mac, Session.ip, Session.expires_at).where(
             Session.ended_at.is_(None), Session.expires_at > now, Session.site_id.in_(sites)
         )
