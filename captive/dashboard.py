@@ -13,6 +13,7 @@ import csv
 import hmac
 import io
 import time
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from ipaddress import ip_address
 from typing import Any
@@ -411,6 +412,27 @@ TABLES = {
 }  # fmt: skip
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a formula
+
+
+def neutral(value: object) -> object:
+    """A cell as a spreadsheet takes it as text: text that would start a formula gets a
+    leading apostrophe (OWASP's advice on CSV injection); numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+class _Neutral:
+    """A csv writer whose every cell passes through :func:`neutral`."""
+
+    def __init__(self, writer: Any) -> None:
+        self._writer = writer
+
+    def writerow(self, row: Sequence[object]) -> None:
+        self._writer.writerow([neutral(cell) for cell in row])
+
+
 @bp.get("/ekspor.csv")
 def export() -> Response:
     """A table of the pages, as CSV (UTF-8 with BOM, for spreadsheets): ``tabel=harian``
@@ -421,7 +443,7 @@ def export() -> Response:
     if report is None or table not in TABLES:
         return problem("bad-request")
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = _Neutral(csv.writer(out))
     writer.writerow(TABLES[table])
     if table == "harian":
         for d in report.days:

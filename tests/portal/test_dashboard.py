@@ -258,3 +258,19 @@ def test_the_sites_page_shows_each_aps_availability(office, portal_db, now, ctx)
     export = office.get(f"/dasbor/ekspor.csv?tabel=titik&dari={day}&sampai={day}", base_url=BASE)
     rows = {r[1]: r for r in csv.reader(io.StringIO(export.text.lstrip("\ufeff")))}
     assert rows["jam-gadang-1"][5:] == ["0.8000", "1", "7200"] and rows["tmsbk-2"][5] == ""
+
+
+def test_csv_cells_that_would_be_formulas_are_text(app, portal_db, ctx, office, now):
+    from controller.context import Ctx
+
+    sites = dict(ctx.config.sites)
+    sites["tmsbk"] = sites["tmsbk"].model_copy(update={"name": '=HYPERLINK("http://x.example")'})
+    sites["jam-gadang"] = sites["jam-gadang"].model_copy(update={"name": "@SUM(A1:A9)"})
+    evil = Ctx(ctx.config.model_copy(update={"sites": sites}), ctx.device_hash)
+    app.extensions["wifikota.dashboard"] = DashboardService(portal_db, evil)
+    sign_in(office)
+    day = now.astimezone(ctx.tz).date()
+    export = office.get(f"/dasbor/ekspor.csv?tabel=tempat&dari={day}", base_url=BASE)
+    names = [row[1] for row in csv.reader(io.StringIO(export.text.lstrip("\ufeff")))][1:]
+    assert "'@SUM(A1:A9)" in names and '\'=HYPERLINK("http://x.example")' in names
+    assert not any(n.startswith(("=", "+", "-", "@")) for n in names)
