@@ -474,7 +474,8 @@ class Controller:
                 session_id: int | None = sessions.find_open(uow, mac).id
             except NotFound:
                 session_id = None  # the city app is open before login too
-        return residents.record_click(self.db, self.ctx, ap.site, session_id, now)
+        hashed = self.ctx.device_hash(mac)
+        return residents.record_click(self.db, self.ctx, ap.site, session_id, now, hashed)
 
 
 # ---------------------------------------------------------------------- the shell

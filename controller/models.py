@@ -314,6 +314,9 @@ class AppClick(Base):
     at: Mapped[datetime]
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
     session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id"))
+    # what a click counts once for: "session <id>", or "device <hash> <hour>" for a device
+    # without a session (unique: a second click of the same is not counted)
+    once: Mapped[str | None] = mapped_column(String(100), unique=True)
     __table_args__ = (Index("ix_app_clicks_site_id_at", "site_id", "at"),)
 
 

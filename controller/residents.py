@@ -6,10 +6,12 @@ the firewall. Pure reads on the database except ``record_click``.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from . import phone, rules
 from .context import Ctx
@@ -117,13 +119,26 @@ def status(
 
 
 def record_click(
-    db: Database, ctx: Ctx, site_id: str, session_id: int | None, now: datetime
+    db: Database,
+    ctx: Ctx,
+    site_id: str,
+    session_id: int | None,
+    now: datetime,
+    device_hash: str | None = None,
 ) -> str:
-    """Count one follow of the link into the city app; returns the link to send them to."""
+    """Count a follow of the link into the city app, once per session (a device without
+    a session: once per clock hour), so that tapping it again and again counts nothing
+    more; returns the link to send them to, every time."""
     if site_id not in ctx.config.sites:
         raise UnknownSite(f"no site '{site_id}'")
-    with db.uow(write=True) as uow:
-        uow.session.add(AppClick(at=now, site_id=site_id, session_id=session_id))
+    if session_id is not None:
+        once: str | None = f"session {session_id}"
+    elif device_hash is not None:
+        once = f"device {device_hash} {int(now.timestamp()) // 3600}"
+    else:
+        once = None
+    with contextlib.suppress(IntegrityError), db.uow(write=True) as uow:  # counted already
+        uow.session.add(AppClick(at=now, site_id=site_id, session_id=session_id, once=once))
         uow.commit()
     policy = ctx.policy(site_id)
     return str(policy.city_app_link or ctx.config.city_app.link)
