@@ -17,7 +17,6 @@ import hashlib
 import re
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
-from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, request
 
@@ -31,6 +30,9 @@ from .security import CSP
 bp = Blueprint("uam", __name__, url_prefix="/uam")
 
 _OCTAL = re.compile(r"^(?:\\[0-3][0-7]{2})+$")
+# MikroTik's $(link-login-only): http or https, the router's own address, a plain path;
+# nothing else (no port, no user, no query, no backslash, no white space)
+_LOGIN_LINK = re.compile(r"^(https?)://(\d{1,3}(?:\.\d{1,3}){3})(/[A-Za-z0-9._~/-]{0,64})?$")
 _HEX = re.compile(r"^[0-9a-fA-F]{32}$")
 
 
@@ -82,11 +84,18 @@ def _phone() -> tuple[str, str]:
 
 
 def _page(
-    client: RadiusClient, action: str, method: str, fields: dict[str, str], notice: str = ""
+    client: RadiusClient,
+    origin: str,
+    path: str,
+    method: str,
+    fields: dict[str, str],
+    notice: str = "",
 ) -> Response:
+    """The page whose one form goes to ``origin`` + ``path``: ``origin`` is built from the
+    router's address in sites.yaml, never from what the request says."""
     config = _config()
     site = config.sites[client.site]
-    origin = "{0.scheme}://{0.netloc}".format(urlsplit(action))
+    action = origin + path
     response = render(
         "uam.html",
         site_name=site.name,
@@ -96,9 +105,12 @@ def _page(
         terms_version=config.portal.terms_version,
         notice=notice,
     )
-    # the one form on the page goes to the router, and only there
+    # the one form on the page goes to the router, and only there: its configured address
+    # (on any port: CoovaChilli says which it listens on), nothing the request said
+    scheme = origin.split("://", 1)[0]
+    router = f"{scheme}://{client.login_address}:*"
     response.headers["Content-Security-Policy"] = CSP.replace(
-        "form-action 'self'", f"form-action 'self' {origin}"
+        "form-action 'self'", f"form-action 'self' {router}"
     )
     return response
 
@@ -112,10 +124,11 @@ def mikrotik() -> Response:
     """From a MikroTik Hotspot's login page: ``link-login-only``, ``mac``, ``ip``, and for
     CHAP ``chap-id`` and ``chap-challenge``."""
     try:
-        login = urlsplit(_arg("link-login-only", 256))
-        if login.scheme not in ("http", "https") or not login.hostname or login.query:
+        link = _LOGIN_LINK.match(_arg("link-login-only", 256))
+        if link is None:
             raise BadParameter("link-login-only")
-        client = _router(login.hostname)
+        scheme, host, path = link.group(1), link.group(2), link.group(3) or "/login"
+        client = _router(host)
         mac, _ip = _phone()
         username, password = credentials(_hasher(), mac, datetime.now(UTC))
         chap_id, challenge = _arg("chap-id", 8), _arg("chap-challenge", 128)
@@ -127,9 +140,9 @@ def mikrotik() -> Response:
             secret = password
     except BadParameter:
         return problem("bad-request")
-    action = f"{login.scheme}://{login.netloc}{login.path or '/login'}"
+    origin = f"{scheme}://{client.login_address}"
     fields = {"username": username, "password": secret, "dst": _city_app(client), "popup": "false"}
-    return _page(client, action, "post", fields)
+    return _page(client, origin, path, "post", fields)
 
 
 @bp.get("/chilli")
@@ -154,10 +167,10 @@ def chilli() -> Response:
         username, password = credentials(_hasher(), mac, datetime.now(UTC))
     except BadParameter:
         return problem("bad-request")
-    action = f"http://{client.login_address}:{int(port)}/logon"
+    origin = f"http://{client.login_address}:{int(port)}"
     fields = {
         "username": username,
         "response": chap_response(b"\x00", password, challenge),
         "userurl": _city_app(client),
     }
-    return _page(client, action, "get", fields, "failed" if res == "failed" else "")
+    return _page(client, origin, "/logon", "get", fields, "failed" if res == "failed" else "")

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from controller import admins, stats
 from controller.dashboard import DashboardService
@@ -28,39 +26,17 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def served(app, portal_db, ctx, controller, clock, now):
+def office_served(served, app, portal_db, ctx, controller, clock, now):
     app.extensions["wifikota.dashboard"] = DashboardService(portal_db, ctx)
     app.extensions["wifikota.clock"] = clock
     admins.add(portal_db, "rina", "viewer", PASSWORD, actor="test", now=now)
     two_phones_online(portal_db, ctx, controller, now)
     day = now.astimezone(ctx.tz).date()
     stats.rebuild(portal_db, ctx, day - timedelta(days=6), day, now + timedelta(minutes=30))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", day
-    server.shutdown()
-    thread.join(10)
+    return served, day
 
 
-@pytest.fixture
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--no-first-run", "--window-size=1100,1600", "--lang=id"):  # fmt: skip
-        options.add_argument(arg)
-    options.add_experimental_option("prefs", {"intl.accept_languages": "id"})
-    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
-    driver.set_page_load_timeout(20)
-    yield driver
-    driver.quit()
-
-
-def test_leadership_signs_in_and_reads_every_page(served, browser, monkeypatch):
+def test_leadership_signs_in_and_reads_every_page(office_served, browser, monkeypatch):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as seen
     from selenium.webdriver.support.ui import WebDriverWait
@@ -74,7 +50,7 @@ def test_leadership_signs_in_and_reads_every_page(served, browser, monkeypatch):
         wait.until(seen.staleness_of(page))
         wait.until(seen.presence_of_element_located((By.TAG_NAME, "footer")))
 
-    base, day = served
+    base, day = office_served
     shots = ARTIFACTS / "dashboard-browser"
     shutil.rmtree(shots, ignore_errors=True)
     shots.mkdir(parents=True)

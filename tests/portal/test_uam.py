@@ -39,7 +39,7 @@ def test_a_mikrotik_phone_gets_one_button_that_posts_back_to_its_router(phone):
     assert re.fullmatch(r"wk\.3c5ab4123456\.\d{10}", got["username"])
     assert re.fullmatch(r"[0-9a-f]{32}", got["password"])  # CHAP, never the password itself
     assert got["dst"] == "https://app.bukittinggikota.go.id/?tempat=pasar-simpang-aur"
-    assert "form-action 'self' http://10.5.50.1" in page.headers["Content-Security-Policy"]
+    assert "form-action 'self' http://10.5.50.1:*;" in page.headers["Content-Security-Policy"]
     assert "example.com" not in page.text  # the original URL is never a target
 
 
@@ -50,10 +50,30 @@ def test_a_login_address_that_is_no_routers_is_refused(phone):
         "javascript:alert(1)",
         "http://10.5.50.1/login?x=1",
         "//10.5.50.1/login",
+        # what a browser reads as another host, where Python's parser sees the router
+        "http://EVIL\\ EVIL ;@10.5.50.1/login",
+        "http://evil.example\\@10.5.50.1/login",
+        "http://user@10.5.50.1/login",
+        "http://10.5.50.1:8080/login",
+        "https://10.5.50.1:443/login",
+        "http://10.5.50.1/login#x",
+        "http://10.5.50.1/log in",
+        "ftp://10.5.50.1/login",
+        "http://10.5.50.1/login\\..\\evil",
+        "HTTP://10.5.50.1/login",
     ):
         page = mikrotik(phone, **{"link-login-only": link})
         assert page.status_code == 400, link
         assert "<form" not in page.text
+        assert "EVIL" not in page.headers.get("Content-Security-Policy", ""), link
+
+
+def test_the_form_goes_to_the_configured_router_whatever_the_path(phone):
+    page = mikrotik(phone, **{"link-login-only": "https://10.5.50.1/login"})
+    assert '<form method="post" action="https://10.5.50.1/login">' in page.text
+    assert "form-action 'self' https://10.5.50.1:*;" in page.headers["Content-Security-Policy"]
+    page = mikrotik(phone, **{"link-login-only": "http://10.5.50.1"})
+    assert '<form method="post" action="http://10.5.50.1/login">' in page.text
 
 
 def test_bad_router_parameters_are_refused(phone):
