@@ -27,6 +27,7 @@ are cached here), and the raw checks above run before its decoder.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import multiprocessing
@@ -95,6 +96,53 @@ def totals(table: MutableSequence[int], processes: int) -> list[tuple[str, int]]
     """Each outcome summed over the processes' slots."""
     n = len(OUTCOMES)
     return [(o, sum(table[s * n + i] for s in range(processes))) for i, o in enumerate(OUTCOMES)]
+
+
+def _who(nas: Nas) -> str:
+    return f"{nas.name} ({nas.address})"
+
+
+class Drops:
+    """What was dropped, said at most once a minute per source: the first drop of a source
+    in a minute is logged with its reason, the rest of that minute are counted and said
+    in one line when the minute is over (``flush``), with the count of each reason. A
+    sender of malformed datagrams (anyone who spoofs a router's address) cannot fill the
+    disk. The counts for /metrics are the Tally's."""
+
+    WINDOW = 60.0
+
+    def __init__(self, tally: Tally, clock: Callable[[], float] = time.monotonic) -> None:
+        self.tally, self.clock = tally, clock
+        self._windows: dict[str, tuple[float, dict[str, int]]] = {}  # source: start, counts
+
+    def drop(self, source: str, outcome: str, detail: str) -> None:
+        self.tally[outcome] += 1
+        now = self.clock()
+        started, counts = self._windows.get(source, (0.0, {}))
+        if counts and now - started >= self.WINDOW:
+            self._say(source, counts)
+            counts = {}
+        if not counts:
+            log.warning("dropped a datagram from %s: %s", source, detail)
+            self._windows[source] = (now, {outcome: 0})
+            return
+        counts[outcome] = counts.get(outcome, 0) + 1
+
+    def flush(self) -> None:
+        """Say the counts of the minutes that are over."""
+        now = self.clock()
+        for source, (started, counts) in list(self._windows.items()):
+            if now - started >= self.WINDOW:
+                self._say(source, counts)
+                del self._windows[source]
+
+    @staticmethod
+    def _say(source: str, counts: dict[str, int]) -> None:
+        more = sum(counts.values())
+        if more:
+            reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()) if n)
+            log.warning("dropped %d more datagrams from %s within a minute (%s)", more, source,
+                        reasons)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -309,6 +357,7 @@ class RadiusServer:
         self.fields = Fields(self.dictionary)
         self.replies = Replies()
         self.stats = tally or Tally()
+        self.drops = Drops(self.stats)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="radius")
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.admissions: GroupCommit[NasLogin, Admission] = GroupCommit(
@@ -326,13 +375,12 @@ class RadiusServer:
         try:
             packet = wire.check(data)
         except wire.Malformed as exc:
-            self.stats["malformed"] += 1
-            log.warning("dropped a malformed packet from %s (%s): %s", nas.name, source[0], exc)
+            self.drops.drop(_who(nas), "malformed", f"malformed ({exc})")
             return None
         expected = wire.ACCESS_REQUEST if port == "auth" else wire.ACCOUNTING_REQUEST
         if wire.code_of(packet) not in (expected, wire.STATUS_SERVER):
-            self.stats["unexpected_code"] += 1
-            log.warning("dropped code %d from %s on the %s port", packet[0], nas.name, port)
+            why = f"code {packet[0]} on the {port} port"
+            self.drops.drop(_who(nas), "unexpected_code", why)
             return None
         key = wire.dedup_key(packet, source)
         seen, reply = self.replies.seen(key)
@@ -348,8 +396,7 @@ class RadiusServer:
             else:
                 reply = await self._accounting(nas, packet)
         except wire.Malformed as exc:  # an attribute the decoder let through unread
-            self.stats["malformed"] += 1
-            log.warning("dropped a malformed packet from %s (%s): %s", nas.name, source[0], exc)
+            self.drops.drop(_who(nas), "malformed", f"malformed ({exc})")
         except Exception:
             self.stats["failed"] += 1
             log.exception("request from %s failed; no answer (the NAS will retry)", nas.name)
@@ -361,8 +408,7 @@ class RadiusServer:
         try:
             return cls(packet=packet, secret=nas.secret, dict=self.dictionary)
         except Exception as exc:  # pyrad raises several kinds for bad contents
-            self.stats["malformed"] += 1
-            log.warning("dropped an undecodable packet from %s: %s", nas.name, exc)
+            self.drops.drop(_who(nas), "malformed", f"undecodable ({exc})")
             return None
 
     async def _access(self, nas: Nas, packet: bytes) -> bytes | None:
@@ -371,12 +417,11 @@ class RadiusServer:
             return None
         if pkt.message_authenticator:
             if not pkt.verify_message_authenticator():
-                self.stats["bad_authenticator"] += 1
-                log.warning("dropped an Access-Request from %s: wrong secret", nas.name)
+                self.drops.drop(_who(nas), "bad_authenticator", "an Access-Request: wrong secret")
                 return None
         elif nas.require_message_authenticator:
-            self.stats["missing_message_authenticator"] += 1
-            log.warning("dropped an Access-Request from %s without Message-Authenticator", nas.name)
+            why = "an Access-Request without Message-Authenticator"
+            self.drops.drop(_who(nas), "missing_message_authenticator", why)
             return None
         check = self._password_check(pkt)
         username: str = self.fields.first(pkt, "User-Name") or ""
@@ -441,14 +486,14 @@ class RadiusServer:
         if not pkt.VerifyAcctRequest() or (
             pkt.message_authenticator and not pkt.verify_message_authenticator()
         ):
-            self.stats["bad_authenticator"] += 1
-            log.warning("dropped an Accounting-Request from %s: wrong secret", nas.name)
+            why = "an Accounting-Request: wrong secret"
+            self.drops.drop(_who(nas), "bad_authenticator", why)
             return None
         read = self.fields
         status = read.first(pkt, "Acct-Status-Type")
         if status is None:
-            self.stats["malformed"] += 1
-            log.warning("dropped an Accounting-Request from %s without Acct-Status-Type", nas.name)
+            why = "an Accounting-Request without Acct-Status-Type"
+            self.drops.drop(_who(nas), "malformed", why)
             return None
         record = AcctRecord(
             status=status,
@@ -579,7 +624,10 @@ async def serve(
         transports.append(transport)
     log.info("RADIUS on %s: authentication %d, accounting %d", host, auth_port, acct_port)
     try:
-        await stop.wait()
+        while not stop.is_set():  # the drops of each minute said once it is over
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=Drops.WINDOW / 4)
+            server.drops.flush()
     finally:
         for transport in transports:
             transport.close()

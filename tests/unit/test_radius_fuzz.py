@@ -122,3 +122,37 @@ def test_text_that_is_not_utf8_is_read_with_its_odd_octets_escaped():
     req[1] = [b"\xff\xfe name"]  # User-Name
     pkt = rp.AuthPacket(packet=req.RequestPacket(), secret=SECRET, dict=DICTIONARY)
     assert SERVER.fields.first(pkt, "User-Name") == "\\xff\\xfe name"
+
+
+def test_a_flood_of_bad_datagrams_is_logged_once_a_minute_and_counted_in_full(caplog):
+    server = RadiusServer(Rules(), [NAS], clock=lambda: datetime.now(UTC))
+    now = [1000.0]
+    server.drops.clock = lambda: now[0]
+    before = dict(server.stats.items())
+    caplog.set_level("WARNING", logger="radius.server")
+
+    def flood(n: int) -> None:
+        for i in range(n):
+            junk = b"\x01" + bytes([i % 256]) + b"\x00\x10" + bytes(12)  # length lies
+            assert asyncio.run(server.handle(junk, SOURCE, "auth")) is None
+            assert (
+                asyncio.run(server.handle(b"\x05\x01\x00\x14" + bytes(16), SOURCE, "auth")) is None
+            )
+
+    flood(500)
+    assert len(caplog.records) == 1  # the first drop, with its reason
+    assert "malformed" in caplog.records[0].getMessage()
+    now[0] += 30
+    server.drops.flush()  # the minute is not over: nothing said yet
+    assert len(caplog.records) == 1
+    now[0] += 31
+    server.drops.flush()
+    assert len(caplog.records) == 2
+    summary = caplog.records[1].getMessage()
+    assert "999 more" in summary and "499 malformed" in summary and "500 unexpected_code" in summary
+    flood(1)  # a new minute starts with its own first line
+    assert len(caplog.records) == 3
+    after = dict(server.stats.items())
+    assert after["malformed"] - before["malformed"] == 501
+    assert after["unexpected_code"] - before["unexpected_code"] == 501
+    assert asyncio.run(server.handle(good_request(14), SOURCE, "auth"))[0] == rp.AccessAccept
