@@ -8,7 +8,6 @@ links and the form-token secret.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from pathlib import Path
@@ -21,11 +20,12 @@ from werkzeug.wrappers import Response as Reply
 
 from controller.config import CityConfig
 from controller.config import load as load_config
+from controller.dashboard import DashboardService
 from controller.identity import DeviceHasher
 
 from . import api, dashboard, pages, probes, uam
 from .gateway import Gateway, SocketGateway
-from .security import HEADERS, FormTokens, RateLimit
+from .security import HEADERS, HSTS, FormTokens, RateLimit
 
 LANGUAGES = ("id", "en")
 MAX_BODY = 8 * 1024  # bytes of a form post
@@ -55,9 +55,12 @@ def create_app(
     gateway: Gateway | None = None,
     *,
     secret: bytes | None = None,
+    database: DashboardService | None = None,
 ) -> Flask:
     """The portal for ``config`` (default: ``WIFIKOTA_CONFIG`` or ./sites.yaml), asking
-    ``gateway`` (default: the controller's socket). Raises ConfigError for a bad config."""
+    ``gateway`` (default: the controller's socket), with ``database`` for the dashboard,
+    sign-ins and rate limits (default: ``database_url``, connected when first needed).
+    Raises ConfigError for a bad config."""
     if config is None:
         from controller.cliapp import default_config_path
 
@@ -88,21 +91,24 @@ def create_app(
         BABEL_DEFAULT_LOCALE="id",
         BABEL_DEFAULT_TIMEZONE=config.city.timezone,
         BABEL_TRANSLATION_DIRECTORIES=str(Path(__file__).parent / "translations"),
-        SESSION_COOKIE_NAME="wifikota_dasbor",
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Strict",
-        SESSION_COOKIE_PATH="/dasbor",
-        PERMANENT_SESSION_LIFETIME=dashboard.SIGNED_IN_FOR,
     )
     app.extensions["wifikota.gateway"] = gateway or SocketGateway()
     app.extensions["wifikota.tokens"] = FormTokens(secret)
     app.extensions["wifikota.config"] = config
+    if database is not None:
+        app.extensions["wifikota.dashboard"] = database
     app.extensions["wifikota.hasher"] = DeviceHasher(secret)
-    app.extensions["wifikota.signin_limit"] = RateLimit(burst=5, every=60.0)
-    app.secret_key = hashlib.sha256(b"wifikota dashboard session\0" + secret).digest()
-    app.extensions["wifikota.post_limit"] = RateLimit(burst=10, every=6.0)
-    app.extensions["wifikota.voucher_limit"] = RateLimit(burst=5, every=60.0)
-    app.extensions["wifikota.code_limit"] = RateLimit(burst=8, every=60.0)
+    store = lambda: dashboard.service().limits  # noqa: E731 (the database, once asked for)
+    limits = {
+        "post": RateLimit("post", burst=10, every=6.0, store=store),
+        "voucher": RateLimit("voucher", burst=5, every=60.0, store=store),
+        "code": RateLimit("code", burst=8, every=60.0, store=store),
+        # an address may try 10 sign-ins, then one every 30 s; a name from one address 5,
+        # then one a minute: nobody elsewhere can lock an admin out
+        "signin": RateLimit("signin", burst=10, every=30.0, store=store),
+        "signin-name": RateLimit("signin-name", burst=5, every=60.0, store=store),
+    }
+    app.extensions["wifikota.limits"] = limits
     Babel(app, locale_selector=select_locale)
 
     @app.before_request
@@ -114,7 +120,7 @@ def create_app(
             return captured
         if request.method == "POST":
             ip = pages.client_ip()
-            if not app.extensions["wifikota.post_limit"].allow(ip):
+            if not limits["post"].allow(ip):
                 return pages.problem("too-many")
             bad = pages.check_fields()
             if bad is not None:
@@ -128,6 +134,8 @@ def create_app(
     def headers(response: Response) -> Response:
         for name, value in HEADERS.items():
             response.headers.setdefault(name, value)
+        if request.is_secure:  # served over HTTPS: browsers keep to it for this name
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
         return response
 
     @app.errorhandler(RequestEntityTooLarge)

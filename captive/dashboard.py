@@ -1,9 +1,12 @@
 """Diskominfo's dashboard (``/dasbor``): sign in, then usage per place, day and hour, read
 from the rollups, with charts drawn on the server and a CSV of every table.
 
-Signed-in state is a signed session cookie (HttpOnly, SameSite=Strict, 8 hours). Every
-form carries the portal's form token; sign-in attempts are limited per address and per
-name. Nothing here shows a MAC or a phone number.
+A sign-in is a row on the server (``controller.admins``); the browser's cookie holds only
+its random token (HttpOnly, SameSite=Strict, ``Secure`` when the page came over HTTPS, 8
+hours). Every request reads that row and the admin's role as it is now, so Keluar, or the
+account removed, disabled, given another role or password, ends it at once. Every form
+carries the portal's form token; sign-in attempts are limited per address and per name
+from that address. Nothing here shows a MAC or a phone number.
 """
 
 from __future__ import annotations
@@ -12,17 +15,17 @@ import contextlib
 import csv
 import hmac
 import io
-import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from ipaddress import ip_address
 from typing import Any
 
-from flask import Blueprint, Response, current_app, redirect, request, session
+from flask import Blueprint, Response, current_app, g, redirect, request
 from flask_babel import format_decimal, format_percent
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response as Reply
 
+from controller.admins import SIGNED_IN_FOR
 from controller.config import CityConfig
 from controller.dashboard import DashboardService, Report, SiteNow
 from controller.errors import DomainError, Unavailable
@@ -32,7 +35,7 @@ from .pages import client_ip, gateway, problem, render
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dasbor")
 
-SIGNED_IN_FOR = 8 * 3600  # seconds
+COOKIE = "wifikota_dasbor"
 MAX_DAYS = 3660
 OPEN = ("dashboard.login_form", "dashboard.login")
 PUBLIC = "dashboard.public_status"  # the status page residents may see anywhere
@@ -70,10 +73,12 @@ def clock() -> datetime:
 
 
 def admin() -> dict[str, Any] | None:
-    who = session.get("admin")
-    if not isinstance(who, dict) or time.time() - float(who.get("at", 0)) > SIGNED_IN_FOR:
-        return None
-    return who
+    """Who is signed in on this request (name, role as the account has it now), or None."""
+    if "admin" not in g:
+        who = service().signed_in(request.cookies.get(COOKIE, ""), clock())
+        g.admin = None if who is None else {"name": who.name, "role": who.role}
+    found: dict[str, Any] | None = g.admin
+    return found
 
 
 def from_staff() -> bool:
@@ -107,22 +112,36 @@ def login_form() -> Response:
 def login() -> Reply:
     name = request.form.get("nama", "").strip().lower()[:32]
     password = request.form.get("sandi", "")
-    limits = current_app.extensions["wifikota.signin_limit"]
-    if not (limits.allow("ip " + client_ip()) and limits.allow("name " + name)):
+    limits = current_app.extensions["wifikota.limits"]
+    address = client_ip()
+    if not (limits["signin"].allow(address) and limits["signin-name"].allow(f"{name} {address}")):
         return problem("too-many")
-    who = service().authenticate(name, password, clock()) if name else None
-    if who is None:
+    signed = service().sign_in(name, password, address, clock()) if name else None
+    if signed is None:
         return page("dashboard_login.html", 401, notice="wrong")
-    session.clear()
-    session.permanent = True
-    session["admin"] = {"name": who.name, "role": who.role, "at": time.time()}
-    return redirect("/dasbor/", code=303)
+    token, _who = signed
+    service().sign_out(request.cookies.get(COOKIE, ""), clock())  # any earlier one here
+    reply = redirect("/dasbor/", code=303)
+    reply.set_cookie(
+        COOKIE,
+        token,
+        max_age=int(SIGNED_IN_FOR.total_seconds()),
+        path="/dasbor",
+        secure=request.is_secure,
+        httponly=True,
+        samesite="Strict",
+    )
+    return reply
 
 
 @bp.post("/keluar")
 def logout() -> Reply:
-    session.clear()
-    return redirect("/dasbor/masuk", code=303)
+    service().sign_out(request.cookies.get(COOKIE, ""), clock())
+    reply = redirect("/dasbor/masuk", code=303)
+    reply.delete_cookie(
+        COOKIE, path="/dasbor", secure=request.is_secure, httponly=True, samesite="Strict"
+    )
+    return reply
 
 
 def _range() -> tuple[date, date, tuple[str, ...] | None] | None:

@@ -217,7 +217,7 @@ def login() -> Reply:
         return splash(st, 409, notice="terms-changed")
     voucher, one_time = None, None
     if method == "voucher":
-        if not current_app.extensions["wifikota.voucher_limit"].allow(client_ip()):
+        if not current_app.extensions["wifikota.limits"]["voucher"].allow(client_ip()):
             return problem("too-many")
         voucher = clean_voucher(request.form.get("kode", ""))
         if voucher is None:
@@ -274,7 +274,7 @@ def send_code() -> Reply:
         normalize_number(number, current_app.config["SMS_COUNTRY_CODE"])
     except BadNumber:
         return splash(st, 400, notice="phone-format")
-    if not current_app.extensions["wifikota.code_limit"].allow(client_ip()):
+    if not current_app.extensions["wifikota.limits"]["code"].allow(client_ip()):
         return problem("too-many")
     try:
         answer = gateway().ask(

@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+
+from controller.limits import Limits, Rate
 
 TOKEN_LIFETIME = 2 * 3600  # seconds a page's form stays usable
 VOUCHER_CODE = re.compile(r"^[A-Z0-9]{4,32}$")
@@ -42,35 +42,17 @@ class FormTokens:
         return hmac.compare_digest(sig, self._sign(ip, issued))
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    at: float
-
-
 class RateLimit:
-    """A token bucket per key (the client's address): ``burst`` at once, then one every
-    ``every`` seconds. Kept per process and bounded in size: with several workers each
-    keeps its own, so the limit a client meets is at most workers x burst."""
+    """A limit on one kind of request per key (the client's address, an admin's name):
+    ``burst`` at once, then one every ``every`` seconds. The buckets are in the database
+    (``controller.limits``), so every gunicorn worker and every portal node counts
+    together: the limit a client meets is the one written here."""
 
-    def __init__(self, burst: int, every: float, max_keys: int = 100_000) -> None:
-        self.burst, self.every, self.max_keys = burst, every, max_keys
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
-        self._lock = threading.Lock()
+    def __init__(self, kind: str, burst: int, every: float, store: Callable[[], Limits]) -> None:
+        self.kind, self.rate, self.store = kind, Rate(burst, every), store
 
     def allow(self, key: str, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            b = self._buckets.pop(key, None) or _Bucket(float(self.burst), now)
-            b.tokens = min(float(self.burst), b.tokens + (now - b.at) / self.every)
-            b.at = now
-            ok = b.tokens >= 1
-            if ok:
-                b.tokens -= 1
-            self._buckets[key] = b
-            while len(self._buckets) > self.max_keys:
-                self._buckets.popitem(last=False)
-            return ok
+        return self.store().take(self.kind, key, self.rate, time.time() if now is None else now)
 
 
 def clean_voucher(raw: str) -> str | None:
@@ -93,3 +75,7 @@ HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+
+# Only on answers that came over HTTPS (a plain-HTTP answer's header would be ignored
+# anyway). Not for subdomains: the city's other sites under its domain are not ours.
+HSTS = "max-age=31536000"

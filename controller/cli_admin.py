@@ -127,14 +127,70 @@ def admin_group() -> None:
 @pass_app
 def admin_add(app: App, name: str, role: str, password_stdin: bool) -> None:
     """Create a dashboard account."""
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    elif sys.stdin.isatty():
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    else:
-        raise Failure("no terminal to ask the password on; use --password-stdin")
+    password = _read_password(password_stdin)
     info = admins.add(app.database(), name, role, password, actor=actor(), now=now())
     app.done(info, f"added: {info.name} ({info.role})")
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline(1024).rstrip("\n")
+    if sys.stdin.isatty():
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    raise Failure("no terminal to ask the password on; use --password-stdin")
+
+
+@admin_group.command("remove")
+@click.argument("name")
+@json_option
+@pass_app
+def admin_remove(app: App, name: str) -> None:
+    """Delete an account; its dashboard sign-ins end now."""
+    info = admins.remove(app.database(), name, actor=actor(), now=now())
+    app.done(info, f"removed: {info.name}")
+
+
+@admin_group.command("disable")
+@click.argument("name")
+@json_option
+@pass_app
+def admin_disable(app: App, name: str) -> None:
+    """Keep the account but refuse its sign-in; its dashboard sign-ins end now."""
+    info = admins.disable(app.database(), name, actor=actor(), now=now())
+    app.done(info, f"disabled: {info.name}")
+
+
+@admin_group.command("enable")
+@click.argument("name")
+@json_option
+@pass_app
+def admin_enable(app: App, name: str) -> None:
+    """Let a disabled account sign in again."""
+    info = admins.enable(app.database(), name, actor=actor(), now=now())
+    app.done(info, f"enabled: {info.name}")
+
+
+@admin_group.command("role")
+@click.argument("name")
+@click.argument("role", type=click.Choice(["admin", "viewer"]))
+@json_option
+@pass_app
+def admin_role(app: App, name: str, role: str) -> None:
+    """Give an account another role; its dashboard sign-ins end now."""
+    info = admins.set_role(app.database(), name, role, actor=actor(), now=now())
+    app.done(info, f"{info.name} is now {info.role}")
+
+
+@admin_group.command("password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@json_option
+@pass_app
+def admin_password(app: App, name: str, password_stdin: bool) -> None:
+    """Set a new password; the account's dashboard sign-ins end now."""
+    password = _read_password(password_stdin)
+    info = admins.set_password(app.database(), name, password, actor=actor(), now=now())
+    app.done(info, f"new password for {info.name}")
 
 
 @admin_group.command("list")

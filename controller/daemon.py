@@ -31,6 +31,7 @@ from .firewall import Firewall, FirewallError, FirewallState, Lease, Plan, plan
 from .firewall.ruleset import RulesetSpec
 from .firewall.watch import UNHEARD, RulesetWatch
 from .leases import LeaseFile, Leases
+from .limits import Limits
 from .models import AccessPoint as ApRow
 from .models import EndReason, GatewayEvent, GatewayEventKind
 from .neighbours import NeighbourTable
@@ -99,6 +100,7 @@ class Controller:
         self.book: Leases = book or LeaseFile(self.leases)
         self.dhcp_hosts = dhcp_hosts
         self.notify = notify
+        self.limits = Limits(db)
         self._leased: dict[tuple[str, str], Lease] = {}  # the leases last put in force
         self._pools: dict[str, tuple[int, int]] = {}  # each AP's pool as last recorded
         self._pool_high: set[str] = set()  # APs whose pool is nearly full
@@ -295,6 +297,7 @@ class Controller:
         ``retention_days``."""
         since = self.stats_since or now - timedelta(days=1)
         stats.refresh(self.db, self.ctx, since, now)
+        self.limits.purge(now.timestamp())  # the portal's rate limits that are full again
         self.stats_since = now
         if not self.spans_filled:  # a database from before stats_spans: a month a time
             filled = stats.fill_missing(self.db, self.ctx, now, self.spans_until)

@@ -12,22 +12,20 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from . import audit, blocks, health, rules, sessions, stats, vouchers
-from .admins import AdminInfo, check_password, hash_password
+from . import admins, audit, blocks, health, rules, sessions, stats, vouchers
+from .admins import AdminInfo
 from .config import CityConfig
 from .context import Ctx
 from .db import Database, resolve_url
 from .firewall.deferred import DeferredFirewall
+from .limits import Limits
 from .models import (
-    AdminUser,
     ApEvent,
     DailyApStat,
     DailySiteStat,
     HourlySiteStat,
     Session,
 )
-
-_DUMMY_HASH = hash_password("no such admin, same work")  # unknown names cost as much time
 
 
 @dataclass(frozen=True)
@@ -143,28 +141,28 @@ def availability(
 
 
 class DashboardService:
+    """What the portal's process reads and writes in the database: the dashboard's
+    figures and actions, staff sign-ins, and the rate limits every worker shares."""
+
     def __init__(self, db: Database, ctx: Ctx) -> None:
         self.db, self.ctx = db, ctx
+        self.limits = Limits(db)
 
     @classmethod
     def for_config(cls, config: CityConfig) -> DashboardService:
         """Raises ConfigError when the device-hash secret cannot be read."""
         return cls(Database.connect(resolve_url(config.database_url)), Ctx.from_config(config))
 
-    def authenticate(self, name: str, password: str, now: datetime) -> AdminInfo | None:
-        """The admin, if ``name`` is an enabled account and the password is its own."""
-        with self.db.uow(write=True) as uow:
-            row = uow.session.scalars(
-                select(AdminUser).where(AdminUser.name == name, AdminUser.disabled_at.is_(None))
-            ).first()
-            if row is None:
-                check_password(password, _DUMMY_HASH)
-                return None
-            if not check_password(password, row.password_hash):
-                return None
-            audit.record(uow, f"web:{row.name}", "login", None, {}, now)
-            uow.commit()
-            return AdminInfo(row.id, row.name, row.role, row.created_at, row.disabled_at)
+    def sign_in(
+        self, name: str, password: str, address: str, now: datetime
+    ) -> tuple[str, AdminInfo] | None:
+        return admins.sign_in(self.db, name, password, address, now)
+
+    def signed_in(self, token: str, now: datetime) -> AdminInfo | None:
+        return admins.signed_in(self.db, token, now)
+
+    def sign_out(self, token: str, now: datetime) -> None:
+        admins.sign_out(self.db, token, now)
 
     def now(self, at: datetime) -> NowView:
         """Clients online per site (open sessions), each AP's last known state, and today's

@@ -255,6 +255,32 @@ class AdminUser(Base):
     disabled_at: Mapped[datetime | None]
 
 
+class StaffSession(Base):
+    """A dashboard sign-in. The browser's cookie holds a random token; only its SHA-256 is
+    kept here. Every request reads this row with its admin, so signing out, removing,
+    disabling, a new role or a new password end it at once."""
+
+    __tablename__ = "staff_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    admin_id: Mapped[int] = mapped_column(ForeignKey("admin_users.id"), index=True)
+    address: Mapped[str] = mapped_column(String(45))  # where it was signed in from
+    started_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
+class RateLimit(Base):
+    """One token bucket, kept as its theoretical arrival time (GCRA): ``tat`` is when the
+    bucket is full again, in seconds since the epoch. Shared by every process and node
+    that uses the database; a row past its ``tat`` is the same as none."""
+
+    __tablename__ = "rate_limits"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tat: Mapped[float] = mapped_column(Float, index=True)
+    allowed: Mapped[bool] = mapped_column(Boolean)  # the answer to the latest request
+
+
 class AuditEvent(Base):
     __tablename__ = "audit_events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -4,8 +4,9 @@ Sessions keep the device's MAC while they may need it (an open session's grant, 
 looking into a recent problem); after ``retention_days`` it is removed, and the session
 keeps only its device's HMAC (``devices.mac_hash``), so every count stays. The one-time
 codes of phone login (an HMAC of the number, its hint) go at the same age, and so do the AP
-health samples (the state changes, from which availability is figured, stay). Runs daily in
-the controller and as ``wifikota purge``.
+health samples (the state changes, from which availability is figured, stay), and the
+dashboard sign-ins (each keeps the address it came from) that ended or ran out before
+then. Runs daily in the controller and as ``wifikota purge``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy import CursorResult, delete, update
 
 from .context import Ctx
 from .db import Database
-from .models import ApHealthSample, PhoneCode, Session
+from .models import ApHealthSample, PhoneCode, Session, StaffSession
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Purged:
     session_macs: int
     phone_codes: int
     health_samples: int = 0
+    staff_sessions: int = 0
 
 
 def purge(db: Database, ctx: Ctx, now: datetime) -> Purged:
@@ -54,5 +56,9 @@ def purge(db: Database, ctx: Ctx, now: datetime) -> Purged:
             CursorResult[object],
             uow.session.execute(delete(ApHealthSample).where(ApHealthSample.at < before)),
         ).rowcount
+        signins = cast(
+            CursorResult[object],
+            uow.session.execute(delete(StaffSession).where(StaffSession.expires_at < before)),
+        ).rowcount
         uow.commit()
-    return Purged(before, int(macs or 0), int(codes or 0), int(samples or 0))
+    return Purged(before, int(macs or 0), int(codes or 0), int(samples or 0), int(signins or 0))

@@ -218,6 +218,35 @@ def test_admins_are_added_with_a_password_from_stdin(with_db):
     assert [a["name"] for a in json.loads(with_db("--json", "admin", "list").stdout)] == ["rina"]
 
 
+def test_admins_are_changed_removed_and_every_change_is_audited(with_db):
+    add = ("admin", "add", "budi", "--role", "admin", "--password-stdin")
+    assert with_db(*add, input="panjang-sekali-123\n").exit_code == 0
+    role = with_db("--json", "admin", "role", "budi", "viewer")
+    assert role.exit_code == 0 and json.loads(role.stdout)["role"] == "viewer"
+    assert with_db("admin", "role", "budi", "root").exit_code == 2
+    disabled = json.loads(with_db("--json", "admin", "disable", "budi").stdout)
+    assert disabled["disabled_at"] is not None
+    assert json.loads(with_db("--json", "admin", "enable", "budi").stdout)["disabled_at"] is None
+    weak = with_db("admin", "password", "budi", "--password-stdin", input="short\n")
+    assert weak.exit_code == 1 and "at least 10 characters" in weak.stderr
+    new = with_db("admin", "password", "budi", "--password-stdin", input="lain-lagi-panjang\n")
+    assert (new.exit_code, new.stdout) == (0, "new password for budi\n")
+    assert with_db("admin", "remove", "budi").stdout == "removed: budi\n"
+    for command in ("remove", "disable", "enable", "password"):
+        gone = (
+            with_db("admin", command, "budi", "--password-stdin", input="x" * 12)
+            if command == "password"
+            else with_db("admin", command, "budi")
+        )
+        assert gone.exit_code == 1 and gone.stderr.strip() == "error: no admin named 'budi'", (
+            command
+        )
+        assert "Traceback" not in gone.stderr
+    actions = [e["action"] for e in json.loads(with_db("--json", "audit").stdout)]
+    assert actions[:6] == ["admin-remove", "admin-password", "admin-enable", "admin-disable",
+                           "admin-role", "admin-add"]  # fmt: skip
+
+
 def test_the_installed_command_runs_and_fails_cleanly(tmp_path):
     exe = shutil.which("wifikota", path=os.path.dirname(sys.executable)) or shutil.which("wifikota")
     assert exe, "the wifikota console script is installed"

@@ -40,3 +40,15 @@ def test_old_sessions_lose_their_mac_and_keep_their_counts(database, fw, ctx, no
     with database.uow() as uow:
         assert stats.usage(uow, ctx, day, day).sessions == 1
     assert privacy.purge(database, ctx, now).session_macs == 0  # nothing twice
+
+
+def test_old_dashboard_sign_ins_go_and_recent_ones_stay(database, ctx, now):
+    from controller import admins
+
+    admins.add(database, "rina", "viewer", "kota-wisata-2026", actor="test", now=now)
+    old = now - timedelta(days=ctx.config.retention_days + 1)
+    stale, _ = admins.sign_in(database, "rina", "kota-wisata-2026", "10.19.0.200", old)
+    fresh, _ = admins.sign_in(database, "rina", "kota-wisata-2026", "10.19.0.201", now)
+    assert privacy.purge(database, ctx, now).staff_sessions == 1
+    assert admins.signed_in(database, stale, old + timedelta(minutes=1)) is None  # row gone
+    assert admins.signed_in(database, fresh, now).name == "rina"

@@ -18,6 +18,7 @@ from captive.gateway import LocalGateway
 from controller import db as db_mod
 from controller import inventory
 from controller.daemon import Controller
+from controller.dashboard import DashboardService
 from controller.leases import MemoryLeases
 from controller.neighbours import MemoryNeighbours
 from tests.smsbox import Outbox
@@ -76,9 +77,13 @@ def controller(portal_db, ctx, fw, neighbours, leases, outbox) -> Controller:
 
 
 @pytest.fixture
-def app(city, controller, clock):
+def app(city, controller, clock, portal_db, ctx):
+    """The portal, with the database behind its dashboard and rate limits."""
     return create_app(
-        city, LocalGateway(controller, clock), secret=b"portal-test-secret-0123456789"
+        city,
+        LocalGateway(controller, clock),
+        secret=b"portal-test-secret-0123456789",
+        database=DashboardService(portal_db, ctx),
     )
 
 

@@ -17,6 +17,7 @@ from controller.models import AuditEvent
 from tests.portal.conftest import BASE, PHONE_MAC, token_of, two_phones_online
 
 PASSWORD = "kota-wisata-2026"
+HOST = BASE.removeprefix("http://")
 
 
 @pytest.fixture
@@ -53,7 +54,33 @@ def test_a_wrong_password_is_refused_and_guessing_meets_the_limit(office):
     answers = [sign_in(office, password=f"guess-{i}") for i in range(6)]
     assert [a.status_code for a in answers] == [401] * 5 + [429]
     assert "Nama atau kata sandi salah" in answers[0].text
-    assert sign_in(office, name="nobody").status_code == 429  # the address is limited too
+    # other names from the same address: the address's own limit (10) then stops them
+    others = [sign_in(office, name=f"nobody{i}").status_code for i in range(5)]
+    assert others == [401] * 4 + [429]
+
+
+def test_guessing_from_elsewhere_does_not_lock_the_admin_out(app, office):
+    attacker = app.test_client()
+    attacker.environ_base["REMOTE_ADDR"] = "10.19.0.66"  # another PC in the office
+    answers = [sign_in(attacker, password=f"guess-{i}").status_code for i in range(8)]
+    assert answers[-1] == 429
+    assert sign_in(office).status_code == 303  # rina, at her own PC, signs in
+
+
+def test_the_limits_hold_across_portal_processes(
+    app, office, city, controller, clock, portal_db, ctx
+):
+    """Two gunicorn workers (two apps on one database) count the same buckets."""
+    from captive import create_app
+    from captive.gateway import LocalGateway
+
+    other = create_app(city, LocalGateway(controller, clock), secret=b"portal-test-secret-0123456789",
+                       database=DashboardService(portal_db, ctx))  # fmt: skip
+    other.extensions["wifikota.clock"] = clock
+    second = other.test_client()
+    second.environ_base["REMOTE_ADDR"] = "10.19.0.200"
+    answers = [sign_in(c, password="guess").status_code for c in [office, second] * 3]
+    assert answers == [401] * 5 + [429]
 
 
 def test_signed_in_the_page_shows_the_mornings_figures(office, now, ctx, portal_db):
@@ -61,6 +88,7 @@ def test_signed_in_the_page_shows_the_mornings_figures(office, now, ctx, portal_
     assert answer.status_code == 303 and answer.headers["Location"] == "/dasbor/"
     cookie = answer.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/dasbor" in cookie
+    assert "Secure" not in cookie  # plain HTTP (the demo, an office LAN): no Secure flag
     day = now.astimezone(ctx.tz).date()
     page = office.get(f"/dasbor/?dari={day}&sampai={day}", base_url=BASE)
     assert page.status_code == 200
@@ -103,6 +131,67 @@ def test_signing_out_needs_the_form_and_ends_the_session(office):
     page = office.get("/dasbor/", base_url=BASE)
     office.post("/dasbor/keluar", data={"token": token_of(page.text)}, base_url=BASE)
     assert office.get("/dasbor/", base_url=BASE).status_code == 303
+
+
+def kept_cookie(client) -> str:
+    cookie = client.get_cookie("wifikota_dasbor", domain=HOST, path="/dasbor")
+    assert cookie is not None
+    return cookie.value
+
+
+def replay(app, value: str, path: str = "/dasbor/"):
+    """Someone who copied the cookie, from the same office PC."""
+    thief = app.test_client()
+    thief.environ_base["REMOTE_ADDR"] = "10.19.0.200"
+    thief.set_cookie("wifikota_dasbor", value, domain=HOST, path="/dasbor")
+    return thief.get(path, base_url=BASE)
+
+
+def test_a_cookie_kept_across_keluar_is_refused(app, office):
+    sign_in(office)
+    value = kept_cookie(office)
+    assert replay(app, value).status_code == 200
+    page = office.get("/dasbor/", base_url=BASE)
+    office.post("/dasbor/keluar", data={"token": token_of(page.text)}, base_url=BASE)
+    assert replay(app, value).status_code == 303
+
+
+@pytest.mark.parametrize("change", ["role", "remove", "disable", "password"])
+def test_a_cookie_kept_across_a_change_to_the_account_is_refused(
+    app, office, portal_db, now, change
+):
+    admins.add(portal_db, "budi", "admin", PASSWORD, actor="test", now=now)
+    sign_in(office, name="budi")
+    value = kept_cookie(office)
+    assert replay(app, value, "/dasbor/kelola").status_code == 200
+    if change == "role":
+        admins.set_role(portal_db, "budi", "viewer", actor="cli:root", now=now)
+    elif change == "remove":
+        admins.remove(portal_db, "budi", actor="cli:root", now=now)
+    elif change == "disable":
+        admins.disable(portal_db, "budi", actor="cli:root", now=now)
+    else:
+        admins.set_password(portal_db, "budi", "another-long-one", actor="cli:root", now=now)
+    assert replay(app, value, "/dasbor/kelola").status_code == 303
+    assert replay(app, value).status_code == 303
+    if change == "role":  # signed in again, budi is a viewer now
+        sign_in(office, name="budi")
+        assert office.get("/dasbor/kelola", base_url=BASE).status_code == 403
+
+
+def test_the_cookie_is_secure_and_hsts_sent_over_https(office):
+    https = BASE.replace("http://", "https://")
+    form = office.get("/dasbor/masuk", base_url=https)
+    assert form.headers["Strict-Transport-Security"] == "max-age=31536000"
+    answer = office.post("/dasbor/masuk", base_url=https,
+                         data={"token": token_of(form.text), "nama": "rina", "sandi": PASSWORD})  # fmt: skip
+    assert answer.status_code == 303
+    assert (
+        "Secure" in answer.headers["Set-Cookie"].split(";")[-1]
+        or "; Secure" in answer.headers["Set-Cookie"]
+    )
+    plain = office.get("/dasbor/masuk", base_url=BASE)
+    assert "Strict-Transport-Security" not in plain.headers
 
 
 def test_the_dashboard_speaks_english_too(office):

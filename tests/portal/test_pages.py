@@ -15,6 +15,7 @@ from captive import create_app
 from captive.gateway import LocalGateway, SocketGateway
 from controller import blocks, vouchers
 from controller import config as config_mod
+from controller.dashboard import DashboardService
 from controller.models import AppClick, Session
 from tests.conftest import ROOT, wib
 from tests.portal.conftest import BASE, PHONE_IP, PHONE_MAC, client_at, tap_connect, token_of
@@ -145,7 +146,12 @@ def test_bytes_remaining_follows_the_days_data_use(city, controller, clock, port
     )
     capped = config_mod.loads(text, "sites.yaml")
     controller.ctx = type(controller.ctx)(capped, controller.ctx.device_hash)
-    app = create_app(capped, LocalGateway(controller, clock), secret=b"x" * 32)
+    app = create_app(
+        capped,
+        LocalGateway(controller, clock),
+        secret=b"x" * 32,
+        database=DashboardService(portal_db, controller.ctx),
+    )
     phone = client_at(app, PHONE_IP)
     tap_connect(phone)
     with portal_db.uow(write=True) as uow:

@@ -1,0 +1,71 @@
+"""The rate limits the portal's workers and nodes share (``controller.limits``), on both
+databases: a bucket's arithmetic, and many writers at once on one bucket."""
+
+from __future__ import annotations
+
+import threading
+
+from controller import db as db_mod
+from controller.limits import Limits, Rate
+
+RATE = Rate(burst=5, every=60.0)
+T0 = 1_800_000_000.0
+
+
+def test_a_burst_then_one_per_period_and_refusals_do_not_push_the_wait(database):
+    limits = Limits(database)
+    assert [limits.take("voucher", "10.20.3.20", RATE, T0) for _ in range(7)] == [True] * 5 + [
+        False
+    ] * 2
+    for _ in range(50):  # hammering while refused
+        assert not limits.take("voucher", "10.20.3.20", RATE, T0 + 59)
+    assert limits.take("voucher", "10.20.3.20", RATE, T0 + 60)  # one token back after 60 s
+    assert not limits.take("voucher", "10.20.3.20", RATE, T0 + 61)
+    assert limits.take("voucher", "10.20.3.21", RATE, T0)  # another address has its own
+    assert limits.take("code", "10.20.3.20", RATE, T0)  # and another kind
+    assert [limits.take("voucher", "10.20.3.20", RATE, T0 + 600) for _ in range(6)] == [
+        True
+    ] * 5 + [False]
+
+
+def test_a_full_bucket_is_forgotten_and_counts_start_afresh(database):
+    limits = Limits(database)
+    limits.take("post", "a", RATE, T0)
+    limits.take("post", "b", RATE, T0 + 100)
+    assert limits.purge(T0 + 61) == 1  # a is full again; b is not
+    assert limits.purge(T0 + 161) == 1
+    assert [limits.take("post", "a", RATE, T0 + 200) for _ in range(6)] == [True] * 5 + [False]
+
+
+def test_a_long_key_is_hashed_not_cut(database):
+    limits = Limits(database)
+    one, two = "x" * 300 + "1", "x" * 300 + "2"
+    assert limits.take("signin-name", one, Rate(1, 60), T0)
+    assert limits.take("signin-name", two, Rate(1, 60), T0)  # not the same bucket as one
+    assert not limits.take("signin-name", one, Rate(1, 60), T0)
+
+
+def test_writers_on_several_connections_share_one_bucket(db_url, database):
+    """Eight threads, each with its own engine (as gunicorn workers or portal nodes
+    have), take from one bucket at once: exactly the burst is allowed."""
+    engines = [db_mod.Database.connect(db_url) for _ in range(8)]
+    answers: list[bool] = []
+    lock = threading.Lock()
+    start = threading.Barrier(len(engines))
+
+    def worker(db: db_mod.Database) -> None:
+        limits = Limits(db)
+        start.wait(timeout=30)
+        for _ in range(5):
+            ok = limits.take("code", "10.20.3.20", Rate(burst=12, every=3600), T0)
+            with lock:
+                answers.append(ok)
+
+    threads = [threading.Thread(target=worker, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for e in engines:
+        e.dispose()
+    assert len(answers) == 40 and answers.count(True) == 12
