@@ -236,6 +236,9 @@ class Sms(_Model):
     max_attempts: Annotated[int, in_range(1, 10)] = 5  # wrong codes before a code is void
     per_number_per_hour: Annotated[int, in_range(1, 20)] = 3
     per_device_per_hour: Annotated[int, in_range(1, 50)] = 5
+    # what one site may cost the city: SMS sent for its phones in an hour, and in a day
+    per_site_per_hour: Annotated[int, in_range(1, 100_000)] = 60
+    per_site_per_day: Annotated[int, in_range(1, 1_000_000)] = 300
 
 
 class Health(_Model):

@@ -213,10 +213,14 @@ class PhoneCode(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     used_at: Mapped[datetime | None]
     session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id"))
+    # False: the number had had its codes this hour, so nothing was sent; the row answers
+    # as a sent one would (and no code matches it), so nobody learns the number was asked for
+    sent: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
 
     __table_args__ = (
         Index("ix_phone_codes_device_id_created_at", "device_id", "created_at"),
         Index("ix_phone_codes_phone_hash_created_at", "phone_hash", "created_at"),
+        Index("ix_phone_codes_site_id_created_at", "site_id", "created_at"),
     )
 
 

@@ -1,8 +1,14 @@
 """Phone login: numbers, one-time codes sent by SMS, and the limits on both.
 
 A code is six digits, lives ``sms.code_lifetime``, and dies after ``sms.max_attempts``
-wrong tries; a device may ask for ``sms.per_device_per_hour`` codes and a number may be
-sent ``sms.per_number_per_hour``. Only HMACs of the number and the code are stored.
+wrong tries; a device may ask for ``sms.per_device_per_hour`` codes, a number may be sent
+``sms.per_number_per_hour``, and a site's phones ``sms.per_site_per_hour`` and
+``sms.per_site_per_day`` (local day) together: every SMS costs the city money, and random
+MACs make one phone many devices. Only HMACs of the number and the code are stored.
+
+A number at its limit gets the same answer as any other (the code page, its hint, its
+tries) but no SMS: its row is kept with ``sent`` false and no code that can match. So
+nobody learns from the portal whether a number was asked for.
 
 Trying a code is its own committed unit of work, so a wrong try is counted even though
 the login it was part of fails; a right one is spent before the session starts.
@@ -11,6 +17,7 @@ the login it was part of fails; a right one is spent before the session starts.
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -18,12 +25,14 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, func, select
 
-from . import sessions
+from . import rules, sessions
 from .context import Ctx
 from .db import Database, UnitOfWork
 from .errors import BadRequest, Blocked, CodeInvalid, Maintenance, MethodNotAllowed, TooMany
 from .models import Device, PhoneCode
 from .sms import SmsSender
+
+log = logging.getLogger(__name__)
 
 CODE_DIGITS = 6
 WINDOW = timedelta(hours=1)  # the span the per-number and per-device limits count over
@@ -95,15 +104,12 @@ def _row_key(row: PhoneCode) -> str:
     return f"{row.device_id}:{row.phone_hash}:{int(row.created_at.timestamp())}"
 
 
-def _limit(uow: UnitOfWork, which: ColumnElement[bool], most: int, now: datetime) -> None:
-    """Raise TooMany when ``most`` of the codes ``which`` picks went out this past hour."""
-    sent, oldest = uow.session.execute(
-        select(func.count(), func.min(PhoneCode.created_at)).where(
-            which, PhoneCode.created_at > now - WINDOW
-        )
+def _made(uow: UnitOfWork, *which: ColumnElement[bool]) -> tuple[int, datetime | None]:
+    """How many code rows ``which`` picks, and the oldest one's time."""
+    made, oldest = uow.session.execute(
+        select(func.count(), func.min(PhoneCode.created_at)).where(*which)
     ).one()
-    if sent >= most:
-        raise TooMany("codes", oldest + WINDOW)
+    return int(made), oldest
 
 
 def send_code(
@@ -133,8 +139,19 @@ def send_code(
         if block is not None:
             raise Blocked(block.expires_at)
         device = sessions.find_or_add_device(uow, mac_hash, now)
-        _limit(uow, PhoneCode.device_id == device.id, sms.per_device_per_hour, now)
-        _limit(uow, PhoneCode.phone_hash == phone_hash, sms.per_number_per_hour, now)
+        hour = PhoneCode.created_at > now - WINDOW
+        made, oldest = _made(uow, PhoneCode.device_id == device.id, hour)
+        if made >= sms.per_device_per_hour and oldest is not None:
+            raise TooMany("codes", oldest + WINDOW)
+        here = (PhoneCode.site_id == site_id, PhoneCode.sent.is_(True))
+        made, oldest = _made(uow, *here, hour)
+        if made >= sms.per_site_per_hour and oldest is not None:
+            raise TooMany("codes at this place", oldest + WINDOW)
+        day_starts, day_ends = rules.day_bounds(rules.local_day(now, ctx.tz), ctx.tz)
+        if _made(uow, *here, PhoneCode.created_at >= day_starts)[0] >= sms.per_site_per_day:
+            raise TooMany("codes at this place today", day_ends)
+        made, _ = _made(uow, PhoneCode.phone_hash == phone_hash, PhoneCode.sent.is_(True), hour)
+        send = made < sms.per_number_per_hour
         for old in _unused(uow, device.id, now):
             old.expires_at = now  # one live code per device: the newest
         row = PhoneCode(
@@ -146,12 +163,17 @@ def send_code(
             created_at=now,
             expires_at=now + timedelta(seconds=sms.code_lifetime),
             attempts=0,
+            sent=send,
         )
-        row.code_hash = _code_hash(ctx, _row_key(row), code)
+        # a row not sent keeps no code: nothing typed can match it
+        row.code_hash = _code_hash(ctx, _row_key(row), code) if send else ""
         uow.session.add(row)
         uow.commit()
         row_id = row.id
         pending = Pending(row.phone_hint, row.expires_at, sms.max_attempts)
+    if not send:
+        log.info("a code for a number at its hourly limit was not sent (site %s)", site_id)
+        return pending
     minutes = max(1, sms.code_lifetime // 60)
     try:
         sender.send(number, message(code, config.city.name, minutes, lang))

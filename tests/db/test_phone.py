@@ -118,13 +118,58 @@ def test_a_code_is_for_the_device_that_asked(ctl, outbox, now):
     assert exc.value.why == "none"
 
 
-def test_codes_per_number_are_limited_across_devices(ctl, now):
-    for i in range(3):
-        ctl.send_code(IP if i % 2 else IP2, NUMBER, "id", now + timedelta(minutes=i))
-    with pytest.raises(TooMany) as exc:
-        ctl.send_code(IP, NUMBER, "id", now + timedelta(minutes=10))
-    assert exc.value.retry_at == now + timedelta(hours=1)
+def test_codes_per_number_are_limited_across_devices_and_the_answer_does_not_say_so(
+    ctl, outbox, database, now
+):
+    answers = [ctl.send_code(IP if i % 2 else IP2, NUMBER, "id", now + timedelta(minutes=i))
+               for i in range(4)]  # fmt: skip
+    assert len(outbox.sent) == 3  # the fourth was not sent ...
+    fourth, third = answers[3], answers[2]
+    assert (fourth.sent_to, fourth.attempts_left) == (third.sent_to, third.attempts_left)
+    assert fourth.expires_at - (now + timedelta(minutes=3)) == third.expires_at - (
+        now + timedelta(minutes=2)
+    )  # ... but answered as if it had been
+    for code in (outbox.last_code(), outbox.sent[0][1][:6], "000000"):  # no code opens it
+        with pytest.raises(CodeInvalid) as exc:
+            ctl.authorize(IP, now + timedelta(minutes=4), method="phone", code=code)
+        assert exc.value.why == "wrong"
+    with database.reading() as s:
+        assert s.scalars(select(PhoneCode.sent).order_by(PhoneCode.id)).all() == [True] * 3 + [
+            False
+        ]
     ctl.send_code(IP, NUMBER, "id", now + timedelta(hours=1, seconds=1))  # the hour has passed
+    assert len(outbox.sent) == 4
+
+
+def test_a_site_sends_at_most_its_hourly_and_daily_share(database, ctx, fw, city, outbox, now):
+    sms = city.sms.model_copy(update={"per_site_per_hour": 4, "per_site_per_day": 6,
+                                      "per_device_per_hour": 50})  # fmt: skip
+    capped = type(ctx)(city.model_copy(update={"sms": sms}), ctx.device_hash)
+    table, book = MemoryNeighbours(), MemoryLeases()
+    phones = [(f"10.20.3.{40 + i}", f"02:00:00:00:01:{i:02x}") for i in range(12)]
+    for ip, mac in phones:  # random MACs: one phone can be many devices
+        table.add(ip, mac, city.ap("jam-gadang-1").gateway_iface)
+        book.add(ip, mac)
+    ctl = Controller(database, capped, fw, table, sms=outbox, book=book)
+
+    def ask(i: int, at):
+        return ctl.send_code(phones[i][0], f"08123456{i:04d}", "id", at)
+
+    for i in range(4):
+        ask(i, now + timedelta(minutes=i))
+    with pytest.raises(TooMany) as exc:  # a fresh device and a fresh number: the site's hour
+        ask(4, now + timedelta(minutes=5))
+    assert exc.value.retry_at == now + timedelta(hours=1)
+    for i in range(4, 6):
+        ask(i, now + timedelta(hours=1, minutes=i))
+    with pytest.raises(TooMany) as exc:  # the site's day
+        ask(6, now + timedelta(hours=2, minutes=30))
+    day_end = (now.astimezone(ctx.tz) + timedelta(days=1)).replace(hour=0, minute=0, second=0,
+                                                                   microsecond=0)  # fmt: skip
+    assert exc.value.retry_at == day_end
+    assert len(outbox.sent) == 6
+    ask(7, day_end + timedelta(minutes=1))  # a new day
+    assert len(outbox.sent) == 7
 
 
 def test_codes_per_device_are_limited_across_numbers(ctl, now):

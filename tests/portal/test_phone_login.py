@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
+from captive import create_app
+from captive.gateway import LocalGateway
+from controller.daemon import Controller
+from controller.dashboard import DashboardService
+from controller.leases import MemoryLeases
+from controller.neighbours import MemoryNeighbours
 from tests.portal.conftest import BASE, PHONE_IP, client_at, token_of
 
 
@@ -130,3 +137,37 @@ def test_phone_login_where_the_site_does_not_offer_it(app, outbox, neighbours, l
     )
     assert answer.status_code == 400
     assert outbox.sent == []
+
+
+def test_a_number_at_its_limit_is_answered_like_a_fresh_one(phone, outbox):
+    answers = [ask_code(phone) for _ in range(4)]  # the number may be sent 3 an hour
+    assert len(outbox.sent) == 3
+    assert [(a.status_code, a.headers["Location"]) for a in answers] == [(303, "/kode")] * 4
+    fresh = ask_code(phone, "0813 1111 7890")  # same hint, never asked for
+    assert (fresh.status_code, fresh.headers["Location"]) == (303, "/kode")
+    assert len(outbox.sent) == 4
+    page = phone.get("/kode", base_url=BASE)
+    ask_code(phone)  # the number at its limit again
+    again = phone.get("/kode", base_url=BASE)
+    assert again.status_code == page.status_code == 200
+    assert re.sub(r'value="[^"]+"', "", again.text) == re.sub(r'value="[^"]+"', "", page.text)
+
+
+def test_the_site_ceiling_holds_across_two_portal_nodes(city, ctx, portal_db, fw, clock, outbox):
+    sms = city.sms.model_copy(update={"per_site_per_hour": 4})
+    capped = type(ctx)(city.model_copy(update={"sms": sms}), ctx.device_hash)
+    table, book = MemoryNeighbours(), MemoryLeases()
+    nodes = []
+    for _ in range(2):  # two portal nodes, each with its gateway, on one database
+        ctl = Controller(portal_db, capped, fw, table, sms=outbox, book=book)
+        gateway = LocalGateway(ctl, clock)
+        nodes.append(create_app(city, gateway, secret=b"portal-test-secret-0123456789",
+                                database=DashboardService(portal_db, capped)))  # fmt: skip
+    answers = []
+    for i in range(10):  # one phone with random MACs, a new number each time
+        ip, mac = f"10.20.3.{60 + i}", f"02:5a:00:00:00:{i:02x}"
+        table.add(ip, mac, city.ap("jam-gadang-1").gateway_iface)
+        book.add(ip, mac)
+        answers.append(ask_code(client_at(nodes[i % 2], ip), f"08123400{i:04d}").status_code)
+    assert answers == [303] * 4 + [429] * 6
+    assert len(outbox.sent) == 4
