@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, request
@@ -48,6 +49,24 @@ def select_locale() -> str:
     if remembered in LANGUAGES:
         return str(remembered)
     return request.accept_languages.best_match(LANGUAGES, default="id") or "id"
+
+
+NOT_UTF8 = "wifikota.not_utf8"
+
+
+def _utf8_query(wsgi: Any) -> Any:
+    """A query string that is not UTF-8 (raw bytes, as a phone or a tool may send) is
+    dropped before anything reads it, and the request answered with the 400 page: every
+    later reader (the language switch, the pages) sees text."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        try:
+            environ.get("QUERY_STRING", "").encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            environ["QUERY_STRING"], environ[NOT_UTF8] = "", True
+        return wsgi(environ, start_response)
+
+    return app
 
 
 def create_app(
@@ -111,8 +130,12 @@ def create_app(
     app.extensions["wifikota.limits"] = limits
     Babel(app, locale_selector=select_locale)
 
+    app.wsgi_app = _utf8_query(app.wsgi_app)  # type: ignore[method-assign]
+
     @app.before_request
     def guard() -> Reply | None:
+        if request.environ.get(NOT_UTF8):  # its own 400, in the default language
+            return pages.problem("bad-request")
         if request.path == "/metrics":  # scraped by address or name: never a captured page
             return None
         captured = probes.captured()

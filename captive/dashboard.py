@@ -25,10 +25,12 @@ from flask_babel import format_decimal, format_percent
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response as Reply
 
+from controller import rules
 from controller.admins import SIGNED_IN_FOR
 from controller.config import CityConfig
 from controller.dashboard import DashboardService, Report, SiteNow
 from controller.errors import DomainError, Unavailable
+from controller.identity import row_id
 
 from . import charts
 from .pages import client_ip, gateway, problem, render
@@ -144,18 +146,30 @@ def logout() -> Reply:
     return reply
 
 
+def _day(name: str, default: date) -> date | None:
+    """The day a parameter names (YYYY-MM-DD), ``default`` when it is not given, None
+    when it is not a day."""
+    text = request.args.get(name, "")
+    if not text:
+        return default
+    try:
+        return date.fromisoformat(text) if len(text) == 10 and text.isascii() else None
+    except ValueError:
+        return None
+
+
 def _range() -> tuple[date, date, tuple[str, ...] | None] | None:
     """The days and places asked for (default: the last 30 days, every place)."""
     svc = service()
     today = clock().astimezone(svc.ctx.tz).date()
-    try:
-        until = date.fromisoformat(request.args.get("sampai") or today.isoformat())
-        since = date.fromisoformat(
-            request.args.get("dari") or (until - timedelta(days=29)).isoformat()
-        )
-    except ValueError:
+    until, since = _day("sampai", today), None
+    if until is not None and rules.reportable(until):
+        since = _day("dari", max(rules.FIRST_DAY, until - timedelta(days=29)))
+    if until is None or since is None:
         return None
     site = request.args.get("tempat", "")
+    if not (rules.reportable(since) and rules.reportable(until)):
+        return None
     if since > until or (until - since).days >= MAX_DAYS:
         return None
     if site and site not in svc.ctx.config.sites:
@@ -258,11 +272,13 @@ def monthly() -> Response:
     asked = request.args.get("bulan", "")
     try:
         if asked:
-            year, month = (int(x) for x in asked.split("-"))
-            first = date(year, month, 1)
+            well_formed = len(asked) == 7 and asked.isascii()
+            first = date.fromisoformat(f"{asked}-01") if well_formed else None
         else:
             first = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
     except ValueError:
+        first = None
+    if first is None or not rules.reportable(first):
         return problem("bad-request")
     last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
     report = service().report(first, last, None)
@@ -310,7 +326,7 @@ def _actor() -> str:
 
 def _number(name: str, low: int, high: int) -> int | None:
     text = request.form.get(name, "").strip()
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not (text.isascii() and text.isdigit() and len(text) <= 12) or not low <= int(text) <= high:
         return None
     return int(text)
 
@@ -321,7 +337,7 @@ def kick() -> Response:
     if refused is not None:
         return refused
     target = request.form.get("sesi", "").strip()
-    if not target.isdigit() or len(target) > 12:
+    if row_id(target) is None:
         return _manage_page(400, notice="bad-input")
     try:
         answer = gateway().ask(

@@ -78,6 +78,7 @@ def voucher_create(
 @pass_app
 def voucher_list(app: App, site: str | None) -> None:
     """Voucher codes, newest first."""
+    app.check_site(site)
     with app.database().uow() as uow:
         rows = vouchers.list_vouchers(uow, site_id=site)
     t = now()

@@ -7,19 +7,17 @@ from datetime import date, timedelta
 import click
 
 from . import rules, stats
-from .cliapp import App, Failure, json_option, now, pass_app
+from .cliapp import DAY, App, Failure, json_option, now, pass_app
 from .clifmt import duration, size
 
-DAY = click.DateTime(formats=["%Y-%m-%d"])
 
-
-def _days(app: App, since: object, until: object, default_days: int) -> tuple[date, date]:
+def _days(app: App, since: date | None, until: date | None, default_days: int) -> tuple[date, date]:
     today = rules.local_day(now(), app.tz)
-    last = until.date() if until is not None else today  # type: ignore[attr-defined]
+    last = until if until is not None else today
     first = (
-        since.date()  # type: ignore[attr-defined]
+        since
         if since is not None
-        else last - timedelta(days=default_days - 1)
+        else max(rules.FIRST_DAY, last - timedelta(days=default_days - 1))
     )
     if first > last:
         raise Failure(f"--since {first} is after --until {last}")
@@ -38,7 +36,7 @@ def stats_group() -> None:
 @click.option("--until", type=DAY, help="Last local day; default: today.")
 @json_option
 @pass_app
-def stats_rebuild(app: App, since: object, until: object) -> None:
+def stats_rebuild(app: App, since: date | None, until: date | None) -> None:
     """Recompute the hourly and daily rollups from the sessions."""
     first, last = _days(app, since, until, 366)
     counted = stats.rebuild(app.database(), app.ctx, first, last, now())
@@ -54,7 +52,7 @@ def stats_rebuild(app: App, since: object, until: object) -> None:
 @click.option("--site", "sites", multiple=True, help="Only this site (again for more).")
 @json_option
 @pass_app
-def stats_usage(app: App, since: object, until: object, sites: tuple[str, ...]) -> None:
+def stats_usage(app: App, since: date | None, until: date | None, sites: tuple[str, ...]) -> None:
     """Sessions, unique and new devices, data and time online over a range of days."""
     for site in sites:
         app.check_site(site)

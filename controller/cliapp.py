@@ -6,7 +6,7 @@ import getpass
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import click
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from . import db
+from . import db, rules
 from .clifmt import emit_json, table
 from .config import CityConfig, ConfigError
 from .config import load as load_config
@@ -153,7 +153,17 @@ class App:
 
 
 class Group(click.Group):
-    """Turns the errors users can cause into one line and exit 1."""
+    """Turns the errors users can cause into one line and exit 1, and refuses arguments
+    that are not text (bytes that are not UTF-8) before any command sees them (exit 2)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        for arg in args:
+            try:
+                arg.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                raise click.UsageError(f"'{shown}' is not UTF-8 text", ctx) from None
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -184,6 +194,29 @@ class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only in ne
 
 
 DURATION = Duration()
+
+
+class Day(click.ParamType):  # type: ignore[type-arg]
+    """A local calendar day, YYYY-MM-DD, between rules.FIRST_DAY and rules.LAST_DAY."""
+
+    name = "day"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> date:
+        if isinstance(value, date):
+            return value
+        text = str(value)
+        try:
+            day = date.fromisoformat(text) if len(text) == 10 and text.isascii() else None
+        except ValueError:
+            day = None
+        if day is None:
+            self.fail(f"'{text}' is not a day; write it as YYYY-MM-DD, e.g. 2026-12-01", param, ctx)
+        if not rules.reportable(day):
+            self.fail(f"{day} is outside {rules.FIRST_DAY} .. {rules.LAST_DAY}", param, ctx)
+        return day
+
+
+DAY = Day()
 
 
 def json_option(fn: F) -> F:

@@ -15,10 +15,11 @@ from pydantic import AfterValidator, PlainSerializer, PlainValidator
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 _DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_RATE = re.compile(r"^(\d+(?:\.\d+)?)\s*(kbit|mbit|gbit)$", re.IGNORECASE)
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(kb|mb|gb|tb)$", re.IGNORECASE)
-_HHMM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
+_DURATION = re.compile(r"^(?:(\d{1,20})d)?(?:(\d{1,20})h)?(?:(\d{1,20})m)?(?:(\d{1,20})s)?$", re.A)
+MAX_DURATION = 3650 * 86400  # any duration: ten years (a date that far on is still a date)
+_RATE = re.compile(r"^(\d{1,9}(?:\.\d{1,6})?)\s*(kbit|mbit|gbit)$", re.IGNORECASE | re.A)
+_SIZE = re.compile(r"^(\d{1,9}(?:\.\d{1,6})?)\s*(kb|mb|gb|tb)$", re.IGNORECASE | re.A)
+_HHMM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$", re.A)
 
 
 def _text(value: Any, what: str) -> str:
@@ -129,7 +130,10 @@ def duration_seconds(value: Any) -> int:
     if isinstance(value, int) or not text or not match or not any(match.groups()):
         raise ValueError(f"'{text}' is not a duration; write e.g. 30m, 2h or 1h30m")
     d, h, m, s = (int(g) if g else 0 for g in match.groups())
-    return ((d * 24 + h) * 60 + m) * 60 + s
+    seconds = ((d * 24 + h) * 60 + m) * 60 + s
+    if seconds > MAX_DURATION:
+        raise ValueError(f"'{text}' is longer than ten years; the most is 3650d")
+    return seconds
 
 
 def rate_kbit(value: Any) -> int:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import CityConfig
+from .errors import BadRequest
 from .firewall.ruleset import TABLE
 from .resolvers import resolvers
 
@@ -39,7 +40,10 @@ def render(config: CityConfig, gateway: str, leases: Path) -> dict[str, str]:
     """dnsmasq's configs for the gateway-mode APs that ``gateway`` serves, by instance name:
     ``main`` (DHCP for every AP, DNS on port 53 for logged-in phones), ``captive`` (DNS
     before login) and one DNS-only instance per resolver a site names for itself (see
-    :mod:`.resolvers`)."""
+    :mod:`.resolvers`). Raises BadRequest for a lease path a config line cannot hold."""
+    text = str(leases)
+    if not text.isprintable() or len(text) > 1024:  # no control bytes, no undecodable ones
+        raise BadRequest(f"the lease file {text!r} is not a path dnsmasq can be given")
     aps = [ap for ap in config.enforced_by(gateway) if ap.dhcp_range]
     ipv6 = config.gateway(gateway).ipv6 == "after_login"
     out = {}

@@ -1,4 +1,5 @@
-"""Client identifiers: MAC and IP parsing, and the keyed hash that names a device."""
+"""Client identifiers: MAC and IP parsing, record ids as typed, and the keyed hash that
+names a device."""
 
 from __future__ import annotations
 
@@ -38,6 +39,20 @@ def normalize_ip(text: str) -> str:
         return str(ipaddress.ip_address(text.strip()))
     except ValueError:
         raise BadIdentifier(f"'{text}' is not an IP address") from None
+
+
+ROW_ID_MAX = 2**63 - 1  # a database id: a signed 64-bit integer everywhere
+
+
+def row_id(text: str | bytes) -> int | None:
+    """A record's id as typed or carried (ASCII digits, 1 to 2**63-1), or None when it
+    cannot be one: never an overflow further on."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    if not (text.isascii() and text.isdigit() and len(text) <= 19):
+        return None
+    value = int(text)
+    return value if 1 <= value <= ROW_ID_MAX else None
 
 
 class DeviceHasher:

@@ -41,7 +41,7 @@ from . import rules, sessions, uam, vouchers
 from .context import Ctx
 from .db import Database, UnitOfWork, chunks
 from .errors import BadRequest, DomainError, VoucherInvalid
-from .identity import BadIdentifier, normalize_ip, normalize_mac
+from .identity import BadIdentifier, normalize_ip, normalize_mac, row_id
 from .models import Block, Device, EndReason, Session, UTCDateTime, Voucher
 
 log = logging.getLogger(__name__)
@@ -137,8 +137,7 @@ class AcctRecord:
 def session_of_class(value: bytes | None) -> int | None:
     if value is None or not value.startswith(CLASS_PREFIX):
         return None
-    digits = value[len(CLASS_PREFIX) :]
-    return int(digits) if digits.isdigit() and len(digits) < 19 else None
+    return row_id(value[len(CLASS_PREFIX) :])
 
 
 def _mac(text: str | None) -> str | None:

@@ -9,6 +9,13 @@ from zoneinfo import ZoneInfo
 from .configtypes import Hours
 
 MIDNIGHT = time(0, 0)
+# the days the statistics can be asked about: a day's neighbours and bounds are always
+# dates, so no range asked for (CLI or dashboard) runs off the calendar
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
+
+
+def reportable(day: date) -> bool:
+    return FIRST_DAY <= day <= LAST_DAY
 
 
 def local_day(now: datetime, tz: ZoneInfo) -> date:

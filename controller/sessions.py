@@ -31,7 +31,7 @@ from .errors import (
     UnknownSite,
 )
 from .firewall import Firewall, FirewallError, FirewallState, Grant, Plan
-from .identity import BadIdentifier, normalize_ip, normalize_mac
+from .identity import BadIdentifier, normalize_ip, normalize_mac, row_id
 from .models import Block, Device, EndReason, Session
 
 
@@ -318,8 +318,8 @@ def authorize(db: Database, fw: Firewall, ctx: Ctx, req: LoginRequest, now: date
 def find_open(uow: UnitOfWork, target: str) -> Session:
     """The open session named by ``target``: a session id, a MAC or an IP. Raises NotFound."""
     conditions: list[ColumnElement[bool]] = []
-    if target.isdigit():
-        conditions.append(Session.id == int(target))
+    if (number := row_id(target)) is not None:
+        conditions.append(Session.id == number)
     with contextlib.suppress(BadIdentifier):
         conditions.append(Session.mac == normalize_mac(target))
     with contextlib.suppress(BadIdentifier):

@@ -95,6 +95,8 @@ def create(
         raise BadRequest("validity must be at least 1m")
     if site_id is not None and site_id not in ctx.config.sites:
         raise UnknownSite(f"no site '{site_id}'")
+    if note is not None and len(note) > 200:
+        raise BadRequest("a note is at most 200 characters")
     with db.uow(write=True) as uow:
         existing = set(uow.session.scalars(select(Voucher.code)))
         made: list[Voucher] = []

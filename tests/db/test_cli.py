@@ -293,3 +293,27 @@ def test_stats_rebuild_then_usage_shows_the_days_figures(with_db, database, city
     assert with_db("stats", "usage", "--site", "nowhere").exit_code == 1
     bad = with_db("stats", "usage", "--since", "2026-12-31", "--until", "2026-01-01")
     assert bad.exit_code == 1 and "is after" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "said"),
+    [
+        (["kick", "1" * 40], 1, "is not a session id, MAC or IP address"),
+        (["block", "02:00:00:00:00:01", "--reason", "x", "--for", "99999999999d"], 2, "ten years"),
+        (["voucher", "create", "--valid", "99999999999999d"], 2, "ten years"),
+        (["voucher", "create", "--duration", "1" + "0" * 30 + "m"], 2, "not a duration"),
+        (["voucher", "list", "--site", "atlantis"], 1, "no site 'atlantis'"),
+        (["voucher", "create", "--site", "atlantis"], 1, "no site 'atlantis'"),
+        (["stats", "usage", "--since", "9999-12-01"], 2, "outside 2000-01-01 .. 2999-12-31"),
+        (["stats", "usage", "--until", "0001-01-01"], 2, "outside 2000-01-01 .. 2999-12-31"),
+        (["stats", "rebuild", "--since", "2026-02-30"], 2, "not a day"),
+        (["block", "02:00:00:00:00:01", "--reason", "caf\udce9"], 2, "'caf\\xe9' is not UTF-8"),
+        (["dnsmasq", "config", "--leases", "/tmp/l\ndhcp-script=/bin/sh"], 1, "not a path"),
+    ],
+)
+def test_arguments_out_of_range_get_one_line_and_the_exit_code(with_db, args, code, said):
+    result = with_db(*args)
+    assert result.exit_code == code, result.output + result.stderr
+    assert said in result.stderr
+    errors = [ln for ln in result.stderr.splitlines() if ln.lower().startswith("error")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr  # after click's usage lines

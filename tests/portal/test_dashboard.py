@@ -118,8 +118,16 @@ def test_one_place_and_the_csv_of_the_same_days(office, now, ctx):
 
 def test_a_bad_range_or_place_gets_a_clear_page(office):
     sign_in(office)
-    for query in ("dari=2026-13-01", "dari=2026-11-10&sampai=2026-11-01", "tempat=nowhere",
-                  "dari=2000-01-01&sampai=2026-11-01"):  # fmt: skip
+    for query in (
+        "dari=2026-13-01",
+        "dari=2026-11-10&sampai=2026-11-01",
+        "tempat=nowhere",
+        "dari=2000-01-01&sampai=2026-11-01",
+        "sampai=0001-01-05",
+        "dari=9999-12-31&sampai=9999-12-31",
+        "sampai=%C2%B2026-11-01",
+        "sampai=\xff",
+    ):  # fmt: skip  (the calendar's ends; not digits; not UTF-8)
         answer = office.get(f"/dasbor/?{query}", base_url=BASE)
         assert answer.status_code == 400, query
         assert "Traceback" not in answer.text
@@ -322,6 +330,8 @@ def test_the_monthly_report_of_a_month_prints_its_days(office, now):
     assert page.text.count("<rect") == 30  # one bar a day of November
     assert office.get("/dasbor/bulanan?bulan=2026-13", base_url=BASE).status_code == 400
     assert office.get("/dasbor/bulanan?bulan=x", base_url=BASE).status_code == 400
+    for end in ("9999-12", "0001-01", "2026-1", "+2026-1"):  # the calendar's ends, mangled
+        assert office.get(f"/dasbor/bulanan?bulan={end}", base_url=BASE).status_code == 400
     default = office.get("/dasbor/bulanan", base_url=BASE)  # the month before: October
     assert "2026-10" in default.text
 

@@ -403,3 +403,10 @@ def test_the_session_of_another_device_is_untouched_by_this_ones_logout(
     status = me.get("/", base_url=BASE)
     me.post("/keluar", data={"token": token_of(status.text)}, base_url=BASE)
     assert [ip for _, ip in fw.state(now).grants] == ["10.20.3.30"]
+
+
+def test_a_query_that_is_not_utf8_gets_the_400_page_not_a_crash(phone):
+    for raw in ("lang=\xff", "lang=id&x=\xc0\x80", "\xff"):  # bytes as WSGI hands them over
+        answer = phone.get("/", base_url=BASE, environ_overrides={"QUERY_STRING": raw})
+        assert answer.status_code == 400, raw
+        assert 'lang="id"' in answer.text and "Traceback" not in answer.text
