@@ -73,6 +73,7 @@ bench: system-deps venv
 	$(BIN)/python bench/failclosed.py
 	$(BIN)/python bench/portal.py
 	$(BIN)/python bench/radius.py --postgres
+	$(BIN)/python bench/config.py
 
 # After changing a text in captive/: extract, merge into the .po files, compile the .mo files.
 translations: venv

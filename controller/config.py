@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from . import yamlsource
 from .configtypes import (
     Bytes,
+    ClientNet,
     Domain,
     Hours,
     HttpsUrl,
@@ -35,6 +36,7 @@ from .configtypes import (
     Slug,
     TimeZoneName,
     in_range,
+    seconds_between,
 )
 
 LoginMethod = Literal["click", "voucher", "phone"]
@@ -67,6 +69,9 @@ class ConfigError(Exception):
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+SECRET_BYTES = 64 * 1024  # a secret read from a file: a key, a token, a password
 
 
 class SecretRef(_Model):
@@ -105,9 +110,11 @@ class SecretRef(_Model):
         else:
             assert self.file is not None
             try:
-                data = self.file.read_bytes().strip()
+                data = yamlsource.read_bounded(self.file, SECRET_BYTES).strip()
             except OSError as exc:
                 reason = f"cannot read {self.file}: {exc.strerror}; create it (mode 0600)"
+            except ValueError as exc:
+                reason = f"{self.file} {exc}; put the secret in a file of its own"
             else:
                 if data:
                     return data
@@ -169,20 +176,26 @@ class CityApp(_Model):
     ports: tuple[Annotated[int, in_range(1, 65535)], ...] = Field(default=(80, 443), min_length=1)
 
 
+# a resident's stretches: at most a day, and never nothing
+PerDay = Annotated[Seconds, seconds_between(1, 86400)]
+# DHCP leases (the 2m minimum is checked with its message in configcheck)
+Lease = Annotated[Seconds, seconds_between(1, 7 * 86400)]
+
+
 class Policy(_Model):
     """What a resident gets at a site. Durations in seconds, rates in kbit/s."""
 
     login_methods: tuple[LoginMethod, ...] = Field(min_length=1)
-    session_length: Seconds
-    daily_quota: Seconds
+    session_length: PerDay
+    daily_quota: PerDay
     daily_data: Bytes | None = None
     download_rate: Kbit
     upload_rate: Kbit
-    idle_timeout: Seconds
+    idle_timeout: PerDay
     opening_hours: OpeningHours
     city_app_link: HttpsUrl | None = None
-    dhcp_lease: Seconds = 3600  # a device's DHCP lease once it has logged in
-    dhcp_lease_before_login: Seconds = 300  # until then: one radio cannot hold the pool long
+    dhcp_lease: Lease = 3600  # a device's DHCP lease once it has logged in
+    dhcp_lease_before_login: Lease = 300  # until then: one radio cannot hold the pool long
     dhcp_requests_per_second: Annotated[int, in_range(1, 1000)] = 20  # per AP, at the gateway
     site_download_cap: Kbit | None = None  # for the whole site, shared evenly by its APs
     # NAS-mode sites: a device that logged in here today is let in again by its MAC alone
@@ -192,16 +205,16 @@ class Policy(_Model):
 
 class PolicyOverride(_Model):
     login_methods: tuple[LoginMethod, ...] | None = Field(default=None, min_length=1)
-    session_length: Seconds | None = None
-    daily_quota: Seconds | None = None
+    session_length: PerDay | None = None
+    daily_quota: PerDay | None = None
     daily_data: Bytes | None = None
     download_rate: Kbit | None = None
     upload_rate: Kbit | None = None
-    idle_timeout: Seconds | None = None
+    idle_timeout: PerDay | None = None
     opening_hours: OpeningHours | None = None
     city_app_link: HttpsUrl | None = None
-    dhcp_lease: Seconds | None = None
-    dhcp_lease_before_login: Seconds | None = None
+    dhcp_lease: Lease | None = None
+    dhcp_lease_before_login: Lease | None = None
     dhcp_requests_per_second: Annotated[int, in_range(1, 1000)] | None = None
     site_download_cap: Kbit | None = None
     mac_auth: bool | None = None
@@ -232,7 +245,7 @@ class Sms(_Model):
     token: SecretRef | None = None  # sent as "Authorization: Bearer <token>"
     sender: str = Field(default="WiFi Kota", min_length=1, max_length=20)
     country_code: str = Field(default="62", pattern=r"^[1-9][0-9]{0,2}$")
-    code_lifetime: Seconds = 300
+    code_lifetime: Annotated[Seconds, seconds_between(60, 3600)] = 300
     max_attempts: Annotated[int, in_range(1, 10)] = 5  # wrong codes before a code is void
     per_number_per_hour: Annotated[int, in_range(1, 20)] = 3
     per_device_per_hour: Annotated[int, in_range(1, 50)] = 5
@@ -245,8 +258,8 @@ class Health(_Model):
     """How APs are checked (ICMP echo to each AP's management address)."""
 
     enabled: bool = True
-    interval: Seconds = 30  # between two checks of one AP
-    timeout: Seconds = 1  # an answer later than this is a miss
+    interval: Annotated[Seconds, seconds_between(1, 3600)] = 30  # between two checks of one AP
+    timeout: Annotated[Seconds, seconds_between(1, 60)] = 1  # an answer later than this is a miss
     down_after: Annotated[int, in_range(1, 20)] = 3  # misses in a row before "down"
     up_after: Annotated[int, in_range(1, 20)] = 2  # answers in a row before "up" again
     alert_webhook: HttpUrl | None = None  # POSTed {"text", "ap", "site", "state", "at"}
@@ -277,7 +290,7 @@ class AccessPoint(_Model):
     location: Location | None = None
     interface: IfName | None = None
     vlan: Annotated[int, in_range(1, 4094)] | None = None
-    subnet: IPv4Net
+    subnet: ClientNet
     dhcp_range: Range | None = None
     management: IPv4
     check: Literal["icmp", "arp"] = "icmp"  # arp: for an AP that answers only on layer 2
@@ -308,7 +321,8 @@ class RadiusClient(_Model):
 class Radius(_Model):
     auth_port: Annotated[int, in_range(1, 65535)] = 1812
     acct_port: Annotated[int, in_range(1, 65535)] = 1813
-    interim_interval: Seconds = 300  # Acct-Interim-Interval sent with every Access-Accept
+    # Acct-Interim-Interval sent with every Access-Accept
+    interim_interval: Annotated[Seconds, seconds_between(10, 86400)] = 300
     clients: tuple[RadiusClient, ...] = ()
 
 
@@ -408,6 +422,10 @@ def load(path: str | Path) -> CityConfig:
         doc = yamlsource.load(path)
     except OSError as exc:
         raise ConfigError([Problem(str(path), 1, 1, "", f"cannot read: {exc.strerror}")]) from None
+    except ValueError as exc:  # a device or a pipe; too large
+        raise ConfigError(
+            [Problem(str(path), 1, 1, "", f"cannot be the config: it {exc}")]
+        ) from None
     except yamlsource.YamlError as exc:
         raise ConfigError([_located(str(path), exc.problem)]) from None
     return validate(doc, str(path))

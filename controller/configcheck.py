@@ -6,6 +6,7 @@ to fix it, and whether the key (rather than the value) should be pointed at.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 from ipaddress import IPv4Network
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ def cross_check(config: CityConfig) -> list[Finding]:
     site_ids = list(config.sites)
     gateway_names = [g.name for g in config.gateways]
 
+    sites_with_aps = {ap.site for ap in config.aps}
     seen_gateways: dict[str, int] = {}
     for i, gw in enumerate(config.gateways):
         if gw.name in seen_gateways:
@@ -41,7 +43,7 @@ def cross_check(config: CityConfig) -> list[Finding]:
             found.append(
                 (("sites", site_id), "several gateways exist; say which one with gateway:", True)
             )
-        if not any(ap.site == site_id for ap in config.aps):
+        if site_id not in sites_with_aps:
             found.append(
                 (("sites", site_id), "has no access points; add one under aps: or remove it", True)
             )
@@ -68,23 +70,66 @@ def cross_check(config: CityConfig) -> list[Finding]:
     return found
 
 
-def _first_subnet_overlapping(config: CityConfig, net: IPv4Network) -> str | None:
-    """The id of the first AP whose client subnet overlaps ``net``."""
-    return next((ap.id for ap in config.aps if ap.subnet.overlaps(net)), None)
+class Subnets:
+    """AP client subnets, found by address or by overlap without a scan of them all.
+
+    CIDR blocks overlap only when one holds the other, so ``net`` overlaps an indexed
+    subnet when one of the (at most 33) prefixes of ``net``'s own address is indexed, or an
+    indexed subnet starts inside ``net``. Each question costs a few dict lookups and a
+    bisection: checking a city's APs against each other is n log n, not n squared."""
+
+    def __init__(self) -> None:
+        self._by_prefix: dict[int, dict[int, str]] = {}
+        self._starts: list[int] = []
+        self._at_start: dict[int, str] = {}
+
+    def add(self, net: IPv4Network, name: str) -> None:
+        self._by_prefix.setdefault(net.prefixlen, {}).setdefault(int(net.network_address), name)
+        start = int(net.network_address)
+        if start not in self._at_start:
+            bisect.insort(self._starts, start)
+            self._at_start[start] = name
+
+    def holding(self, address: int, widest: int = 32) -> str | None:
+        """The name of a subnet of prefix ``widest`` or shorter that holds ``address``."""
+        for prefix, nets in self._by_prefix.items():
+            if prefix <= widest:
+                name = nets.get(address & (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF)
+                if name is not None:
+                    return name
+        return None
+
+    def overlapping(self, net: IPv4Network) -> str | None:
+        start, end = int(net.network_address), int(net.broadcast_address)
+        held = self.holding(start, net.prefixlen)
+        if held is not None:
+            return held
+        i = bisect.bisect_left(self._starts, start)
+        if i < len(self._starts) and self._starts[i] <= end:
+            return self._at_start[self._starts[i]]
+        return None
+
+
+def _client_subnets(config: CityConfig) -> Subnets:
+    index = Subnets()
+    for ap in config.aps:
+        index.add(ap.subnet, ap.id)
+    return index
 
 
 def _check_networks(config: CityConfig) -> list[Finding]:
     """The management network, the intranet and the staff networks stay apart from the
     residents' subnets: phones must never be let into them, nor the dashboard to phones."""
     found: list[Finding] = []
+    clients = _client_subnets(config)
     management = config.management.networks if config.management else ()
     for i, net in enumerate(management):
-        ap = _first_subnet_overlapping(config, net)
+        ap = clients.overlapping(net)
         if ap is not None:
             msg = f"{net} overlaps the client subnet of AP '{ap}'; keep the residents' apart"
             found.append((("management", "networks", i), msg, False))
     for i, each in enumerate(config.aps):
-        inside = next((o.id for o in config.aps if each.management in o.subnet), None)
+        inside = clients.holding(int(each.management))
         if inside is not None:
             msg = (
                 f"{each.management} is inside the client subnet of AP '{inside}'; an AP's "
@@ -96,7 +141,7 @@ def _check_networks(config: CityConfig) -> list[Finding]:
             msg = f"{each.management} is not in management.networks ({nets}); fix one of them"
             found.append((("aps", i, "management"), msg, False))
     for i, net in enumerate(config.intranet):
-        ap = _first_subnet_overlapping(config, net)
+        ap = clients.overlapping(net)
         if ap is not None:
             msg = f"{net} overlaps the client subnet of AP '{ap}'; name only the service"
             found.append((("intranet", i), msg, False))
@@ -104,7 +149,7 @@ def _check_networks(config: CityConfig) -> list[Finding]:
             msg = f"{net} overlaps the management network; phones must never reach it"
             found.append((("intranet", i), msg, False))
     for i, net in enumerate(config.portal.staff_networks):
-        ap = _first_subnet_overlapping(config, net)
+        ap = clients.overlapping(net)
         if ap is not None:
             msg = f"{net} overlaps the client subnet of AP '{ap}': phones would see the dashboard"
             found.append((("portal", "staff_networks", i), msg, False))
@@ -225,29 +270,26 @@ def _check_ap_addressing(config: CityConfig, i: int) -> list[Finding]:
 
 
 def _check_overlaps(config: CityConfig) -> list[Finding]:
+    """Each AP its own subnet and, on one gateway, its own interface and VLAN; a finding
+    names an earlier AP it collides with."""
     found: list[Finding] = []
+    earlier, nets = Subnets(), dict[str, IPv4Network]()
+    ports: dict[tuple[str | None, str, int | None], str] = {}
     for j, ap in enumerate(config.aps):
-        for i in range(j):
-            other = config.aps[i]
-            if ap.subnet.overlaps(other.subnet):
-                msg = (
-                    f"{ap.subnet} overlaps {other.subnet} of AP '{other.id}'; give each AP its own"
-                )
-                found.append((("aps", j, "subnet"), msg, False))
-                break
-        for i in range(j):
-            other = config.aps[i]
-            same_port = ap.interface is not None and (ap.interface, ap.vlan) == (
-                other.interface,
-                other.vlan,
-            )
-            if same_port and ap.site in config.sites and other.site in config.sites:
-                same_gw = config.gateway_of(ap.site) == config.gateway_of(other.site)
-                if same_gw:
-                    where = f"{ap.interface}" + (f" vlan {ap.vlan}" if ap.vlan else "")
-                    msg = f"{where} is already AP '{other.id}'; each AP needs its own VLAN"
-                    found.append((("aps", j, "vlan" if ap.vlan else "interface"), msg, False))
-                    break
+        other = earlier.overlapping(ap.subnet)
+        if other is not None:
+            msg = f"{ap.subnet} overlaps {nets[other]} of AP '{other}'; give each AP its own"
+            found.append((("aps", j, "subnet"), msg, False))
+        earlier.add(ap.subnet, ap.id)
+        nets.setdefault(ap.id, ap.subnet)
+        if ap.interface is None or ap.site not in config.sites:
+            continue
+        port = (config.gateway_of(ap.site), ap.interface, ap.vlan)
+        if port in ports:
+            where = f"{ap.interface}" + (f" vlan {ap.vlan}" if ap.vlan else "")
+            msg = f"{where} is already AP '{ports[port]}'; each AP needs its own VLAN"
+            found.append((("aps", j, "vlan" if ap.vlan else "interface"), msg, False))
+        ports.setdefault(port, ap.id)
     return found
 
 

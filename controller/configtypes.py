@@ -208,13 +208,66 @@ def timezone(value: Any) -> str:
     return text
 
 
-def in_range(low: int, high: int) -> AfterValidator:
-    def check(value: int) -> int:
+def in_range(low: int, high: int) -> PlainValidator:
+    """A whole number from ``low`` to ``high``: not a bool (``vlan: true`` is a slip, not
+    VLAN 1), not a float, not a quoted string."""
+
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            shown = str(value).lower() if isinstance(value, bool) else repr(value)
+            raise ValueError(f"{shown} is not a whole number; write one from {low} to {high}")
         if not low <= value <= high:
             raise ValueError(f"{value} is not in {low}..{high}")
         return value
 
+    return PlainValidator(check)
+
+
+def spell_seconds(seconds: int) -> str:
+    """5400 -> '1h30m', the way durations are written in sites.yaml."""
+    if seconds == 0:
+        return "0s"
+    d, rest = divmod(seconds, 86400)
+    h, rest = divmod(rest, 3600)
+    m, s = divmod(rest, 60)
+    return "".join(f"{n}{unit}" for n, unit in ((d, "d"), (h, "h"), (m, "m"), (s, "s")) if n)
+
+
+def seconds_between(low: int, high: int) -> AfterValidator:
+    """A duration from ``low`` to ``high`` seconds (after :func:`duration_seconds`)."""
+
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(
+                f"{spell_seconds(value)} is not between {spell_seconds(low)} and "
+                f"{spell_seconds(high)}"
+            )
+        return value
+
     return AfterValidator(check)
+
+
+_NOT_FOR_PHONES = tuple(
+    (ipaddress.IPv4Network(net), kind)
+    for net, kind in (
+        ("0.0.0.0/8", "this network"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved"),
+    )
+)
+
+
+def client_subnet(net: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    """A subnet phones can be on: nothing of loopback, multicast, link-local or reserved."""
+    for special, kind in _NOT_FOR_PHONES:
+        if net.overlaps(special):
+            raise ValueError(
+                f"{net} overlaps {special} ({kind}), where no phone can be; use a private "
+                "range such as 10.20.1.0/24"
+            )
+    return net
 
 
 def _as_str(value: object) -> str:
@@ -235,6 +288,11 @@ IPv4Net = Annotated[
 Mac = Annotated[str, PlainValidator(mac_address)]
 Range = Annotated[AddressRange, PlainValidator(address_range), PlainSerializer(_as_str)]
 Seconds = Annotated[int, PlainValidator(duration_seconds)]
+ClientNet = Annotated[
+    ipaddress.IPv4Network,
+    PlainValidator(lambda v: client_subnet(ipv4_network(v))),
+    PlainSerializer(_as_str, return_type=str),
+]
 Kbit = Annotated[int, PlainValidator(rate_kbit)]
 Bytes = Annotated[int, PlainValidator(size_bytes)]
 OpeningHours = Annotated[tuple[Hours, ...], PlainValidator(opening_hours)]

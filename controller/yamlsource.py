@@ -1,17 +1,21 @@
 """Read a YAML file into plain values plus the position of every value.
 
-This is the only module that touches YAML. It composes the node tree (so every key and
-value keeps its line and column), rejects duplicate keys, and resolves plain scalars with
+This is the only module that touches YAML. It reads libyaml's events (so every key and
+value keeps its line and column), rejects duplicate keys, bounds the size, the depth and
+what aliases repeat (a "billion laughs" file is refused in a moment), refuses bytes that
+are not UTF-8 with their position, and resolves plain scalars with
 the YAML 1.2 core schema: ``18:00`` stays the string "18:00" (YAML 1.1 would read the
 integer 1080) and ``no`` stays "no" (YAML 1.1 would read False).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -24,9 +28,9 @@ _INT = re.compile(r"^[-+]?[0-9]+$")
 _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
 
 
-@dataclass(frozen=True)
-class Position:
-    """A 1-based line and column in a file."""
+class Position(NamedTuple):
+    """A 1-based line and column in a file (a tuple: a big file has hundreds of
+    thousands)."""
 
     line: int
     column: int
@@ -72,11 +76,12 @@ class Document:
             probe = probe[:-1]
 
 
-def _pos(mark: yaml.Mark) -> Position:
+def _pos(mark: Any) -> Position:
+    """A libyaml mark (0-based line and column) as a Position."""
     return Position(mark.line + 1, mark.column + 1)
 
 
-def _scalar(node: yaml.ScalarNode) -> Any:
+def _scalar(node: yaml.ScalarEvent) -> Any:
     text = node.value
     if node.style or node.tag == "tag:yaml.org,2002:str":
         return text  # quoted or explicitly tagged: always a string
@@ -93,48 +98,157 @@ def _scalar(node: yaml.ScalarNode) -> Any:
     return text
 
 
-def _convert(node: yaml.Node, path: Path_, doc: Document, depth: int) -> Any:
-    if depth > 64:
-        raise YamlError(YamlProblem(_pos(node.start_mark), path, "nested too deeply"))
-    doc.values_at[path] = _pos(node.start_mark)
-    if isinstance(node, yaml.ScalarNode):
-        return _scalar(node)
-    if isinstance(node, yaml.SequenceNode):
-        return [_convert(item, (*path, i), doc, depth + 1) for i, item in enumerate(node.value)]
-    if isinstance(node, yaml.MappingNode):
-        result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise YamlError(
-                    YamlProblem(_pos(key_node.start_mark), path, "keys must be plain names")
-                )
-            key = str(key_node.value)
-            child = (*path, key)
-            if key in result:
-                first = doc.keys_at[child]
-                raise YamlError(
-                    YamlProblem(
-                        _pos(key_node.start_mark),
-                        child,
-                        f"duplicate key '{key}' (first at line {first.line}); keep one",
-                    )
-                )
-            doc.keys_at[child] = _pos(key_node.start_mark)
-            result[key] = _convert(value_node, child, doc, depth + 1)
-        return result
-    raise YamlError(YamlProblem(_pos(node.start_mark), path, "unsupported YAML node"))
+MAX_BYTES = 16 * 1024 * 1024  # a config file: a city of 10,000 APs is under 3 MB
+MAX_DEPTH = 64  # mappings and lists inside each other
+MAX_VALUES = 1_000_000  # values in the document, every alias counted as what it repeats
+
+
+@dataclass
+class _Open:
+    """A mapping or list being read: where it is, what it holds so far, and how many
+    values it stands for (with what its aliases repeat)."""
+
+    value: dict[str, Any] | list[Any]
+    path: Path_
+    anchor: str | None
+    size: int = 1
+    key: str | None = None
+
+
+_ENDS = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+_FRAMING = (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)
+
+
+def _fail(mark: Any, path: Path_, message: str) -> YamlError:
+    return YamlError(YamlProblem(_pos(mark), path, message))
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """The bytes of ``path``, a regular file of at most ``limit`` bytes. Raises OSError
+    (unreadable) or ValueError (a device, a pipe or a directory; too large), never
+    blocking: a FIFO is opened without waiting for a writer, /dev/zero is refused."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("is not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"is larger than {limit // 1024} KiB" if limit < 2**20 else
+                         f"is larger than {limit // 2**20} MiB")  # fmt: skip
+    return data
+
+
+def decode(data: bytes) -> str:
+    """UTF-8 text (a UTF-8 byte order mark is dropped); any other encoding is a YamlError
+    at the first byte that is not UTF-8."""
+    for bom, name in (
+        (b"\xff\xfe", "UTF-16"),
+        (b"\xfe\xff", "UTF-16"),
+        (b"\0\0\xfe\xff", "UTF-32"),
+    ):
+        if data.startswith(bom):
+            raise YamlError(
+                YamlProblem(Position(1, 1), (), f"the file is {name}; save it as UTF-8")
+            )
+    try:
+        return data.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        message = f"byte 0x{data[exc.start]:02x} is not UTF-8; save the file as UTF-8"
+        raise YamlError(YamlProblem(Position(line, column), (), message)) from None
 
 
 def load(path: Path) -> Document:
-    """Read ``path``. Raises YamlError (syntax, duplicate keys) or OSError (unreadable)."""
-    text = path.read_text(encoding="utf-8")
-    return loads(text)
+    """Read ``path``. Raises YamlError (not UTF-8, syntax, duplicate keys, too deep, too
+    many values) or OSError/ValueError (unreadable, not a file, too large)."""
+    return loads(decode(read_bounded(path, MAX_BYTES)))
 
 
 def loads(text: str) -> Document:
-    """Parse YAML text; see :func:`load`."""
+    """Parse YAML text; see :func:`load`. One pass over libyaml's events, without
+    recursion: the depth, the number of values and what aliases repeat are bounded as
+    they are read, so no document can make it hang or fill memory."""
+    doc = Document(data=None, values_at={}, keys_at={})
+    anchors: dict[str, tuple[Any, int]] = {}
+    stack: list[_Open] = []
+    values = 0
+    root: list[Any] = []
+    documents = 0
+
+    def place(value: Any, size: int, anchor: str | None) -> None:
+        if anchor is not None:
+            anchors[anchor] = (value, size)
+        if not stack:
+            root.append(value)
+            return
+        top = stack[-1]
+        top.size += size
+        if isinstance(top.value, list):
+            top.value.append(value)
+        else:
+            assert top.key is not None
+            top.value[top.key] = value
+            top.key = None
+
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        for event in yaml.parse(text, Loader=yaml.CSafeLoader):
+            kind = type(event)
+            if kind in _ENDS:
+                done = stack.pop()
+                place(done.value, done.size, done.anchor)
+                continue
+            if kind is yaml.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    raise _fail(
+                        event.start_mark, (), "YAML syntax: one document only; remove the ---"
+                    )
+                continue
+            if kind in _FRAMING:
+                continue
+            top = stack[-1] if stack else None
+            if top is None:
+                path: Path_ = ()
+            elif isinstance(top.value, list):
+                path = (*top.path, len(top.value))
+            elif top.key is None:  # this node is a key
+                if not isinstance(event, yaml.ScalarEvent):
+                    raise _fail(event.start_mark, top.path, "keys must be plain names")
+                key, child = str(event.value), (*top.path, str(event.value))
+                if key in top.value:
+                    first = doc.keys_at[child]
+                    twice = f"duplicate key '{key}' (first at line {first.line}); keep one"
+                    raise _fail(event.start_mark, child, twice)
+                doc.keys_at[child] = _pos(event.start_mark)
+                top.key = key
+                continue
+            else:
+                path = (*top.path, top.key)
+            if len(stack) > MAX_DEPTH:
+                raise _fail(event.start_mark, path, f"nested more than {MAX_DEPTH} deep")
+            doc.values_at[path] = _pos(event.start_mark)
+            if isinstance(event, yaml.AliasEvent):
+                if event.anchor not in anchors:
+                    raise _fail(event.start_mark, path, f"no anchor &{event.anchor} before this")
+                value, size = anchors[event.anchor]
+            else:
+                value, size = None, 1
+            values += size
+            if values > MAX_VALUES:
+                raise _fail(event.start_mark, path,
+                            f"more than {MAX_VALUES:,} values (with what its aliases repeat); "
+                            "write the values out or use fewer aliases")  # fmt: skip
+            if isinstance(event, yaml.AliasEvent):
+                place(value, size, None)
+            elif isinstance(event, yaml.ScalarEvent):
+                place(_scalar(event), 1, event.anchor)
+            else:  # a mapping or a list: placed when it ends
+                opened: dict[str, Any] | list[Any] = (
+                    [] if isinstance(event, yaml.SequenceStartEvent) else {}
+                )
+                assert isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent)
+                stack.append(_Open(opened, path, event.anchor))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         position = _pos(mark) if mark is not None else Position(1, 1)
@@ -142,8 +256,6 @@ def loads(text: str) -> Document:
         raise YamlError(YamlProblem(position, (), f"YAML syntax: {reason}")) from None
     except yaml.YAMLError as exc:
         raise YamlError(YamlProblem(Position(1, 1), (), f"YAML syntax: {exc}")) from None
-    doc = Document(data=None, values_at={}, keys_at={})
-    if node is None:
+    if not root:
         return doc
-    data = _convert(node, (), doc, 0)
-    return Document(data=data, values_at=doc.values_at, keys_at=doc.keys_at)
+    return Document(data=root[0], values_at=doc.values_at, keys_at=doc.keys_at)

@@ -469,3 +469,178 @@ def test_the_city_apps_ports_before_login_default_to_the_web():
     )
     (found,) = errors_for(text)
     assert found.endswith("city_app.ports: lists a port twice")
+
+
+# ------------------------------------------------------- hostile files: bounded, one line
+
+
+def one_error(path, **env) -> str:
+    """``wifikota config check`` of ``path`` in a process of its own, bounded in memory
+    (512 MB) and in time (a hang guard, not a measurement): its one line on stderr."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (512 * 2**20, 512 * 2**20))
+
+    done = subprocess.run(
+        [sys.executable, "-c", "from controller.cli import main; main()", "config", "check", str(path)],
+        capture_output=True, text=True, timeout=60, preexec_fn=cap, cwd=ROOT,
+        env={**os.environ, "WIFIKOTA_DEVICE_HASH_SECRET": "x" * 32, **env},
+    )  # fmt: skip
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert len(errors) == 1, done.stderr[-2000:]
+    return errors[0]
+
+
+LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(9)
+)
+
+
+def test_a_billion_laughs_is_refused_without_expanding_it(tmp_path):
+    (tmp_path / "laughs.yaml").write_text(LAUGHS)
+    assert len(LAUGHS) < 500  # 9**10 values if expanded
+    line = one_error(tmp_path / "laughs.yaml")
+    assert "more than 1,000,000 values (with what its aliases repeat)" in line
+    assert line.startswith(f"error: {tmp_path / 'laughs.yaml'}:")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a: " + "[" * 5000 + "]" * 5000 + "\n", "".join(" " * i + f"k{i}:\n" for i in range(3000))],
+    ids=["flow", "block"],
+)
+def test_yaml_nested_thousands_deep_is_one_line(tmp_path, text):
+    (tmp_path / "deep.yaml").write_text(text)
+    line = one_error(tmp_path / "deep.yaml")
+    # libyaml's own limit (1,000 deep) meets a flow first; ours (64) a block
+    assert "deep.yaml:" in line
+    assert "exceeded maximum nesting depth" in line or "nested more than 64 deep" in line
+
+
+def test_a_device_or_a_pipe_as_the_config_is_refused_at_once(tmp_path):
+    import os
+
+    assert one_error("/dev/zero").endswith("cannot be the config: it is not a regular file")
+    os.mkfifo(tmp_path / "fifo")  # nobody writes: reading it would wait for ever
+    assert one_error(tmp_path / "fifo").endswith("it is not a regular file")
+
+
+def test_a_config_larger_than_16_mib_is_refused_unread(tmp_path):
+    with open(tmp_path / "big.yaml", "wb") as f:
+        f.truncate(17 * 2**20)
+    assert one_error(tmp_path / "big.yaml").endswith("it is larger than 16 MiB")
+
+
+def test_a_secret_from_a_device_or_a_huge_file_is_refused(tmp_path):
+    (tmp_path / "huge.key").write_bytes(b"k" * (65 * 1024))
+    for source, said in (
+        ("/dev/zero", "is not a regular file"),
+        ("huge.key", "larger than 64 KiB"),
+    ):
+        text = broken("{env: WIFIKOTA_DEVICE_HASH_SECRET}", f"{{file: {source}}}")
+        (tmp_path / "sites.yaml").write_text(text)
+        city = config.load(tmp_path / "sites.yaml")
+        with pytest.raises(config.ConfigError) as err:
+            city.device_hash_secret.resolve()
+        assert said in str(err.value) and "device_hash_secret" in str(err.value)
+
+
+def test_a_file_not_in_utf8_is_refused_with_the_position_of_the_first_bad_byte(tmp_path):
+    (tmp_path / "utf16.yaml").write_bytes(GOOD.encode("utf-16"))
+    assert one_error(tmp_path / "utf16.yaml").endswith(
+        "utf16.yaml:1:1: the file is UTF-16; save it as UTF-8"
+    )
+    latin = GOOD.encode().replace(
+        b"Jam Gadang Utara", b"Jam Gadang Utara \xe9", 1
+    )  # one Latin-1 byte
+    (tmp_path / "latin.yaml").write_bytes(latin)
+    at = where(GOOD, "Jam Gadang Utara", offset=len("Jam Gadang Utara ")).split(":", 1)[1]
+    assert one_error(tmp_path / "latin.yaml").endswith(
+        f"latin.yaml:{at}: byte 0xe9 is not UTF-8; save the file as UTF-8"
+    )
+    (tmp_path / "bom.yaml").write_bytes(b"\xef\xbb\xbf" + GOOD.encode())  # a UTF-8 BOM is fine
+    assert len(config.load(tmp_path / "bom.yaml").aps) == 15
+
+
+def test_anchors_and_aliases_within_bounds_still_work():
+    text = broken("  opening_hours: 06:00-22:00\n", "  opening_hours: &day 06:00-22:00\n")
+    text = text.replace("      opening_hours: 07:00-19:00\n", "      opening_hours: *day\n", 1)
+    city = config.loads(text, "sites.yaml")
+    assert city.policy_for("taman-panorama").opening_hours == city.defaults.opening_hours
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "needle", "message"),
+    [
+        ("subnet: 10.20.1.0/24, dhcp_range: 10.20.1.10 - 10.20.1.250",
+         "subnet: 127.20.1.0/24, dhcp_range: 127.20.1.10 - 127.20.1.250", "127.20.1.0/24",
+         "aps[0].subnet: 127.20.1.0/24 overlaps 127.0.0.0/8 (loopback), where no phone can be;"
+         " use a private range such as 10.20.1.0/24"),
+        ("subnet: 10.20.1.0/24, dhcp_range: 10.20.1.10 - 10.20.1.250",
+         "subnet: 224.1.1.0/24, dhcp_range: 224.1.1.10 - 224.1.1.250", "224.1.1.0/24",
+         "aps[0].subnet: 224.1.1.0/24 overlaps 224.0.0.0/4 (multicast), where no phone can be;"
+         " use a private range such as 10.20.1.0/24"),
+        ("vlan: 101,", "vlan: true,", "true",
+         "aps[0].vlan: true is not a whole number; write one from 1 to 4094"),
+        ("  session_length: 1h", "  session_length: 0m", "0m",
+         "defaults.session_length: 0s is not between 1s and 1d"),
+        ("  session_length: 1h", "  session_length: 99999999999999999999d", "9999",
+         "defaults.session_length: '99999999999999999999d' is longer than ten years; the most "
+         "is 3650d"),
+        ("  idle_timeout: 15m", "  idle_timeout: 400d", "400d",
+         "defaults.idle_timeout: 400d is not between 1s and 1d"),
+    ],
+)  # fmt: skip
+def test_nonsense_values_are_refused_with_the_fix(old, new, needle, message):
+    text = broken(old, new)
+    at = where(text, new, offset=new.index(needle))
+    assert errors_for(text) == [f"{at}: {message}"]
+
+
+def test_a_client_subnet_equal_to_the_management_network_is_refused():
+    text = broken(
+        "subnet: 10.20.1.0/24, dhcp_range: 10.20.1.10 - 10.20.1.250",
+        "subnet: 10.19.0.0/24, dhcp_range: 10.19.0.100 - 10.19.0.250",
+    )
+    assert any(
+        "management.networks[0]: 10.19.0.0/24 overlaps the client subnet of AP 'panorama-1'" in e
+        for e in errors_for(text)
+    )
+
+
+def big_city(n: int) -> str:
+    """Bukittinggi with ``n`` more APs at Jam Gadang, each its own /24 and VLAN."""
+    aps = []
+    for i in range(n):
+        b, c = divmod(i, 256)
+        aps.append(f"  - {{id: ap-{i}, name: AP {i}, site: jam-gadang, interface: ens{20 + i // 4000},"
+                   f" vlan: {1 + i % 4000}, subnet: 10.{64 + b}.{c}.0/24, dhcp_range: 10.{64 + b}.{c}.10"
+                   f" - 10.{64 + b}.{c}.250, management: 10.19.{1 + i // 250}.{1 + i % 250}}}")  # fmt: skip
+    text = GOOD.replace("\ndns:", "\n" + "\n".join(aps) + "\n\ndns:", 1)
+    return text.replace("networks: [10.19.0.0/24]", "networks: [10.19.0.0/16]")
+
+
+def test_ten_thousand_aps_are_checked_and_a_late_overlap_is_still_found():
+    city = config.loads(big_city(10_000), "sites.yaml")
+    assert len(city.aps) == 10_015
+    late = "subnet: 10.102.250.0/24, dhcp_range: 10.102.250.10 - 10.102.250.250"
+    clash = big_city(10_000).replace(
+        late, "subnet: 10.64.0.0/16, dhcp_range: 10.64.1.10 - 10.64.1.250"
+    )
+    assert errors_for(clash) == [
+        f"{where(clash, 'subnet: 10.64.0.0/16', offset=8)}: aps[9993].subnet: 10.64.0.0/16 "
+        "overlaps 10.64.0.0/24 of AP 'ap-0'; give each AP its own"
+    ]
+
+
+def test_a_wide_subnet_early_in_the_file_collides_with_each_ap_inside_it():
+    text = broken("subnet: 10.20.1.0/24,", "subnet: 10.20.0.0/16,")
+    errors = errors_for(text)
+    inside = [ap for ap in config.loads(GOOD).aps[1:] if str(ap.subnet).startswith("10.20.")]
+    assert len(errors) == len(inside) == 13
+    assert all("overlaps 10.20.0.0/16 of AP 'panorama-1'" in e for e in errors)
