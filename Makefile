@@ -72,6 +72,7 @@ bench: system-deps venv
 	$(BIN)/python bench/enforcement.py
 	$(BIN)/python bench/failclosed.py
 	$(BIN)/python bench/portal.py
+	$(BIN)/python bench/front.py
 	$(BIN)/python bench/radius.py --postgres
 	$(BIN)/python bench/config.py
 

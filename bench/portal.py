@@ -37,6 +37,7 @@ from bench.opennds import OpenNDS
 from bench.opennds import missing as opennds_missing
 from tests.net.test_daemon import Daemon
 from tests.netlab import INTERNET_IP, Lab, build_city, wait_until
+from tests.netlab.cityconfig import lab_sites_yaml
 
 OPENNDS_CACHE = Path(__file__).resolve().parent / ".cache" / "opennds"
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
@@ -200,13 +201,26 @@ def logins_worker(first: int, count: int, at_once: bool) -> None:
     json.dump(out[first:], sys.stdout)
 
 
+def login_phone(i: int) -> tuple[str, str]:
+    """(MAC, address) of login phone i."""
+    return f"02:cc:00:00:{i >> 8:02x}:{i & 255:02x}", f"10.20.1.{FIRST_LOGIN_HOST + i}"
+
+
+def with_login_phones(city, count: int) -> str:
+    """The lab's sites.yaml with the login phones' addresses fixed at the first AP (as
+    the lab's own phones are): the gateway lets only addresses it handed out through."""
+    text = lab_sites_yaml(city)
+    hosts = ", ".join(f"{{mac: '{mac}', ip: {ip}}}" for mac, ip in map(login_phone, range(count)))
+    head, sep, rest = text.partition("fixed: [")
+    return head + sep + hosts + (", " if not rest.startswith("]") else "") + rest
+
+
 def add_login_phones(lab: Lab, ns: str, count: int) -> None:
     lines = []
     for i in range(count):
-        name, ip = f"l{i}", f"10.20.1.{FIRST_LOGIN_HOST + i}"
+        name, (mac, ip) = f"l{i}", login_phone(i)
         lines += [
-            f"link add {name} link eth0 address 02:cc:00:00:{i >> 8:02x}:{i & 255:02x} "
-            "type macvlan mode bridge",
+            f"link add {name} link eth0 address {mac} type macvlan mode bridge",
             f"addr add {ip}/24 dev {name} noprefixroute",
             f"link set {name} up",
             f"route add default via {GATEWAY} dev {name} onlink metric {1000 + i}",
@@ -291,7 +305,8 @@ def main() -> None:
         phone, host = city.clients
         tmp = lab.workdir / "portal"
         tmp.mkdir()
-        daemon = Daemon(lab, city, tmp, tick=30.0)  # reconcile (6 ticks) after the run
+        sites_yaml = with_login_phones(city, args.logins + args.alone)
+        daemon = Daemon(lab, city, tmp, tick=30.0, sites_yaml=sites_yaml)  # reconcile after
         daemon.start()
         log = open(tmp / "gunicorn.log", "ab")  # noqa: SIM115 - closed below
         portal = lab.spawn(

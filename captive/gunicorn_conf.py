@@ -1,17 +1,23 @@
 """gunicorn settings for the portal: ``gunicorn -c python:captive.gunicorn_conf
 'captive:create_app()'`` (as the systemd unit runs it).
 
-The same settings serve plain HTTP (the pages) and, given a certificate, HTTPS (the RFC 8908
-API). Threads, not more processes: most of a request's time is the wait for the controller's
-answer on its socket, and the form-token and rate-limit state is per process. Each setting
-can be changed from the environment without editing the unit.
+gunicorn sits behind nginx (``wifikota nginx config``; controller/nginx.py), as gunicorn's
+own deployment guide advises, and listens only on a Unix socket that nginx, and nobody on
+the network, can open. nginx holds the slow and the many connections; gunicorn's threads
+serve whole requests. Threads, not more processes: most of a request's time is the wait
+for the controller's answer on its socket. Rate limits and sign-ins are in the database,
+form tokens are signed with the city's secret: every worker and every portal node sees the
+same. Each setting can be changed from the environment without editing the unit.
 """
 
 from __future__ import annotations
 
 import os
 
-bind = os.environ.get("WIFIKOTA_PORTAL_BIND", "0.0.0.0:8080")
+# a Unix socket (nginx's upstream); a TCP address works too, and then the client's address
+# is the socket's peer and no header is trusted (captive.pages.client_ip)
+bind = os.environ.get("WIFIKOTA_PORTAL_BIND", "unix:/run/wifikota-portal/portal.sock")
+umask = 0o007  # the socket: its owner and its group (nginx's workers are in it)
 workers = int(os.environ.get("WIFIKOTA_PORTAL_WORKERS", "4"))
 worker_class = "gthread"
 threads = int(os.environ.get("WIFIKOTA_PORTAL_THREADS", "4"))
@@ -20,12 +26,11 @@ max_requests_jitter = 1_000
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
-# one line per request on stdout (the journal); set WIFIKOTA_PORTAL_ACCESS_LOG= to turn off
+# one line per request on stdout (the journal), with the client's address as nginx saw it;
+# set WIFIKOTA_PORTAL_ACCESS_LOG= to turn off
 accesslog = os.environ.get("WIFIKOTA_PORTAL_ACCESS_LOG", "-") or None
-# HTTPS (the RFC 8908 API): a second instance with a certificate for the portal's name,
-# bound to portal.tls_port (systemd/wifikota-portal-tls.service)
-certfile = os.environ.get("WIFIKOTA_PORTAL_CERT") or None
-keyfile = os.environ.get("WIFIKOTA_PORTAL_KEY") or None
-# the client's address is what the portal keys everything on: never take it from headers
+access_log_format = '%({x-real-ip}i)s %(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+# X-Forwarded-Proto (https: HSTS, Secure cookies) counts only from nginx on the Unix socket;
+# from a TCP peer, never
 forwarded_allow_ips = ""
 proxy_allow_ips = ""

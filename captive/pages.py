@@ -26,6 +26,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response as Reply
 
 from controller.errors import Unavailable
+from controller.identity import BadIdentifier, normalize_ip
 from controller.phone import BadNumber, clean_code, normalize_number
 
 from .gateway import Gateway, Status
@@ -43,7 +44,17 @@ def gateway() -> Gateway:
 
 
 def client_ip() -> str:
-    return request.remote_addr or ""
+    """The device's address: the socket's peer; behind nginx (gunicorn on its Unix socket,
+    which has no peer address) the address nginx took the connection from, in the
+    X-Real-IP it sets itself. From a TCP peer no header counts, so nothing a phone sends
+    can name another phone."""
+    peer = request.environ.get("REMOTE_ADDR") or ""
+    if peer:
+        return str(peer)
+    try:
+        return normalize_ip(request.headers.get("X-Real-IP", ""))
+    except BadIdentifier:
+        return ""
 
 
 def client_status() -> Status | None:

@@ -16,7 +16,13 @@ from sqlalchemy.exc import OperationalError
 
 from . import blocks, db, inventory, sessions
 from .cli_admin import admin_group, audit_cmd, voucher_group
-from .cli_controller import clients_cmd, controller_group, dnsmasq_group, firewall_group
+from .cli_controller import (
+    clients_cmd,
+    controller_group,
+    dnsmasq_group,
+    firewall_group,
+    nginx_group,
+)
 from .cli_radius import radius_group
 from .cli_stats import demo_data, purge_cmd, stats_group
 from .cliapp import (
@@ -398,6 +404,7 @@ cli.add_command(controller_group)
 cli.add_command(clients_cmd)
 cli.add_command(firewall_group)
 cli.add_command(dnsmasq_group)
+cli.add_command(nginx_group)
 cli.add_command(voucher_group)
 cli.add_command(admin_group)
 cli.add_command(audit_cmd)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from . import control, dnsmasq
+from . import control, dnsmasq, nginx
 from .cliapp import App, Failure, json_option, pass_app
 from .clifmt import duration, emit_json, local, size
 from .resolvers import resolvers
@@ -185,6 +185,46 @@ def firewall_show(app: App) -> None:
         click.echo(f"ruleset: NOT all in force ({answer['missing']}); the controller restores it")
     else:
         click.echo("ruleset: all in force")
+
+
+@click.group("nginx")
+def nginx_group() -> None:
+    """The portal's front server."""
+
+
+@nginx_group.command("config")
+@click.option(
+    "--socket",
+    default="/run/wifikota-portal/portal.sock",
+    show_default=True,
+    help="gunicorn's Unix socket (WIFIKOTA_PORTAL_BIND=unix:PATH).",
+)
+@click.option(
+    "--run-dir",
+    default="/run/wifikota-nginx",
+    show_default=True,
+    help="nginx's pid file and temporary files.",
+)
+@click.option(
+    "--user",
+    default="www-data wifikota",
+    show_default=True,
+    help="nginx's workers: user and group (the group may open the socket).",
+)
+@click.option(
+    "--cert",
+    default="/etc/wifikota/tls/fullchain.pem",
+    show_default=True,
+    help="Certificate for portal.hostname: HTTPS on portal.tls_port where it exists.",
+)
+@click.option("--key", default="/etc/wifikota/tls/privkey.pem", show_default=True)
+@pass_app
+def nginx_config(app: App, socket: str, run_dir: str, user: str, cert: str, key: str) -> None:
+    """Print nginx.conf for the portal (for nginx run by its own unit)."""
+    from pathlib import Path
+
+    front = nginx.Front(Path(socket), Path(run_dir), user, Path(cert), Path(key))
+    click.echo(nginx.render(app.config, front), nl=False)
 
 
 @click.group("dnsmasq")

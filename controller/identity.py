@@ -41,15 +41,15 @@ def normalize_ip(text: str) -> str:
         raise BadIdentifier(f"'{text}' is not an IP address") from None
 
 
-ROW_ID_MAX = 2**63 - 1  # a database id: a signed 64-bit integer everywhere
+ROW_ID_MAX = 2**31 - 1  # the records' ids are SQL INTEGER columns: 32 bits on PostgreSQL
 
 
 def row_id(text: str | bytes) -> int | None:
-    """A record's id as typed or carried (ASCII digits, 1 to 2**63-1), or None when it
-    cannot be one: never an overflow further on."""
+    """A record's id as typed or carried (ASCII digits, 1 to 2**31-1), or None when it
+    cannot be one: never an overflow further on, on either database."""
     if isinstance(text, bytes):
         text = text.decode("ascii", "replace")
-    if not (text.isascii() and text.isdigit() and len(text) <= 19):
+    if not (text.isascii() and text.isdigit() and len(text) <= 10):
         return None
     value = int(text)
     return value if 1 <= value <= ROW_ID_MAX else None

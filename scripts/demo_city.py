@@ -37,6 +37,7 @@ from tests.netlab import (  # noqa: E402
     Lab,
     build_city,
     dhcp_client,
+    start_portal,
     wait_until,
 )
 
@@ -145,7 +146,7 @@ def main() -> int:
     dashboard = None
     log = open(work / "demo.log", "ab")  # noqa: SIM115 - closed at the end
     try:
-        print("building the city: 15 APs ...", flush=True)
+        print(f"building the city: 15 APs, in namespaces {lab.prefix}-* ...", flush=True)
         city = build_city(lab, aps=15, clients_per_ap=0, stand_in_portal=False)
         mgmt = lab.netns("mgmt")  # answers for every AP's management address
         lab.veth(city.gw, "mgmt", mgmt, "eth0")
@@ -161,8 +162,7 @@ def main() -> int:
         ]
         lab.spawn(city.gw, [WIFIKOTA, "--config", str(config), "controller", "run", "--tick", "2",
                             "--dnsmasq"], env=env, stdout=log, stderr=log)  # fmt: skip
-        lab.spawn(city.gw, [GUNICORN, "-c", "python:captive.gunicorn_conf", "captive:create_app()"],
-                  env=env, stdout=log, stderr=log)  # fmt: skip
+        start_portal(lab, city.gw, env, work, log)  # nginx in front of gunicorn, as deployed
         lab.spawn(city.gw, [WIFIKOTA, "--config", str(config), "radius", "run", "--host",
                             "127.0.0.1"], env=env, stdout=log, stderr=log)  # fmt: skip
         dashboard = subprocess.Popen(

@@ -299,6 +299,7 @@ def test_stats_rebuild_then_usage_shows_the_days_figures(with_db, database, city
     ("args", "code", "said"),
     [
         (["kick", "1" * 40], 1, "is not a session id, MAC or IP address"),
+        (["kick", str(2**31)], 1, "is not a session id, MAC or IP address"),  # past INTEGER
         (["block", "02:00:00:00:00:01", "--reason", "x", "--for", "99999999999d"], 2, "ten years"),
         (["voucher", "create", "--valid", "99999999999999d"], 2, "ten years"),
         (["voucher", "create", "--duration", "1" + "0" * 30 + "m"], 2, "not a duration"),

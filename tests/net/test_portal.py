@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,13 +22,14 @@ from tests.netlab import (
     INTERNET_IP,
     MANAGEMENT_GW_IP,
     Lab,
+    attacks,
     build_city,
     require_root,
     self_signed,
+    start_portal,
     wait_until,
 )
 
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 PORTAL = "wifi.lab.example.id"
 PROBE = f"http://{INTERNET_IP}/generate_204"
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,22 +72,16 @@ def portal(tmp_path_factory):
     require_root()
     lab = Lab()
     try:
-        city = build_city(lab, aps=1, clients_per_ap=5, stand_in_portal=False, management=True)
+        city = build_city(lab, aps=1, clients_per_ap=7, stand_in_portal=False, management=True)
         tmp = tmp_path_factory.mktemp("portal")
         daemon = Daemon(lab, city, tmp)
         daemon.start()
         log = open(tmp / "portal.log", "ab")  # noqa: SIM115 - the lab's end closes the process
-        lab.spawn(
-            city.gw,
-            [GUNICORN, "-c", "python:captive.gunicorn_conf", "captive:create_app()"],
-            env={
-                **daemon.env,
-                "WIFIKOTA_CONFIG": str(daemon.config),
-                "WIFIKOTA_PORTAL_WORKERS": "2",
-            },
-            stdout=log,
-            stderr=log,
-        )
+        # as deployed: nginx in front (HTTP on 8080, HTTPS on 8443 for the RFC 8908 API with a
+        # certificate for the portal's name), gunicorn behind it on a Unix socket
+        cert, key = self_signed(tmp, PORTAL, ["10.20.1.1"])
+        env = {**daemon.env, "WIFIKOTA_CONFIG": str(daemon.config)}
+        start_portal(lab, city.gw, env, tmp, log, tls=(cert, key))
 
         def up() -> bool:
             res = lab.sh(
@@ -106,22 +102,6 @@ def portal(tmp_path_factory):
             return res.stdout == b"200"
 
         assert wait_until(up, 30), (tmp / "portal.log").read_text()
-        # and over HTTPS, for the RFC 8908 API, with a certificate for the portal's name
-        cert, key = self_signed(tmp, PORTAL, ["10.20.1.1"])
-        lab.spawn(
-            city.gw,
-            [GUNICORN, "-c", "python:captive.gunicorn_conf", "captive:create_app()"],
-            env={
-                **daemon.env,
-                "WIFIKOTA_CONFIG": str(daemon.config),
-                "WIFIKOTA_PORTAL_WORKERS": "1",
-                "WIFIKOTA_PORTAL_BIND": "0.0.0.0:8443",
-                "WIFIKOTA_PORTAL_CERT": str(cert),
-                "WIFIKOTA_PORTAL_KEY": str(key),
-            },
-            stdout=log,
-            stderr=log,
-        )
         daemon.portal_cert = cert
         yield daemon
         log.close()
@@ -344,3 +324,55 @@ def test_the_rfc8908_api_answers_over_https_on_the_portals_own_name(portal):
     assert json.loads(body)["user-portal-url"] == f"http://{PORTAL}/"
     # port 443 anywhere else is still refused before login
     assert city.curl(client, f"https://{INTERNET_IP}/", "-k")[0] == 7
+
+
+def test_one_phone_holding_hundreds_of_slow_connections_leaves_the_portal_to_the_others(portal):
+    """Slowloris from one phone, through the front as deployed: nginx's header timeout
+    closes the trickling connections, no gunicorn thread waits on them, and the other
+    phones' splash pages and logins are answered meanwhile."""
+    city = portal.city
+    attacker = city.clients[5]  # its own phone: no other test logs it in
+    residents = [Phone(city.lab, city.clients[i], "10.20.1.1") for i in (2, 3)]
+    slow = attacks.spawn(city.lab, attacker.ns, "slowloris", "--dst", "10.20.1.1",
+                         "--connections", "300", "--seconds", "24", "--every", "2")  # fmt: skip
+    time.sleep(3)  # its connections are open and trickling
+    answered = []
+    for _ in range(4):  # residents keep coming while the attack lasts (about 20 s)
+        for phone in residents:
+            status, _, page = phone.fetch(f"http://{PORTAL}/")
+            answered.append(status)
+            if status == 200 and ">Sambungkan<" in page:
+                status, _, _ = phone.post(
+                    "/masuk", {"token": token(page), "method": "click", "terms_version": "1"}
+                )
+                answered.append(status)
+        time.sleep(3)
+    out, _ = slow.communicate(timeout=60)
+    seen = json.loads(out.decode().strip().splitlines()[-1])
+    assert all(status in (200, 303) for status in answered), answered
+    assert seen["opened"] >= 250, seen  # the attack did hold its connections open ...
+    assert seen["closed_by_server"] >= seen["opened"] * 0.9, seen  # ... until nginx cut them
+
+
+def test_a_phone_cannot_name_another_address_or_https_through_the_front(portal):
+    city = portal.city
+    liar, other = city.clients[6], city.clients[2]
+    honest, phone = Phone(city.lab, other, "10.20.1.1"), Phone(city.lab, liar, "10.20.1.1")
+    status, _, page = honest.fetch(f"http://{PORTAL}/")
+    if ">Sambungkan<" in page:  # the other phone is online, the liar is not
+        form = {"token": token(page), "method": "click", "terms_version": "1"}
+        assert honest.post("/masuk", form)[0] == 303
+    spoof = ["-H", f"X-Real-IP: {other.ip}", "-H", f"X-Forwarded-For: {other.ip}",
+             "-H", "X-Forwarded-Proto: https", "-H", "X-Forwarded-Ssl: on",
+             "-H", f"Forwarded: for={other.ip};proto=https"]  # fmt: skip
+    status, headers, _ = phone.fetch(f"http://{PORTAL}/syarat", *spoof)
+    assert status == 200 and "strict-transport-security" not in headers  # plain HTTP it is
+    status, _, api = phone.fetch(f"http://{PORTAL}/api/captive", *spoof)
+    assert status == 200 and json.loads(api)["captive"] is True  # the liar's own state
+    status, _, page = phone.fetch(f"http://{PORTAL}/", *spoof)
+    assert ">Sambungkan<" in page  # its own splash, not the other phone's status page
+    form = {"token": token(page), "method": "click", "terms_version": "1"}
+    fields = [arg for k, v in form.items() for arg in ("--data-urlencode", f"{k}={v}")]
+    assert phone.fetch(f"http://{PORTAL}/masuk", *spoof, *fields)[0] == 303
+    (mine,) = [s for s in portal.sessions() if s.ip == liar.ip and s.ended_at is None]
+    assert mine.login_method == "click"  # the tap counted for the liar's own address

