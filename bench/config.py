@@ -8,7 +8,7 @@ linear; the checks before were quadratic: 3,000 APs took 6.9 s). Then a "billion
 file, YAML nested 5,000 deep and a file of 16 MiB are each loaded once: the time until
 their one-line error.
 
-Usage: python bench/config.py [--aps 1000,3000,10000,30000] [--runs 3]
+Usage: python bench/config.py [--aps 1000,3000,10000,20000] [--runs 3]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def refused(text: str | bytes) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--aps", default="1000,3000,10000,30000")
+    parser.add_argument("--aps", default="1000,3000,10000,20000")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     sizes = [int(n) for n in args.aps.split(",")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -154,7 +155,8 @@ class App:
 
 class Group(click.Group):
     """Turns the errors users can cause into one line and exit 1, and refuses arguments
-    that are not text (bytes that are not UTF-8) before any command sees them (exit 2)."""
+    that are not text (bytes that are not UTF-8, control characters) before any command
+    sees them (exit 2): every error stays one line."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         for arg in args:
@@ -163,6 +165,8 @@ class Group(click.Group):
             except UnicodeEncodeError:
                 shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
                 raise click.UsageError(f"'{shown}' is not UTF-8 text", ctx) from None
+            if any(unicodedata.category(c) == "Cc" for c in arg):  # a newline, a tab, ESC
+                raise click.UsageError(f"{arg!r} holds a control character", ctx)
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:

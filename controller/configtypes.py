@@ -202,9 +202,11 @@ def opening_hours(value: Any) -> tuple[Hours, ...]:
 def timezone(value: Any) -> str:
     text = _text(value, "a time zone")
     try:
+        if len(text) > 64:
+            raise ValueError(text)
         ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"'{text}' is not a time zone; write e.g. Asia/Jakarta") from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a tzdata folder, say
+        raise ValueError(f"'{text[:64]}' is not a time zone; write e.g. Asia/Jakarta") from None
     return text
 
 

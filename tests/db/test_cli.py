@@ -309,7 +309,8 @@ def test_stats_rebuild_then_usage_shows_the_days_figures(with_db, database, city
         (["stats", "usage", "--until", "0001-01-01"], 2, "outside 2000-01-01 .. 2999-12-31"),
         (["stats", "rebuild", "--since", "2026-02-30"], 2, "not a day"),
         (["block", "02:00:00:00:00:01", "--reason", "caf\udce9"], 2, "'caf\\xe9' is not UTF-8"),
-        (["dnsmasq", "config", "--leases", "/tmp/l\ndhcp-script=/bin/sh"], 1, "not a path"),
+        (["dnsmasq", "config", "--leases", "/tmp/l\ndhcp-script=/bin/sh"], 2, "control character"),
+        (["admin", "disable", "a\nb"], 2, "'a\\nb' holds a control character"),
     ],
 )
 def test_arguments_out_of_range_get_one_line_and_the_exit_code(with_db, args, code, said):
