@@ -218,12 +218,15 @@ def nginx_group() -> None:
     help="Certificate for portal.hostname: HTTPS on portal.tls_port where it exists.",
 )
 @click.option("--key", default="/etc/wifikota/tls/privkey.pem", show_default=True)
+@click.option("--listen", help="PORT or ADDRESS:PORT instead of portal.port (and no HTTPS).")
 @pass_app
-def nginx_config(app: App, socket: str, run_dir: str, user: str, cert: str, key: str) -> None:
+def nginx_config(
+    app: App, socket: str, run_dir: str, user: str, cert: str, key: str, listen: str | None
+) -> None:
     """Print nginx.conf for the portal (for nginx run by its own unit)."""
     from pathlib import Path
 
-    front = nginx.Front(Path(socket), Path(run_dir), user, Path(cert), Path(key))
+    front = nginx.Front(Path(socket), Path(run_dir), user, Path(cert), Path(key), listen)
     click.echo(nginx.render(app.config, front), nl=False)
 
 

@@ -1,6 +1,6 @@
 """The dashboard with a believable city behind it, for `make demo`: a separate database
-filled with demo data, an admin account, and the portal under gunicorn on loopback, until
-Ctrl-C.
+filled with demo data, an admin account, and the portal as deployed (nginx in front of
+gunicorn on a Unix socket) on loopback, until Ctrl-C.
 
 Usage: python -m controller.demo_dashboard [--config sites.yaml] [--days 60] [--port 8081]
 """
@@ -8,16 +8,20 @@ Usage: python -m controller.demo_dashboard [--config sites.yaml] [--days 60] [--
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from . import admins, db, demodata, inventory, rules
-from .config import load
+from . import admins, db, demodata, inventory, nginx, rules
+from .config import CityConfig, load
 from .context import Ctx
 
 
@@ -45,24 +49,17 @@ def main() -> int:
     admins.add(database, "diskominfo", "admin", password, actor="demo", now=now)
     database.dispose()
     print(f"{made['sessions']:,} sessions, {made['devices']:,} devices, {made['outages']} outages")
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "WIFIKOTA_CONFIG": str(Path(args.config).absolute()),
-        "WIFIKOTA_PORTAL_BIND": f"127.0.0.1:{args.port}",
-        "WIFIKOTA_PORTAL_WORKERS": "2",
-        "WIFIKOTA_PORTAL_ACCESS_LOG": "",
-        "WIFIKOTA_PORTAL_NAMES": "127.0.0.1,localhost",
-    }
+    env = {**os.environ, "DATABASE_URL": url, "WIFIKOTA_CONFIG": str(Path(args.config).absolute())}
 
     def stop(*_: object) -> None:
-        raise KeyboardInterrupt  # SIGTERM too: gunicorn is stopped, not left behind
+        raise KeyboardInterrupt  # SIGTERM too: gunicorn and nginx are stopped, not left behind
 
     signal.signal(signal.SIGTERM, stop)
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    proc = subprocess.Popen(
-        [gunicorn, "-c", "python:captive.gunicorn_conf", "captive:create_app()"], env=env
-    )
+    try:
+        procs, run = front_on_loopback(config, env, args.port)
+    except FileNotFoundError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     print(
         f"\nDiskominfo's dashboard: http://127.0.0.1:{args.port}/dasbor/\n"
         f"  sign in as: diskominfo   password: {password}\n"
@@ -71,11 +68,50 @@ def main() -> int:
         flush=True,
     )
     try:
-        return proc.wait()
+        return procs[0].wait()
     except KeyboardInterrupt:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
         return 0
+    finally:
+        stop_front(procs, run)
+
+
+def front_on_loopback(
+    config: CityConfig, env: dict[str, str], port: int, **popen: Any
+) -> tuple[list[subprocess.Popen[bytes]], Path]:
+    """The portal as deployed, on 127.0.0.1:``port``: gunicorn on a Unix socket and
+    Debian's nginx in front with the config ``wifikota nginx config`` renders (listening
+    on loopback only). Its processes and its directory, for :func:`stop_front`. Raises
+    FileNotFoundError when nginx is not installed."""
+    nginx_bin = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+    if nginx_bin is None:
+        raise FileNotFoundError(
+            "the portal's front server, nginx, is not installed: apt-get install nginx-light"
+            " (make demo as root installs it)"
+        )
+    run = Path(tempfile.mkdtemp(prefix="wifikota-front-"))
+    front = nginx.Front(run / "portal.sock", run, getpass.getuser(), listen=f"127.0.0.1:{port}")
+    (run / "nginx.conf").write_text(nginx.render(config, front))
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    portal_env = {
+        **env,
+        "WIFIKOTA_PORTAL_BIND": f"unix:{front.socket}",
+        "WIFIKOTA_PORTAL_WORKERS": "2",
+        "WIFIKOTA_PORTAL_ACCESS_LOG": "",
+        "WIFIKOTA_PORTAL_NAMES": "127.0.0.1,localhost",
+    }
+    cmd = [gunicorn, "-c", "python:captive.gunicorn_conf", "captive:create_app()"]
+    procs = [subprocess.Popen(cmd, env=portal_env, **popen)]
+    conf = ["-e", "stderr", "-c", str(run / "nginx.conf"), "-g", "daemon off;"]
+    procs.append(subprocess.Popen([nginx_bin, *conf], stderr=subprocess.DEVNULL))
+    return procs, run
+
+
+def stop_front(procs: list[subprocess.Popen[bytes]], run: Path) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+    shutil.rmtree(run, ignore_errors=True)
 
 
 if __name__ == "__main__":

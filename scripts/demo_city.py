@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from controller.config import load as load_config  # noqa: E402
+from controller.demo_dashboard import front_on_loopback, stop_front  # noqa: E402
 from controller.demodata import PLAIN, RHYTHMS  # noqa: E402
 from tests.netlab import (  # noqa: E402
     INTERNET_IP,
@@ -42,7 +44,7 @@ from tests.netlab import (  # noqa: E402
 )
 
 BIN = Path(sys.executable).parent
-WIFIKOTA, GUNICORN = str(BIN / "wifikota"), str(BIN / "gunicorn")
+WIFIKOTA = str(BIN / "wifikota")
 PORTAL = "wifi.bukittinggikota.go.id"
 RADIUS_SECRET = "demo-radius-secret-" + secrets.token_hex(4)
 
@@ -165,12 +167,8 @@ def main() -> int:
         start_portal(lab, city.gw, env, work, log)  # nginx in front of gunicorn, as deployed
         lab.spawn(city.gw, [WIFIKOTA, "--config", str(config), "radius", "run", "--host",
                             "127.0.0.1"], env=env, stdout=log, stderr=log)  # fmt: skip
-        dashboard = subprocess.Popen(
-            [GUNICORN, "-c", "python:captive.gunicorn_conf", "captive:create_app()"],
-            env={**env, "WIFIKOTA_PORTAL_BIND": f"127.0.0.1:{args.port}",
-                 "WIFIKOTA_PORTAL_NAMES": "127.0.0.1,localhost", "WIFIKOTA_PORTAL_WORKERS": "2"},
-            stdout=log, stderr=log,
-        )  # fmt: skip
+        # the dashboard on this machine's loopback, through a front of its own
+        dashboard = front_on_loopback(load_config(config), env, args.port, stdout=log, stderr=log)
         if not wait_until(lambda: (work / "control.sock").exists(), 30, 0.2):
             raise RuntimeError("the controller did not start; see " + str(work / "demo.log"))
         # a phone on each AP of a gateway-mode site, addressed by the gateway's DHCP
@@ -234,8 +232,7 @@ def main() -> int:
         # the teardown comes first and cannot be stopped by a closed terminal (a print)
         try:
             if dashboard is not None:
-                dashboard.terminate()
-                dashboard.wait(20)
+                stop_front(*dashboard)
             with contextlib.suppress(subprocess.SubprocessError):
                 cli("stats", "rebuild", "--since", time.strftime("%Y-%m-%d"))
             if args.keep:  # a consistent copy (the WAL included) for a look afterwards

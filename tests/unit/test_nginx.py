@@ -63,3 +63,11 @@ def test_debians_nginx_accepts_the_config(tmp_path):  # scripts/install-system-d
     done = subprocess.run([shutil.which("nginx") or "/usr/sbin/nginx", "-t", "-q", "-e", "stderr", "-c", str(tmp_path / "nginx.conf")],
                           capture_output=True, text=True, timeout=30)  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def test_a_listen_address_instead_of_the_portals_port(tmp_path):
+    text = rendered(tmp_path, listen="127.0.0.1:8081")
+    assert "listen 127.0.0.1:8081;" in text and f"listen {CITY.portal.port};" not in text
+    for bad in ("localhost:80", "8081; include /etc/passwd", "[::1]:80", ""):
+        with pytest.raises(BadRequest):
+            rendered(tmp_path, listen=bad)
