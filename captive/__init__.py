@@ -19,7 +19,7 @@ from flask_babel import Babel
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response as Reply
 
-from controller.config import CityConfig
+from controller.config import CityConfig, default_path
 from controller.config import load as load_config
 from controller.dashboard import DashboardService
 from controller.identity import DeviceHasher
@@ -81,9 +81,7 @@ def create_app(
     sign-ins and rate limits (default: ``database_url``, connected when first needed).
     Raises ConfigError for a bad config."""
     if config is None:
-        from controller.cliapp import default_config_path
-
-        config = load_config(default_config_path())
+        config = load_config(default_path())
     if secret is None:
         secret = config.device_hash_secret.resolve()
     base_url = str(config.portal.base_url).rstrip("/")

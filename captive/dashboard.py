@@ -345,13 +345,8 @@ def kick() -> Response:
         )
     except Unavailable:
         return _manage_page(503, notice="unavailable")
-    if not answer.get("ok"):
+    if not answer.get("ok"):  # (at a NAS-mode site the controller tells its router)
         return _manage_page(400, notice="failed", why=str(answer.get("message", "")))
-    from radius.coa import tell_routers  # a NAS-mode session is cut off at its router too
-
-    config: CityConfig = current_app.extensions["wifikota.config"]
-    for line in tell_routers(config, [answer.get("session") or {}]):
-        current_app.logger.info("kick of session %s: %s", target, line)
     return _manage_page(notice="kicked", target=target)
 
 
@@ -363,23 +358,15 @@ def block() -> Response:
     hours = _number("jam", 0, 24 * 365) if request.form.get("jam") else 0
     if hours is None:
         return _manage_page(400, notice="bad-input")
-    try:
-        tell, ended = service().block(
-            request.form.get("mac", ""), request.form.get("alasan", ""), hours or None,
-            _actor(), clock(),
-        )  # fmt: skip
-    except DomainError as exc:
-        return _manage_page(400, notice="failed", why=str(exc))
-    from radius.coa import tell_routers
-
-    config: CityConfig = current_app.extensions["wifikota.config"]
-    for line in tell_routers(config, ended):
-        current_app.logger.info("block: %s", line)
-    if tell:
-        try:
-            gateway().ask({"op": "reconcile"})
-        except Unavailable:
-            return _manage_page(notice="blocked-later")
+    request_ = {"op": "block", "mac": request.form.get("mac", ""),
+                "reason": request.form.get("alasan", ""), "hours": hours or None,
+                "actor": _actor()}  # fmt: skip
+    try:  # the controller blocks, puts it in force and tells a NAS-mode site's router
+        answer = gateway().ask(request_)
+    except Unavailable:
+        return _manage_page(503, notice="unavailable")
+    if not answer.get("ok"):
+        return _manage_page(400, notice="failed", why=str(answer.get("message", "")))
     return _manage_page(notice="blocked")
 
 

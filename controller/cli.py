@@ -31,13 +31,12 @@ from .cliapp import (
     Failure,
     Group,
     actor,
-    default_config_path,
     json_option,
     now,
     pass_app,
 )
 from .clifmt import duration, emit_json, local, size
-from .config import ConfigError
+from .config import ConfigError, default_path
 from .config import load as load_config
 from .models import EndReason, Session
 
@@ -54,7 +53,7 @@ from .models import EndReason, Session
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path | None, as_json: bool) -> None:
     """WiFi Kota: the city's free public WiFi, for its admins."""
-    ctx.obj = App(config_path or default_config_path(), json=as_json)
+    ctx.obj = App(config_path or default_path(), json=as_json)
 
 
 # ----------------------------------------------------------------------------- config & db

@@ -97,6 +97,8 @@ def controller_run(
         raise Failure(f"cannot send SMS codes: {exc}") from None
     conf, leases = dnsmasq.default_paths()
     dns = dnsmasq.Dnsmasqs(conf.absolute()) if run_dnsmasq else None
+    from radius.coa import RouterDisconnect
+
     from .health import alert
 
     controller = Controller(
@@ -110,6 +112,7 @@ def controller_run(
         sms,
         dhcp_hosts=dnsmasq.DhcpHosts(dnsmasq.hosts_dir(leases.absolute())),
         notify=alert,
+        disconnect=RouterDisconnect(),
     )
     try:
         run(

@@ -35,12 +35,6 @@ def actor() -> str:
     return "cli:" + (os.environ.get("SUDO_USER") or os.environ.get("USER") or getpass.getuser())
 
 
-def default_config_path() -> Path:
-    if os.environ.get("WIFIKOTA_CONFIG"):
-        return Path(os.environ["WIFIKOTA_CONFIG"])
-    return Path("sites.yaml") if Path("sites.yaml").exists() else Path("/etc/wifikota/sites.yaml")
-
-
 class Failure(click.ClickException):
     """Exit 1 with a message on stderr (no traceback)."""
 
@@ -145,11 +139,9 @@ class App:
     def tell_nas(self, ended: list[Any]) -> None:
         """Sessions that ran at a NAS-mode site: have their router cut them off too
         (RFC 5176 Disconnect-Request). What each router answered goes to stderr."""
-        from dataclasses import asdict
+        from radius.coa import RouterDisconnect  # the port, as the daemon is given it
 
-        from radius.coa import tell_routers
-
-        for line in tell_routers(self.config, [asdict(info) for info in ended]):
+        for line in RouterDisconnect()(self.config, ended):
             click.echo(line, err=True)
 
 

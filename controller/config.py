@@ -423,6 +423,13 @@ class CityConfig(_Model):
 # ---------------------------------------------------------------------------- loading
 
 
+def default_path() -> Path:
+    """Which sites.yaml: ``$WIFIKOTA_CONFIG``, else ./sites.yaml, else /etc/wifikota's."""
+    if os.environ.get("WIFIKOTA_CONFIG"):
+        return Path(os.environ["WIFIKOTA_CONFIG"])
+    return Path("sites.yaml") if Path("sites.yaml").exists() else Path("/etc/wifikota/sites.yaml")
+
+
 @contextmanager
 def _without_collector() -> Iterator[None]:
     """Python's cycle collector paused while a config is built: the document makes only

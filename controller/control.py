@@ -13,11 +13,12 @@ import os
 import socket
 import socketserver
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .clifmt import plain
 from .errors import (
+    BadRequest,
     Blocked,
     Closed,
     CodeInvalid,
@@ -58,7 +59,7 @@ def _error(exc: DomainError) -> dict[str, Any]:
 
 
 def handle(controller: Controller, request: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """Answer one request. Ops: ping, authorize, deauthorize, reconcile, clients, firewall;
+    """Answer one request. Ops: ping, authorize, deauthorize, block, reconcile, clients, firewall;
     for the portal, about the device at ``ip``: status, send_code, logout, extend, click."""
     op = request.get("op")
     try:
@@ -80,6 +81,17 @@ def handle(controller: Controller, request: dict[str, Any], now: datetime) -> di
                 str(request.get("target", "")), reason, now, actor=request.get("actor")
             )
             return {"ok": True, "session": plain(info)}
+        if op == "block":
+            hours = request.get("hours")
+            if hours is not None and (isinstance(hours, bool) or not isinstance(hours, int)
+                                      or not 1 <= hours <= 24 * 365):  # fmt: skip
+                raise BadRequest("hours: a whole number from 1 to 8760, or none")
+            until = now + timedelta(hours=hours) if hours else None
+            blocked = controller.block(
+                str(request.get("mac", "")), str(request.get("reason", "")), until,
+                str(request.get("actor") or "control"), now,
+            )  # fmt: skip
+            return {"ok": True, "block": plain(blocked)}
         ip = str(request.get("ip", ""))
         if op == "status":
             st = controller.status(ip, now)

@@ -15,13 +15,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from . import dnsmasq, inventory, leases, phone, privacy, residents, sessions, stats
+from . import blocks, dnsmasq, inventory, leases, phone, privacy, residents, sessions, stats
 from .config import AccessPoint, CityConfig
 from .context import Ctx
 from .db import Database
@@ -35,6 +35,7 @@ from .limits import Limits
 from .models import AccessPoint as ApRow
 from .models import EndReason, GatewayEvent, GatewayEventKind
 from .neighbours import NeighbourTable
+from .routers import Disconnect, nobody
 from .sms import SmsSender, sender_for
 
 log = logging.getLogger("wifikota.controller")
@@ -44,7 +45,13 @@ log = logging.getLogger("wifikota.controller")
 # Disconnect-Request): the time or the quota given is over, or the site has closed. Not
 # the idle ones: the router sees the phone's traffic itself, and ours is only as fresh
 # as its last Interim-Update.
-TELL_ROUTER = frozenset({EndReason.TIMEOUT.value, EndReason.QUOTA.value, EndReason.CLOSED.value})
+# the ends a NAS-mode site's router is told of; not idle (the router sees the traffic
+# itself) nor logout (the phone left through the router's own page)
+TELL_ROUTER = frozenset(
+    r.value
+    for r in (EndReason.TIMEOUT, EndReason.QUOTA, EndReason.CLOSED, EndReason.KICKED,
+              EndReason.BLOCKED)
+)  # fmt: skip
 POOL_HIGH, POOL_OK = 0.9, 0.8  # an AP's DHCP pool: alert at 90 % used, all clear below 80 %
 LOST_MESSAGES = "ruleset messages were lost"
 
@@ -88,6 +95,7 @@ class Controller:
         book: Leases | None = None,
         dhcp_hosts: DhcpHosts | None = None,
         notify: Callable[[str, str, dict[str, object]], None] | None = None,
+        disconnect: Disconnect = nobody,
     ) -> None:
         """``leases``: dnsmasq's lease file; ``book``: where leases are read (default:
         that file); ``dhcp_hosts``: where a login lengthens the device's lease (None: it
@@ -112,6 +120,7 @@ class Controller:
         self.purged_on: date | None = None  # the local day raw identifiers were last purged
         self.spans_filled = False  # no day left without stats_spans rows (after an upgrade)
         self.spans_until: date | None = None  # filling them: the next day to go back from
+        self.disconnect = disconnect  # tells a NAS-mode site's router (radius.coa)
         self._routers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="disconnect")
 
     @property
@@ -279,7 +288,7 @@ class Controller:
         per session told, for what its router answered."""
         config = self.ctx.config
         return [
-            self._routers.submit(_tell_routers, config, [asdict(s)])
+            self._routers.submit(_tell_routers, self.disconnect, config, s)
             for s in ended
             if s.end_reason in TELL_ROUTER
             and (site := config.sites.get(s.site_id)) is not None
@@ -445,10 +454,25 @@ class Controller:
     def deauthorize(
         self, target: str, reason: EndReason, now: datetime, actor: str | None = None
     ) -> sessions.SessionInfo:
+        """End a session (an admin's kick); at a NAS-mode site its router is told too."""
         with self._lock:
-            return sessions.end_session(
+            info = sessions.end_session(
                 self.db, self.fw, self.ctx, target, reason, now, actor=actor
             )
+        self.tell_routers([info])
+        return info
+
+    def block(
+        self, mac: str, reason: str, until: datetime | None, actor: str, now: datetime
+    ) -> blocks.BlockInfo:
+        """Block a device (an admin's, from the dashboard): its session ends, in force at
+        once; at a NAS-mode site its router is told too."""
+        with self._lock:
+            info = blocks.block(
+                self.db, self.fw, self.ctx, mac, reason=reason, actor=actor, now=now, until=until
+            )
+        self.tell_routers(list(info.ended))
+        return info
 
     def status(self, ip: str, now: datetime) -> residents.ClientStatus:
         """What the device at ``ip`` is told about its connection (the portal's question)."""
@@ -484,16 +508,16 @@ class Controller:
 # ---------------------------------------------------------------------- the shell
 
 
-def _tell_routers(config: CityConfig, due: list[dict[str, Any]]) -> list[str]:
-    from radius.coa import tell_routers
-
+def _tell_routers(
+    disconnect: Disconnect, config: CityConfig, ended: sessions.SessionInfo
+) -> list[str]:
     try:
-        said = tell_routers(config, due)
+        said = disconnect(config, [ended])
     except Exception:  # a router out of reach: logged, the session stays ended here
-        log.exception("telling the routers of %d ended sessions failed", len(due))
+        log.exception("telling the router of session %s failed", ended.id)
         return []
     for line in said:
-        log.info("session ended by its time or quota: %s", line)
+        log.info("session %s ended (%s): %s", ended.id, ended.end_reason, line)
     return said
 
 

@@ -7,17 +7,16 @@ The dashboard (``captive/dashboard.py``) gets a ``DashboardService`` from
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from . import admins, audit, blocks, health, rules, sessions, stats, vouchers
+from . import admins, audit, health, rules, sessions, stats, vouchers
 from .admins import AdminInfo
 from .config import CityConfig
 from .context import Ctx
 from .db import Database, resolve_url
-from .firewall.deferred import DeferredFirewall
 from .limits import Limits
 from .models import (
     ApEvent,
@@ -275,19 +274,6 @@ class DashboardService:
     def open_sessions(self, limit: int = 200) -> list[sessions.SessionInfo]:
         with self.db.uow() as uow:
             return sessions.list_sessions(uow, active=True, limit=limit)
-
-    def block(
-        self, mac: str, reason: str, hours: int | None, actor: str, now: datetime
-    ) -> tuple[bool, list[dict[str, object]]]:
-        """Block a device: whether the firewall must be told (ask the controller to
-        reconcile), and the sessions the block ended (for their routers, at NAS-mode
-        sites). Raises BadRequest or Conflict."""
-        fw = DeferredFirewall()
-        until = now + timedelta(hours=hours) if hours else None
-        info = blocks.block(
-            self.db, fw, self.ctx, mac, reason=reason, actor=actor, now=now, until=until
-        )
-        return bool(fw.pending), [asdict(s) for s in info.ended]
 
     def vouchers(
         self, count: int, hours: int, site: str | None, note: str | None, actor: str, now: datetime

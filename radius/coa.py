@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import socket
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from pyrad import packet as rp
 
 from controller.config import CityConfig, ConfigError
+from controller.sessions import SessionInfo
 
 from .server import Nas, load_dictionary
 
@@ -104,3 +106,11 @@ def tell_routers(config: CityConfig, ended: list[dict[str, Any]]) -> list[str]:
             f"{client.name}: Disconnect-Request {disconnect(nas, target, port=client.coa_port)}"
         )
     return said
+
+
+class RouterDisconnect:
+    """``controller.routers.Disconnect`` by RFC 5176: a Disconnect-Request to the router
+    of each ended session that ran at a NAS-mode site (:func:`tell_routers`)."""
+
+    def __call__(self, config: CityConfig, ended: Sequence[SessionInfo]) -> list[str]:
+        return tell_routers(config, [asdict(info) for info in ended])

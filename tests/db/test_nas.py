@@ -615,6 +615,7 @@ def test_the_controller_tells_the_router_when_a_sessions_time_is_over_not_when_i
     off at its router (a Disconnect-Request); an idle one is only ended here."""
     from controller.daemon import Controller
     from controller.neighbours import MemoryNeighbours
+    from radius.coa import RouterDisconnect
     from tests.nasrouter import RouterListener
 
     monkeypatch.setenv("WIFIKOTA_RADIUS_SECRET_SIMPANG_AUR", "router-secret")
@@ -634,7 +635,7 @@ def test_the_controller_tells_the_router_when_a_sessions_time_is_over_not_when_i
     interim = AcctRecord(nas.INTERIM, "81a00042", input_octets=10, output_octets=20)
     nas.account(database, ctx, nas=client.name, site_id=SITE, record=interim,
                 now=now + timedelta(minutes=50))  # fmt: skip
-    controller = Controller(database, ctx, fw, MemoryNeighbours())
+    controller = Controller(database, ctx, fw, MemoryNeighbours(), disconnect=RouterDisconnect())
     try:
         idle = controller.tick(now + timedelta(minutes=20)).ended
         assert [(s.id, s.end_reason) for s in idle] == [(quiet.session_id, "idle")]
@@ -682,7 +683,9 @@ def test_a_controller_stopping_drops_the_routers_not_yet_told(
         SessionInfo(i, SITE, None, IP, MAC, "voucher", now, now, now, "timeout", 0, 0)
         for i in range(10)
     ]
-    controller = Controller(database, nas_ctx, fw, MemoryNeighbours())
+    controller = Controller(
+        database, nas_ctx, fw, MemoryNeighbours(), disconnect=coa.RouterDisconnect()
+    )
     told = controller.tell_routers(ended)
     assert len(told) == 10
     under_way = sum(started.acquire(timeout=10) for _ in range(4))
@@ -700,3 +703,34 @@ def test_a_controller_stopping_drops_the_routers_not_yet_told(
     assert [f.result() for f in told if not f.cancelled()] == [
         ["simpang-aur-mikrotik: Disconnect-Request no answer"]
     ] * 4
+
+
+def test_a_kick_or_a_block_through_the_controller_tells_the_router_through_its_port(
+    database, nas_ctx, fw, now
+):
+    """Every way an admin ends a NAS-mode session (the dashboard asks the controller)
+    reaches the router through the one Disconnect port the controller was given."""
+    import threading
+
+    from controller.daemon import Controller
+    from controller.models import EndReason
+    from controller.neighbours import MemoryNeighbours
+
+    told, seen = [], threading.Semaphore(0)
+
+    def disconnect(config, ended):
+        told.extend((s.id, s.end_reason) for s in ended)
+        seen.release()
+        return [f"router: told of {len(ended)}"]
+
+    kicked = admit(database, nas_ctx, now, code := code_for(database, nas_ctx, now), code)
+    other = code_for(database, nas_ctx, now)
+    blocked = admit(database, nas_ctx, now, other, other, mac="3C-5A-B4-00-00-02", ip="10.5.50.22")
+    controller = Controller(database, nas_ctx, fw, MemoryNeighbours(), disconnect=disconnect)
+    try:
+        controller.deauthorize(str(kicked.session_id), EndReason.KICKED, now, actor="web:budi")
+        controller.block("3C-5A-B4-00-00-02", "abuse", None, "web:budi", now)
+        assert seen.acquire(timeout=10) and seen.acquire(timeout=10)
+    finally:
+        controller.close()
+    assert sorted(told) == sorted([(kicked.session_id, "kicked"), (blocked.session_id, "blocked")])

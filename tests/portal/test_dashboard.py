@@ -373,3 +373,20 @@ def test_csv_cells_that_would_be_formulas_are_text(app, portal_db, ctx, office, 
     names = [row[1] for row in csv.reader(io.StringIO(export.text.lstrip("\ufeff")))][1:]
     assert "'@SUM(A1:A9)" in names and '\'=HYPERLINK("http://x.example")' in names
     assert not any(n.startswith(("=", "+", "-", "@")) for n in names)
+
+
+def test_a_block_from_the_dashboard_waits_for_the_controller_and_records_nothing_without_it(
+    app, office, portal_db, now
+):
+    from captive.gateway import SocketGateway
+    from controller.models import Block
+
+    admins.add(portal_db, "budi", "admin", "kota-wisata-admin", actor="test", now=now)
+    sign_in(office, "budi", "kota-wisata-admin")
+    token = token_of(office.get("/dasbor/kelola", base_url=BASE).text)
+    app.extensions["wifikota.gateway"] = SocketGateway("/nonexistent/control.sock")
+    answer = office.post("/dasbor/kelola/blokir", base_url=BASE,
+                         data={"token": token, "mac": "02:00:00:00:00:0b", "alasan": "abuse"})  # fmt: skip
+    assert answer.status_code == 503 and "Kontroler tidak dapat dihubungi" in answer.text
+    with portal_db.reading() as s:
+        assert s.scalars(select(Block)).all() == []  # nothing half done: no block in waiting

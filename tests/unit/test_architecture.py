@@ -55,3 +55,28 @@ def test_only_one_module_reads_yaml():
         if "yaml" in imports_of(p)
     ]
     assert readers == ["controller/yamlsource.py"]
+
+
+def offenders(paths, forbidden) -> list[str]:
+    return [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in paths
+        for name in sorted(imports_of(path))
+        if any(name == f or name.startswith(f + ".") for f in forbidden)
+    ]
+
+
+def test_the_portal_imports_neither_radius_nor_the_cli():
+    paths = sorted((ROOT / "captive").rglob("*.py"))
+    assert offenders(paths, ("radius", "click", "controller.cli", "controller.cliapp",
+                             "controller.cli_controller", "controller.cli_admin",
+                             "controller.cli_radius", "controller.cli_stats")) == []  # fmt: skip
+
+
+def test_the_core_imports_no_adapter_and_no_framework():
+    """The controller's rules and daemon know routers only by the Disconnect port
+    (controller.routers); the CLI and the demos, which put the pieces together, may."""
+    outside = ("controller/cli", "controller/demo")
+    paths = [p for p in sorted((ROOT / "controller").rglob("*.py"))
+             if not str(p.relative_to(ROOT)).startswith(outside)]  # fmt: skip
+    assert offenders(paths, ("captive", "radius", "click", "flask")) == []
