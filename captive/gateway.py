@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from controller import control
-from controller.clifmt import plain
+from controller.wire import plain
 
 if TYPE_CHECKING:
     from controller.daemon import Controller

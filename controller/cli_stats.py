@@ -60,7 +60,8 @@ def stats_usage(app: App, since: date | None, until: date | None, sites: tuple[s
     with app.database().uow() as uow:
         u = stats.usage(uow, app.ctx, first, last, sites or None)
     if app.json:
-        from .clifmt import emit_json, plain
+        from .clifmt import emit_json
+        from .wire import plain
 
         emit_json({**plain(u), "since": first, "until": last, "sites": list(sites) or None})
         return

@@ -16,7 +16,6 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .clifmt import plain
 from .errors import (
     BadRequest,
     Blocked,
@@ -29,6 +28,7 @@ from .errors import (
     VoucherInvalid,
 )
 from .models import EndReason
+from .wire import plain
 
 if TYPE_CHECKING:
     from .daemon import Controller
