@@ -124,6 +124,13 @@ _ENDS = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
 _FRAMING = (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)
 
 
+def _position_at(text: str | bytes, offset: int) -> Position:
+    """The line and column of ``offset`` in ``text`` (characters, or bytes for bytes)."""
+    newline = "\n" if isinstance(text, str) else b"\n"
+    line = text.count(newline, 0, offset) + 1  # type: ignore[arg-type]
+    return Position(line, offset - (text.rfind(newline, 0, offset) + 1) + 1)  # type: ignore[arg-type]
+
+
 def _fail(mark: Any, path: Path_, message: str) -> YamlError:
     return YamlError(YamlProblem(_pos(mark), path, message))
 
@@ -163,10 +170,8 @@ def decode(data: bytes) -> str:
     try:
         return data.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         message = f"byte 0x{data[exc.start]:02x} is not UTF-8; save the file as UTF-8"
-        raise YamlError(YamlProblem(Position(line, column), (), message)) from None
+        raise YamlError(YamlProblem(_position_at(data, exc.start), (), message)) from None
 
 
 def load(path: Path) -> Document:
@@ -276,11 +281,9 @@ def loads(text: str) -> Document:
         # libyaml counts bytes of UTF-8; the position is in characters
         offset = exc.position if isinstance(exc.position, int) else 0
         offset = len(text.encode("utf-8", "surrogatepass")[:offset].decode("utf-8", "ignore"))
-        line = text.count("\n", 0, offset) + 1
-        column = offset - (text.rfind("\n", 0, offset) + 1) + 1
         character = f"U+{exc.character:04X}" if isinstance(exc.character, int) else "a character"
         message = f"{character} is a control character YAML does not allow; remove it"
-        raise YamlError(YamlProblem(Position(line, column), (), message)) from None
+        raise YamlError(YamlProblem(_position_at(text, offset), (), message)) from None
     except yaml.YAMLError as exc:
         said = str(exc).splitlines()[0] if str(exc) else "not valid YAML"
         raise YamlError(YamlProblem(Position(1, 1), (), f"YAML syntax: {said}")) from None
