@@ -10,10 +10,9 @@ from __future__ import annotations
 import difflib
 import gc
 import os
-import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -82,7 +81,8 @@ class SecretRef(_Model):
 
     env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
     file: Path | None = None
-    where: str = Field(default="", exclude=True)  # set by the loader: "sites.yaml:12:3: path"
+    # where it is written (set by the loader), for an error when it cannot be resolved
+    where: Problem | None = Field(default=None, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -126,19 +126,8 @@ class SecretRef(_Model):
 
     def error(self, reason: str) -> ConfigError:
         """A ConfigError about this secret, at the line that names it."""
-        return ConfigError([_problem_from_where(self.where, reason)])
-
-
-_WHERE = re.compile(r"^(?P<file>.*):(?P<line>\d+):(?P<column>\d+): (?P<path>.*)$", re.S)
-
-
-def _problem_from_where(where: str, message: str) -> Problem:
-    """The Problem at ``where`` ("FILE:LINE:COL: path", the file's name may hold colons)."""
-    found = _WHERE.match(where)
-    if found is None:
-        return Problem("<config>", 1, 1, "", message)
-    line, column = int(found["line"]), int(found["column"])
-    return Problem(found["file"], line, column, found["path"].strip(), message)
+        where = self.where or Problem("<config>", 1, 1, "", "")
+        return ConfigError([replace(where, message=reason)])
 
 
 class Location(_Model):
@@ -528,9 +517,9 @@ def _lc(pos: yamlsource.Position) -> tuple[int, int]:
 def _with_positions(config: CityConfig, doc: yamlsource.Document, source: str) -> CityConfig:
     """Tag each secret reference with where it is written, for errors at resolve time."""
 
-    def where(path: tuple[str | int, ...]) -> str:
+    def where(path: tuple[str | int, ...]) -> Problem:
         line, col = _lc(doc.position(path))
-        return f"{source}:{line}:{col}: {format_path(path)}"
+        return Problem(source, line, col, format_path(path), "")
 
     base = Path(source).parent
 
