@@ -148,28 +148,23 @@ def logout() -> Reply:
 
 def _day(name: str, default: date) -> date | None:
     """The day a parameter names (YYYY-MM-DD), ``default`` when it is not given, None
-    when it is not a day."""
+    when it is not a day the figures can be asked for."""
     text = request.args.get(name, "")
-    if not text:
-        return default
-    try:
-        return date.fromisoformat(text) if len(text) == 10 and text.isascii() else None
-    except ValueError:
-        return None
+    day = rules.parse_day(text) if text else default
+    return day if day is not None and rules.reportable(day) else None
 
 
 def _range() -> tuple[date, date, tuple[str, ...] | None] | None:
     """The days and places asked for (default: the last 30 days, every place)."""
     svc = service()
     today = clock().astimezone(svc.ctx.tz).date()
-    until, since = _day("sampai", today), None
-    if until is not None and rules.reportable(until):
-        since = _day("dari", max(rules.FIRST_DAY, until - timedelta(days=29)))
-    if until is None or since is None:
+    until = _day("sampai", today)
+    if until is None:
+        return None
+    since = _day("dari", max(rules.FIRST_DAY, until - timedelta(days=29)))
+    if since is None:
         return None
     site = request.args.get("tempat", "")
-    if not (rules.reportable(since) and rules.reportable(until)):
-        return None
     if since > until or (until - since).days >= MAX_DAYS:
         return None
     if site and site not in svc.ctx.config.sites:
@@ -270,14 +265,10 @@ def monthly() -> Response:
     by default the month before this one."""
     today = clock().astimezone(service().ctx.tz).date()
     asked = request.args.get("bulan", "")
-    try:
-        if asked:
-            well_formed = len(asked) == 7 and asked.isascii()
-            first = date.fromisoformat(f"{asked}-01") if well_formed else None
-        else:
-            first = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
-    except ValueError:
-        first = None
+    if asked:
+        first = rules.parse_day(f"{asked}-01")  # YYYY-MM, no more and no less
+    else:
+        first = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
     if first is None or not rules.reportable(first):
         return problem("bad-request")
     last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)

@@ -201,10 +201,7 @@ class Day(click.ParamType):  # type: ignore[type-arg]
         if isinstance(value, date):
             return value
         text = str(value)
-        try:
-            day = date.fromisoformat(text) if len(text) == 10 and text.isascii() else None
-        except ValueError:
-            day = None
+        day = rules.parse_day(text)
         if day is None:
             self.fail(f"'{text}' is not a day; write it as YYYY-MM-DD, e.g. 2026-12-01", param, ctx)
         if not rules.reportable(day):

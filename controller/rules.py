@@ -18,6 +18,16 @@ def reportable(day: date) -> bool:
     return FIRST_DAY <= day <= LAST_DAY
 
 
+def parse_day(text: str) -> date | None:
+    """The day ``text`` writes as YYYY-MM-DD (ASCII digits, nothing else), or None."""
+    if len(text) != 10 or not text.isascii():
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
 def local_day(now: datetime, tz: ZoneInfo) -> date:
     return now.astimezone(tz).date()
 
