@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -96,8 +97,9 @@ def add(
         )
     _check_role(role)
     _check_password(password)
+    hashed = hash_password(password)  # before the write lock is taken
     with db.uow(write=True) as uow:
-        row = AdminUser(name=name, role=role, password_hash=hash_password(password), created_at=now)
+        row = AdminUser(name=name, role=role, password_hash=hashed, created_at=now)
         uow.session.add(row)
         try:
             uow.session.flush()
@@ -144,50 +146,67 @@ def remove(db: Database, name: str, *, actor: str, now: datetime) -> AdminInfo:
         return info
 
 
-def disable(db: Database, name: str, *, actor: str, now: datetime) -> AdminInfo:
-    """The account can no longer sign in; its sign-ins end now."""
+def _change(
+    db: Database,
+    name: str,
+    action: str,
+    change: Callable[[AdminUser], dict[str, object]],
+    *,
+    actor: str,
+    now: datetime,
+    sign_out: bool = True,
+) -> AdminInfo:
+    """Change an account (``change`` says what, for the audit log) and, with ``sign_out``,
+    end its sign-ins now: none goes on with what the account no longer is."""
     with db.uow(write=True) as uow:
         row = _named(uow, name)
-        if row.disabled_at is None:
-            row.disabled_at = now
-        ended = _end_sessions(uow, row.id, now)
-        audit.record(uow, actor, "admin-disable", name, {"signed_out": ended}, now)
+        detail = change(row)
+        if sign_out:
+            detail["signed_out"] = _end_sessions(uow, row.id, now)
+        audit.record(uow, actor, action, name, detail, now)
         uow.commit()
         return _info(row)
+
+
+def disable(db: Database, name: str, *, actor: str, now: datetime) -> AdminInfo:
+    """The account can no longer sign in; its sign-ins end now."""
+
+    def change(row: AdminUser) -> dict[str, object]:
+        row.disabled_at = row.disabled_at or now
+        return {}
+
+    return _change(db, name, "admin-disable", change, actor=actor, now=now)
 
 
 def enable(db: Database, name: str, *, actor: str, now: datetime) -> AdminInfo:
-    with db.uow(write=True) as uow:
-        row = _named(uow, name)
+    def change(row: AdminUser) -> dict[str, object]:
         row.disabled_at = None
-        audit.record(uow, actor, "admin-enable", name, {}, now)
-        uow.commit()
-        return _info(row)
+        return {}
+
+    return _change(db, name, "admin-enable", change, actor=actor, now=now, sign_out=False)
 
 
 def set_role(db: Database, name: str, role: str, *, actor: str, now: datetime) -> AdminInfo:
     """A new role; the account's sign-ins end now, so none goes on with the old one."""
     _check_role(role)
-    with db.uow(write=True) as uow:
-        row = _named(uow, name)
+
+    def change(row: AdminUser) -> dict[str, object]:
         before, row.role = row.role, role
-        ended = _end_sessions(uow, row.id, now)
-        audit.record(uow, actor, "admin-role", name, {"from": before, "to": role,
-                     "signed_out": ended}, now)  # fmt: skip
-        uow.commit()
-        return _info(row)
+        return {"from": before, "to": role}
+
+    return _change(db, name, "admin-role", change, actor=actor, now=now)
 
 
 def set_password(db: Database, name: str, password: str, *, actor: str, now: datetime) -> AdminInfo:
     """A new password; the account's sign-ins end now (whoever knew the old one is out)."""
     _check_password(password)
-    with db.uow(write=True) as uow:
-        row = _named(uow, name)
-        row.password_hash = hash_password(password)
-        ended = _end_sessions(uow, row.id, now)
-        audit.record(uow, actor, "admin-password", name, {"signed_out": ended}, now)
-        uow.commit()
-        return _info(row)
+    hashed = hash_password(password)  # scrypt's work done before the write lock is taken
+
+    def change(row: AdminUser) -> dict[str, object]:
+        row.password_hash = hashed
+        return {}
+
+    return _change(db, name, "admin-password", change, actor=actor, now=now)
 
 
 # ---------------------------------------------------------------- sign-ins
