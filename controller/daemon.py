@@ -41,12 +41,10 @@ from .sms import SmsSender, sender_for
 log = logging.getLogger("wifikota.controller")
 
 
-# Sessions at NAS-mode sites that the sweep ends and whose router is then told (RFC 5176
-# Disconnect-Request): the time or the quota given is over, or the site has closed. Not
-# the idle ones: the router sees the phone's traffic itself, and ours is only as fresh
-# as its last Interim-Update.
-# the ends a NAS-mode site's router is told of; not idle (the router sees the traffic
-# itself) nor logout (the phone left through the router's own page)
+# The ends of NAS-mode sessions whose router is then told (RFC 5176 Disconnect-Request):
+# the time or the quota given is over, the site has closed, an admin kicked or blocked.
+# Not the idle ones: the router sees the phone's traffic itself, and ours is only as fresh
+# as its last Interim-Update; nor a logout: the phone left through the router's own page.
 TELL_ROUTER = frozenset(
     r.value
     for r in (EndReason.TIMEOUT, EndReason.QUOTA, EndReason.CLOSED, EndReason.KICKED,
