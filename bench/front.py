@@ -36,8 +36,9 @@ from bench.portal import (
     with_login_phones,
     wrk,
 )
+from controller import nginx
 from tests.net.test_daemon import Daemon
-from tests.netlab import BIN, INTERNET_IP, NGINX, Lab, attacks, build_city, start_portal, wait_until
+from tests.netlab import INTERNET_IP, Lab, attacks, build_city, start_portal, wait_until
 
 PORTAL_SCRIPT = str(Path(__file__).resolve().parent / "portal.py")
 
@@ -88,7 +89,7 @@ def main() -> None:
 
         alone = lab.spawn(
             city.gw,
-            [str(BIN / "gunicorn"), "-c", "python:captive.gunicorn_conf", "captive:create_app()"],
+            nginx.portal_command(),
             env={**env, "WIFIKOTA_PORTAL_BIND": "0.0.0.0:8080"},
             stdout=log,
             stderr=log,
@@ -99,7 +100,7 @@ def main() -> None:
 
         conf = start_portal(lab, city.gw, env, tmp, log, workers=4)
         deployed = conf.read_text()
-        reload = [NGINX, "-e", "stderr", "-c", str(conf), "-s", "reload"]
+        reload = nginx.nginx_command(conf, "-s", "reload")
         unlimited = "\n".join(ln for ln in deployed.splitlines() if "limit_req zone=" not in ln)
         if not wait_until(lambda: (tmp / "nginx" / "nginx.pid").exists(), 30):
             raise RuntimeError((tmp / "portal.log").read_text()[-2000:])

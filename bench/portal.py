@@ -1,6 +1,7 @@
 """Portal benchmark, all in one run (root; network namespaces made and removed here).
 
-1. Our portal under gunicorn (captive/gunicorn_conf.py, as deployed) in the lab gateway,
+1. Our portal under gunicorn (captive/gunicorn_conf.py) alone on the portal's port in the
+   lab gateway (nginx in front of it is measured against this in bench/front.py),
    the controller daemon behind it, loaded with wrk from a phone's namespace through the
    gateway's ruleset: a captured connectivity probe (``/generate_204`` to an internet
    address, answered with the redirect to the splash) and the splash page itself (which
@@ -35,12 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.enforcement import bulk_nets, grants
 from bench.opennds import OpenNDS
 from bench.opennds import missing as opennds_missing
+from controller import nginx
 from tests.net.test_daemon import Daemon
 from tests.netlab import INTERNET_IP, Lab, build_city, wait_until
 from tests.netlab.cityconfig import lab_sites_yaml
 
 OPENNDS_CACHE = Path(__file__).resolve().parent / ".cache" / "opennds"
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 PORTAL = "wifi.lab.example.id"
 GATEWAY = "10.20.1.1"
 PROBE_HOST = "connectivitycheck.gstatic.com"
@@ -309,13 +310,14 @@ def main() -> None:
         daemon = Daemon(lab, city, tmp, tick=30.0, sites_yaml=sites_yaml)  # reconcile after
         daemon.start()
         log = open(tmp / "gunicorn.log", "ab")  # noqa: SIM115 - closed below
-        portal = lab.spawn(
+        portal = lab.spawn(  # gunicorn alone on the portal's port (the front: bench/front.py)
             city.gw,
-            [GUNICORN, "-c", "python:captive.gunicorn_conf", "captive:create_app()"],
+            nginx.portal_command(),
             env={
                 **daemon.env,
                 "WIFIKOTA_CONFIG": str(daemon.config),
                 "WIFIKOTA_PORTAL_ACCESS_LOG": "",
+                "WIFIKOTA_PORTAL_BIND": "0.0.0.0:8080",
             },
             stdout=log,
             stderr=log,
@@ -327,7 +329,7 @@ def main() -> None:
         print("# Portal benchmark\n")
         print(
             f"wrk -t2 -c{args.connections} -d{args.seconds}s from one phone through the "
-            "gateway's ruleset; gunicorn as deployed (4 workers x 4 threads); "
+            "gateway's ruleset; gunicorn alone (4 workers x 4 threads, no nginx in front); "
             "the controller daemon on SQLite.\n"
         )
         ours = {

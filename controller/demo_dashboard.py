@@ -82,16 +82,14 @@ def front_on_loopback(
     Debian's nginx in front with the config ``wifikota nginx config`` renders (listening
     on loopback only). Its processes and its directory, for :func:`stop_front`. Raises
     FileNotFoundError when nginx is not installed."""
-    nginx_bin = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
-    if nginx_bin is None:
-        raise FileNotFoundError(
-            "the portal's front server, nginx, is not installed: apt-get install nginx-light"
-            " (make demo as root installs it)"
-        )
     run = Path(tempfile.mkdtemp(prefix="wifikota-front-"))
+    try:
+        nginx_cmd = nginx.nginx_command(run / "nginx.conf", "-g", "daemon off;")
+    except FileNotFoundError:
+        shutil.rmtree(run)
+        raise
     front = nginx.Front(run / "portal.sock", run, getpass.getuser(), listen=f"127.0.0.1:{port}")
     (run / "nginx.conf").write_text(nginx.render(config, front))
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     portal_env = {
         **env,
         "WIFIKOTA_PORTAL_BIND": f"unix:{front.socket}",
@@ -99,10 +97,8 @@ def front_on_loopback(
         "WIFIKOTA_PORTAL_ACCESS_LOG": "",
         "WIFIKOTA_PORTAL_NAMES": "127.0.0.1,localhost",
     }
-    cmd = [gunicorn, "-c", "python:captive.gunicorn_conf", "captive:create_app()"]
-    procs = [subprocess.Popen(cmd, env=portal_env, **popen)]
-    conf = ["-e", "stderr", "-c", str(run / "nginx.conf"), "-g", "daemon off;"]
-    procs.append(subprocess.Popen([nginx_bin, *conf], stderr=subprocess.DEVNULL))
+    procs = [subprocess.Popen(nginx.portal_command(), env=portal_env, **popen)]
+    procs.append(subprocess.Popen(nginx_cmd, stderr=subprocess.DEVNULL))
     return procs, run
 
 

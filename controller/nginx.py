@@ -16,6 +16,8 @@ marks the dashboard's cookie ``Secure``. nginx serves ``/static/`` itself.
 from __future__ import annotations
 
 import re
+import shutil
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -44,6 +46,24 @@ class Front:
     cert: Path = Path("/etc/wifikota/tls/fullchain.pem")
     key: Path = Path("/etc/wifikota/tls/privkey.pem")
     listen: str | None = None  # instead of portal.port (and no HTTPS): "127.0.0.1:8081"
+
+
+def portal_command() -> list[str]:
+    """gunicorn with the portal, as ``wifikota-portal.service`` runs it (this Python's)."""
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    return [gunicorn, "-c", "python:captive.gunicorn_conf", "captive:create_app()"]
+
+
+def nginx_command(conf: Path, *extra: str) -> list[str]:
+    """Debian's nginx on ``conf``, its errors on stderr, then ``extra`` (``-g 'daemon
+    off;'``, ``-s reload``). Raises FileNotFoundError when nginx is not installed."""
+    binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+    if binary is None:
+        raise FileNotFoundError(
+            "the portal's front server, nginx, is not installed: apt-get install nginx-light"
+            " (make demo as root installs it)"
+        )
+    return [binary, "-e", "stderr", "-c", str(conf), *extra]
 
 
 def static_dir() -> Path:

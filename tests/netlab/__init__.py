@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller import nginx
+
 HERE = Path(__file__).resolve().parent
 INTERNET_IP = "198.51.100.2"  # TEST-NET-2, only ever inside the lab's namespaces
 GATEWAY_WAN_IP = "198.51.100.1"
@@ -233,7 +235,6 @@ class City:
 
 
 BIN = Path(sys.executable).parent
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 def start_portal(
@@ -255,7 +256,7 @@ def start_portal(
     socket = work / "portal.sock"
     lab.spawn(
         ns,
-        [str(BIN / "gunicorn"), "-c", "python:captive.gunicorn_conf", "captive:create_app()"],
+        nginx.portal_command(),
         env={**env, "WIFIKOTA_PORTAL_BIND": f"unix:{socket}", "WIFIKOTA_PORTAL_WORKERS": str(workers)},
         stdout=log, stderr=log,
     )  # fmt: skip
@@ -267,7 +268,7 @@ def start_portal(
     ).stdout  # fmt: skip
     conf = run / "nginx.conf"
     conf.write_bytes(rendered)
-    lab.spawn(ns, [NGINX, "-e", "stderr", "-c", str(conf), "-g", "daemon off;"],
+    lab.spawn(ns, nginx.nginx_command(conf, "-g", "daemon off;"),
               stdout=log, stderr=log)  # fmt: skip
     return conf
 
