@@ -28,14 +28,14 @@ demo-rules: venv
 	echo "== wifikota config check sites.yaml"; $(BIN)/wifikota config check sites.yaml; \
 	echo "== wifikota db upgrade"; $(BIN)/wifikota db upgrade; \
 	echo "== a simulated morning at the hotspots (the portal over HTTP, in-memory firewall)"; \
-	$(BIN)/python -m controller.demo --config sites.yaml; \
+	$(BIN)/python -m controller.demo.morning --config sites.yaml; \
 	echo "== wifikota sites"; $(BIN)/wifikota sites; \
 	echo "== wifikota sessions --limit 10"; $(BIN)/wifikota sessions --limit 10; \
 	echo "== wifikota voucher list"; $(BIN)/wifikota voucher list; \
 	echo "== wifikota audit"; $(BIN)/wifikota audit; \
 	echo; echo "Try it yourself:  export WIFIKOTA_DATA=$(DEMO_DATA) WIFIKOTA_DEVICE_HASH_SECRET=\$$(cat $(DEMO_DATA)/device-hash.key); $(BIN)/wifikota --help"; \
 	echo; echo "== Diskominfo's dashboard, on two months of demo data"; \
-	$(BIN)/python -m controller.demo_dashboard --config sites.yaml --days 60
+	$(BIN)/python -m controller.demo.dashboard --config sites.yaml --days 60
 
 ## Install what is missing (as root: Debian packages, PostgreSQL), then lint, type-check and
 ## run the whole suite: against SQLite and PostgreSQL, and (as root) the kernel tests in

@@ -37,11 +37,13 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from captive import create_app
-from controller import admins, db, demodata, inventory, rules
-from controller.config import load
-from controller.context import Ctx
-from controller.dashboard import DashboardService
-from controller.models import Device, Session
+from controller.config.model import load
+from controller.demo import data as demodata
+from controller.services import admins, inventory, rules
+from controller.services.context import Ctx
+from controller.services.dashboard import DashboardService
+from controller.store import db
+from controller.store.models import Device, Session
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"bench-dashboard-secret-0123456789"

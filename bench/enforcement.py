@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.opennds import BULK_GATEWAY, OpenNDS, add_bulk_clients, bulk_client, median_ms, visit
 from bench.opennds import missing as opennds_missing
-from controller.firewall import FirewallState, Grant, Lease, Plan
-from controller.firewall.nftables import NftFirewall
-from controller.firewall.ruleset import RULE_PRIORITY, RulesetSpec
-from controller.netns import Runner
+from controller.gateway.firewall import FirewallState, Grant, Lease, Plan
+from controller.gateway.firewall.nftables import NftFirewall
+from controller.gateway.firewall.ruleset import RULE_PRIORITY, RulesetSpec
+from controller.gateway.netns import Runner
 from tests.netlab import GATEWAY_WAN_IP, INTERNET_IP, Lab, build_city, wait_until
 
 OPENNDS_CACHE = Path(__file__).resolve().parent / ".cache" / "opennds"

@@ -40,16 +40,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import insert
 
 from bench.enforcement import PER_AP, bulk_nets
-from controller import config as config_mod
-from controller import db, inventory
-from controller.context import Ctx
-from controller.daemon import Controller, watch_ruleset
-from controller.firewall.nftables import NftFirewall
-from controller.identity import DeviceHasher
-from controller.leases import MemoryLeases
-from controller.models import Device, Session
-from controller.neighbours import KernelNeighbours
-from controller.netns import Runner
+from controller.config import model as config_mod
+from controller.daemon.controller import Controller, watch_ruleset
+from controller.gateway.firewall.nftables import NftFirewall
+from controller.gateway.leases import MemoryLeases
+from controller.gateway.neighbours import KernelNeighbours
+from controller.gateway.netns import Runner
+from controller.services import inventory
+from controller.services.context import Ctx
+from controller.services.identity import DeviceHasher
+from controller.store import db
+from controller.store.models import Device, Session
 from tests.netlab import INTERNET_IP, Lab, attacks, build_city, wait_until
 
 OUT_PORT = 40001

@@ -36,7 +36,7 @@ from bench.portal import (
     with_login_phones,
     wrk,
 )
-from controller import nginx
+from controller.gateway import nginx
 from tests.net.test_daemon import Daemon
 from tests.netlab import INTERNET_IP, Lab, attacks, build_city, start_portal, wait_until
 

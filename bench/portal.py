@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.enforcement import bulk_nets, grants
 from bench.opennds import OpenNDS
 from bench.opennds import missing as opennds_missing
-from controller import nginx
+from controller.gateway import nginx
 from tests.net.test_daemon import Daemon
 from tests.netlab import INTERNET_IP, Lab, build_city, wait_until
 from tests.netlab.cityconfig import lab_sites_yaml
@@ -251,10 +251,10 @@ def preload(config_path: Path, n: int) -> None:
     from dataclasses import replace
     from datetime import UTC, datetime, timedelta
 
-    from controller.config import load
-    from controller.firewall import FirewallState
-    from controller.firewall.nftables import NftFirewall
-    from controller.firewall.ruleset import NO_CAP_KBIT, RulesetSpec
+    from controller.config.model import load
+    from controller.gateway.firewall import FirewallState
+    from controller.gateway.firewall.nftables import NftFirewall
+    from controller.gateway.firewall.ruleset import NO_CAP_KBIT, RulesetSpec
 
     spec = RulesetSpec.for_gateway(load(config_path))
     nets = bulk_nets(n)

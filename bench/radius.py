@@ -53,8 +53,8 @@ from pyrad import packet as rp
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from controller import db
-from controller.vouchers import MAX_USES
+from controller.services.vouchers import MAX_USES
+from controller.store import db
 from radius.server import load_dictionary
 from tests.netlab import free_udp_ports, process_stats
 

@@ -19,10 +19,10 @@ from flask_babel import Babel
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response as Reply
 
-from controller.config import CityConfig, default_path
-from controller.config import load as load_config
-from controller.dashboard import DashboardService
-from controller.identity import DeviceHasher
+from controller.config.model import CityConfig, default_path
+from controller.config.model import load as load_config
+from controller.services.dashboard import DashboardService
+from controller.services.identity import DeviceHasher
 
 from . import api, dashboard, pages, probes, uam
 from .gateway import Gateway, SocketGateway

@@ -1,7 +1,7 @@
 """Diskominfo's dashboard (``/dasbor``): sign in, then usage per place, day and hour, read
 from the rollups, with charts drawn on the server and a CSV of every table.
 
-A sign-in is a row on the server (``controller.admins``); the browser's cookie holds only
+A sign-in is a row on the server (``controller.services.admins``); the browser's cookie holds only
 its random token (HttpOnly, SameSite=Strict, ``Secure`` when the page came over HTTPS, 8
 hours). Every request reads that row and the admin's role as it is now, so Keluar, or the
 account removed, disabled, given another role or password, ends it at once. Every form
@@ -25,12 +25,12 @@ from flask_babel import format_decimal, format_percent
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response as Reply
 
-from controller import rules
-from controller.admins import SIGNED_IN_FOR
-from controller.config import CityConfig
-from controller.dashboard import DashboardService, Report, SiteNow
+from controller.config.model import CityConfig
 from controller.errors import DomainError, Unavailable
-from controller.identity import row_id
+from controller.services import rules
+from controller.services.admins import SIGNED_IN_FOR
+from controller.services.dashboard import DashboardService, Report, SiteNow
+from controller.services.identity import row_id
 
 from . import charts
 from .pages import client_ip, gateway, problem, render
@@ -224,8 +224,8 @@ def metrics() -> Response:
     """Prometheus metrics: for the gateway itself (loopback), or from the staff networks
     with the token of ``portal.metrics_token`` as ``Authorization: Bearer``. Anyone else
     (a phone on an AP subnet always) gets 404."""
-    from controller.metrics import CONTENT_TYPE
-    from controller.metrics import render as metrics_text
+    from controller.services.metrics import CONTENT_TYPE
+    from controller.services.metrics import render as metrics_text
 
     config: CityConfig = current_app.extensions["wifikota.config"]
     allowed = False

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from controller import control
+from controller.daemon import control
 from controller.wire import plain
 
 if TYPE_CHECKING:
-    from controller.daemon import Controller
+    from controller.daemon.controller import Controller
 
 
 class Gateway(Protocol):

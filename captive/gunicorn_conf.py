@@ -1,7 +1,7 @@
 """gunicorn settings for the portal: ``gunicorn -c python:captive.gunicorn_conf
 'captive:create_app()'`` (as the systemd unit runs it).
 
-gunicorn sits behind nginx (``wifikota nginx config``; controller/nginx.py), as gunicorn's
+gunicorn sits behind nginx (``wifikota nginx config``; controller/gateway/nginx.py), as gunicorn's
 own deployment guide advises, and listens only on a Unix socket that nginx, and nobody on
 the network, can open. nginx holds the slow and the many connections; gunicorn's threads
 serve whole requests. Threads, not more processes: most of a request's time is the wait

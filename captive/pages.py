@@ -26,8 +26,8 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response as Reply
 
 from controller.errors import Unavailable
-from controller.identity import BadIdentifier, normalize_ip
-from controller.phone import BadNumber, clean_code, normalize_number
+from controller.services.identity import BadIdentifier, normalize_ip
+from controller.services.phone import BadNumber, clean_code, normalize_number
 
 from .gateway import Gateway, Status
 from .probes import ONLINE, online_answer, to_splash

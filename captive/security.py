@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable
 
-from controller.limits import Limits, Rate
+from controller.services.limits import Limits, Rate
 
 TOKEN_LIFETIME = 2 * 3600  # seconds a page's form stays usable
 VOUCHER_CODE = re.compile(r"^[A-Z0-9]{4,32}$")
@@ -45,7 +45,7 @@ class FormTokens:
 class RateLimit:
     """A limit on one kind of request per key (the client's address, an admin's name):
     ``burst`` at once, then one every ``every`` seconds. The buckets are in the database
-    (``controller.limits``), so every gunicorn worker and every portal node counts
+    (``controller.services.limits``), so every gunicorn worker and every portal node counts
     together: the limit a client meets is the one written here."""
 
     def __init__(self, kind: str, burst: int, every: float, store: Callable[[], Limits]) -> None:

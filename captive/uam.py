@@ -2,7 +2,7 @@
 
 The site's router sends a phone that is not logged in here, with what it knows in the
 query string. The page is the same splash (the site's name, the terms, one button); the
-button posts a one-time user name and password (``controller.uam``) back to the router,
+button posts a one-time user name and password (``controller.services.uam``) back to the router,
 which asks our RADIUS server about them and lets the phone out. So nothing is asked of the
 controller here, and the login itself is between the phone, its router and RADIUS.
 
@@ -20,9 +20,9 @@ from ipaddress import IPv4Address
 
 from flask import Blueprint, Response, current_app, request
 
-from controller.config import CityConfig, RadiusClient
-from controller.identity import BadIdentifier, DeviceHasher, normalize_ip, normalize_mac
-from controller.uam import chap_response, credentials
+from controller.config.model import CityConfig, RadiusClient
+from controller.services.identity import BadIdentifier, DeviceHasher, normalize_ip, normalize_mac
+from controller.services.uam import chap_response, credentials
 
 from .pages import problem, render
 from .security import CSP

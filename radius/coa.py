@@ -16,8 +16,8 @@ from typing import Any
 
 from pyrad import packet as rp
 
-from controller.config import CityConfig, ConfigError
-from controller.sessions import SessionInfo
+from controller.config.model import CityConfig, ConfigError
+from controller.services.sessions import SessionInfo
 
 from .server import Nas, load_dictionary
 
@@ -109,7 +109,7 @@ def tell_routers(config: CityConfig, ended: list[dict[str, Any]]) -> list[str]:
 
 
 class RouterDisconnect:
-    """``controller.routers.Disconnect`` by RFC 5176: a Disconnect-Request to the router
+    """``controller.services.routers.Disconnect`` by RFC 5176: a Disconnect-Request to the router
     of each ended session that ran at a NAS-mode site (:func:`tell_routers`)."""
 
     def __call__(self, config: CityConfig, ended: Sequence[SessionInfo]) -> list[str]:

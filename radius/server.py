@@ -46,9 +46,9 @@ from pyrad import packet as rp
 from pyrad import tools
 from pyrad.dictionary import Dictionary
 
-from controller import bpf
 from controller.errors import DomainError
-from controller.nas import NO_SESSION, AcctRecord, Admission, NasLogin
+from controller.gateway import bpf
+from controller.services.nas import NO_SESSION, AcctRecord, Admission, NasLogin
 
 from . import wire
 
@@ -156,7 +156,7 @@ class Nas:
 
 
 class Service(Protocol):
-    """The session rules, as the controller hands them over (controller.nas.NasService)."""
+    """The session rules, as the controller hands them over (controller.services.nas.NasService)."""
 
     def admit_many(self, logins: list[NasLogin], now: datetime) -> list[Admission | Exception]: ...
 

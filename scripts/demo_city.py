@@ -30,9 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from controller.config import load as load_config  # noqa: E402
-from controller.demo_dashboard import front_on_loopback, stop_front  # noqa: E402
-from controller.demodata import PLAIN, RHYTHMS  # noqa: E402
+from controller.config.model import load as load_config  # noqa: E402
+from controller.demo.dashboard import front_on_loopback, stop_front  # noqa: E402
+from controller.demo.data import PLAIN, RHYTHMS  # noqa: E402
 from tests.netlab import (  # noqa: E402
     INTERNET_IP,
     UPSTREAM_DNS_IP,
@@ -172,7 +172,7 @@ def main() -> int:
         if not wait_until(lambda: (work / "control.sock").exists(), 30, 0.2):
             raise RuntimeError("the controller did not start; see " + str(work / "demo.log"))
         # a phone on each AP of a gateway-mode site, addressed by the gateway's DHCP
-        from controller.config import load
+        from controller.config.model import load
 
         city_conf = load(config)
         sites, phones_list = {}, []

@@ -15,13 +15,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from controller import config as config_mod
-from controller import db as db_mod
-from controller import inventory
-from controller.context import Ctx
-from controller.firewall.memory import MemoryFirewall
-from controller.identity import DeviceHasher
-from controller.models import Base
+from controller.config import model as config_mod
+from controller.gateway.firewall.memory import MemoryFirewall
+from controller.services import inventory
+from controller.services.context import Ctx
+from controller.services.identity import DeviceHasher
+from controller.store import db as db_mod
+from controller.store.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
 JAKARTA = ZoneInfo("Asia/Jakarta")

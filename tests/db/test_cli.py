@@ -11,12 +11,12 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from controller import sessions
-from controller.cli import cli
-from controller.context import Ctx
-from controller.firewall.memory import MemoryFirewall
-from controller.identity import DeviceHasher
-from controller.sessions import LoginRequest
+from controller.cli.main import cli
+from controller.gateway.firewall.memory import MemoryFirewall
+from controller.services import sessions
+from controller.services.context import Ctx
+from controller.services.identity import DeviceHasher
+from controller.services.sessions import LoginRequest
 from tests.conftest import ROOT
 
 SECRET = "cli-test-device-hash-secret-0123456789"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
-from controller import nas
-from controller.nas import AcctRecord
+from controller.services import nas
+from controller.services.nas import AcctRecord
 from tests.db.test_nas import IP, MAC, SITE, admit, code_for
 
 
@@ -16,8 +16,8 @@ def test_the_controller_tells_the_router_when_a_sessions_time_is_over_not_when_i
 ):
     """The daemon's sweep ends NAS-mode sessions too; one whose time ran out is also cut
     off at its router (a Disconnect-Request); an idle one is only ended here."""
-    from controller.daemon import Controller
-    from controller.neighbours import MemoryNeighbours
+    from controller.daemon.controller import Controller
+    from controller.gateway.neighbours import MemoryNeighbours
     from radius.coa import RouterDisconnect
     from tests.nasrouter import RouterListener
 
@@ -68,9 +68,9 @@ def test_a_controller_stopping_drops_the_routers_not_yet_told(
     import threading
     import time as clock
 
-    from controller.daemon import Controller
-    from controller.neighbours import MemoryNeighbours
-    from controller.sessions import SessionInfo
+    from controller.daemon.controller import Controller
+    from controller.gateway.neighbours import MemoryNeighbours
+    from controller.services.sessions import SessionInfo
     from radius import coa
 
     monkeypatch.setenv("WIFIKOTA_RADIUS_SECRET_SIMPANG_AUR", "router-secret")
@@ -115,9 +115,9 @@ def test_a_kick_or_a_block_through_the_controller_tells_the_router_through_its_p
     reaches the router through the one Disconnect port the controller was given."""
     import threading
 
-    from controller.daemon import Controller
-    from controller.models import EndReason
-    from controller.neighbours import MemoryNeighbours
+    from controller.daemon.controller import Controller
+    from controller.gateway.neighbours import MemoryNeighbours
+    from controller.store.models import EndReason
 
     told, seen = [], threading.Semaphore(0)
 

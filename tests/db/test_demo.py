@@ -6,8 +6,9 @@ import io
 
 from sqlalchemy import func, select
 
-from controller import db, demo
-from controller.models import Block, Session, Voucher
+from controller.demo import morning as demo
+from controller.store import db
+from controller.store.models import Block, Session, Voucher
 from tests.conftest import ROOT, wib
 
 

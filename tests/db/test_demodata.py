@@ -7,10 +7,11 @@ from datetime import date
 import pytest
 from sqlalchemy import func, select
 
-from controller import db as db_mod
-from controller import demodata, inventory, rules, stats
+from controller.demo import data as demodata
 from controller.errors import Conflict
-from controller.models import Session
+from controller.services import inventory, rules, stats
+from controller.store import db as db_mod
+from controller.store.models import Session
 from tests.conftest import wib
 
 END = date(2026, 11, 22)  # a Sunday

@@ -11,13 +11,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from controller.context import Ctx
-from controller.daemon import Controller
+from controller.daemon.controller import Controller
 from controller.errors import NotFound
-from controller.firewall import FirewallState
-from controller.leases import MemoryLeases
-from controller.models import AccessPoint, EndReason, GatewayEvent
-from controller.neighbours import MemoryNeighbours
+from controller.gateway.firewall import FirewallState
+from controller.gateway.leases import MemoryLeases
+from controller.gateway.neighbours import MemoryNeighbours
+from controller.services.context import Ctx
+from controller.store.models import AccessPoint, EndReason, GatewayEvent
 
 A_IP, A_MAC = "10.20.3.20", "02:11:22:33:44:55"  # at Jam Gadang Utara
 B_IP, B_MAC = "10.20.3.21", "02:11:22:33:44:66"
@@ -52,7 +52,7 @@ def wait_for(alerts: list, n: int) -> list:
 
 
 def open_sessions(database) -> list[tuple[str, str | None]]:
-    from controller.models import Session
+    from controller.store.models import Session
 
     with database.reading() as s:
         return [(r.ip, r.end_reason) for r in s.scalars(select(Session).order_by(Session.id))]

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from controller.health import Monitor, summary
-from controller.models import ApEvent, ApHealthSample
+from controller.gateway.health import Monitor, summary
+from controller.store.models import ApEvent, ApHealthSample
 from tests.conftest import wib
 
 
@@ -59,7 +59,7 @@ def test_an_ap_going_down_and_coming_back_is_recorded_and_alerted(database, city
 def test_the_monitor_checks_what_the_config_in_force_names(database, city):
     import threading
 
-    from controller.config import AccessPoint
+    from controller.config.model import AccessPoint
 
     holder = {"config": city.model_copy(update={"health": city.health.model_copy(
         update={"interval": 1})})}  # fmt: skip

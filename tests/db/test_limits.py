@@ -1,12 +1,12 @@
-"""The rate limits the portal's workers and nodes share (``controller.limits``), on both
+"""The rate limits the portal's workers and nodes share (``controller.services.limits``), on both
 databases: a bucket's arithmetic, and many writers at once on one bucket."""
 
 from __future__ import annotations
 
 import threading
 
-from controller import db as db_mod
-from controller.limits import Limits, Rate
+from controller.services.limits import Limits, Rate
+from controller.store import db as db_mod
 
 RATE = Rate(burst=5, every=60.0)
 T0 = 1_800_000_000.0

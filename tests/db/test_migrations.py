@@ -6,8 +6,8 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from controller import db
-from controller.models import Base
+from controller.store import db
+from controller.store.models import Base
 
 
 def test_the_migrated_schema_matches_the_models(db_url):

@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from controller import blocks, nas, sessions, uam, vouchers
-from controller.configtypes import Hours
+from controller.config.values import Hours
 from controller.errors import Blocked, QuotaUsed, VoucherInvalid
-from controller.models import Device, Session, Voucher
-from controller.nas import AcctRecord, BadCredentials
+from controller.services import blocks, nas, sessions, uam, vouchers
+from controller.services.nas import AcctRecord, BadCredentials
+from controller.store.models import Device, Session, Voucher
 
 SITE = "pasar-simpang-aur"
 OTHER_SITE = "jam-gadang"

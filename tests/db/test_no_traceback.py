@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.cli import cli
+from controller.cli.main import cli
 from tests.conftest import ROOT
 
 SECRET = "cli-test-device-hash-secret-0123456789"

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from controller.daemon import Controller
+from controller.daemon.controller import Controller
 from controller.errors import (
     BadRequest,
     Blocked,
@@ -17,10 +17,10 @@ from controller.errors import (
     SmsFailed,
     TooMany,
 )
-from controller.leases import MemoryLeases
-from controller.models import PhoneCode
-from controller.neighbours import MemoryNeighbours
-from controller.phone import BadNumber
+from controller.gateway.leases import MemoryLeases
+from controller.gateway.neighbours import MemoryNeighbours
+from controller.services.phone import BadNumber
+from controller.store.models import PhoneCode
 from tests.smsbox import Outbox
 
 IP, MAC = "10.20.3.20", "02:11:22:33:44:55"  # at Jam Gadang (click, voucher, phone)
@@ -217,7 +217,7 @@ def test_phone_login_only_where_the_site_offers_it(ctl, outbox, now):
 
 
 def test_a_blocked_device_gets_no_code(ctl, outbox, now):
-    from controller import blocks
+    from controller.services import blocks
 
     blocks.block(ctl.db, ctl.fw, ctl.ctx, MAC, reason="abuse", actor="test", now=now)
     with pytest.raises(Blocked):

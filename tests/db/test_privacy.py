@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from controller import privacy, sessions, stats
-from controller.models import Session
-from controller.sessions import LoginRequest
+from controller.services import privacy, sessions, stats
+from controller.services.sessions import LoginRequest
+from controller.store.models import Session
 
 PHONE = "3c:5a:b4:12:34:56"
 
@@ -24,7 +24,7 @@ def test_old_sessions_lose_their_mac_and_keep_their_counts(database, fw, ctx, no
     day = old.astimezone(ctx.tz).date()
     stats.rebuild(database, ctx, day, day, now)
 
-    from controller.models import ApHealthSample
+    from controller.store.models import ApHealthSample
 
     with database.uow(write=True) as uow:
         uow.session.add(ApHealthSample(ap_id="jam-gadang-1", at=old, up=True, rtt_ms=1.0))
@@ -43,7 +43,7 @@ def test_old_sessions_lose_their_mac_and_keep_their_counts(database, fw, ctx, no
 
 
 def test_old_dashboard_sign_ins_go_and_recent_ones_stay(database, ctx, now):
-    from controller import admins
+    from controller.services import admins
 
     admins.add(database, "rina", "viewer", "kota-wisata-2026", actor="test", now=now)
     old = now - timedelta(days=ctx.config.retention_days + 1)

@@ -8,7 +8,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from controller import audit, blocks, sessions, vouchers
 from controller.errors import (
     BadRequest,
     Blocked,
@@ -19,10 +18,11 @@ from controller.errors import (
     Unavailable,
     VoucherInvalid,
 )
-from controller.firewall import plan
-from controller.firewall.memory import MemoryFirewall
-from controller.models import EndReason, Session
-from controller.sessions import LoginRequest
+from controller.gateway.firewall import plan
+from controller.gateway.firewall.memory import MemoryFirewall
+from controller.services import audit, blocks, sessions, vouchers
+from controller.services.sessions import LoginRequest
+from controller.store.models import EndReason, Session
 from tests.conftest import wib
 
 PHONE = "3c:5a:b4:12:34:56"

@@ -12,8 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
-from controller import devicesets, rules, stats
-from controller.models import AppClick, DailySiteStat, Device, HourlySiteStat, Session, SpanStat
+from controller.services import devicesets, rules, stats
+from controller.store.models import (
+    AppClick,
+    DailySiteStat,
+    Device,
+    HourlySiteStat,
+    Session,
+    SpanStat,
+)
 from tests.conftest import wib
 
 SITES = ["jam-gadang", "pasar-atas", "tmsbk", "terminal-aur-kuning"]
@@ -214,8 +221,8 @@ def test_days_without_span_rows_are_filled_newest_first(database, ctx, city_usag
 
 
 def test_the_controller_fills_them_in_its_housekeeping(database, ctx, fw, city_usage):
-    from controller.daemon import Controller
-    from controller.neighbours import MemoryNeighbours
+    from controller.daemon.controller import Controller
+    from controller.gateway.neighbours import MemoryNeighbours
 
     before = rollup_rows(database)
     with database.uow(write=True) as uow:

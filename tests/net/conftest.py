@@ -9,10 +9,10 @@ from ipaddress import IPv4Network
 
 import pytest
 
-from controller.firewall import FirewallState, Lease
-from controller.firewall.nftables import NftFirewall
-from controller.firewall.ruleset import RulesetSpec
-from controller.netns import Runner
+from controller.gateway.firewall import FirewallState, Lease
+from controller.gateway.firewall.nftables import NftFirewall
+from controller.gateway.firewall.ruleset import RulesetSpec
+from controller.gateway.netns import Runner
 from tests.netlab import City, Lab, build_city, require_root
 
 

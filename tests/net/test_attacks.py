@@ -185,8 +185,8 @@ def test_a_lost_ruleset_lets_nothing_out_and_is_back_at_once(gw, how):
 def test_every_restore_is_counted_for_metrics(gw):
     from sqlalchemy import func, select
 
-    from controller import db
-    from controller.models import GatewayEvent
+    from controller.store import db
+    from controller.store.models import GatewayEvent
 
     database = db.Database.connect(gw.env["DATABASE_URL"])
     with database.reading() as s:

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from controller import control, db
-from controller.models import Session
-from controller.sessions import SessionInfo
+from controller.daemon import control
+from controller.services.sessions import SessionInfo
+from controller.store import db
+from controller.store.models import Session
 from tests.netlab import (
     BLOCK_PAGE_IP,
     CITY_APP_IP,

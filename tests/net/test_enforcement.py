@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.firewall import FirewallError, FirewallState, Grant, Plan
-from controller.firewall import ruleset as ruleset_mod
+from controller.gateway.firewall import FirewallError, FirewallState, Grant, Plan
+from controller.gateway.firewall import ruleset as ruleset_mod
 from tests.netlab import INTERNET_IP, INTERNET_IP6, wait_until
 
 PROBE = f"http://{INTERNET_IP}/generate_204"
@@ -127,7 +127,7 @@ def test_a_refused_ruleset_leaves_the_old_one_and_every_client_in_force(
     monkeypatch.setattr(
         ruleset_mod, "render", lambda s: "table inet wifikota { chain broken { nonsense } }\n"
     )
-    from controller.firewall import nftables as nft_mod
+    from controller.gateway.firewall import nftables as nft_mod
 
     monkeypatch.setattr(nft_mod, "replace_table", lambda s: ruleset_mod.render(s))
     with pytest.raises(FirewallError):

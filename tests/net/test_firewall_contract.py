@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.firewall import FirewallState, Grant, Lease, Plan, plan
-from controller.firewall.memory import MemoryFirewall
+from controller.gateway.firewall import FirewallState, Grant, Lease, Plan, plan
+from controller.gateway.firewall.memory import MemoryFirewall
 from tests.netlab import wait_until
 
 MAC1, MAC2 = "02:aa:00:00:00:01", "02:aa:00:00:00:02"

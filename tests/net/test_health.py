@@ -7,8 +7,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from controller.health import arping, ping
-from controller.netns import Runner
+from controller.gateway.health import arping, ping
+from controller.gateway.netns import Runner
 from tests.netlab import Lab, require_root, wait_until
 
 AP = "10.19.0.11"

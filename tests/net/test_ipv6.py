@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.firewall import FirewallState, Grant, Lease, Plan
-from controller.firewall.nftables import NftFirewall
-from controller.firewall.ruleset import RulesetSpec
+from controller.gateway.firewall import FirewallState, Grant, Lease, Plan
+from controller.gateway.firewall.nftables import NftFirewall
+from controller.gateway.firewall.ruleset import RulesetSpec
 from tests.netlab import INTERNET_IP, INTERNET_IP6, wait_until
 
 PROBE = f"http://{INTERNET_IP}/generate_204"

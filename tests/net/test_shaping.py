@@ -8,8 +8,8 @@ from ipaddress import IPv4Network
 
 import pytest
 
-from controller.firewall import FirewallState, Grant, Lease, Plan
-from controller.firewall.ruleset import RulesetSpec
+from controller.gateway.firewall import FirewallState, Grant, Lease, Plan
+from controller.gateway.firewall.ruleset import RulesetSpec
 from tests.netlab import INTERNET_IP
 
 KBIT = 1000 / 8  # bytes per second in one kbit/s

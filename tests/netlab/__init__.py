@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller import nginx
+from controller.gateway import nginx
 
 HERE = Path(__file__).resolve().parent
 INTERNET_IP = "198.51.100.2"  # TEST-NET-2, only ever inside the lab's namespaces

@@ -15,12 +15,12 @@ import pytest
 
 from captive import create_app
 from captive.gateway import LocalGateway
-from controller import db as db_mod
-from controller import inventory
-from controller.daemon import Controller
-from controller.dashboard import DashboardService
-from controller.leases import MemoryLeases
-from controller.neighbours import MemoryNeighbours
+from controller.daemon.controller import Controller
+from controller.gateway.leases import MemoryLeases
+from controller.gateway.neighbours import MemoryNeighbours
+from controller.services import inventory
+from controller.services.dashboard import DashboardService
+from controller.store import db as db_mod
 from tests.smsbox import Outbox
 
 BASE = "http://wifi.bukittinggikota.go.id"
@@ -116,7 +116,7 @@ def tap_connect(phone, **extra: str):
 
 def two_phones_online(portal_db, ctx, controller, now) -> None:
     """A phone at Jam Gadang and one at TMSBK log in (the dashboard tests' morning)."""
-    from controller import sessions
+    from controller.services import sessions
 
     for i, (site, ap, ip) in enumerate(
         [("jam-gadang", "jam-gadang-1", "10.20.3.30"), ("tmsbk", "tmsbk-1", "10.20.8.30")]

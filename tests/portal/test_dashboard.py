@@ -11,9 +11,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from controller import admins, stats
-from controller.dashboard import DashboardService
-from controller.models import AuditEvent
+from controller.services import admins, stats
+from controller.services.dashboard import DashboardService
+from controller.store.models import AuditEvent
 from tests.portal.conftest import BASE, PHONE_MAC, token_of, two_phones_online
 
 PASSWORD = "kota-wisata-2026"
@@ -208,7 +208,7 @@ def test_the_dashboard_speaks_english_too(office):
 
 
 def test_the_now_page_shows_who_is_online_where_and_the_map(office, portal_db, now):
-    from controller.models import ApHealthSample
+    from controller.store.models import ApHealthSample
 
     with portal_db.uow(write=True) as uow:  # the AP answered a health check at 09:59
         uow.session.add(ApHealthSample(ap_id="tmsbk-1", at=now - timedelta(minutes=1), up=True,
@@ -224,7 +224,7 @@ def test_the_now_page_shows_who_is_online_where_and_the_map(office, portal_db, n
 
 
 def test_the_city_app_page_and_every_table_as_csv(office, portal_db, ctx, now):
-    from controller import residents
+    from controller.services import residents
 
     residents.record_click(portal_db, ctx, "tmsbk", None, now)
     day = now.astimezone(ctx.tz).date()
@@ -251,7 +251,7 @@ def test_the_public_status_page_needs_no_sign_in_and_shows_no_one(office):
 
 
 def test_metrics_for_the_gateway_itself_or_with_the_token(app, office, monkeypatch):
-    from controller.config import SecretRef
+    from controller.config.model import SecretRef
 
     local = app.test_client()
     local.environ_base["REMOTE_ADDR"] = "127.0.0.1"
@@ -295,7 +295,7 @@ def test_an_admin_kicks_blocks_and_makes_vouchers_all_in_the_audit_log(office, p
     token = token_of(page.text)
 
     with portal_db.reading() as s:
-        from controller.models import Session
+        from controller.store.models import Session
 
         first = s.scalars(select(Session.id).order_by(Session.id)).first()
     kicked = office.post("/dasbor/kelola/putus", data={"token": token, "sesi": str(first)},
@@ -337,7 +337,7 @@ def test_the_monthly_report_of_a_month_prints_its_days(office, now):
 
 
 def test_the_sites_page_shows_each_aps_availability(office, portal_db, now, ctx):
-    from controller.models import ApEvent
+    from controller.store.models import ApEvent
 
     with portal_db.uow(write=True) as uow:
         uow.session.add_all([
@@ -360,7 +360,7 @@ def test_the_sites_page_shows_each_aps_availability(office, portal_db, now, ctx)
 
 
 def test_csv_cells_that_would_be_formulas_are_text(app, portal_db, ctx, office, now):
-    from controller.context import Ctx
+    from controller.services.context import Ctx
 
     sites = dict(ctx.config.sites)
     sites["tmsbk"] = sites["tmsbk"].model_copy(update={"name": '=HYPERLINK("http://x.example")'})
@@ -379,7 +379,7 @@ def test_a_block_from_the_dashboard_waits_for_the_controller_and_records_nothing
     app, office, portal_db, now
 ):
     from captive.gateway import SocketGateway
-    from controller.models import Block
+    from controller.store.models import Block
 
     admins.add(portal_db, "budi", "admin", "kota-wisata-admin", actor="test", now=now)
     sign_in(office, "budi", "kota-wisata-admin")

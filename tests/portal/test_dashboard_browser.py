@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from controller import admins, stats
-from controller.dashboard import DashboardService
+from controller.services import admins, stats
+from controller.services.dashboard import DashboardService
 from tests.conftest import ROOT
 from tests.portal.conftest import two_phones_online
 

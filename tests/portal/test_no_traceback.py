@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from captive.security import RateLimit
-from controller import admins
+from controller.services import admins
 from tests.portal.conftest import BASE, PHONE_IP
 
 OFFICE_IP = "10.19.0.200"

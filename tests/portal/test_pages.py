@@ -13,10 +13,10 @@ from sqlalchemy import select, update
 
 from captive import create_app
 from captive.gateway import LocalGateway, SocketGateway
-from controller import blocks, vouchers
-from controller import config as config_mod
-from controller.dashboard import DashboardService
-from controller.models import AppClick, Session
+from controller.config import model as config_mod
+from controller.services import blocks, vouchers
+from controller.services.dashboard import DashboardService
+from controller.store.models import AppClick, Session
 from tests.conftest import ROOT, wib
 from tests.portal.conftest import BASE, PHONE_IP, PHONE_MAC, client_at, tap_connect, token_of
 

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from captive import create_app
 from captive.gateway import LocalGateway
-from controller.daemon import Controller
-from controller.dashboard import DashboardService
-from controller.leases import MemoryLeases
-from controller.neighbours import MemoryNeighbours
+from controller.daemon.controller import Controller
+from controller.gateway.leases import MemoryLeases
+from controller.gateway.neighbours import MemoryNeighbours
+from controller.services.dashboard import DashboardService
 from tests.portal.conftest import BASE, PHONE_IP, client_at, token_of
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from controller import db
-from controller.models import Session
+from controller.store import db
+from controller.store.models import Session
 from tests.conftest import ROOT
 from tests.nasrouter import RouterListener
 from tests.netlab import children_of, free_udp_ports
@@ -397,7 +397,7 @@ def test_the_portals_uam_login_is_accepted_by_radius_with_chap(radius):
     from urllib.parse import urlencode
 
     from captive import create_app
-    from controller.config import load
+    from controller.config.model import load
 
     app = create_app(load(radius.config), secret=radius.env["WIFIKOTA_DEVICE_HASH_SECRET"].encode())
     # radclient sends a 17-octet CHAP-Password as given only if one octet is below 32;

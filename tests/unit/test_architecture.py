@@ -13,11 +13,11 @@ FORBIDDEN = (
     "sqlalchemy",
     "pyroute2",
     "nftables",
-    "controller.firewall",
-    "controller.models",
-    "controller.db",
-    "controller.network",
-    "controller.shaping",
+    "controller.gateway.firewall",
+    "controller.store.models",
+    "controller.store.db",
+    "controller.gateway.conntrack",
+    "controller.gateway.shaping",
 )
 
 
@@ -53,10 +53,10 @@ def test_adapters_never_import_storage_or_enforcement():
 
 def test_the_checker_sees_a_forbidden_import(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("from controller.firewall.memory import MemoryFirewall\nimport sqlalchemy.orm\n"
-                   "from ..clifmt import emit_json\nfrom . import memory\n")  # fmt: skip
-    names = imports_of(bad, package="controller.firewall")
-    assert {"controller.firewall.memory", "sqlalchemy.orm", "controller.clifmt"} <= names
+    bad.write_text("from controller.gateway.firewall.memory import MemoryFirewall\nimport sqlalchemy.orm\n"
+                   "from ...cli.fmt import emit_json\nfrom . import memory\n")  # fmt: skip
+    names = imports_of(bad, package="controller.gateway.firewall")
+    assert {"controller.gateway.firewall.memory", "sqlalchemy.orm", "controller.cli.fmt"} <= names
 
 
 def test_only_one_module_reads_yaml():
@@ -65,7 +65,7 @@ def test_only_one_module_reads_yaml():
         for p in sorted((ROOT / "controller").rglob("*.py"))
         if "yaml" in imports_of(p)
     ]
-    assert readers == ["controller/yamlsource.py"]
+    assert readers == ["controller/config/source.py"]
 
 
 def offenders(paths, forbidden) -> list[str]:
@@ -79,17 +79,17 @@ def offenders(paths, forbidden) -> list[str]:
 
 def test_the_portal_imports_neither_radius_nor_the_cli():
     paths = sorted((ROOT / "captive").rglob("*.py"))
-    assert offenders(paths, ("radius", "click", "controller.cli", "controller.cliapp",
-                             "controller.cli_controller", "controller.cli_admin",
-                             "controller.cli_radius", "controller.cli_stats")) == []  # fmt: skip
+    assert offenders(paths, ("radius", "click", "controller.cli.main", "controller.cli.app",
+                             "controller.cli.controller", "controller.cli.admin",
+                             "controller.cli.radius", "controller.cli.stats")) == []  # fmt: skip
 
 
 def test_the_core_imports_no_adapter_and_no_framework():
     """The controller's rules and daemon know routers only by the Disconnect port
-    (controller.routers); the CLI and the demos, which put the pieces together, may."""
+    (controller.services.routers); the CLI and the demos, which put the pieces together, may."""
     outside = ("controller/cli", "controller/demo")
     paths = [p for p in sorted((ROOT / "controller").rglob("*.py"))
              if not str(p.relative_to(ROOT)).startswith(outside)]  # fmt: skip
-    cli = ("controller.cli", "controller.cliapp", "controller.clifmt", "controller.cli_admin",
-           "controller.cli_controller", "controller.cli_radius", "controller.cli_stats")  # fmt: skip
+    cli = ("controller.cli.main", "controller.cli.app", "controller.cli.fmt", "controller.cli.admin",
+           "controller.cli.controller", "controller.cli.radius", "controller.cli.stats")  # fmt: skip
     assert offenders(paths, ("captive", "radius", "click", "flask", *cli)) == []

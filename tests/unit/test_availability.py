@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from controller.dashboard import availability
+from controller.services.dashboard import availability
 
 LO = datetime(2026, 11, 1, tzinfo=UTC)
 HI = LO + timedelta(days=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller import config
+from controller.config import model as config
 from tests.conftest import ROOT
 
 GOOD = (ROOT / "sites.yaml").read_text()
@@ -285,7 +285,7 @@ def test_an_empty_or_missing_file_is_a_clear_error(tmp_path):
 
 
 def test_a_device_secret_too_short_is_refused_at_its_line(monkeypatch):
-    from controller.context import Ctx
+    from controller.services.context import Ctx
 
     monkeypatch.setenv("WIFIKOTA_DEVICE_HASH_SECRET", "short")
     with pytest.raises(config.ConfigError) as err:
@@ -486,7 +486,7 @@ def one_error(path, **env) -> str:
         resource.setrlimit(resource.RLIMIT_AS, (512 * 2**20, 512 * 2**20))
 
     done = subprocess.run(
-        [sys.executable, "-c", "from controller.cli import main; main()", "config", "check", str(path)],
+        [sys.executable, "-c", "from controller.cli.main import main; main()", "config", "check", str(path)],
         capture_output=True, text=True, timeout=60, preexec_fn=cap, cwd=ROOT,
         env={**os.environ, "WIFIKOTA_DEVICE_HASH_SECRET": "x" * 32, **env},
     )  # fmt: skip
@@ -654,7 +654,7 @@ def test_a_config_in_a_folder_with_a_colon_in_its_name_is_read(tmp_path):
     (tmp_path / "a:b").mkdir()
     (tmp_path / "a:b" / "sites.yaml").write_text(GOOD)
     done = subprocess.run(
-        [sys.executable, "-c", "from controller.cli import main; main()", "config", "check",
+        [sys.executable, "-c", "from controller.cli.main import main; main()", "config", "check",
          str(tmp_path / "a:b" / "sites.yaml")],
         capture_output=True, text=True, timeout=60, cwd=ROOT,
         env={**os.environ, "WIFIKOTA_DEVICE_HASH_SECRET": "x" * 32},

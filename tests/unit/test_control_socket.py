@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 
-from controller import control
+from controller.daemon import control
 
 
 def test_a_burst_of_connections_waits_in_the_backlog_instead_of_failing(tmp_path):

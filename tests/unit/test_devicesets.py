@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller import devicesets
+from controller.services import devicesets
 
 
 @given(st.sets(st.integers(0, 300_000), max_size=400))

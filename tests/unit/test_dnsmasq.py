@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller import config, dnsmasq
-from controller.firewall.ruleset import RulesetSpec, render
+from controller.config import model as config
+from controller.gateway import dnsmasq
+from controller.gateway.firewall.ruleset import RulesetSpec, render
 
 ROOT = Path(__file__).resolve().parents[2]
 

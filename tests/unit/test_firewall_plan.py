@@ -8,8 +8,8 @@ from datetime import timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.firewall import FirewallState, Grant, Plan, plan
-from controller.firewall.memory import MemoryFirewall
+from controller.gateway.firewall import FirewallState, Grant, Plan, plan
+from controller.gateway.firewall.memory import MemoryFirewall
 from tests.conftest import wib
 
 NOW = wib(2026, 11, 23, 10, 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from controller.health import DEGRADED, DOWN, UNKNOWN, UP, ApState, step
+from controller.gateway.health import DEGRADED, DOWN, UNKNOWN, UP, ApState, step
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 

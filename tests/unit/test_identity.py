@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.identity import BadIdentifier, DeviceHasher, normalize_ip, normalize_mac
+from controller.services.identity import BadIdentifier, DeviceHasher, normalize_ip, normalize_mac
 
 
 @pytest.mark.parametrize(

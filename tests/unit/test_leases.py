@@ -6,8 +6,9 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
-from controller import config, leases
-from controller.firewall import Lease
+from controller.config import model as config
+from controller.gateway import leases
+from controller.gateway.firewall import Lease
 
 NOW = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
 LATER = int((NOW + timedelta(minutes=5)).timestamp())

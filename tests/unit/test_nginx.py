@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from controller import config, nginx
+from controller.config import model as config
 from controller.errors import BadRequest
+from controller.gateway import nginx
 from tests.conftest import ROOT
 
 CITY = config.load(ROOT / "sites.yaml")

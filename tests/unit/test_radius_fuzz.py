@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyrad import packet as rp
 
-from controller.nas import Admission
+from controller.services.nas import Admission
 from radius import wire
 from radius.server import Nas, RadiusServer, load_dictionary
 

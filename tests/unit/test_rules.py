@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import time, timedelta
 
-from controller import rules
-from controller.configtypes import Hours, opening_hours
+from controller.config.values import Hours, opening_hours
+from controller.services import rules
 from tests.conftest import JAKARTA, wib
 
 DAYTIME = opening_hours("06:00-22:00")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network, IPv6Network
 
-from controller.firewall.ruleset import RULESET_MARK, RulesetSpec, refused, refused6, render
+from controller.gateway.firewall.ruleset import RULESET_MARK, RulesetSpec, refused, refused6, render
 
 
 def chain(text: str, name: str) -> str:

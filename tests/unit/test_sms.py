@@ -12,8 +12,8 @@ from typing import ClassVar
 import pytest
 
 from controller.errors import SmsFailed
-from controller.phone import BadNumber, clean_code, hint, normalize_number
-from controller.sms import HttpSender, LogFileSender
+from controller.services.phone import BadNumber, clean_code, hint, normalize_number
+from controller.services.sms import HttpSender, LogFileSender
 
 
 @pytest.mark.parametrize(

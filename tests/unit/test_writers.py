@@ -1,4 +1,4 @@
-"""SQLite's writers queue for its write lock (controller.db.Writers): in one process on a
+"""SQLite's writers queue for its write lock (controller.store.db.Writers): in one process on a
 lock, across processes on flock of a file beside the database."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import threading
 
 from sqlalchemy import text
 
-from controller import db
+from controller.store import db
 
 
 def test_writers_of_two_processes_take_turns(tmp_path):

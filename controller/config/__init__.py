@@ -1,0 +1,3 @@
+"""What sites.yaml says: the YAML source, the frozen model, its value types and the checks
+across objects. Imports nothing of the controller but itself.
+"""

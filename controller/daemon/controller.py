@@ -1,0 +1,686 @@
+"""The controller: keeps the firewall in step with the database, counts bytes, ends
+sessions whose time is up, and serves the portal's and the CLI's requests.
+
+:class:`Controller` is the core: every method takes ``now`` and does one thing.
+:func:`run` is the shell: it reads the clock, handles signals and runs the loops.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Protocol
+
+from controller.config.model import AccessPoint, CityConfig
+from controller.errors import BadRequest, MethodNotAllowed, NotFound, SmsFailed
+from controller.gateway import dnsmasq, leases
+from controller.gateway.dnsmasq import DhcpHosts, Dnsmasqs
+from controller.gateway.firewall import Firewall, FirewallError, FirewallState, Lease, Plan, plan
+from controller.gateway.firewall.ruleset import RulesetSpec
+from controller.gateway.firewall.watch import UNHEARD, RulesetWatch
+from controller.gateway.leases import LeaseFile, Leases
+from controller.gateway.neighbours import NeighbourTable
+from controller.services import blocks, inventory, phone, privacy, residents, sessions, stats
+from controller.services.context import Ctx
+from controller.services.limits import Limits
+from controller.services.routers import Disconnect, nobody
+from controller.services.sms import SmsSender, sender_for
+from controller.store.db import Database
+from controller.store.models import AccessPoint as ApRow
+from controller.store.models import EndReason, GatewayEvent, GatewayEventKind
+
+log = logging.getLogger("wifikota.controller")
+
+
+# The ends of NAS-mode sessions whose router is then told (RFC 5176 Disconnect-Request):
+# the time or the quota given is over, the site has closed, an admin kicked or blocked.
+# Not the idle ones: the router sees the phone's traffic itself, and ours is only as fresh
+# as its last Interim-Update; nor a logout: the phone left through the router's own page.
+TELL_ROUTER = frozenset(
+    r.value
+    for r in (EndReason.TIMEOUT, EndReason.QUOTA, EndReason.CLOSED, EndReason.KICKED,
+              EndReason.BLOCKED)
+)  # fmt: skip
+POOL_HIGH, POOL_OK = 0.9, 0.8  # an AP's DHCP pool: alert at 90 % used, all clear below 80 %
+LOST_MESSAGES = "ruleset messages were lost"
+
+
+class Enforcer(Firewall, Protocol):
+    """A firewall that also owns its ruleset and counts bytes per client."""
+
+    def check(self, spec: RulesetSpec) -> None: ...
+    def load(
+        self,
+        spec: RulesetSpec,
+        keep: FirewallState,
+        now: datetime,
+        *,
+        shape: bool = True,
+        leases_after: bool = False,
+    ) -> float: ...
+    def counters(self) -> dict[tuple[str, str], tuple[int, int]]: ...
+    def intact(self) -> str | None: ...
+    def watch(self, on_change: Callable[[str], None]) -> RulesetWatch | None: ...
+
+
+@dataclass(frozen=True)
+class TickResult:
+    counted: int
+    ended: tuple[sessions.SessionInfo, ...]
+
+
+class Controller:
+    def __init__(
+        self,
+        db: Database,
+        ctx: Ctx,
+        fw: Enforcer,
+        neighbours: NeighbourTable,
+        gateway: str | None = None,
+        dns: Dnsmasqs | None = None,
+        leases: Path | None = None,
+        sms: SmsSender | None = None,
+        *,
+        book: Leases | None = None,
+        dhcp_hosts: DhcpHosts | None = None,
+        notify: Callable[[str, str, dict[str, object]], None] | None = None,
+        disconnect: Disconnect = nobody,
+    ) -> None:
+        """``leases``: dnsmasq's lease file; ``book``: where leases are read (default:
+        that file); ``dhcp_hosts``: where a login lengthens the device's lease (None: it
+        is not lengthened); ``notify``: how alerts reach the webhook."""
+        self.db, self.ctx, self.fw, self.neighbours = db, ctx, fw, neighbours
+        self.sms = sms  # None: phone login cannot send codes (the portal says so)
+        self.gateway = gateway or ctx.config.gateways[0].name
+        self.dns = dns  # dnsmasq run by the controller itself, or None
+        self.leases = leases or dnsmasq.default_paths()[1]
+        self.book: Leases = book or LeaseFile(self.leases)
+        self.dhcp_hosts = dhcp_hosts
+        self.notify = notify
+        self.limits = Limits(db)
+        self._leased: dict[tuple[str, str], Lease] = {}  # the leases last put in force
+        self._pools: dict[str, tuple[int, int]] = {}  # each AP's pool as last recorded
+        self._pool_high: set[str] = set()  # APs whose pool is nearly full
+        self._pool_lock = threading.Lock()
+        # the last restore: seconds until the grants were back, and until everything was
+        self.last_restore: tuple[float, float] | None = None
+        self._lock = threading.RLock()  # reload swaps ctx; requests see one or the other
+        self.stats_since: datetime | None = None  # the rollups are current up to here
+        self.purged_on: date | None = None  # the local day raw identifiers were last purged
+        self.spans_filled = False  # no day left without stats_spans rows (after an upgrade)
+        self.spans_until: date | None = None  # filling them: the next day to go back from
+        self.disconnect = disconnect  # tells a NAS-mode site's router (radius.coa)
+        self._routers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="disconnect")
+
+    @property
+    def spec(self) -> RulesetSpec:
+        return RulesetSpec.for_gateway(self.ctx.config, self.gateway)
+
+    def desired(self, now: datetime, ctx: Ctx | None = None) -> FirewallState:
+        """What should be in force: every open session's grant and every block (from the
+        database), every lease (from dnsmasq and the config's fixed hosts)."""
+        ctx = ctx or self.ctx
+        with self.db.uow() as uow:
+            state = sessions.desired_state(uow, ctx, now, self.gateway)
+        held = leases.held(self.book, ctx.config, self.gateway, now)
+        return replace(state, leases={x.key: x for x in held.values()})
+
+    def start(self, now: datetime) -> list[sessions.SessionInfo]:
+        """Close what ran out while nobody watched, then put the ruleset and every open
+        session's grant in force in one transaction (nobody loses access, nobody gains)."""
+        inventory.sync(self.db, self.ctx.config, now)
+        ended = sessions.sweep(self.db, self.fw, self.ctx, now)
+        if self.dhcp_hosts is not None:
+            self.dhcp_hosts.ensure()
+        with self._lock:
+            state = self.desired(now)
+            self.fw.load(self.spec, state, now)
+            self._leased = dict(state.leases)
+        if self.dns is not None:
+            self.dns.ensure(dnsmasq.render(self.ctx.config, self.gateway, self.leases))
+        return ended
+
+    def sync_leases(self, now: datetime, *, removals: bool = True) -> int:
+        """Put dnsmasq's leases in force as they change: new ones and renewals at once,
+        and (with ``removals``) take away the ones that ended. Returns how many changed."""
+        want = leases.held(self.book, self.ctx.config, self.gateway, now)
+        with self._lock:
+            change = plan(
+                FirewallState(leases={x.key: x for x in want.values()}),
+                FirewallState(leases=self._leased),
+                now,
+            )
+            if not removals:
+                change = Plan(lease=change.lease)
+            if not change:
+                return 0
+            self.fw.apply(change, now)
+            gone = {x.key for x in change.unlease}
+            kept = {k: x for k, x in self._leased.items() if k not in gone}
+            self._leased = kept | {x.key: x for x in change.lease}
+        return len(change)
+
+    def restore(self, reason: str, now: datetime) -> int:
+        """The ruleset was tampered with: load it again with every grant and block from
+        the database, in one transaction, then every lease. Until the first commits
+        nothing is forwarded (the routing rules refuse what the ruleset has not marked);
+        with it everyone logged in is back; with the second the phones not yet logged in
+        reach the portal again. The tc classes are left as they are. Logged, recorded and
+        alerted; returns how many grants were put back."""
+        began = time.monotonic()
+        with self._lock:  # the leases as last put in force (the lease sync keeps them)
+            with self.db.uow() as uow:
+                grants = sessions.desired_state(uow, self.ctx, now, self.gateway)
+            state = replace(grants, leases=self._leased)
+            granted = self.fw.load(self.spec, state, now, shape=False, leases_after=True)
+        done_at = time.monotonic()
+        took, back = done_at - began, granted - began
+        self.last_restore = (back, took)
+        done = datetime.now(UTC)
+        log.warning(
+            "the ruleset was changed from outside (%s); restored with %d grants in %.0f ms"
+            " and %d leases in %.0f ms",
+            reason,
+            len(state.grants),
+            back * 1000,
+            len(state.leases),
+            took * 1000,
+        )
+        self._event(GatewayEventKind.RULESET_LOST, now, reason)
+        self._event(GatewayEventKind.RULESET_RESTORED, done, f"{len(state.grants)} grants")
+        self._alert(
+            f"WiFi Kota: aturan firewall {self.gateway} diubah dari luar dan dipulihkan / "
+            "ruleset changed from outside and restored",
+            {"gateway": self.gateway, "reason": reason, "restored_ms": round(back * 1000)},
+        )
+        return len(state.grants)
+
+    def check_ruleset(self, now: datetime) -> bool:
+        """Restore the ruleset if any of it is missing; whether it had to be."""
+        why = self.fw.intact()
+        if why is None:
+            return False
+        self.restore(why, now)
+        return True
+
+    def record_pools(self, now: datetime) -> list[leases.PoolUse]:
+        """Count each AP's DHCP pool; store what changed, and alert when one is nearly
+        full (90 %) and when it has eased (below 80 %)."""
+        with self._pool_lock:  # the lease watch and the tick both count
+            return self._record_pools(now)
+
+    def _record_pools(self, now: datetime) -> list[leases.PoolUse]:
+        held = leases.held(self.book, self.ctx.config, self.gateway, now)
+        found = leases.pools(self.ctx.config, self.gateway, held)
+        changed = [p for p in found if self._pools.get(p.ap_id) != (p.leased, p.size)]
+        if changed:
+            with self.db.uow(write=True) as uow:
+                for p in changed:
+                    row = uow.session.get(ApRow, p.ap_id)
+                    if row is not None:
+                        row.pool_leased, row.pool_size, row.pool_at = p.leased, p.size, now
+                uow.commit()
+            self._pools.update({p.ap_id: (p.leased, p.size) for p in changed})
+        for p in found:
+            if p.share >= POOL_HIGH and p.ap_id not in self._pool_high:
+                self._pool_high.add(p.ap_id)
+                self._pool_alert(p, now, GatewayEventKind.POOL_HIGH)
+            elif p.share < POOL_OK and p.ap_id in self._pool_high:
+                self._pool_high.discard(p.ap_id)
+                self._pool_alert(p, now, GatewayEventKind.POOL_OK)
+        return found
+
+    def _pool_alert(self, p: leases.PoolUse, now: datetime, kind: GatewayEventKind) -> None:
+        ap = self.ctx.config.ap(p.ap_id)
+        name = ap.name if ap else p.ap_id
+        detail = f"{p.ap_id}: {p.leased} of {p.size} addresses leased"
+        if kind == GatewayEventKind.POOL_HIGH:
+            log.warning("the DHCP pool of AP %s is nearly full (%s)", name, detail)
+            word = "hampir penuh / nearly full"
+        else:
+            log.info("the DHCP pool of AP %s has eased (%s)", name, detail)
+            word = "kembali lega / eased"
+        self._event(kind, now, detail)
+        self._alert(
+            f"WiFi Kota: alamat DHCP {name} {word} ({p.leased}/{p.size})",
+            {"ap": p.ap_id, "leased": p.leased, "size": p.size, "state": kind.value},
+        )
+
+    def _event(self, kind: GatewayEventKind, at: datetime, detail: str) -> None:
+        try:
+            with self.db.uow(write=True) as uow:
+                uow.session.add(
+                    GatewayEvent(gateway=self.gateway, at=at, kind=kind.value, detail=detail[:300])
+                )
+                uow.commit()
+        except Exception:  # the event is logged above; the database may be away
+            log.exception("could not record %s", kind.value)
+
+    def _alert(self, text: str, detail: dict[str, object]) -> None:
+        url = self.ctx.config.health.alert_webhook
+        if url and self.notify is not None:
+            threading.Thread(
+                target=self.notify, args=(str(url), text, detail), daemon=True, name="alert"
+            ).start()
+
+    def tick(self, now: datetime) -> TickResult:
+        """One accounting round: read the byte counters, store them, end what is over."""
+        with self._lock:
+            counted = sessions.record_usage(self.db, self.fw.counters(), now)
+            ended = sessions.sweep(self.db, self.fw, self.ctx, now)
+        return TickResult(counted, tuple(ended))
+
+    def tell_routers(self, ended: Sequence[sessions.SessionInfo]) -> list[Future[list[str]]]:
+        """Have the routers of NAS-mode sites cut off the sessions of ``ended`` that ran
+        out (``TELL_ROUTER``), in the background, a few at a time: a router that does not
+        answer holds each request for seconds, and the tick goes on meanwhile. One future
+        per session told, for what its router answered."""
+        config = self.ctx.config
+        return [
+            self._routers.submit(_tell_routers, self.disconnect, config, s)
+            for s in ended
+            if s.end_reason in TELL_ROUTER
+            and (site := config.sites.get(s.site_id)) is not None
+            and site.mode == "nas"
+        ]
+
+    def close(self) -> None:
+        """Drop the routers not yet told; those being told get their answer or retries."""
+        self._routers.shutdown(wait=True, cancel_futures=True)
+
+    def housekeeping(self, now: datetime) -> None:
+        """Bring the usage rollups up to date (the days that can have changed since the
+        last time; on the first, since yesterday; and, after an upgrade, the days from
+        before ``stats_spans``, a month each time), and once a day purge what is past
+        ``retention_days``."""
+        since = self.stats_since or now - timedelta(days=1)
+        stats.refresh(self.db, self.ctx, since, now)
+        self.limits.purge(now.timestamp())  # the portal's rate limits that are full again
+        self.stats_since = now
+        if not self.spans_filled:  # a database from before stats_spans: a month a time
+            filled = stats.fill_missing(self.db, self.ctx, now, self.spans_until)
+            if filled is None:
+                self.spans_filled = True
+            else:
+                self.spans_until = filled[0] - timedelta(days=1)
+                log.info("filled the unique-device rollups of %s .. %s", *filled)
+        today = now.astimezone(self.ctx.tz).date()
+        if self.purged_on != today:  # once a day
+            done = privacy.purge(self.db, self.ctx, now)
+            self.purged_on = today
+            self._prune_dhcp_hosts(now)
+            log.info(
+                "purged %d session MACs, %d phone codes, %d AP health samples",
+                done.session_macs,
+                done.phone_codes,
+                done.health_samples,
+            )
+
+    def _prune_dhcp_hosts(self, now: datetime) -> None:
+        """Forget the longer leases of devices not online here for a day."""
+        if self.dhcp_hosts is None:
+            return
+        with self.db.uow() as uow:
+            online = {
+                g.mac
+                for g in sessions.desired_state(uow, self.ctx, now, self.gateway).grants.values()
+            }
+        removed = self.dhcp_hosts.prune(online, time.time() - 86400)
+        if removed:
+            log.info("forgot the longer DHCP leases of %d devices gone for a day", removed)
+
+    def reconcile(self, now: datetime) -> int:
+        """Make the firewall match the database and the leases; returns how many changes
+        it took."""
+        with self._lock:
+            desired = self.desired(now)
+            change = plan(desired, self.fw.state(now), now)
+            self.fw.apply(change, now)
+            self._leased = dict(desired.leases)
+        return len(change)
+
+    def reload(self, config: CityConfig, now: datetime) -> None:
+        """Swap in a new config, all or nothing: if its ruleset is refused, the old config
+        and ruleset stay. Raises ConfigError or FirewallError."""
+        ctx = Ctx.from_config(config)
+        sms = sender_for(config.sms) if self.sms is not None else None
+        spec = RulesetSpec.for_gateway(config, self.gateway)
+        self.fw.check(spec)
+        dns_configs = dnsmasq.render(config, self.gateway, self.leases)
+        if self.dns is not None:
+            try:
+                self.dns.check(dns_configs)
+            except ValueError as exc:
+                raise FirewallError(str(exc)) from None
+        with self._lock:
+            inventory.sync(self.db, config, now)
+            keep = self.desired(now, ctx)
+            self.fw.load(spec, keep, now)
+            self._leased = dict(keep.leases)
+            self.ctx, self.sms = ctx, sms
+            if self.dns is not None:
+                self.dns.ensure(dns_configs)
+
+    # ------------------------------------------------------------------ requests
+
+    def locate(self, ip: str, now: datetime) -> tuple[AccessPoint, str]:
+        """The AP a client is behind and its MAC, from the neighbour table. The client's
+        address must belong to the subnet of the AP it was seen on, and be leased to that
+        MAC (or fixed to it by the config): a phone that takes another's address can
+        neither log in on it nor speak for the other."""
+        try:
+            addr = ip_address(ip)
+        except ValueError:
+            raise BadRequest(f"'{ip}' is not an IP address") from None
+        expected = next((ap for ap in self.ctx.config.aps if addr in ap.subnet), None)
+        seen = self.neighbours.lookup(str(addr), on=expected.gateway_iface if expected else None)
+        if seen is None:
+            raise NotFound(f"{ip} has not been seen on any access point")
+        for ap in self.ctx.config.aps:
+            if ap.gateway_iface == seen.interface:
+                if addr not in ap.subnet:
+                    raise BadRequest(f"{ip} does not belong on {ap.id}")
+                if leases.holder(self.book, self.ctx.config, str(addr), now) != seen.mac:
+                    raise NotFound(f"{ip} is not leased to the device that asked")
+                return ap, seen.mac
+        raise NotFound(f"{seen.interface} is not an access point's interface")
+
+    def authorize(
+        self,
+        ip: str,
+        now: datetime,
+        *,
+        method: str = "click",
+        terms_version: str | None = None,
+        voucher_code: str | None = None,
+        code: str | None = None,
+    ) -> sessions.Outcome:
+        """Log in the device at ``ip``; for a phone login, ``code`` is the one-time code
+        (spent even if the login then fails, e.g. the day's quota is used)."""
+        with self._lock:
+            ap, mac = self.locate(ip, now)
+            code_id = None
+            if method == "phone":
+                if "phone" not in self.ctx.policy(ap.site).login_methods:
+                    raise MethodNotAllowed("phone login is not offered at this site")
+                code_id = phone.redeem(self.db, self.ctx, mac=mac, code_text=code or "", now=now)
+            req = sessions.LoginRequest(
+                ap.site, mac, ip, method, ap.id, terms_version, voucher_code
+            )
+            outcome = sessions.authorize(self.db, self.fw, self.ctx, req, now)
+            if code_id is not None:
+                phone.link_session(self.db, code_id, outcome.session.id)
+        self._lengthen_lease(ap, mac)
+        return outcome
+
+    def _lengthen_lease(self, ap: AccessPoint, mac: str) -> None:
+        """A device that logged in keeps its address longer (``dhcp_lease``) from its
+        next renewal on; before login it holds it only ``dhcp_lease_before_login``."""
+        if self.dhcp_hosts is None or leases.is_fixed(self.ctx.config, mac):
+            return
+        try:
+            self.dhcp_hosts.lengthen(mac, self.ctx.policy(ap.site).dhcp_lease)
+        except OSError as exc:  # the login stands; the device renews its short lease
+            log.warning("could not lengthen the lease of a device at %s: %s", ap.id, exc)
+
+    def send_code(self, ip: str, number: str, lang: str, now: datetime) -> phone.Pending:
+        """Send a one-time code by SMS for the device at ``ip`` (not under the lock: an SMS
+        gateway may take seconds, and logins must not wait for it)."""
+        ap, mac = self.locate(ip, now)
+        if self.sms is None:
+            raise SmsFailed("no SMS sender is set up")
+        return phone.send_code(
+            self.db,
+            self.ctx,
+            self.sms,
+            site_id=ap.site,
+            mac=mac,
+            number_text=number,
+            lang=lang,
+            now=now,
+        )
+
+    def deauthorize(
+        self, target: str, reason: EndReason, now: datetime, actor: str | None = None
+    ) -> sessions.SessionInfo:
+        """End a session (an admin's kick); at a NAS-mode site its router is told too."""
+        with self._lock:
+            info = sessions.end_session(
+                self.db, self.fw, self.ctx, target, reason, now, actor=actor
+            )
+        self.tell_routers([info])
+        return info
+
+    def block(
+        self, mac: str, reason: str, until: datetime | None, actor: str, now: datetime
+    ) -> blocks.BlockInfo:
+        """Block a device (an admin's, from the dashboard): its session ends, in force at
+        once; at a NAS-mode site its router is told too."""
+        with self._lock:
+            info = blocks.block(
+                self.db, self.fw, self.ctx, mac, reason=reason, actor=actor, now=now, until=until
+            )
+        self.tell_routers(list(info.ended))
+        return info
+
+    def status(self, ip: str, now: datetime) -> residents.ClientStatus:
+        """What the device at ``ip`` is told about its connection (the portal's question)."""
+        ap, mac = self.locate(ip, now)
+        with self.db.uow() as uow:
+            return residents.status(uow, self.ctx, ap.site, ap.id, mac, ip, now)
+
+    def logout(self, ip: str, now: datetime) -> sessions.SessionInfo:
+        """The resident at ``ip`` logs out: its own open session there ends."""
+        with self._lock:
+            _, mac = self.locate(ip, now)
+            return sessions.end_session(self.db, self.fw, self.ctx, mac, EndReason.LOGOUT, now)
+
+    def extend(self, ip: str, now: datetime) -> sessions.SessionInfo:
+        with self._lock:
+            _, mac = self.locate(ip, now)
+            with self.db.uow() as uow:
+                session_id = sessions.find_open(uow, mac).id
+            return sessions.extend(self.db, self.fw, self.ctx, session_id, now)
+
+    def click(self, ip: str, now: datetime) -> str:
+        """Count the resident's jump into the city app; the site's link to send them to."""
+        ap, mac = self.locate(ip, now)
+        with self.db.uow() as uow:
+            try:
+                session_id: int | None = sessions.find_open(uow, mac).id
+            except NotFound:
+                session_id = None  # the city app is open before login too
+        hashed = self.ctx.device_hash(mac)
+        return residents.record_click(self.db, self.ctx, ap.site, session_id, now, hashed)
+
+
+# ---------------------------------------------------------------------- the shell
+
+
+def _tell_routers(
+    disconnect: Disconnect, config: CityConfig, ended: sessions.SessionInfo
+) -> list[str]:
+    try:
+        said = disconnect(config, [ended])
+    except Exception:  # a router out of reach: logged, the session stays ended here
+        log.exception("telling the router of session %s failed", ended.id)
+        return []
+    for line in said:
+        log.info("session %s ended (%s): %s", ended.id, ended.end_reason, line)
+    return said
+
+
+def ensure_forwarding() -> None:
+    """The gateway routes between APs and the WAN."""
+    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+        f.write("1\n")
+
+
+def _guard(controller: Controller, trouble: queue.Queue[str], stop: threading.Event) -> None:
+    """Restore the ruleset as soon as the watch says somebody else changed it; when the
+    watch lost messages, check what is in force and reconcile; after a load of our own,
+    during which it did not listen, check what is in force. A failed restore (the
+    database away, say) is tried again every second: meanwhile nothing is forwarded."""
+    pending: str | None = None
+    while not stop.is_set():
+        try:
+            reason = trouble.get(timeout=1.0)
+        except queue.Empty:
+            reason = None
+        reasons = [r for r in (pending, reason) if r]
+        while not trouble.empty():
+            reasons.append(trouble.get_nowait())
+        if not reasons:
+            continue
+        now = datetime.now(UTC)
+        try:
+            foreign = [r for r in reasons if r not in (LOST_MESSAGES, UNHEARD)]
+            if foreign:
+                controller.restore("; ".join(dict.fromkeys(foreign)), now)
+            elif not controller.check_ruleset(now) and LOST_MESSAGES in reasons:
+                controller.reconcile(now)
+            pending = None
+        except Exception:
+            log.exception("restoring the ruleset failed; trying again in a second")
+            pending = "; ".join(dict.fromkeys(reasons))
+
+
+def watch_ruleset(controller: Controller, stop: threading.Event) -> threading.Thread | None:
+    """Listen for changes to the ruleset from now on; the thread it returns, once started,
+    restores the ruleset as they come (start it after the controller's own first load).
+    None where the firewall has no kernel to watch."""
+    trouble: queue.Queue[str] = queue.Queue()
+    watch = controller.fw.watch(trouble.put)
+    if watch is None:
+        return None
+    threading.Thread(target=watch.run, args=(stop,), daemon=True, name="nft-watch").start()
+    watch.ready.wait(5)
+    return threading.Thread(
+        target=_guard, args=(controller, trouble, stop), daemon=True, name="nft-guard"
+    )
+
+
+def _every_tick(controller: Controller, now: datetime, ticks: int, reconcile_every: int) -> None:
+    """One round of the daemon's periodic work. Each step runs whatever the others did:
+    a failing accounting round never stops the ruleset check or the reconcile."""
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("accounting", lambda: _account(controller, now)),
+        ("the ruleset check", lambda: controller.check_ruleset(now)),
+        ("the lease sync", lambda: controller.sync_leases(now)),
+        ("the DHCP pool count", lambda: controller.record_pools(now)),
+    ]
+    if ticks % reconcile_every == 0:
+        steps.append(("the reconcile", lambda: _reconcile(controller, now)))
+    for what, step in steps:
+        try:
+            step()
+        except Exception:
+            log.exception("%s failed; retrying next tick", what)
+
+
+def _account(controller: Controller, now: datetime) -> None:
+    result = controller.tick(now)
+    for s in result.ended:
+        log.info("session %s at %s ended: %s", s.id, s.site_id, s.end_reason)
+    controller.tell_routers(result.ended)
+
+
+def _reconcile(controller: Controller, now: datetime) -> None:
+    changes = controller.reconcile(now)
+    if changes:
+        log.warning("reconcile corrected %d firewall entries", changes)
+
+
+def run(
+    controller: Controller,
+    config_path: str,
+    socket_path: str,
+    *,
+    tick_seconds: float = 10.0,
+    reconcile_every: int = 6,
+    housekeeping_every: int = 30,
+    stop: threading.Event | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``): start, serve, tick, reconcile, reload on SIGHUP;
+    watch the ruleset and the leases as they change."""
+    from controller.config.model import ConfigError
+    from controller.config.model import load as load_config
+    from controller.daemon import control
+
+    stop = stop or threading.Event()
+    reload_wanted = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: reload_wanted.set())
+
+    guard = watch_ruleset(controller, stop)  # listening before the load: nothing is missed
+    ended = controller.start(datetime.now(UTC))
+    log.info(
+        "started: ruleset loaded for %s; %d sessions had run out", controller.gateway, len(ended)
+    )
+    controller.tell_routers(ended)
+    if guard is not None:
+        guard.start()
+    if isinstance(controller.book, LeaseFile):
+        book = controller.book
+
+        counted = [0.0]  # when the pools were last counted from here
+
+        def leased() -> None:
+            now = datetime.now(UTC)
+            try:
+                controller.sync_leases(now, removals=False)
+                if time.monotonic() - counted[0] >= 1.0:  # at most once a second
+                    counted[0] = time.monotonic()
+                    controller.record_pools(now)
+            except Exception:
+                log.exception("putting new leases in force failed; the next tick tries again")
+
+        threading.Thread(target=book.watch, args=(leased, stop), daemon=True, name="leases").start()
+    server = control.serve(controller, socket_path)
+    log.info("control API on %s", socket_path)
+    if controller.ctx.config.health.enabled:
+        from controller.gateway.health import Monitor
+
+        monitor = Monitor(controller.db, lambda: controller.ctx.config)  # reloads too
+        threading.Thread(target=monitor.run, args=(stop,), daemon=True, name="health").start()
+        log.info("checking %d APs every %ds", len(controller.ctx.config.aps),
+                 controller.ctx.config.health.interval)  # fmt: skip
+    ticks = 0
+    try:
+        while not stop.wait(tick_seconds):
+            now = datetime.now(UTC)
+            if reload_wanted.is_set():
+                reload_wanted.clear()
+                try:
+                    controller.reload(load_config(config_path), now)
+                    log.info("reloaded %s", config_path)
+                except (ConfigError, FirewallError) as exc:
+                    log.error("reload refused, the running config stays:\n%s", exc)
+            ticks += 1
+            _every_tick(controller, now, ticks, reconcile_every)
+            if ticks == 1 or ticks % housekeeping_every == 0:
+                try:
+                    controller.housekeeping(now)
+                except Exception:
+                    log.exception("housekeeping failed; retrying later")
+    finally:
+        controller.close()
+        if controller.dns is not None:
+            controller.dns.stop()
+        server.shutdown()
+        server.server_close()
+        if os.path.exists(socket_path):
+            os.unlink(socket_path)
+        log.info("stopped")

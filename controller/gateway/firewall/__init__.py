@@ -1,0 +1,13 @@
+"""Enforcement: the Firewall protocol, its plans, and its implementations."""
+
+from controller.gateway.firewall.base import (
+    Firewall,
+    FirewallError,
+    FirewallState,
+    Grant,
+    Lease,
+    Plan,
+)
+from controller.gateway.firewall.plan import plan
+
+__all__ = ["Firewall", "FirewallError", "FirewallState", "Grant", "Lease", "Plan", "plan"]

@@ -1,0 +1,132 @@
+"""Prometheus metrics, read from the database at each scrape (no state in any process, so
+every portal node answers the same): clients online per site, sessions and city-app clicks
+per site (from the rollups), data per site and direction, today's logins per site and
+method, each AP's last known state and DHCP pool use, and how often each gateway's ruleset
+was changed from outside and restored."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from controller.services import rules
+from controller.services.context import Ctx
+from controller.store.db import Database
+from controller.store.models import (
+    AccessPoint,
+    ApEvent,
+    DailySiteStat,
+    GatewayEvent,
+    GatewayEventKind,
+    Session,
+)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _Collector(Collector):
+    def __init__(self, db: Database, ctx: Ctx, now: datetime) -> None:
+        self.db, self.ctx, self.now = db, ctx, now
+
+    def collect(self) -> Iterator[Metric]:
+        now, config = self.now, self.ctx.config
+        lo = rules.day_bounds(rules.local_day(now, self.ctx.tz), self.ctx.tz)[0]
+        online = GaugeMetricFamily("wifikota_clients_online", "Clients online", labels=["site"])
+        started = CounterMetricFamily(
+            "wifikota_sessions_started", "Sessions started (rollups)", labels=["site"]
+        )
+        data = CounterMetricFamily("wifikota_bytes", "Data (rollups)", labels=["site", "direction"])
+        clicks = CounterMetricFamily(
+            "wifikota_city_app_clicks", "Clicks into the city app (rollups)", labels=["site"]
+        )
+        logins = GaugeMetricFamily(
+            "wifikota_logins_today", "Logins today (local day)", labels=["site", "method"]
+        )
+        ap_up = GaugeMetricFamily(
+            "wifikota_ap_up", "1 if the AP was last seen up, 0 if down", labels=["ap", "site"]
+        )
+        pool_leased = GaugeMetricFamily(
+            "wifikota_dhcp_pool_leased",
+            "Addresses of the AP's DHCP range leased",
+            labels=["ap", "site"],
+        )
+        pool_size = GaugeMetricFamily(
+            "wifikota_dhcp_pool_size", "Addresses in the AP's DHCP range", labels=["ap", "site"]
+        )
+        restored = CounterMetricFamily(
+            "wifikota_ruleset_restored",
+            "Times the gateway's ruleset was changed from outside and restored",
+            labels=["gateway"],
+        )
+        with self.db.uow() as uow:
+            s = uow.session
+            counts = dict.fromkeys(config.sites, 0)
+            for site, n in s.execute(
+                select(Session.site_id, func.count())
+                .where(Session.ended_at.is_(None), Session.expires_at > now)
+                .group_by(Session.site_id)
+            ):
+                counts[site] = int(n)
+            for site, n in counts.items():
+                online.add_metric([site], n)
+            for site, n, up, down, c in s.execute(
+                select(
+                    DailySiteStat.site_id,
+                    func.sum(DailySiteStat.sessions),
+                    func.sum(DailySiteStat.bytes_up),
+                    func.sum(DailySiteStat.bytes_down),
+                    func.sum(DailySiteStat.clicks),
+                ).group_by(DailySiteStat.site_id)
+            ):
+                started.add_metric([site], int(n))
+                data.add_metric([site, "up"], int(up))
+                data.add_metric([site, "down"], int(down))
+                clicks.add_metric([site], int(c))
+            for site, method, n in s.execute(
+                select(Session.site_id, Session.login_method, func.count())
+                .where(Session.started_at >= lo)
+                .group_by(Session.site_id, Session.login_method)
+            ):
+                logins.add_metric([site, method], int(n))
+            last = (
+                select(ApEvent.ap_id, func.max(ApEvent.at).label("at"))
+                .group_by(ApEvent.ap_id)
+                .subquery()
+            )
+            sites = {ap.id: ap.site for ap in config.aps}
+            for ap, state in s.execute(
+                select(ApEvent.ap_id, ApEvent.state).join(
+                    last, (last.c.ap_id == ApEvent.ap_id) & (last.c.at == ApEvent.at)
+                )
+            ):
+                if ap in sites:
+                    ap_up.add_metric([ap, sites[ap]], 0 if state == "down" else 1)
+            for ap, leased, size in s.execute(
+                select(AccessPoint.id, AccessPoint.pool_leased, AccessPoint.pool_size).where(
+                    AccessPoint.pool_size.is_not(None)
+                )
+            ):
+                if ap in sites:
+                    pool_leased.add_metric([ap, sites[ap]], int(leased or 0))
+                    pool_size.add_metric([ap, sites[ap]], int(size))
+            restores = {gw.name: 0 for gw in config.gateways}
+            for gateway, n in s.execute(
+                select(GatewayEvent.gateway, func.count())
+                .where(GatewayEvent.kind == GatewayEventKind.RULESET_RESTORED.value)
+                .group_by(GatewayEvent.gateway)
+            ):
+                restores[gateway] = int(n)
+            for gateway, n in restores.items():
+                restored.add_metric([gateway], n)
+        yield from (online, started, data, clicks, logins, ap_up, pool_leased, pool_size, restored)
+
+
+def render(db: Database, ctx: Ctx, now: datetime) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(db, ctx, now))
+    return generate_latest(registry)
