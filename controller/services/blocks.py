@@ -80,7 +80,7 @@ def block(
         ).all()
         ended = []
         for s in open_rows:
-            outcome = sessions.end(uow, ctx, s, EndReason.BLOCKED, now)
+            outcome = sessions.end(ctx, s, EndReason.BLOCKED, now)
             plan += outcome.plan
             ended.append(outcome.session)
         uow.session.flush()

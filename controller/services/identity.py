@@ -3,6 +3,7 @@ names a device."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -23,6 +24,13 @@ def normalize_mac(text: str) -> str:
     """
     if not isinstance(text, str) or len(text) > 32:
         raise BadIdentifier("not a MAC address")
+    return _mac(text)
+
+
+# a login's MAC and address are read where the request enters and again by the session
+# rules: each parse is kept for the next time (a batch of logins is thousands a second)
+@functools.lru_cache(maxsize=4096)
+def _mac(text: str) -> str:
     digits = re.sub(r"[:\-.]", "", text.strip().lower())
     if not _HEX12.match(digits):
         raise BadIdentifier(f"'{text}' is not a MAC address (e.g. 3c:5a:b4:12:34:56)")
@@ -35,6 +43,11 @@ def normalize_ip(text: str) -> str:
     """A canonical IPv4 or IPv6 address string; raises BadIdentifier."""
     if not isinstance(text, str) or len(text) > 45:
         raise BadIdentifier("not an IP address")
+    return _ip(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip(text: str) -> str:
     try:
         return str(ipaddress.ip_address(text.strip()))
     except ValueError:

@@ -11,70 +11,23 @@ it never sees the database itself.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import TypeVar
 
-from sqlalchemy import (
-    BigInteger,
-    Integer,
-    String,
-    Table,
-    any_,
-    bindparam,
-    insert,
-    or_,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Connection
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import InstrumentedAttribute
-from sqlalchemy.sql.elements import ColumnElement
 
-from controller.errors import BadRequest, DomainError, VoucherInvalid
+from controller.errors import BadRequest, Conflict, DomainError, VoucherInvalid
 from controller.services import rules, sessions, uam, vouchers
 from controller.services.context import Ctx
 from controller.services.identity import BadIdentifier, normalize_ip, normalize_mac, row_id
 from controller.store.db import Database, UnitOfWork, chunks
-from controller.store.models import Block, Device, EndReason, Session, UTCDateTime, Voucher
+from controller.store.models import Device, EndReason, Session
 
 log = logging.getLogger(__name__)
-_DEVICES = cast(Table, Device.__table__)
-_TABLE = cast(Table, Session.__table__)
-# plain inserts, made once, that say which new id is whose: by a key unique among the
-# rows of one insert (a device's hash; the device of a new session, as a run has each
-# device once), so the database may return them in any order, in as few statements
-_NEW_DEVICES = insert(_DEVICES).returning(_DEVICES.c.mac_hash, _DEVICES.c.id)
-_NEW_SESSIONS = insert(_TABLE).returning(_TABLE.c.device_id, _TABLE.c.id)
-# PostgreSQL: the rows as arrays, so the statement's text is the same for every run and is
-# prepared once (a VALUES list is a new statement for every number of rows)
-_NEW_DEVICES_PG = text(
-    "INSERT INTO devices (mac_hash, first_seen, last_seen)"
-    " SELECT h, :now, :now FROM unnest(:hashes) AS h RETURNING mac_hash, id"
-).bindparams(bindparam("hashes", type_=ARRAY(String)), bindparam("now", type_=UTCDateTime()))
-_NEW_SESSIONS_PG = text(
-    "INSERT INTO sessions (site_id, device_id, ip, mac, login_method, terms_version, voucher_id,"
-    " started_at, expires_at, last_activity_at, bytes_up, bytes_down)"
-    " SELECT v.site, v.device, v.ip, v.mac, v.method, v.terms, v.voucher, :now, v.expires, :now,"
-    " 0, 0 FROM unnest(:site, :device, :ip, :mac, :method, :terms, :voucher, :expires)"
-    " AS v(site, device, ip, mac, method, terms, voucher, expires) RETURNING device_id, id"
-).bindparams(
-    bindparam("site", type_=ARRAY(String)),
-    bindparam("device", type_=ARRAY(Integer)),
-    bindparam("ip", type_=ARRAY(String)),
-    bindparam("mac", type_=ARRAY(String)),
-    bindparam("method", type_=ARRAY(String)),
-    bindparam("terms", type_=ARRAY(String)),
-    bindparam("voucher", type_=ARRAY(Integer)),
-    bindparam("expires", type_=ARRAY(UTCDateTime())),
-    bindparam("now", type_=UTCDateTime()),
-)
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -182,39 +135,46 @@ def admit_many(
     db: Database, ctx: Ctx, logins: list[NasLogin], now: datetime
 ) -> list[Admission | Exception]:
     """Decide Access-Requests in one transaction, as if they had come one after the other
-    (later ones see the sessions of earlier ones); per request its Admission or the error
-    (BadCredentials or a DomainError of the session rules: Blocked, QuotaUsed, Closed,
-    VoucherInvalid, ...). One that is refused or fails spoils none of the others. Durable
-    when this returns.
+    (later ones see the sessions of earlier ones): the session rules' ``start_many``; per
+    request its Admission or the error (BadCredentials or a DomainError of the session
+    rules: Blocked, QuotaUsed, Closed, VoucherInvalid, ...). One that is refused spoils
+    none of the others. Durable when this returns.
 
     Credentials are tried in turn: the one-time pair our portal issued in the UAM login
-    (``controller.services.uam``), a voucher code (user and password the code), then the device's
-    MAC (the NAS's MAC authentication, where the site allows it).
+    (``controller.services.uam``), a voucher code (user and password the code), then the
+    device's MAC (the NAS's MAC authentication, where the site allows it)."""
+    for _attempt in range(3):
+        with db.uow(write=True) as uow:
+            asked = [_request(uow, ctx, login, now) for login in logins]
+            reqs = [r for r in asked if isinstance(r, sessions.LoginRequest)]
+            try:
+                outcomes = iter(sessions.start_many(uow, ctx, reqs, now))
+            except IntegrityError as exc:  # another process's login for a phone won
+                log.info("%d Access-Requests decided again (%s)", len(logins), exc.orig)
+                continue
+            uow.commit()
+        results: list[Admission | Exception] = []
+        for login, req in zip(logins, asked, strict=True):
+            outcome = next(outcomes) if isinstance(req, sessions.LoginRequest) else req
+            results.append(_admission(ctx, login.site_id, outcome, now))
+        return results
+    return [Conflict("too many simultaneous logins for this device; try again")] * len(logins)
 
-    The plain cases, a new session for a device with none open, go in runs through
-    :func:`_admit_plainly` (a few statements for the run); each of the others through the
-    session rules in a savepoint of its own."""
-    results: list[Admission | Exception] = []
-    plain = True  # until a try at the plain path finds nothing to take
-    with db.uow(write=True) as uow:
-        rest = logins
-        while rest:
-            taken: list[Admission | Exception] = []
-            if plain:
-                try:
-                    with uow.session.begin_nested():
-                        taken = _admit_plainly(uow, ctx, rest, now)
-                except IntegrityError as exc:  # another process's login for a phone won
-                    log.info("%d Access-Requests go the general way (%s)", len(rest), exc)
-                except Exception:  # a fault of ours: logged, and the rules decide them
-                    log.exception("the plain way failed for %d Access-Requests", len(rest))
-                plain = bool(taken)
-            if not taken:
-                taken = _each_in_savepoint(uow, rest[:1], lambda u, x: _admit(u, ctx, x, now))
-            results += taken
-            rest = rest[len(taken) :]
-        uow.commit()
-    return results
+
+def _request(
+    uow: UnitOfWork, ctx: Ctx, login: NasLogin, now: datetime
+) -> sessions.LoginRequest | Exception:
+    """The login an Access-Request asks for, or why it is refused before the rules."""
+    try:
+        claim = _claim(ctx, login, now)
+    except DomainError as exc:
+        return exc
+    method = claim.method or _returning(uow, ctx, login.site_id, claim.mac, now)
+    if method is None:
+        return BadCredentials("unknown user or wrong password")
+    return sessions.LoginRequest(
+        login.site_id, claim.mac, claim.ip, method, None, claim.terms, claim.code
+    )
 
 
 def _each_in_savepoint(
@@ -279,212 +239,24 @@ def _claim(ctx: Ctx, login: NasLogin, now: datetime) -> _Claim:
     raise BadCredentials("unknown user or wrong password")
 
 
-def _admit(uow: UnitOfWork, ctx: Ctx, login: NasLogin, now: datetime) -> Admission:
-    """One Access-Request through the session rules."""
-    claim = _claim(ctx, login, now)
-    method = claim.method or _returning(uow, ctx, login.site_id, claim.mac, now)
-    if method is None:
-        raise BadCredentials("unknown user or wrong password")
-    req = sessions.LoginRequest(
-        login.site_id, claim.mac, claim.ip, method, None, claim.terms, claim.code
-    )
-    outcome = sessions.start(uow, ctx, req, now)
-    used = 0
-    policy = ctx.policy(login.site_id)
-    if policy.daily_data is not None:
-        used = sessions.bytes_used_today(uow, ctx, _device_id(uow, outcome.session.id), now)
-    s = outcome.session
-    return _admission(ctx, s.id, login.site_id, s.seconds_left(now), used, outcome.resumed)
-
-
 def _admission(
-    ctx: Ctx, session_id: int, site_id: str, seconds: int, bytes_used: int, resumed: bool
-) -> Admission:
-    policy = ctx.policy(site_id)
+    ctx: Ctx, site_id: str, outcome: sessions.Outcome | Exception, now: datetime
+) -> Admission | Exception:
+    if isinstance(outcome, Exception):
+        return outcome
+    policy, session = ctx.policy(site_id), outcome.session
+    used = outcome.bytes_today
     return Admission(
-        session_id=session_id,
+        session_id=session.id,
         site_id=site_id,
-        seconds=seconds,
+        seconds=session.seconds_left(now),
         idle_timeout=policy.idle_timeout,
         download_kbit=policy.download_rate,
         upload_kbit=policy.upload_rate,
-        bytes_left=None if policy.daily_data is None else max(0, policy.daily_data - bytes_used),
+        bytes_left=None if policy.daily_data is None else max(0, policy.daily_data - used),
         interim_interval=ctx.config.radius.interim_interval,
-        resumed=resumed,
+        resumed=outcome.resumed,
     )
-
-
-def _admit_plainly(
-    uow: UnitOfWork, ctx: Ctx, logins: list[NasLogin], now: datetime
-) -> list[Admission | Exception]:
-    """Decide the longest leading run of ``logins`` whose outcomes are plain, with a few
-    statements for the whole run and no ORM objects but the vouchers: refusals that need
-    no database (a wrong password, no usable MAC) and new sessions, by a UAM login or a
-    good voucher, for devices with no open session and no block, at addresses no open
-    session has, at sites open and not in maintenance, within the day's quota.
-
-    The first login that needs more ends the run: MAC authentication, a session to resume
-    or end, a block, a voucher that is not good, a quota used up, a device or an address
-    an earlier login of the run has. It is left, with those after it, to the session rules
-    (:func:`_admit`), whose outcomes these are."""
-    conn = uow.session.connection()  # rows as they come: no ORM objects but the vouchers
-    pg = conn.dialect.name == "postgresql"
-    if pg:  # the lookups planned for their arrays: see _PLAN_EACH
-        conn.execute(_PLAN_EACH)
-    run: list[tuple[NasLogin, _Claim, str] | Exception] = []
-    hashes: set[str] = set()
-    addresses: set[tuple[str, str]] = set()
-    for login in logins:
-        try:
-            claim = _claim(ctx, login, now)
-        except (BadRequest, BadCredentials) as exc:
-            run.append(exc)
-            continue
-        policy = ctx.policy(login.site_id)
-        key, address = ctx.device_hash(claim.mac), (login.site_id, claim.ip)
-        if (
-            claim.method not in policy.login_methods  # None, MAC authentication, is in none
-            or ctx.config.sites[login.site_id].maintenance
-            or key in hashes
-            or address in addresses
-        ):
-            break
-        hashes.add(key)
-        addresses.add(address)
-        run.append((login, claim, key))
-    if not hashes:
-        return cast(list[Admission | Exception], run)
-
-    keys = sorted(hashes)
-    blocked: set[str] = set()
-    for among in _among(Block.mac_hash, keys, String, pg):
-        blocked.update(
-            conn.scalars(select(Block.mac_hash).where(among, sessions.block_in_force(now)))
-        )
-    devices: dict[str, int] = {}
-    for among in _among(Device.mac_hash, keys, String, pg):
-        devices.update(
-            (h, i) for h, i in conn.execute(select(Device.mac_hash, Device.id).where(among))
-        )
-    busy_devices: set[int] = set()
-    busy_addresses: set[tuple[str, str]] = set()
-    for among in _among(Session.device_id, sorted(devices.values()), Integer, pg):
-        busy_devices.update(
-            conn.scalars(select(Session.device_id).where(Session.ended_at.is_(None), among))
-        )
-    for among in _among(Session.ip, sorted({ip for _, ip in addresses}), String, pg):
-        open_at = select(Session.site_id, Session.ip).where(Session.ended_at.is_(None), among)
-        busy_addresses.update((site, ip) for site, ip in conn.execute(open_at))
-    codes = sorted(
-        {item[1].code for item in run if not isinstance(item, Exception) and item[1].code}
-    )
-    found: dict[str, Voucher] = {}
-    for among in _among(Voucher.code, codes, String, pg):
-        query = select(Voucher).where(among).order_by(Voucher.id).with_for_update()
-        found.update((v.code, v) for v in uow.session.scalars(query))
-
-    if pg:  # the inserts as usual: planning them each time costs more than it saves
-        conn.execute(_PLAN_AS_USUAL)
-    results: list[Admission | Exception] = []
-    fresh: list[dict[str, Any]] = []  # the new sessions' rows, device_id still by hash
-    for item in run:
-        if isinstance(item, Exception):
-            results.append(item)
-            continue
-        login, claim, key = item
-        site_id, device_id = login.site_id, devices.get(key)
-        if key in blocked or device_id in busy_devices or (site_id, claim.ip) in busy_addresses:
-            break
-        policy = ctx.policy(site_id)
-        until_close = rules.seconds_until_close(policy.opening_hours, now, ctx.tz)
-        used = 0
-        if device_id is not None and policy.daily_data is not None:
-            used = sessions.bytes_used_today(uow, ctx, device_id, now)
-        voucher = found.get(claim.code) if claim.code else None  # a voucher login's
-        if claim.method == "voucher":
-            if (
-                voucher is None
-                or vouchers.VoucherInfo.of(voucher).status(now) != "valid"
-                or voucher.site_id not in (None, site_id)
-            ):
-                break
-            length = rules.grant_seconds(
-                session_length=voucher.duration_seconds,
-                quota_left=float("inf"),
-                until_close=until_close,
-            )
-        else:
-            if policy.daily_data is not None and used >= policy.daily_data:
-                break
-            quota_left: float = policy.daily_quota
-            if device_id is not None:
-                quota_left -= sessions.seconds_used_today(uow, ctx, device_id, now)
-            if quota_left < 1:
-                break
-            length = rules.grant_seconds(
-                session_length=policy.session_length,
-                quota_left=quota_left,
-                until_close=until_close,
-            )
-        if length < 1:  # a closed site grants none (and the rules say when it opens)
-            break
-        if voucher is not None:
-            voucher.uses += 1
-        expires = now + timedelta(seconds=length)
-        fresh.append(
-            {
-                "site_id": site_id, "ap_id": None, "device_id": key, "ip": claim.ip,
-                "mac": claim.mac, "login_method": claim.method,
-                "terms_version": claim.terms,
-                "voucher_id": voucher.id if voucher else None,
-                "started_at": now, "expires_at": expires, "last_activity_at": now,
-                "bytes_up": 0, "bytes_down": 0,
-            }
-        )  # fmt: skip
-        seconds = max(0, int((expires - now).total_seconds()))
-        results.append(_admission(ctx, 0, site_id, seconds, used, False))  # id: below
-    if not fresh:
-        return results
-
-    new = [row["device_id"] for row in fresh if row["device_id"] not in devices]
-    if new:
-        if pg:
-            made = conn.execute(_NEW_DEVICES_PG, {"hashes": new, "now": now})
-        else:
-            rows = [{"mac_hash": h, "first_seen": now, "last_seen": now} for h in new]
-            made = conn.execute(_NEW_DEVICES, rows)
-        devices.update((h, i) for h, i in made)
-    seen = sorted(devices[row["device_id"]] for row in fresh if row["device_id"] not in new)
-    for among in _among(Device.id, seen, Integer, pg):
-        conn.execute(update(_DEVICES).where(among).values(last_seen=now))
-    for row in fresh:
-        row["device_id"] = devices[row["device_id"]]
-    if pg:
-        columns = {
-            name: [row[key] for row in fresh]
-            for name, key in (("site", "site_id"), ("device", "device_id"), ("ip", "ip"),
-                              ("mac", "mac"), ("method", "login_method"),
-                              ("terms", "terms_version"), ("voucher", "voucher_id"))
-        }  # fmt: skip
-        columns["expires"] = [row["expires_at"] for row in fresh]
-        made = conn.execute(_NEW_SESSIONS_PG, {**columns, "now": now})
-    else:
-        made = conn.execute(_NEW_SESSIONS, fresh)
-    ids = {device: i for device, i in made}
-    order = iter(row["device_id"] for row in fresh)
-    return [
-        r if isinstance(r, Exception) else dataclasses.replace(r, session_id=ids[next(order)])
-        for r in results
-    ]
-
-
-# A generic plan (psycopg prepares a statement run five times; PostgreSQL may then plan
-# it once for any array) made while a table is small, as on a new installation before
-# autovacuum has analyzed it, reads the whole table and compares each row with every
-# element of the array; it is kept as the table grows. Planned for each array, the lookup
-# hashes the array, or uses the index once the table is large.
-_PLAN_EACH = text("SET LOCAL plan_cache_mode = force_custom_plan")
-_PLAN_AS_USUAL = text("SET LOCAL plan_cache_mode TO DEFAULT")
 
 
 def _returning(uow: UnitOfWork, ctx: Ctx, site_id: str, mac: str, now: datetime) -> str | None:
@@ -503,12 +275,6 @@ def _returning(uow: UnitOfWork, ctx: Ctx, site_id: str, mac: str, now: datetime)
         .limit(1)
     ).first()
     return method
-
-
-def _device_id(uow: UnitOfWork, session_id: int) -> int:
-    row = uow.session.get(Session, session_id)
-    assert row is not None
-    return row.device_id
 
 
 def account(
@@ -531,36 +297,24 @@ def account_many(
     Idempotent: the octets a NAS reports are totals for the session, so a retransmitted or
     late packet changes nothing (bytes only grow), and a Stop for a session already ended
     only completes its bytes."""
-    # First the fast ways: the batch's sessions read with one query per NAS (and one for
-    # the Classes), every record applied, one write. Should any record fail, it is all
-    # rolled back and done again record by record, each in a savepoint.
     try:
         with db.uow(write=True) as uow:
-            fast: list[str | Exception] | None = _counts_only(uow, batch, now)
-            if fast is None:
-                known = _prefetch(uow, batch)
-                fast = [
-                    _apply(uow, ctx, nas, site_id, record, now, known)
-                    for nas, site_id, record in batch
-                ]
+            known = _Known.read(uow, batch)
+            done: list[str | Exception] = [
+                _apply(uow, ctx, nas, site_id, record, now, known) for nas, site_id, record in batch
+            ]
             uow.commit()
-        return fast
-    except Exception as exc:
+        return done
+    except Exception as exc:  # one record's fault: the others go on without it
         log.info("a batch of %d accounting records failed (%s); one by one now", len(batch), exc)
+
+    def alone(uow: UnitOfWork, item: tuple[str, str, AcctRecord]) -> str:
+        return _apply(uow, ctx, *item, now, _Known.read(uow, [item]))
+
     with db.uow(write=True) as uow:
-        results = _each_in_savepoint(uow, batch, lambda u, b: _apply(u, ctx, *b, now))
+        results = _each_in_savepoint(uow, batch, alone)
         uow.commit()
     return results
-
-
-def _among(
-    column: InstrumentedAttribute[Any], values: list[Any], kind: Any, pg: bool
-) -> list[ColumnElement[bool]]:
-    """``column`` among ``values``: on PostgreSQL one array (the same statement text each
-    time, so it is prepared once), elsewhere IN lists of at most BOUND_MOST."""
-    if pg:
-        return [column == any_(bindparam(None, values, ARRAY(kind)))] if values else []
-    return [column.in_(chunk) for chunk in chunks(values)]
 
 
 def _keys(batch: list[tuple[str, str, AcctRecord]]) -> tuple[dict[str, list[str]], list[int]]:
@@ -579,251 +333,30 @@ def _keys(batch: list[tuple[str, str, AcctRecord]]) -> tuple[dict[str, list[str]
 
 
 @dataclass
-class _Counts:
-    """What a Start, an Interim-Update or a Stop may change of a session."""
+class _Known:
+    """The sessions a batch of accounting is about, read in a few statements: those bound
+    to the routers' session ids (by router and id: see :func:`_bind`) and those our
+    Classes name (by id)."""
 
-    id: int
-    site_id: str
-    nas_id: str | None
-    nas_session_id: str | None
-    bytes_up: int
-    bytes_down: int
-    last_activity_at: datetime
-    open: bool
-    changed: bool = False  # in the counts or the binding
-    stop: AcctRecord | None = None  # the Stop that ended it
+    bound: dict[tuple[str, str], Session]
+    named: dict[int, Session]
 
-
-_COUNTS = (
-    Session.id,
-    Session.site_id,
-    Session.nas_id,
-    Session.nas_session_id,
-    Session.bytes_up,
-    Session.bytes_down,
-    Session.last_activity_at,
-    Session.ended_at.is_(None),
-)
-
-# PostgreSQL: one statement for the whole batch, the values as arrays (one row update
-# each, as executemany sends, cost the server more than everything else it did)
-_SET_COUNTS_PG = text(
-    "UPDATE sessions SET nas_id = v.nas, nas_session_id = v.nas_sid, bytes_up = v.up,"
-    " bytes_down = v.down, last_activity_at = v.seen"
-    " FROM unnest(:sid, :nas, :nas_sid, :up, :down, :seen) AS v(sid, nas, nas_sid, up, down, seen)"
-    " WHERE sessions.id = v.sid"
-).bindparams(
-    bindparam("sid", type_=ARRAY(Integer)),
-    bindparam("nas", type_=ARRAY(String)),
-    bindparam("nas_sid", type_=ARRAY(String)),
-    bindparam("up", type_=ARRAY(BigInteger)),
-    bindparam("down", type_=ARRAY(BigInteger)),
-    bindparam("seen", type_=ARRAY(UTCDateTime())),
-)
-# SQLite: the counts' lookups and their update as the driver's own statements. Binding
-# each row's parameters and converting each result had been half of the database thread's
-# time for a batch; the statements are as plain as their PostgreSQL counterparts above.
-_COUNTS_SQLITE = (
-    "SELECT id, site_id, nas_id, nas_session_id, bytes_up, bytes_down, last_activity_at,"
-    " ended_at IS NULL FROM sessions WHERE "
-)
-_SET_COUNTS_SQLITE = (
-    "UPDATE sessions SET nas_id = ?, nas_session_id = ?, bytes_up = ?, bytes_down = ?,"
-    " last_activity_at = ? WHERE id = ?"
-)
-
-
-class _Datetimes:
-    """Datetimes to and from the form the database keeps them in, by the columns' own
-    type (``UTCDateTime`` as this dialect stores it), each distinct value converted once:
-    a batch's rows share a few."""
-
-    def __init__(self, dialect: Any) -> None:
-        kind = UTCDateTime().dialect_impl(dialect)
-        self._to, self._from = kind.bind_processor(dialect), kind.result_processor(dialect, None)
-        self._stored: dict[datetime, Any] = {}
-        self._loaded: dict[Any, datetime] = {}
-
-    def stored(self, at: datetime) -> Any:
-        if at not in self._stored:
-            self._stored[at] = self._to(at) if self._to else at
-        return self._stored[at]
-
-    def loaded(self, value: Any) -> datetime:
-        if value not in self._loaded:
-            self._loaded[value] = cast(datetime, self._from(value) if self._from else value)
-        return self._loaded[value]
-
-
-def _counts_sqlite(
-    conn: Connection, times: _Datetimes, where: str, fixed: tuple[Any, ...], among: list[Any]
-) -> Iterator[_Counts]:
-    """The sessions ``where`` picks: its last term an IN, whose list is ``among``; ``fixed``
-    binds the terms before it."""
-    sql = f"{_COUNTS_SQLITE}{where}({', '.join('?' * len(among))})"
-    for v in conn.exec_driver_sql(sql, (*fixed, *among)).fetchall():
-        yield _Counts(v[0], v[1], v[2], v[3], v[4], v[5], times.loaded(v[6]), bool(v[7]))
-
-
-def _by_router(
-    conn: Connection, times: _Datetimes | None, nas: str, ids: list[str]
-) -> Iterator[_Counts]:
-    """The sessions router ``nas`` has bound to its session ``ids`` (``times``: SQLite)."""
-    if times is None:
-        for among in _among(Session.nas_session_id, ids, String, pg=True):
-            for values in conn.execute(select(*_COUNTS).where(Session.nas_id == nas, among)):
-                yield _Counts(*values)
-        return
-    for chunk in chunks(ids):
-        yield from _counts_sqlite(conn, times, "nas_id = ? AND nas_session_id IN ", (nas,), chunk)
-
-
-def _by_id(conn: Connection, times: _Datetimes | None, ids: list[int]) -> Iterator[_Counts]:
-    """The sessions of these ``ids`` (``times``: SQLite)."""
-    if times is None:
-        for among in _among(Session.id, ids, Integer, pg=True):
-            for values in conn.execute(select(*_COUNTS).where(among)):
-                yield _Counts(*values)
-        return
-    for chunk in chunks(ids):
-        yield from _counts_sqlite(conn, times, "id IN ", (), chunk)
-
-
-# the sessions Stops ended: sessions.end's work for a NAS site's session (no grant)
-_SET_END_PG = text(
-    "UPDATE sessions SET ended_at = v.ended, end_reason = v.why"
-    " FROM unnest(:sid, :ended, :why) AS v(sid, ended, why) WHERE sessions.id = v.sid"
-).bindparams(
-    bindparam("sid", type_=ARRAY(Integer)),
-    bindparam("ended", type_=ARRAY(UTCDateTime())),
-    bindparam("why", type_=ARRAY(String)),
-)
-_SET_END = (
-    update(_TABLE)
-    .where(_TABLE.c.id == bindparam("row"))
-    .values(
-        ended_at=bindparam("ended", type_=_TABLE.c.ended_at.type),
-        end_reason=bindparam("why", type_=_TABLE.c.end_reason.type),
-    )
-)
-
-
-def _counts_only(
-    uow: UnitOfWork, batch: list[tuple[str, str, AcctRecord]], now: datetime
-) -> list[str | Exception] | None:
-    """The batch applied with plain statements (no ORM objects), when every record is a
-    Start, an Interim-Update or a Stop of a session found by the router's id or by our
-    Class: the steady stream from every router. None, having changed nothing, when a
-    record needs more (Accounting-On/Off, a session found only by its MAC): the general
-    path (:func:`_apply`) does the batch then. The rules are :func:`_apply`'s."""
-    if any(record.status not in (START, INTERIM, STOP) for _, _, record in batch):
-        return None
-    by_nas, issued = _keys(batch)
-    rows: dict[int, _Counts] = {}
-    known: dict[tuple[str, str], _Counts] = {}
-    conn = uow.session.connection()  # rows as they come: no ORM objects are made here
-    pg = conn.dialect.name == "postgresql"
-    times = None if pg else _Datetimes(conn.dialect)
-    if pg:  # the lookups planned for their arrays: see _PLAN_EACH
-        conn.execute(_PLAN_EACH)
-    for nas, ids in by_nas.items():
-        for counts in _by_router(conn, times, nas, ids):
-            loaded = rows.setdefault(counts.id, counts)
-            _bind(known, (nas, loaded.nas_session_id or ""), loaded)
-    for counts in _by_id(conn, times, [i for i in issued if i not in rows]):
-        rows.setdefault(counts.id, counts)
-    results: list[str | Exception] = []
-    for nas, site_id, record in batch:
-        acct_id = record.acct_session_id[:64]
-        session_id = session_of_class(record.class_)
-        named = rows.get(session_id) if session_id is not None else None
-        row: _Counts | None = named
-        if named is None or not _takes(named, nas, site_id, acct_id):
-            row = known.get((nas, acct_id))
-        if row is None:
-            if session_id is None and _mac(record.mac) is not None:
-                return None  # to be found by its MAC
-            results.append(NO_SESSION)
-            continue
-        if row.nas_session_id is None:
-            row.nas_id, row.nas_session_id, row.changed = nas, acct_id, True
-            _bind(known, (nas, acct_id), row)
-        if record.status == START:
-            results.append(f"session {row.id} started")
-            continue
-        up, down = record.input_octets, record.output_octets
-        if up > row.bytes_up or down > row.bytes_down:
-            row.last_activity_at = max(row.last_activity_at, now)
-            row.bytes_up, row.bytes_down = max(row.bytes_up, up), max(row.bytes_down, down)
-            row.changed = True
-        if record.status == STOP and row.open:
-            row.open, row.stop = False, record  # when: below, from its start
-            results.append(f"session {row.id} ended ({_reason(record).value})")
-            continue
-        results.append(f"session {row.id} counted")
-    # in id order: two processes' batches written at once lock their rows in one order
-    ordered = [r for _, r in sorted(rows.items())]
-    changed = [r for r in ordered if r.changed]
-    stopped = {r.id: r.stop for r in ordered if r.stop is not None}
-    started: dict[int, datetime] = {}  # read only for the sessions that Stops end
-    for among in _among(Session.id, list(stopped), Integer, pg):
-        query = select(Session.id, Session.started_at).where(among)
-        started.update((i, at) for i, at in conn.execute(query))
-    if pg:
-        conn.execute(_PLAN_AS_USUAL)
-    if changed and pg:
-        conn.execute(
-            _SET_COUNTS_PG,
-            {"sid": [r.id for r in changed], "nas": [r.nas_id for r in changed],
-             "nas_sid": [r.nas_session_id for r in changed],
-             "up": [r.bytes_up for r in changed], "down": [r.bytes_down for r in changed],
-             "seen": [r.last_activity_at for r in changed]},
-        )  # fmt: skip
-    elif changed and times is not None:
-        conn.exec_driver_sql(
-            _SET_COUNTS_SQLITE,
-            [
-                (
-                    r.nas_id,
-                    r.nas_session_id,
-                    r.bytes_up,
-                    r.bytes_down,
-                    times.stored(r.last_activity_at),
-                    r.id,
+    @classmethod
+    def read(cls, uow: UnitOfWork, batch: list[tuple[str, str, AcctRecord]]) -> _Known:
+        by_nas, issued = _keys(batch)
+        known = cls({}, {})
+        for nas, ids in by_nas.items():
+            for chunk in chunks(ids):
+                query = select(Session).where(
+                    Session.nas_id == nas, Session.nas_session_id.in_(chunk)
                 )
-                for r in changed
-            ],
-        )  # fmt: skip  (executemany)
-    if stopped:
-        ends = {i: _stopped(stop, started[i], now) for i, stop in stopped.items()}
-        if pg:
-            conn.execute(
-                _SET_END_PG,
-                {"sid": list(ends), "ended": [at for _, at in ends.values()],
-                 "why": [reason.value for reason, _ in ends.values()]},
-            )  # fmt: skip
-        else:
-            ended = [{"row": i, "ended": at, "why": why.value} for i, (why, at) in ends.items()]
-            conn.execute(_SET_END, ended)
-    return results
-
-
-def _prefetch(
-    uow: UnitOfWork, batch: list[tuple[str, str, AcctRecord]]
-) -> dict[tuple[str, str], Session]:
-    """Load the sessions a batch is about into the unit of work: those bound to the NASes'
-    session ids (returned by NAS and id) and those the Classes name (then found by
-    ``get`` without a query)."""
-    by_nas, issued = _keys(batch)
-    known: dict[tuple[str, str], Session] = {}
-    pg = uow.session.get_bind().dialect.name == "postgresql"
-    for nas, ids in by_nas.items():
-        for among in _among(Session.nas_session_id, ids, String, pg):
-            for row in uow.session.scalars(select(Session).where(Session.nas_id == nas, among)):
-                _bind(known, (nas, row.nas_session_id or ""), row)
-    for among in _among(Session.id, issued, Integer, pg):
-        uow.session.scalars(select(Session).where(among)).all()
-    return known
+                for row in uow.session.scalars(query):
+                    _bind(known.bound, (nas, row.nas_session_id or ""), row)
+                    known.named[row.id] = row
+        for ids_ in chunks([i for i in issued if i not in known.named]):
+            query = select(Session).where(Session.id.in_(ids_))
+            known.named.update((row.id, row) for row in uow.session.scalars(query))
+        return known
 
 
 def _apply(
@@ -833,7 +366,7 @@ def _apply(
     site_id: str,
     record: AcctRecord,
     now: datetime,
-    known: dict[tuple[str, str], Session] | None = None,
+    known: _Known,
 ) -> str:
     if record.status in (ACCOUNTING_ON, ACCOUNTING_OFF):
         return _nas_restarted(uow, ctx, nas, site_id, now)
@@ -842,8 +375,7 @@ def _apply(
         return NO_SESSION
     if row.nas_session_id is None:
         row.nas_id, row.nas_session_id = nas, record.acct_session_id[:64]
-        if known is not None:
-            _bind(known, (nas, row.nas_session_id), row)
+        _bind(known.bound, (nas, row.nas_session_id), row)
     if record.status == START:
         return f"session {row.id} started"
     up, down = record.input_octets, record.output_octets
@@ -852,7 +384,7 @@ def _apply(
     row.bytes_up, row.bytes_down = max(row.bytes_up, up), max(row.bytes_down, down)
     if record.status == STOP and row.ended_at is None:
         reason, at = _stopped(record, row.started_at, now)
-        sessions.end(uow, ctx, row, reason, at)
+        sessions.end(ctx, row, reason, at)
         return f"session {row.id} ended ({reason.value})"
     return f"session {row.id} counted"
 
@@ -870,10 +402,7 @@ def _reason(stop: AcctRecord) -> EndReason:
     return TERMINATE_CAUSES.get(stop.terminate_cause or 0, EndReason.NAS_STOP)
 
 
-_Row = TypeVar("_Row", Session, _Counts)
-
-
-def _bind(known: dict[tuple[str, str], _Row], key: tuple[str, str], row: _Row) -> None:
+def _bind(known: dict[tuple[str, str], Session], key: tuple[str, str], row: Session) -> None:
     """Note ``row`` as bound to the NAS session ``key``, unless a newer session is: when
     a router has handed an id out again, the newest session bound to it is the one it
     means now."""
@@ -882,7 +411,7 @@ def _bind(known: dict[tuple[str, str], _Row], key: tuple[str, str], row: _Row) -
         known[key] = row
 
 
-def _takes(row: Session | _Counts, nas: str, site_id: str, key: str) -> bool:
+def _takes(row: Session, nas: str, site_id: str, key: str) -> bool:
     """Whether the session our Class names takes a record with the NAS's session id
     ``key``: it is at the NAS's site, and not bound to a NAS session yet or bound to this
     one. It wins over an older session bound to the same id: routers hand their ids out
@@ -893,30 +422,18 @@ def _takes(row: Session | _Counts, nas: str, site_id: str, key: str) -> bool:
 
 
 def _find(
-    uow: UnitOfWork,
-    nas: str,
-    site_id: str,
-    record: AcctRecord,
-    known: dict[tuple[str, str], Session] | None = None,
+    uow: UnitOfWork, nas: str, site_id: str, record: AcctRecord, known: _Known
 ) -> Session | None:
     """The session an Accounting-Request is about: the one our Class names (see
     :func:`_takes`), else the newest bound to the NAS's own session id, else, without a
-    Class, the device's open session. ``known``: the sessions bound to NAS session ids,
-    read beforehand for a batch (see :func:`_bind`)."""
+    Class, the device's open session."""
     key = record.acct_session_id[:64]
     issued = session_of_class(record.class_)
     if issued is not None:
-        named = uow.session.get(Session, issued)
+        named = known.named.get(issued)
         if named is not None and _takes(named, nas, site_id, key):
             return named
-    if known is not None:
-        row = known.get((nas, key))
-    else:
-        row = uow.session.scalars(
-            select(Session)
-            .where(Session.nas_id == nas, Session.nas_session_id == key)
-            .order_by(Session.id.desc())
-        ).first()
+    row = known.bound.get((nas, key))
     if row is not None or issued is not None:
         return row
     mac = _mac(record.mac)
@@ -942,7 +459,7 @@ def _nas_restarted(uow: UnitOfWork, ctx: Ctx, nas: str, site_id: str, now: datet
         )
     ).all()
     for row in rows:
-        sessions.end(uow, ctx, row, EndReason.NAS_STOP, max(now, row.started_at))
+        sessions.end(ctx, row, EndReason.NAS_STOP, max(now, row.started_at))
     return f"{len(rows)} open sessions closed"
 
 

@@ -8,11 +8,13 @@ state the open sessions imply.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from typing import Protocol, cast
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, Table, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from controller.errors import (
@@ -20,19 +22,21 @@ from controller.errors import (
     Blocked,
     Closed,
     Conflict,
+    DomainError,
     Maintenance,
     MethodNotAllowed,
     NotFound,
     QuotaUsed,
     Unavailable,
     UnknownSite,
+    VoucherInvalid,
 )
 from controller.gateway.firewall import Firewall, FirewallError, FirewallState, Grant, Plan
 from controller.services import audit, rules, vouchers
 from controller.services.context import Ctx
 from controller.services.identity import BadIdentifier, normalize_ip, normalize_mac, row_id
-from controller.store.db import Database, UnitOfWork, chunks
-from controller.store.models import Block, Device, EndReason, Session
+from controller.store.db import Database, UnitOfWork, chunks, insert_rows
+from controller.store.models import Block, Device, EndReason, Session, Voucher
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ class SessionInfo:
     nas_session_id: str | None = None
 
     @classmethod
-    def of(cls, row: Session) -> SessionInfo:
+    def of(cls, row: SessionRow) -> SessionInfo:
         return cls(
             row.id,
             row.site_id,
@@ -93,9 +97,10 @@ class Outcome:
     session: SessionInfo
     plan: Plan
     resumed: bool = False
+    bytes_today: int = 0  # what the device had moved today, counted against daily_data
 
 
-def _grant(ctx: Ctx, row: Session) -> Grant | None:
+def _grant(ctx: Ctx, row: SessionRow) -> Grant | None:
     """The firewall grant for an open session; None where the site's own NAS enforces."""
     return _grant_of(ctx, row.site_id, row.mac, row.ip, row.expires_at)
 
@@ -109,12 +114,12 @@ def _grant_of(
     return Grant(mac, ip, site_id, expires_at, *rates)
 
 
-def _granting(ctx: Ctx, row: Session) -> Plan:
+def _granting(ctx: Ctx, row: SessionRow) -> Plan:
     g = _grant(ctx, row)
     return Plan(grant=(g,)) if g else Plan()
 
 
-def _revoke(ctx: Ctx, row: Session) -> Plan:
+def _revoke(ctx: Ctx, row: SessionRow) -> Plan:
     g = _grant(ctx, row)
     return Plan(revoke=(g,)) if g else Plan()
 
@@ -129,20 +134,89 @@ def active_block(uow: UnitOfWork, mac_hash: str, now: datetime) -> Block | None:
     return uow.session.scalars(query).first()
 
 
-def seconds_used_today(uow: UnitOfWork, ctx: Ctx, device_id: int, now: datetime) -> float:
-    """Time online today (local day) on sessions that count against the daily quota
-    (voucher sessions do not). Open sessions count up to ``now``."""
-    day = rules.local_day(now, ctx.tz)
-    lo, hi = rules.day_bounds(day, ctx.tz)
-    rows = uow.session.execute(
-        select(Session.started_at, Session.ended_at).where(
-            Session.device_id == device_id,
-            Session.login_method != "voucher",
-            Session.started_at < hi,
-            or_(Session.ended_at.is_(None), Session.ended_at > lo),
+class SessionRow(Protocol):
+    """What the session rules read and write of a session: a stored one (``Session``) or
+    one a batch of logins has decided to open and not written yet."""
+
+    id: int
+    site_id: str
+    ap_id: str | None
+    ip: str
+    mac: str | None
+    login_method: str
+    started_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None
+    end_reason: str | None
+    bytes_up: int
+    bytes_down: int
+    nas_id: str | None
+    nas_session_id: str | None
+
+
+@dataclass(frozen=True)
+class _Today:
+    """The local day of ``now`` and its bounds."""
+
+    now: datetime
+    day: date
+    lo: datetime
+    hi: datetime
+
+    @classmethod
+    def of(cls, ctx: Ctx, now: datetime) -> _Today:
+        day = rules.local_day(now, ctx.tz)
+        return cls(now, day, *rules.day_bounds(day, ctx.tz))
+
+
+def _today_of(uow: UnitOfWork, today: _Today, device_ids: list[int]) -> dict[int, list[Session]]:
+    """The sessions of ``device_ids`` that :func:`_used` may count today (and their open
+    ones), by device."""
+    found: dict[int, list[Session]] = {}
+    for chunk in chunks(sorted(set(device_ids))):
+        query = select(Session).where(
+            Session.device_id.in_(chunk),
+            Session.started_at < today.hi,
+            or_(
+                Session.ended_at.is_(None),
+                Session.ended_at > today.lo,
+                Session.started_at >= today.lo,
+            ),
         )
-    ).all()
-    return rules.seconds_used(((s, e or now) for s, e in rows), day, ctx.tz)
+        for row in uow.session.scalars(query):
+            found.setdefault(row.device_id, []).append(row)
+    return found
+
+
+@dataclass(frozen=True)
+class Used:
+    """What a device has used today of a site's daily limits."""
+
+    seconds: float
+    bytes: int
+
+
+def _used(
+    ctx: Ctx,
+    today: _Today,
+    rows: Sequence[SessionRow],
+    ends: Mapping[int, datetime] | None = None,
+) -> Used:
+    """The day's use that counts against the daily quota (voucher sessions do not): time
+    online today, open sessions up to ``today.now``; bytes moved on sessions started
+    today. ``ends``: when rows (by ``id()``) about to be ended end."""
+    ends = ends or {}
+    counted = [r for r in rows if r.login_method != "voucher" and r.started_at < today.hi]
+    spans = ((r.started_at, r.ended_at or ends.get(id(r), today.now)) for r in counted)
+    seconds = rules.seconds_used(spans, today.day, ctx.tz)
+    moved = sum(r.bytes_up + r.bytes_down for r in counted if r.started_at >= today.lo)
+    return Used(seconds, moved)
+
+
+def seconds_used_today(uow: UnitOfWork, ctx: Ctx, device_id: int, now: datetime) -> float:
+    """Time online today (local day) on sessions that count against the daily quota."""
+    today = _Today.of(ctx, now)
+    return _used(ctx, today, _today_of(uow, today, [device_id]).get(device_id, [])).seconds
 
 
 def bytes_used_today(uow: UnitOfWork, ctx: Ctx, device_id: int, now: datetime) -> int:
@@ -153,22 +227,10 @@ def bytes_used_today(uow: UnitOfWork, ctx: Ctx, device_id: int, now: datetime) -
 def bytes_used_today_by_device(
     uow: UnitOfWork, ctx: Ctx, device_ids: list[int], now: datetime
 ) -> dict[int, int]:
-    """:func:`bytes_used_today` for each of ``device_ids`` that moved any."""
-    lo, hi = rules.day_bounds(rules.local_day(now, ctx.tz), ctx.tz)
-    used: dict[int, int] = {}
-    for chunk in chunks(device_ids):
-        query = (
-            select(Session.device_id, func.sum(Session.bytes_up + Session.bytes_down))
-            .where(
-                Session.device_id.in_(chunk),
-                Session.login_method != "voucher",
-                Session.started_at >= lo,
-                Session.started_at < hi,
-            )
-            .group_by(Session.device_id)
-        )
-        used.update((device, int(total or 0)) for device, total in uow.session.execute(query))
-    return used
+    """:func:`bytes_used_today` for each of ``device_ids`` that has sessions today."""
+    today = _Today.of(ctx, now)
+    found = _today_of(uow, today, device_ids)
+    return {device: _used(ctx, today, rows).bytes for device, rows in found.items()}
 
 
 def find_or_add_device(uow: UnitOfWork, mac_hash: str, now: datetime) -> Device:
@@ -187,9 +249,25 @@ def _open_sessions(uow: UnitOfWork, *conditions: ColumnElement[bool]) -> Sequenc
 
 
 def start(uow: UnitOfWork, ctx: Ctx, req: LoginRequest, now: datetime) -> Outcome:
-    """Open a session for a client, or resume the one it has. Writes to ``uow`` (not
-    committed). Raises UnknownSite, BadRequest, MethodNotAllowed, Blocked, Closed,
-    QuotaUsed, VoucherInvalid."""
+    """Open a session for a client, or resume the one it has. See :func:`start_many`."""
+    (outcome,) = start_many(uow, ctx, [req], now)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+@dataclass(frozen=True)
+class _Login:
+    req: LoginRequest
+    mac: str
+    ip: str
+    mac_hash: str
+    code: str | None  # a voucher login's code, normalized; None if it is not one
+
+
+def _check(ctx: Ctx, req: LoginRequest) -> _Login:
+    """What a login request says, checked against the config alone. Raises UnknownSite,
+    BadRequest, Maintenance, MethodNotAllowed."""
     config = ctx.config
     if req.site_id not in config.sites:
         raise UnknownSite(f"no site '{req.site_id}'")
@@ -201,77 +279,285 @@ def start(uow: UnitOfWork, ctx: Ctx, req: LoginRequest, now: datetime) -> Outcom
         raise BadRequest(f"AP '{req.ap_id}' is not at site '{req.site_id}'")
     if config.sites[req.site_id].maintenance:
         raise Maintenance(f"{config.sites[req.site_id].name} is in maintenance")
-    policy = ctx.policy(req.site_id)
-    if req.method not in policy.login_methods:
+    if req.method not in ctx.policy(req.site_id).login_methods:
         raise MethodNotAllowed(f"'{req.method}' login is not offered at this site")
-    mac_hash = ctx.device_hash(mac)
-    block = active_block(uow, mac_hash, now)
+    code = None
+    if req.method == "voucher":
+        with contextlib.suppress(VoucherInvalid):  # an unknown code, said in its turn
+            code = vouchers.normalize_code(req.voucher_code or "")
+    return _Login(req, mac, ip, ctx.device_hash(mac), code)
+
+
+@dataclass
+class _Fresh:
+    """A session a batch of logins opens, until it is written (then ``id`` is set)."""
+
+    site_id: str
+    ap_id: str | None
+    ip: str
+    mac: str | None
+    login_method: str
+    terms_version: str | None
+    voucher_id: int | None
+    started_at: datetime
+    expires_at: datetime
+    device: str  # the device's hash
+    id: int = 0
+    ended_at: datetime | None = None
+    end_reason: str | None = None
+    bytes_up: int = 0
+    bytes_down: int = 0
+    nas_id: str | None = None
+    nas_session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Hours:
+    """A site's opening hours as they stand at a batch's ``now``."""
+
+    open: bool
+    until_close: float | None
+    opens_at: datetime | None
+
+
+@dataclass
+class _Known:
+    """What deciding a batch of logins needs from the database, read in a few statements
+    (not a few per login) and kept up to date as the logins are decided in turn."""
+
+    today: _Today
+    blocks: dict[str, Block]  # in force, by device hash
+    devices: dict[str, int]  # device ids by hash (0: a device this batch adds)
+    sessions: dict[str, list[SessionRow]]  # the device's open sessions and today's, by hash
+    at: dict[tuple[str, str], list[SessionRow]]  # open sessions by (site, address)
+    vouchers: dict[str, Voucher]
+    hours: dict[str, _Hours]
+
+    @classmethod
+    def read(cls, uow: UnitOfWork, ctx: Ctx, logins: list[_Login], now: datetime) -> _Known:
+        hashes = sorted({login.mac_hash for login in logins})
+        known = cls(_Today.of(ctx, now), {}, {}, {}, {}, {}, {})
+        for chunk in chunks(hashes):
+            query = select(Block).where(Block.mac_hash.in_(chunk), block_in_force(now))
+            for block in uow.session.scalars(query):
+                known.blocks.setdefault(block.mac_hash, block)
+            ids = select(Device.mac_hash, Device.id).where(Device.mac_hash.in_(chunk))
+            known.devices.update((h, i) for h, i in uow.session.execute(ids))
+        hash_of = {i: h for h, i in known.devices.items()}
+        for device_id, rows in _today_of(uow, known.today, list(hash_of)).items():
+            known.sessions[hash_of[device_id]] = list(rows)
+        for chunk in chunks(sorted({login.ip for login in logins})):
+            for row in _open_sessions(uow, Session.ip.in_(chunk)):
+                known.at.setdefault((row.site_id, row.ip), []).append(row)
+        codes = sorted({login.code for login in logins if login.code})
+        for chunk in chunks(codes):
+            query_codes = select(Voucher).where(Voucher.code.in_(chunk))
+            for v in uow.session.scalars(query_codes.order_by(Voucher.id).with_for_update()):
+                known.vouchers[v.code] = v
+        return known
+
+    def open_for(self, login: _Login) -> list[SessionRow]:
+        """The open sessions a login must resume or end: its device's, and another
+        device's at its address. The address is another device's only at the same site:
+        NAS-mode sites may all use the same private subnet (a MikroTik hotspot's default),
+        a gateway's never overlap."""
+        mine = self.sessions.get(login.mac_hash, [])
+        there = self.at.get((login.req.site_id, login.ip), [])
+        rows = {id(row): row for row in (*mine, *there) if row.ended_at is None}
+        return sorted(rows.values(), key=lambda row: (row.started_at, row.id))
+
+    def hours_at(self, ctx: Ctx, site_id: str) -> _Hours:
+        if site_id not in self.hours:
+            hours, now, tz = ctx.policy(site_id).opening_hours, self.today.now, ctx.tz
+            is_open = rules.is_open(hours, now, tz)
+            self.hours[site_id] = _Hours(
+                is_open,
+                rules.seconds_until_close(hours, now, tz),
+                rules.opens_at(hours, now if not is_open else now + timedelta(seconds=1), tz),
+            )
+        return self.hours[site_id]
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """What a login comes to: resume ``resume``, or end ``ends`` and open a session of
+    ``length`` seconds (a voucher's use counted)."""
+
+    used: Used
+    resume: SessionRow | None = None
+    ends: tuple[tuple[SessionRow, EndReason, datetime], ...] = ()
+    length: int = 0
+    voucher: Voucher | None = None
+
+
+def _decide(known: _Known, ctx: Ctx, login: _Login, now: datetime) -> _Decision:
+    """The session rules for one login, on what is known; changes nothing. Raises
+    Blocked, Closed, QuotaUsed, VoucherInvalid."""
+    block = known.blocks.get(login.mac_hash)
     if block is not None:
         raise Blocked(block.expires_at)
-
-    plan = Plan()
-    device = find_or_add_device(uow, mac_hash, now)
-    # the address is another device's only at the same site: NAS-mode sites may all use
-    # the same private subnet (a MikroTik hotspot's default), a gateway's never overlap
-    same_ip = and_(Session.ip == ip, Session.site_id == req.site_id)
-    for row in _open_sessions(uow, or_(Session.device_id == device.id, same_ip)):
-        same = row.device_id == device.id and row.site_id == req.site_id and row.ip == ip
+    site_id, policy = login.req.site_id, ctx.policy(login.req.site_id)
+    mine = known.sessions.get(login.mac_hash, [])
+    ends: list[tuple[SessionRow, EndReason, datetime]] = []
+    for row in known.open_for(login):
+        same = row.site_id == site_id and row.ip == login.ip and any(row is r for r in mine)
         if same and row.expires_at > now:
-            return Outcome(SessionInfo.of(row), _granting(ctx, row), True)
+            return _Decision(_used(ctx, known.today, mine), resume=row)
         reason = EndReason.TIMEOUT if row.expires_at <= now else EndReason.ROAMED
-        plan += end(uow, ctx, row, reason, min(now, row.expires_at)).plan
+        ends.append((row, reason, min(now, row.expires_at)))
 
-    hours = policy.opening_hours
-    if not rules.is_open(hours, now, ctx.tz):
-        raise Closed(rules.opens_at(hours, now, ctx.tz))
-    until_close = rules.seconds_until_close(hours, now, ctx.tz)
-    resets_at = rules.day_end(now, ctx.tz)
-
-    voucher_id = None
-    if req.method == "voucher":
-        voucher = vouchers.redeem(uow, req.voucher_code or "", req.site_id, now)
-        voucher_id = voucher.id
+    hours = known.hours_at(ctx, site_id)
+    if not hours.open:
+        raise Closed(hours.opens_at)
+    used = _used(ctx, known.today, mine, {id(row): at for row, _, at in ends})
+    voucher = None
+    if login.req.method == "voucher":
+        voucher = vouchers.usable(known.vouchers.get(login.code or ""), site_id, now)
         length = rules.grant_seconds(
             session_length=voucher.duration_seconds,
             quota_left=float("inf"),
-            until_close=until_close,
+            until_close=hours.until_close,
         )
     else:
-        if (
-            policy.daily_data is not None
-            and bytes_used_today(uow, ctx, device.id, now) >= policy.daily_data
-        ):
-            raise QuotaUsed(resets_at)
-        quota_left = policy.daily_quota - seconds_used_today(uow, ctx, device.id, now)
-        if quota_left < 1:
-            raise QuotaUsed(resets_at)
+        quota_left = policy.daily_quota - used.seconds
+        if (policy.daily_data is not None and used.bytes >= policy.daily_data) or quota_left < 1:
+            raise QuotaUsed(rules.day_end(now, ctx.tz))
         length = rules.grant_seconds(
-            session_length=policy.session_length, quota_left=quota_left, until_close=until_close
+            session_length=policy.session_length,
+            quota_left=quota_left,
+            until_close=hours.until_close,
         )
     if length < 1:
-        raise Closed(rules.opens_at(hours, now + timedelta(seconds=1), ctx.tz))
+        raise Closed(hours.opens_at)
+    return _Decision(used, ends=tuple(ends), length=length, voucher=voucher)
 
-    row = Session(
+
+def start_many(
+    uow: UnitOfWork, ctx: Ctx, reqs: list[LoginRequest], now: datetime
+) -> list[Outcome | Exception]:
+    """Open a session for each client, or resume the one it has, as if the requests had
+    come one after the other (a later one sees what an earlier one opened or ended): the
+    session rules, with what they need read for the whole batch in a few statements and
+    the new rows written in a few more. Per request its Outcome or its error
+    (UnknownSite, BadRequest, Maintenance, MethodNotAllowed, Blocked, Closed, QuotaUsed,
+    VoucherInvalid); one refused changes nothing. Writes to ``uow`` (not committed); the
+    one-open-session-per-device index raises IntegrityError if another transaction has
+    opened a session for one of the devices meanwhile."""
+    checked: list[_Login | Exception] = []
+    for req in reqs:
+        try:
+            checked.append(_check(ctx, req))
+        except DomainError as exc:
+            checked.append(exc)
+    known = _Known.read(uow, ctx, [c for c in checked if isinstance(c, _Login)], now)
+    results: list[_Done | Exception] = []
+    for login in checked:
+        if isinstance(login, Exception):
+            results.append(login)
+            continue
+        try:
+            decision = _decide(known, ctx, login, now)
+        except DomainError as exc:
+            results.append(exc)
+            continue
+        results.append(_carry_out(known, ctx, login, decision, now))
+    _write(uow, known, [r.row for r in results if isinstance(r, _Done) and not r.resumed], now)
+    return [r if isinstance(r, Exception) else r.outcome() for r in results]
+
+
+@dataclass(frozen=True)
+class _Done:
+    row: SessionRow
+    info: SessionInfo  # the session as this login left it (a later one may end it)
+    plan: Plan
+    resumed: bool
+    bytes: int  # moved today before this login, counted against daily_data
+
+    def outcome(self) -> Outcome:
+        info = dataclasses.replace(self.info, id=self.row.id)  # a new one's, once written
+        return Outcome(info, self.plan, self.resumed, self.bytes)
+
+
+def _carry_out(known: _Known, ctx: Ctx, login: _Login, decision: _Decision, now: datetime) -> _Done:
+    """Note what :func:`_decide` decided in ``known`` (for the logins after it, and for
+    :func:`_write`); the sessions it ends are ended here."""
+    known.devices.setdefault(login.mac_hash, 0)
+    if decision.resume is not None:
+        row, plan = decision.resume, _granting(ctx, decision.resume)
+        return _Done(row, SessionInfo.of(row), plan, True, decision.used.bytes)
+    plan = Plan()
+    for row, reason, at in decision.ends:
+        plan += end(ctx, row, reason, at).plan
+    if decision.voucher is not None:
+        decision.voucher.uses += 1
+    req = login.req
+    row = _Fresh(
         site_id=req.site_id,
         ap_id=req.ap_id,
-        device_id=device.id,
-        ip=ip,
-        mac=mac,
+        ip=login.ip,
+        mac=login.mac,
         login_method=req.method,
         terms_version=req.terms_version,
-        voucher_id=voucher_id,
+        voucher_id=decision.voucher.id if decision.voucher else None,
         started_at=now,
-        expires_at=now + timedelta(seconds=length),
-        last_activity_at=now,
-        bytes_up=0,
-        bytes_down=0,
+        expires_at=now + timedelta(seconds=decision.length),
+        device=login.mac_hash,
     )
-    uow.session.add(row)
-    uow.session.flush()  # the one-open-session-per-device index speaks here
-    return Outcome(SessionInfo.of(row), plan + _granting(ctx, row))
+    known.sessions.setdefault(login.mac_hash, []).append(row)
+    known.at.setdefault((req.site_id, login.ip), []).append(row)
+    info = SessionInfo.of(row)
+    return _Done(row, info, plan + _granting(ctx, row), False, decision.used.bytes)
 
 
-def end(uow: UnitOfWork, ctx: Ctx, row: Session, reason: EndReason, at: datetime) -> Outcome:
+_DEVICES = cast(Table, Device.__table__)
+_SESSIONS = cast(Table, Session.__table__)
+
+
+def _write(uow: UnitOfWork, known: _Known, fresh: list[SessionRow], now: datetime) -> None:
+    """Write a batch's logins: the devices it adds, when the others were last seen, and
+    the sessions it opens (a statement each, whatever the number of rows)."""
+    uow.session.flush()  # the sessions ended and the vouchers' uses
+    added = sorted(h for h, i in known.devices.items() if i == 0)
+    seen = sorted(i for i in known.devices.values() if i)
+    if added:
+        rows = [{"mac_hash": h, "first_seen": now, "last_seen": now} for h in added]
+        made = insert_rows(uow.session, _DEVICES, rows, _DEVICES.c.mac_hash, _DEVICES.c.id)
+        known.devices.update((h, i) for h, i in made)
+    for chunk in chunks(seen):
+        uow.session.execute(
+            update(Device).where(Device.id.in_(chunk)).values(last_seen=now),
+            execution_options={"synchronize_session": False},
+        )
+    rounds: list[list[_Fresh]] = [[]]  # in order, a device at most once in each
+    devices: set[str] = set()
+    for row in fresh:
+        if isinstance(row, _Fresh):
+            if row.device in devices:
+                rounds.append([])
+                devices.clear()
+            rounds[-1].append(row)
+            devices.add(row.device)
+    for opened in filter(None, rounds):
+        values = [
+            {
+                "site_id": r.site_id, "ap_id": r.ap_id, "device_id": known.devices[r.device],
+                "ip": r.ip, "mac": r.mac, "login_method": r.login_method,
+                "terms_version": r.terms_version, "voucher_id": r.voucher_id,
+                "started_at": r.started_at, "expires_at": r.expires_at,
+                "last_activity_at": r.started_at, "ended_at": r.ended_at,
+                "end_reason": r.end_reason, "bytes_up": 0, "bytes_down": 0,
+            }
+            for r in opened
+        ]  # fmt: skip
+        # the one-open-session-per-device index speaks here. Each new row's id comes back
+        # with its device, once in each statement: the rows may come back in any order
+        new = insert_rows(uow.session, _SESSIONS, values, _SESSIONS.c.device_id, _SESSIONS.c.id)
+        ids: dict[int, int] = dict(new)
+        for row in opened:
+            row.id = ids[known.devices[row.device]]
+
+
+def end(ctx: Ctx, row: SessionRow, reason: EndReason, at: datetime) -> Outcome:
     """Close an open session at ``at`` with ``reason``; the plan revokes its grant."""
     if row.ended_at is not None:
         raise Conflict(f"session {row.id} already ended ({row.end_reason})")
@@ -346,7 +632,7 @@ def end_session(
     nothing. With ``actor``, the action is written to the audit log."""
     with db.uow(write=True) as uow:
         row = find_open(uow, target)
-        outcome = end(uow, ctx, row, reason, now)
+        outcome = end(ctx, row, reason, now)
         if actor is not None:
             audit.record(uow, actor, reason.value, f"session {row.id}", {"site": row.site_id}, now)
         apply_and_commit(uow, fw, outcome.plan, now)
@@ -449,7 +735,7 @@ def sweep(db: Database, fw: Firewall, ctx: Ctx, now: datetime) -> list[SessionIn
                     policy = ctx.policy(row.site_id)
                     used = seconds_used_today(uow, ctx, row.device_id, at)
                     reason = EndReason.QUOTA if used >= policy.daily_quota else reason
-                outcome = end(uow, ctx, row, reason, at)
+                outcome = end(ctx, row, reason, at)
                 plan += outcome.plan
                 ended.append(outcome.session)
         apply_and_commit(uow, fw, plan, now)

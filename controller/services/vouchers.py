@@ -136,7 +136,14 @@ def create(
 def redeem(uow: UnitOfWork, code: str, site_id: str, now: datetime) -> Voucher:
     """Check a code for a login at ``site_id`` and count one use. Raises VoucherInvalid."""
     query = select(Voucher).where(Voucher.code == normalize_code(code)).with_for_update()
-    voucher = uow.session.scalars(query).first()
+    voucher = usable(uow.session.scalars(query).first(), site_id, now)
+    voucher.uses += 1
+    return voucher
+
+
+def usable(voucher: Voucher | None, site_id: str, now: datetime) -> Voucher:
+    """``voucher`` if it is good for a login at ``site_id`` at ``now``. Raises
+    VoucherInvalid (unknown, used-up, expired, revoked, not-yet, other-site)."""
     if voucher is None:
         raise VoucherInvalid("unknown")
     status = VoucherInfo.of(voucher).status(now)
@@ -144,7 +151,6 @@ def redeem(uow: UnitOfWork, code: str, site_id: str, now: datetime) -> Voucher:
         raise VoucherInvalid(status)
     if voucher.site_id is not None and voucher.site_id != site_id:
         raise VoucherInvalid("other-site")
-    voucher.uses += 1
     return voucher
 
 

@@ -11,7 +11,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,6 +56,25 @@ _T = TypeVar("_T")
 def chunks(values: list[_T]) -> list[list[_T]]:
     """``values`` in lists of at most BOUND_MOST, for one ``IN`` list a statement."""
     return [values[i : i + BOUND_MOST] for i in range(0, len(values), BOUND_MOST)]
+
+
+def insert_rows(
+    session: Session, table: Table, rows: list[dict[str, Any]], *returning: ColumnElement[Any]
+) -> list[tuple[Any, ...]]:
+    """Insert ``rows`` (each with the same keys) in one statement; ``returning`` of each
+    row, in any order. PostgreSQL is given one array per column (``unnest``), so the
+    statement's text is the same for any number of rows: the driver converts it once and
+    the server prepares it once. A VALUES list is a new text for every number of rows,
+    longer than the driver caches: converting it took most of a batch of logins' time.
+    Elsewhere, one multi-row VALUES."""
+    if not rows:
+        return []
+    names = list(rows[0])
+    if session.get_bind().dialect.name != "postgresql":
+        return [tuple(r) for r in session.execute(insert(table).returning(*returning), rows)]
+    arrays = [func.unnest(bindparam(n, type_=ARRAY(table.c[n].type))) for n in names]
+    query = insert(table).from_select(names, select(*arrays)).returning(*returning)
+    return [tuple(r) for r in session.execute(query, {n: [r[n] for r in rows] for n in names})]
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
