@@ -30,7 +30,17 @@ from controller.gateway.firewall.ruleset import RulesetSpec
 from controller.gateway.firewall.watch import UNHEARD, RulesetWatch
 from controller.gateway.leases import LeaseFile, Leases
 from controller.gateway.neighbours import NeighbourTable
-from controller.services import blocks, inventory, phone, privacy, residents, sessions, stats
+from controller.services import (
+    blocks,
+    inventory,
+    logins,
+    phone,
+    privacy,
+    residents,
+    sessions,
+    stats,
+    upkeep,
+)
 from controller.services.context import Ctx
 from controller.services.limits import Limits
 from controller.services.routers import Disconnect, nobody
@@ -131,7 +141,7 @@ class Controller:
         database), every lease (from dnsmasq and the config's fixed hosts)."""
         ctx = ctx or self.ctx
         with self.db.uow() as uow:
-            state = sessions.desired_state(uow, ctx, now, self.gateway)
+            state = upkeep.desired_state(uow, ctx, now, self.gateway)
         held = leases.held(self.book, ctx.config, self.gateway, now)
         return replace(state, leases={x.key: x for x in held.values()})
 
@@ -139,7 +149,7 @@ class Controller:
         """Close what ran out while nobody watched, then put the ruleset and every open
         session's grant in force in one transaction (nobody loses access, nobody gains)."""
         inventory.sync(self.db, self.ctx.config, now)
-        ended = sessions.sweep(self.db, self.fw, self.ctx, now)
+        ended = upkeep.sweep(self.db, self.fw, self.ctx, now)
         if self.dhcp_hosts is not None:
             self.dhcp_hosts.ensure()
         with self._lock:
@@ -180,7 +190,7 @@ class Controller:
         began = time.monotonic()
         with self._lock:  # the leases as last put in force (the lease sync keeps them)
             with self.db.uow() as uow:
-                grants = sessions.desired_state(uow, self.ctx, now, self.gateway)
+                grants = upkeep.desired_state(uow, self.ctx, now, self.gateway)
             state = replace(grants, leases=self._leased)
             granted = self.fw.load(self.spec, state, now, shape=False, leases_after=True)
         done_at = time.monotonic()
@@ -276,8 +286,8 @@ class Controller:
     def tick(self, now: datetime) -> TickResult:
         """One accounting round: read the byte counters, store them, end what is over."""
         with self._lock:
-            counted = sessions.record_usage(self.db, self.fw.counters(), now)
-            ended = sessions.sweep(self.db, self.fw, self.ctx, now)
+            counted = upkeep.record_usage(self.db, self.fw.counters(), now)
+            ended = upkeep.sweep(self.db, self.fw, self.ctx, now)
         return TickResult(counted, tuple(ended))
 
     def tell_routers(self, ended: Sequence[sessions.SessionInfo]) -> list[Future[list[str]]]:
@@ -333,7 +343,7 @@ class Controller:
         with self.db.uow() as uow:
             online = {
                 g.mac
-                for g in sessions.desired_state(uow, self.ctx, now, self.gateway).grants.values()
+                for g in upkeep.desired_state(uow, self.ctx, now, self.gateway).grants.values()
             }
         removed = self.dhcp_hosts.prune(online, time.time() - 86400)
         if removed:
@@ -414,10 +424,8 @@ class Controller:
                 if "phone" not in self.ctx.policy(ap.site).login_methods:
                     raise MethodNotAllowed("phone login is not offered at this site")
                 code_id = phone.redeem(self.db, self.ctx, mac=mac, code_text=code or "", now=now)
-            req = sessions.LoginRequest(
-                ap.site, mac, ip, method, ap.id, terms_version, voucher_code
-            )
-            outcome = sessions.authorize(self.db, self.fw, self.ctx, req, now)
+            req = logins.LoginRequest(ap.site, mac, ip, method, ap.id, terms_version, voucher_code)
+            outcome = logins.authorize(self.db, self.fw, self.ctx, req, now)
             if code_id is not None:
                 phone.link_session(self.db, code_id, outcome.session.id)
         self._lengthen_lease(ap, mac)

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from controller.config.model import AccessPoint, CityConfig, ConfigError
 from controller.config.model import load as load_config
 from controller.gateway.firewall.memory import MemoryFirewall
-from controller.services import blocks, inventory, sessions, vouchers
+from controller.services import blocks, inventory, sessions, upkeep, vouchers
 from controller.services.context import Ctx
 from controller.store import db
 
@@ -94,13 +94,13 @@ def run(
             arrived += 1
         morning.browse(clock)
         if step % 10 == 0:
-            for info in sessions.sweep(database, fw, ctx, clock):
+            for info in upkeep.sweep(database, fw, ctx, clock):
                 assert info.ended_at is not None
                 say(
                     f"{info.ended_at.astimezone(tz):%H:%M} session {info.id} at {info.site_id} "
                     f"ends: {info.end_reason} ({info.bytes_down / 1e6:.1f} MB down)"
                 )
-    ran_out = sessions.sweep(database, fw, ctx, now) if now > clock else []
+    ran_out = upkeep.sweep(database, fw, ctx, now) if now > clock else []
     with database.uow() as uow:
         open_now = sessions.list_sessions(uow, active=True, limit=10_000)
     state = fw.state(now)
@@ -207,7 +207,7 @@ class _Morning:
                 down += self.rng.randint(50_000, 3_000_000)
                 self.phones[mac] = (ip, up, down)
         counters = {(mac, ip): (up, down) for mac, (ip, up, down) in self.phones.items()}
-        sessions.record_usage(self.database, counters, clock)
+        upkeep.record_usage(self.database, counters, clock)
 
 
 def main(argv: list[str] | None = None) -> int:

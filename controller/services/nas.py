@@ -21,7 +21,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from controller.errors import BadRequest, Conflict, DomainError, VoucherInvalid
-from controller.services import rules, sessions, uam, vouchers
+from controller.services import logins, rules, sessions, uam, vouchers
 from controller.services.context import Ctx
 from controller.services.identity import BadIdentifier, normalize_ip, normalize_mac, row_id
 from controller.store.db import Database, UnitOfWork, chunks
@@ -132,7 +132,7 @@ def admit(
 
 
 def admit_many(
-    db: Database, ctx: Ctx, logins: list[NasLogin], now: datetime
+    db: Database, ctx: Ctx, batch: list[NasLogin], now: datetime
 ) -> list[Admission | Exception]:
     """Decide Access-Requests in one transaction, as if they had come one after the other
     (later ones see the sessions of earlier ones): the session rules' ``start_many``; per
@@ -145,25 +145,25 @@ def admit_many(
     device's MAC (the NAS's MAC authentication, where the site allows it)."""
     for _attempt in range(3):
         with db.uow(write=True) as uow:
-            asked = [_request(uow, ctx, login, now) for login in logins]
-            reqs = [r for r in asked if isinstance(r, sessions.LoginRequest)]
+            asked = [_request(uow, ctx, login, now) for login in batch]
+            reqs = [r for r in asked if isinstance(r, logins.LoginRequest)]
             try:
-                outcomes = iter(sessions.start_many(uow, ctx, reqs, now))
+                outcomes = iter(logins.start_many(uow, ctx, reqs, now))
             except IntegrityError as exc:  # another process's login for a phone won
-                log.info("%d Access-Requests decided again (%s)", len(logins), exc.orig)
+                log.info("%d Access-Requests decided again (%s)", len(batch), exc.orig)
                 continue
             uow.commit()
         results: list[Admission | Exception] = []
-        for login, req in zip(logins, asked, strict=True):
-            outcome = next(outcomes) if isinstance(req, sessions.LoginRequest) else req
+        for login, req in zip(batch, asked, strict=True):
+            outcome = next(outcomes) if isinstance(req, logins.LoginRequest) else req
             results.append(_admission(ctx, login.site_id, outcome, now))
         return results
-    return [Conflict("too many simultaneous logins for this device; try again")] * len(logins)
+    return [Conflict("too many simultaneous logins for this device; try again")] * len(batch)
 
 
 def _request(
     uow: UnitOfWork, ctx: Ctx, login: NasLogin, now: datetime
-) -> sessions.LoginRequest | Exception:
+) -> logins.LoginRequest | Exception:
     """The login an Access-Request asks for, or why it is refused before the rules."""
     try:
         claim = _claim(ctx, login, now)
@@ -172,7 +172,7 @@ def _request(
     method = claim.method or _returning(uow, ctx, login.site_id, claim.mac, now)
     if method is None:
         return BadCredentials("unknown user or wrong password")
-    return sessions.LoginRequest(
+    return logins.LoginRequest(
         login.site_id, claim.mac, claim.ip, method, None, claim.terms, claim.code
     )
 
@@ -489,8 +489,8 @@ class NasService:
             now=now,
         )
 
-    def admit_many(self, logins: list[NasLogin], now: datetime) -> list[Admission | Exception]:
-        return admit_many(self.db, self.ctx, logins, now)
+    def admit_many(self, batch: list[NasLogin], now: datetime) -> list[Admission | Exception]:
+        return admit_many(self.db, self.ctx, batch, now)
 
     def account_many(
         self, batch: list[tuple[str, str, AcctRecord]], now: datetime

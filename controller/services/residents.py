@@ -16,12 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from controller.errors import UnknownSite
 from controller.services import phone, rules
 from controller.services.context import Ctx
-from controller.services.sessions import (
-    SessionInfo,
-    active_block,
-    bytes_used_today,
-    seconds_used_today,
-)
+from controller.services.sessions import SessionInfo, active_block
+from controller.services.usage import bytes_used_today, seconds_used_today
 from controller.store.db import Database, UnitOfWork
 from controller.store.models import AppClick, Device, Session
 

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 from controller.cli.main import cli
 from controller.gateway.firewall.memory import MemoryFirewall
-from controller.services import sessions
+from controller.services import logins
 from controller.services.context import Ctx
 from controller.services.identity import DeviceHasher
-from controller.services.sessions import LoginRequest
+from controller.services.logins import LoginRequest
 from tests.conftest import ROOT
 
 SECRET = "cli-test-device-hash-secret-0123456789"
@@ -120,7 +120,7 @@ def test_usage_mistakes_exit_2(run):
 def test_sites_and_aps_show_who_is_online(with_db, database, city, now):
     ctx = Ctx(city, DeviceHasher(SECRET.encode()))
     login = LoginRequest("tmsbk", "3c:5a:b4:12:34:56", "10.20.9.20", ap_id="tmsbk-2")
-    sessions.authorize(database, MemoryFirewall(), ctx, login, now)
+    logins.authorize(database, MemoryFirewall(), ctx, login, now)
     sites = {s["id"]: s for s in json.loads(with_db("--json", "sites").stdout)}
     aps = {a["id"]: a for a in json.loads(with_db("--json", "aps").stdout)}
     assert (sites["tmsbk"]["online"], aps["tmsbk-2"]["online"], sites["jam-gadang"]["online"]) == (
@@ -281,7 +281,7 @@ def test_stats_rebuild_then_usage_shows_the_days_figures(with_db, database, city
     today = datetime.now(UTC)
     site = "terminal-aur-kuning"  # open day and night
     login = LoginRequest(site, "3c:5a:b4:12:34:56", "10.20.12.20", ap_id="aur-kuning-1")
-    sessions.authorize(database, MemoryFirewall(), ctx, login, today)
+    logins.authorize(database, MemoryFirewall(), ctx, login, today)
     rebuilt = with_db("--json", "stats", "rebuild", "--since", "2026-01-01")
     assert rebuilt.exit_code == 0, rebuilt.stderr
     assert json.loads(rebuilt.stdout)["sessions"] == 1

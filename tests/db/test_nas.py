@@ -14,7 +14,7 @@ from sqlalchemy import func, insert, select, text
 
 from controller.config.values import Hours
 from controller.errors import Blocked, QuotaUsed, VoucherInvalid
-from controller.services import blocks, nas, sessions, uam, vouchers
+from controller.services import blocks, logins, nas, sessions, uam, vouchers
 from controller.services.nas import AcctRecord, BadCredentials
 from controller.store.models import Device, Session, Voucher
 
@@ -84,8 +84,8 @@ def test_a_blocked_device_is_refused(database, nas_ctx, fw, now):
 def test_a_returning_device_gets_in_by_its_mac_within_the_days_quota(database, nas_ctx, fw, now):
     with pytest.raises(BadCredentials):  # never here today: no
         admit(database, nas_ctx, now, MAC, "")
-    req = sessions.LoginRequest(SITE, MAC, IP, "click")
-    first = sessions.authorize(database, fw, nas_ctx, req, now)
+    req = logins.LoginRequest(SITE, MAC, IP, "click")
+    first = logins.authorize(database, fw, nas_ctx, req, now)
     sessions.end_session(database, fw, nas_ctx, str(first.session.id), nas.EndReason.LOGOUT,
                          now + timedelta(hours=1))  # fmt: skip
     later = now + timedelta(hours=2)
@@ -99,8 +99,8 @@ def test_a_returning_device_gets_in_by_its_mac_within_the_days_quota(database, n
 def test_the_same_private_address_at_two_nas_sites_is_two_devices(database, nas_ctx, fw, now):
     code = code_for(database, nas_ctx, now)
     admit(database, nas_ctx, now, code, code)
-    other = sessions.LoginRequest("jam-gadang", "02:00:00:00:00:99", IP, "click")
-    sessions.authorize(database, fw, nas_ctx, other, now)
+    other = logins.LoginRequest("jam-gadang", "02:00:00:00:00:99", IP, "click")
+    logins.authorize(database, fw, nas_ctx, other, now)
     assert [r.ended_at for r in rows(database)] == [None, None]
 
 
@@ -449,8 +449,8 @@ def _world(database, ctx, fw, now, rnd: random.Random, trial: int, world: int):
         if state == "blocked":
             blocks.block(database, fw, ctx, mac, reason="abuse", actor="test", now=early)
         elif state == "elsewhere":
-            req = sessions.LoginRequest(OTHER_SITE, mac, ip, "click")
-            sessions.authorize(database, fw, ctx, req, now - timedelta(minutes=5))
+            req = logins.LoginRequest(OTHER_SITE, mac, ip, "click")
+            logins.authorize(database, fw, ctx, req, now - timedelta(minutes=5))
         elif state != "none":
             at = {"ended": early, "open": now - timedelta(minutes=10)}.get(state, early)
             user, password = uam.credentials(ctx.device_hash, mac, at)

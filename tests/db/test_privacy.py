@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from controller.services import privacy, sessions, stats
-from controller.services.sessions import LoginRequest
+from controller.services import logins, privacy, sessions, stats
+from controller.services.logins import LoginRequest
 from controller.store.models import Session
 
 PHONE = "3c:5a:b4:12:34:56"
@@ -15,12 +15,12 @@ PHONE = "3c:5a:b4:12:34:56"
 
 def test_old_sessions_lose_their_mac_and_keep_their_counts(database, fw, ctx, now):
     old = now - timedelta(days=ctx.config.retention_days + 1)
-    first = sessions.authorize(
+    first = logins.authorize(
         database, fw, ctx, LoginRequest("jam-gadang", PHONE, "10.20.3.20"), old
     )
     sessions.end_session(database, fw, ctx, str(first.session.id), sessions.EndReason.LOGOUT,
                          old + timedelta(minutes=20))  # fmt: skip
-    sessions.authorize(database, fw, ctx, LoginRequest("jam-gadang", PHONE, "10.20.3.20"), now)
+    logins.authorize(database, fw, ctx, LoginRequest("jam-gadang", PHONE, "10.20.3.20"), now)
     day = old.astimezone(ctx.tz).date()
     stats.rebuild(database, ctx, day, day, now)
 

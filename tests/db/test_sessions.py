@@ -20,8 +20,8 @@ from controller.errors import (
 )
 from controller.gateway.firewall import plan
 from controller.gateway.firewall.memory import MemoryFirewall
-from controller.services import audit, blocks, sessions, vouchers
-from controller.services.sessions import LoginRequest
+from controller.services import audit, blocks, logins, sessions, upkeep, usage, vouchers
+from controller.services.logins import LoginRequest
 from controller.store.models import EndReason, Session
 from tests.conftest import wib
 
@@ -30,7 +30,7 @@ OTHER = "3c:5a:b4:65:43:21"
 
 
 def login(database, fw, ctx, now, *, site="jam-gadang", mac=PHONE, ip="10.20.3.20", **kw):
-    return sessions.authorize(database, fw, ctx, LoginRequest(site, mac, ip, **kw), now)
+    return logins.authorize(database, fw, ctx, LoginRequest(site, mac, ip, **kw), now)
 
 
 def open_count(database) -> int:
@@ -145,9 +145,9 @@ def test_a_session_across_midnight_counts_toward_each_day_only_its_share(databas
     sessions.end_session(database, fw, ctx, PHONE, EndReason.LOGOUT, out.session.expires_at)
     with database.uow() as uow:
         dev = uow.session.scalar(select(Session.device_id))
-        assert sessions.seconds_used_today(uow, ctx, dev, wib(2026, 11, 24, 1, 0)) == 10 * 60
+        assert usage.seconds_used_today(uow, ctx, dev, wib(2026, 11, 24, 1, 0)) == 10 * 60
         assert (
-            sessions.seconds_used_today(uow, ctx, dev, wib(2026, 11, 24, 1, 0) - timedelta(hours=2))
+            usage.seconds_used_today(uow, ctx, dev, wib(2026, 11, 24, 1, 0) - timedelta(hours=2))
             == 20 * 60
         )
 
@@ -309,10 +309,10 @@ def test_sweep_ends_timed_out_idle_and_over_quota_sessions_with_their_reasons(
     with database.uow(write=True) as uow:  # b stays busy; a goes quiet
         uow.session.get(Session, b.session.id).last_activity_at = now + timedelta(minutes=50)
         uow.commit()
-    ended = sessions.sweep(database, fw, ctx, now + timedelta(minutes=20))
+    ended = upkeep.sweep(database, fw, ctx, now + timedelta(minutes=20))
     assert [(e.id, e.end_reason) for e in ended] == [(a.session.id, "idle")]
     assert ended[0].ended_at == now + timedelta(minutes=15)
-    ended = sessions.sweep(database, fw, ctx, now + timedelta(minutes=61))
+    ended = upkeep.sweep(database, fw, ctx, now + timedelta(minutes=61))
     assert [(e.id, e.end_reason) for e in ended] == [(b.session.id, "timeout")]
     assert not fw.state(now + timedelta(minutes=61)).grants
 
@@ -327,7 +327,7 @@ def test_sweep_says_quota_when_the_days_time_ran_out(database, fw, ctx, now):
     with database.uow(write=True) as uow:
         uow.session.get(Session, out.session.id).last_activity_at = out.session.expires_at
         uow.commit()
-    [ended] = sessions.sweep(database, fw, ctx, out.session.expires_at)
+    [ended] = upkeep.sweep(database, fw, ctx, out.session.expires_at)
     assert ended.end_reason == "quota"
 
 
@@ -365,7 +365,7 @@ def test_the_firewall_the_database_calls_for_is_what_the_logins_applied(database
     login(database, fw, ctx, now, mac=OTHER, ip="10.20.5.20", site="pasar-atas")
     blocks.block(database, fw, ctx, "3c:5a:b4:00:00:99", reason="x", actor="cli:t", now=now)
     with database.uow() as uow:
-        desired = sessions.desired_state(uow, ctx, now)
+        desired = upkeep.desired_state(uow, ctx, now)
     assert not plan(desired, fw.state(now), now)
     # after a flushed ruleset, one plan restores it and a second finds nothing to do
     empty = MemoryFirewall()
@@ -379,21 +379,19 @@ def test_traffic_counters_keep_a_session_alive_and_are_stored(database, fw, ctx,
     a = login(database, fw, ctx, now, mac=PHONE, ip="10.20.3.20")
     login(database, fw, ctx, now, mac=OTHER, ip="10.20.3.21")
     t = now + timedelta(minutes=10)
-    changed = sessions.record_usage(
+    changed = upkeep.record_usage(
         database,
         {(PHONE, "10.20.3.20"): (1_000, 250_000), ("3c:5a:b4:00:00:01", "10.20.3.99"): (5, 5)},
         t,
     )
     assert changed == 1
-    ended = sessions.sweep(database, fw, ctx, now + timedelta(minutes=20))
+    ended = upkeep.sweep(database, fw, ctx, now + timedelta(minutes=20))
     assert [e.end_reason for e in ended] == ["idle"] and ended[0].id != a.session.id
     # the same reading again moves nothing; counters that restarted (a re-written grant) count whole
-    assert sessions.record_usage(database, {(PHONE, "10.20.3.20"): (1_000, 250_000)}, t) == 0
-    sessions.record_usage(database, {(PHONE, "10.20.3.20"): (10, 10)}, t + timedelta(minutes=1))
-    sessions.record_usage(
-        database, {(PHONE, "10.20.3.20"): (510, 1010)}, now + timedelta(minutes=50)
-    )
-    [row] = sessions.sweep(database, fw, ctx, now + timedelta(minutes=61))
+    assert upkeep.record_usage(database, {(PHONE, "10.20.3.20"): (1_000, 250_000)}, t) == 0
+    upkeep.record_usage(database, {(PHONE, "10.20.3.20"): (10, 10)}, t + timedelta(minutes=1))
+    upkeep.record_usage(database, {(PHONE, "10.20.3.20"): (510, 1010)}, now + timedelta(minutes=50))
+    [row] = upkeep.sweep(database, fw, ctx, now + timedelta(minutes=61))
     assert (row.id, row.end_reason, row.bytes_up, row.bytes_down) == (
         a.session.id,
         "timeout",
@@ -408,7 +406,7 @@ def test_a_daily_data_quota_refuses_a_device_that_moved_too_much_today(database,
     )
     ctx = type(ctx)(limited, ctx.device_hash)
     login(database, fw, ctx, now, site="pasar-atas", ip="10.20.5.20")
-    sessions.record_usage(database, {(PHONE, "10.20.5.20"): (1_000_000, 99_500_000)}, now)
+    upkeep.record_usage(database, {(PHONE, "10.20.5.20"): (1_000_000, 99_500_000)}, now)
     sessions.end_session(database, fw, ctx, PHONE, EndReason.LOGOUT, now + timedelta(minutes=5))
     with pytest.raises(QuotaUsed):
         login(database, fw, ctx, now + timedelta(minutes=6), site="pasar-atas", ip="10.20.5.20")
@@ -429,15 +427,15 @@ def test_sweep_ends_a_session_once_the_days_data_is_used_and_spares_vouchers(
     v = login(database, fw, ctx, now, site="jam-gadang", mac=OTHER, ip="10.20.3.21",
               method="voucher", voucher_code=code.code)  # fmt: skip
     t = now + timedelta(minutes=5)
-    sessions.record_usage(
+    upkeep.record_usage(
         database,
         {(PHONE, "10.20.3.20"): (1_000_000, 98_000_000), (OTHER, "10.20.3.21"): (0, 10**9)},
         t,
     )
-    assert sessions.sweep(database, fw, ctx, t) == [], "below the cap, and vouchers have none"
+    assert upkeep.sweep(database, fw, ctx, t) == [], "below the cap, and vouchers have none"
     t2 = t + timedelta(minutes=1)
-    sessions.record_usage(database, {(PHONE, "10.20.3.20"): (1_000_000, 99_000_000)}, t2)
-    [ended] = sessions.sweep(database, fw, ctx, t2)
+    upkeep.record_usage(database, {(PHONE, "10.20.3.20"): (1_000_000, 99_000_000)}, t2)
+    [ended] = upkeep.sweep(database, fw, ctx, t2)
     assert (ended.id, ended.end_reason, ended.ended_at) == (a.session.id, "quota", t2)
     assert not fw.forwards(PHONE, "10.20.3.20", t2)
     assert fw.forwards(OTHER, "10.20.3.21", t2), "the voucher's session goes on"

@@ -18,7 +18,7 @@ from captive.gateway import LocalGateway
 from controller.daemon.controller import Controller
 from controller.gateway.leases import MemoryLeases
 from controller.gateway.neighbours import MemoryNeighbours
-from controller.services import inventory
+from controller.services import inventory, logins
 from controller.services.dashboard import DashboardService
 from controller.store import db as db_mod
 from tests.smsbox import Outbox
@@ -116,13 +116,12 @@ def tap_connect(phone, **extra: str):
 
 def two_phones_online(portal_db, ctx, controller, now) -> None:
     """A phone at Jam Gadang and one at TMSBK log in (the dashboard tests' morning)."""
-    from controller.services import sessions
 
     for i, (site, ap, ip) in enumerate(
         [("jam-gadang", "jam-gadang-1", "10.20.3.30"), ("tmsbk", "tmsbk-1", "10.20.8.30")]
     ):
-        login = sessions.LoginRequest(site, f"02:00:00:00:00:{i + 10:02x}", ip, ap_id=ap)
-        sessions.authorize(portal_db, controller.fw, ctx, login, now)
+        login = logins.LoginRequest(site, f"02:00:00:00:00:{i + 10:02x}", ip, ap_id=ap)
+        logins.authorize(portal_db, controller.fw, ctx, login, now)
 
 
 @pytest.fixture
