@@ -23,6 +23,7 @@ from controller.errors import DomainError
 from controller.gateway.firewall.deferred import DeferredFirewall
 from controller.services import rules
 from controller.services.context import Ctx
+from controller.services.sessions import SessionInfo
 from controller.store import db
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -137,13 +138,15 @@ class App:
                 err=True,
             )
 
-    def tell_nas(self, ended: list[Any]) -> None:
-        """Sessions that ran at a NAS-mode site: have their router cut them off too
-        (RFC 5176 Disconnect-Request). What each router answered goes to stderr."""
-        from radius.coa import RouterDisconnect  # the port, as the daemon is given it
+    def routers(self, config: CityConfig, ended: Sequence[SessionInfo]) -> list[str]:
+        """The Disconnect port the CLI gives the session rules: a NAS-mode site's router is
+        told at once (RFC 5176 Disconnect-Request); what it answered goes to stderr."""
+        from radius.coa import RouterDisconnect
 
-        for line in RouterDisconnect()(self.config, ended):
+        said = RouterDisconnect()(config, ended)
+        for line in said:
             click.echo(line, err=True)
+        return said
 
 
 class Group(click.Group):

@@ -327,11 +327,11 @@ def sessions_cmd(app: App, site: str | None, active: bool, limit: int) -> None:
 def kick_cmd(app: App, target: str) -> None:
     """End the open session of TARGET (a session id, MAC or IP) now."""
     info = sessions.end_session(
-        app.database(), app.fw, app.ctx, target, EndReason.KICKED, now(), actor=actor()
-    )
+        app.database(), app.fw, app.ctx, target, EndReason.KICKED, now(), actor=actor(),
+        routers=app.routers,
+    )  # fmt: skip
     app.done(info, f"kicked: session {info.id} ({info.ip} at {info.site_id})")
     app.after_change()
-    app.tell_nas([info])
 
 
 @cli.command("block")
@@ -345,13 +345,13 @@ def block_cmd(app: App, mac: str, reason: str, for_: int | None) -> None:
     t = now()
     until = None if for_ is None else t + timedelta(seconds=for_)
     info = blocks.block(
-        app.database(), app.fw, app.ctx, mac, reason=reason, actor=actor(), now=t, until=until
-    )
+        app.database(), app.fw, app.ctx, mac, reason=reason, actor=actor(), now=t, until=until,
+        routers=app.routers,
+    )  # fmt: skip
     app.done(
         info, f"blocked: {info.mac}" + (f" until {local(info.expires_at, app.tz)}" if until else "")
     )
     app.after_change()
-    app.tell_nas(list(info.ended))
 
 
 @cli.command("unblock")

@@ -52,15 +52,6 @@ from controller.store.models import EndReason, GatewayEvent, GatewayEventKind
 log = logging.getLogger("wifikota.controller")
 
 
-# The ends of NAS-mode sessions whose router is then told (RFC 5176 Disconnect-Request):
-# the time or the quota given is over, the site has closed, an admin kicked or blocked.
-# Not the idle ones: the router sees the phone's traffic itself, and ours is only as fresh
-# as its last Interim-Update; nor a logout: the phone left through the router's own page.
-TELL_ROUTER = frozenset(
-    r.value
-    for r in (EndReason.TIMEOUT, EndReason.QUOTA, EndReason.CLOSED, EndReason.KICKED,
-              EndReason.BLOCKED)
-)  # fmt: skip
 POOL_HIGH, POOL_OK = 0.9, 0.8  # an AP's DHCP pool: alert at 90 % used, all clear below 80 %
 LOST_MESSAGES = "ruleset messages were lost"
 
@@ -149,7 +140,7 @@ class Controller:
         """Close what ran out while nobody watched, then put the ruleset and every open
         session's grant in force in one transaction (nobody loses access, nobody gains)."""
         inventory.sync(self.db, self.ctx.config, now)
-        ended = upkeep.sweep(self.db, self.fw, self.ctx, now)
+        ended = upkeep.sweep(self.db, self.fw, self.ctx, now, self.routers)
         if self.dhcp_hosts is not None:
             self.dhcp_hosts.ensure()
         with self._lock:
@@ -287,22 +278,22 @@ class Controller:
         """One accounting round: read the byte counters, store them, end what is over."""
         with self._lock:
             counted = upkeep.record_usage(self.db, self.fw.counters(), now)
-            ended = upkeep.sweep(self.db, self.fw, self.ctx, now)
+            ended = upkeep.sweep(self.db, self.fw, self.ctx, now, self.routers)
         return TickResult(counted, tuple(ended))
 
-    def tell_routers(self, ended: Sequence[sessions.SessionInfo]) -> list[Future[list[str]]]:
-        """Have the routers of NAS-mode sites cut off the sessions of ``ended`` that ran
-        out (``TELL_ROUTER``), in the background, a few at a time: a router that does not
-        answer holds each request for seconds, and the tick goes on meanwhile. One future
-        per session told, for what its router answered."""
-        config = self.ctx.config
-        return [
-            self._routers.submit(_tell_routers, self.disconnect, config, s)
-            for s in ended
-            if s.end_reason in TELL_ROUTER
-            and (site := config.sites.get(s.site_id)) is not None
-            and site.mode == "nas"
-        ]
+    def tell_routers(
+        self, config: CityConfig, ended: Sequence[sessions.SessionInfo]
+    ) -> list[Future[list[str]]]:
+        """Have the routers cut off the sessions of ``ended`` in the background, a few at
+        a time: a router that does not answer holds each request for seconds, and the
+        tick goes on meanwhile. One future per session, for what its router answered."""
+        return [self._routers.submit(_tell_routers, self.disconnect, config, s) for s in ended]
+
+    def routers(self, config: CityConfig, ended: Sequence[sessions.SessionInfo]) -> list[str]:
+        """The Disconnect port the session rules are given: told in the background
+        (:meth:`tell_routers`), what the routers say is logged."""
+        self.tell_routers(config, ended)
+        return []
 
     def close(self) -> None:
         """Drop the routers not yet told; those being told get their answer or retries."""
@@ -463,11 +454,9 @@ class Controller:
     ) -> sessions.SessionInfo:
         """End a session (an admin's kick); at a NAS-mode site its router is told too."""
         with self._lock:
-            info = sessions.end_session(
-                self.db, self.fw, self.ctx, target, reason, now, actor=actor
+            return sessions.end_session(
+                self.db, self.fw, self.ctx, target, reason, now, actor=actor, routers=self.routers
             )
-        self.tell_routers([info])
-        return info
 
     def block(
         self, mac: str, reason: str, until: datetime | None, actor: str, now: datetime
@@ -475,11 +464,10 @@ class Controller:
         """Block a device (an admin's, from the dashboard): its session ends, in force at
         once; at a NAS-mode site its router is told too."""
         with self._lock:
-            info = blocks.block(
-                self.db, self.fw, self.ctx, mac, reason=reason, actor=actor, now=now, until=until
-            )
-        self.tell_routers(list(info.ended))
-        return info
+            return blocks.block(
+                self.db, self.fw, self.ctx, mac, reason=reason, actor=actor, now=now,
+                until=until, routers=self.routers,
+            )  # fmt: skip
 
     def status(self, ip: str, now: datetime) -> residents.ClientStatus:
         """What the device at ``ip`` is told about its connection (the portal's question)."""
@@ -600,7 +588,6 @@ def _account(controller: Controller, now: datetime) -> None:
     result = controller.tick(now)
     for s in result.ended:
         log.info("session %s at %s ended: %s", s.id, s.site_id, s.end_reason)
-    controller.tell_routers(result.ended)
 
 
 def _reconcile(controller: Controller, now: datetime) -> None:
@@ -637,7 +624,6 @@ def run(
     log.info(
         "started: ruleset loaded for %s; %d sessions had run out", controller.gateway, len(ended)
     )
-    controller.tell_routers(ended)
     if guard is not None:
         guard.start()
     if isinstance(controller.book, LeaseFile):

@@ -12,6 +12,7 @@ from controller.gateway.firewall import Firewall, Plan
 from controller.services import audit, sessions
 from controller.services.context import Ctx
 from controller.services.identity import BadIdentifier, normalize_mac
+from controller.services.routers import Disconnect, nobody, tell
 from controller.store.db import Database, UnitOfWork
 from controller.store.models import Block, Device, EndReason, Session
 
@@ -51,8 +52,10 @@ def block(
     actor: str,
     now: datetime,
     until: datetime | None = None,
+    routers: Disconnect = nobody,
 ) -> BlockInfo:
-    """Block a device by MAC; its open session ends with reason 'blocked'. All or nothing."""
+    """Block a device by MAC; its open session ends with reason 'blocked', all or nothing,
+    and at a NAS-mode site its router is told (``routers``)."""
     mac = _mac(mac)
     if not reason.strip() or len(reason) > 200:
         raise BadRequest("give a reason (at most 200 characters)")
@@ -93,7 +96,9 @@ def block(
             now,
         )
         sessions.apply_and_commit(uow, fw, plan, now)
-        return BlockInfo.of(row, tuple(ended))
+        info = BlockInfo.of(row, tuple(ended))
+    tell(routers, ctx.config, ended)
+    return info
 
 
 def _lift_expired(uow: UnitOfWork, mac_hash: str, now: datetime) -> None:

@@ -8,9 +8,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from controller.store.models import EndReason
+
 if TYPE_CHECKING:
     from controller.config.model import CityConfig
     from controller.services.sessions import SessionInfo
+
+# The ends of NAS-mode sessions whose router is then told (RFC 5176 Disconnect-Request):
+# the time or the quota given is over, the site has closed, an admin kicked or blocked.
+# Not the idle ones: the router sees the phone's traffic itself, and ours is only as fresh
+# as its last Interim-Update; nor a logout: the phone left through the router's own page.
+TELL_ROUTER = frozenset(
+    r.value
+    for r in (EndReason.TIMEOUT, EndReason.QUOTA, EndReason.CLOSED, EndReason.KICKED,
+              EndReason.BLOCKED)
+)  # fmt: skip
 
 
 class Disconnect(Protocol):
@@ -23,3 +35,17 @@ class Disconnect(Protocol):
 def nobody(config: CityConfig, ended: Sequence[SessionInfo]) -> list[str]:
     """No router is told (a gateway without NAS-mode sites, the tests of the rules)."""
     return []
+
+
+def tell(routers: Disconnect, config: CityConfig, ended: Sequence[SessionInfo]) -> list[str]:
+    """Tell the routers of the sessions among ``ended`` that ran at a NAS-mode site and
+    ended as a router must hear of (``TELL_ROUTER``); what they answered. Every rule that
+    ends sessions calls this once they are committed."""
+    told = [
+        s
+        for s in ended
+        if s.end_reason in TELL_ROUTER
+        and (site := config.sites.get(s.site_id)) is not None
+        and site.mode == "nas"
+    ]
+    return routers(config, told) if told else []

@@ -26,6 +26,7 @@ from controller.gateway.firewall import Firewall, FirewallError, Grant, Plan
 from controller.services import audit, rules, usage
 from controller.services.context import Ctx
 from controller.services.identity import BadIdentifier, normalize_ip, normalize_mac, row_id
+from controller.services.routers import Disconnect, nobody, tell
 from controller.store.db import Database, UnitOfWork
 from controller.store.models import Block, Device, EndReason, Session
 
@@ -200,16 +201,19 @@ def end_session(
     now: datetime,
     *,
     actor: str | None = None,
+    routers: Disconnect = nobody,
 ) -> SessionInfo:
     """End the open session named by ``target`` (id, MAC or IP) and revoke it, all or
-    nothing. With ``actor``, the action is written to the audit log."""
+    nothing; at a NAS-mode site its router is told (``routers``). With ``actor``, the
+    action is written to the audit log."""
     with db.uow(write=True) as uow:
         row = find_open(uow, target)
         outcome = end(ctx, row, reason, now)
         if actor is not None:
             audit.record(uow, actor, reason.value, f"session {row.id}", {"site": row.site_id}, now)
         apply_and_commit(uow, fw, outcome.plan, now)
-        return outcome.session
+    tell(routers, ctx.config, [outcome.session])
+    return outcome.session
 
 
 def extend(db: Database, fw: Firewall, ctx: Ctx, session_id: int, now: datetime) -> SessionInfo:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from controller.gateway.firewall import Firewall, FirewallState, Plan
 from controller.services import rules, usage
 from controller.services.context import Ctx
+from controller.services.routers import Disconnect, nobody, tell
 from controller.services.sessions import (
     SessionInfo,
     apply_and_commit,
@@ -80,9 +81,11 @@ def _over_daily_data(uow: UnitOfWork, ctx: Ctx, rows: Sequence[Session], now: da
     return {row.id for row, cap in capped if used.get(row.device_id, 0) >= cap}
 
 
-def sweep(db: Database, fw: Firewall, ctx: Ctx, now: datetime) -> list[SessionInfo]:
+def sweep(
+    db: Database, fw: Firewall, ctx: Ctx, now: datetime, routers: Disconnect = nobody
+) -> list[SessionInfo]:
     """End every open session that is over (timeout, idle, closing time, the day's data
-    used up); returns them."""
+    used up), and tell the routers of NAS-mode sites (``routers``); returns them."""
     with db.uow(write=True) as uow:
         plan, ended = Plan(), []
         rows = open_sessions(uow, Session.started_at <= now)
@@ -101,7 +104,9 @@ def sweep(db: Database, fw: Firewall, ctx: Ctx, now: datetime) -> list[SessionIn
                 plan += outcome.plan
                 ended.append(outcome.session)
         apply_and_commit(uow, fw, plan, now)
-        return sorted(ended, key=lambda s: (s.ended_at or now, s.id))
+    ended.sort(key=lambda s: (s.ended_at or now, s.id))
+    tell(routers, ctx.config, ended)
+    return ended
 
 
 def desired_state(
