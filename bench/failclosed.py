@@ -187,7 +187,7 @@ def run_size(lab: Lab, city, n: int, rounds: int, tmp: Path) -> list[dict]:
         guard.start()
         lab.sh(online.ns, ["curl", "-s", "-m", "3", "-o", "/dev/null", f"http://{INTERNET_IP}/"],
                check=False)  # fmt: skip
-        assert controller.authorize(online.ip, datetime.now(UTC)).session.ip == online.ip
+        assert controller.start_session(online.ip, datetime.now(UTC)).session.ip == online.ip
         conf = tmp / "nftables.conf"
         conf.write_text(DEBIAN)
         for way, cmd in WAYS.items():

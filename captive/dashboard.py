@@ -26,6 +26,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response as Reply
 
 from controller.config.model import CityConfig
+from controller.daemon import protocol
 from controller.errors import DomainError, Unavailable
 from controller.services import rules
 from controller.services.admins import SIGNED_IN_FOR
@@ -330,14 +331,12 @@ def kick() -> Response:
     target = request.form.get("sesi", "").strip()
     if row_id(target) is None:
         return _manage_page(400, notice="bad-input")
-    try:
-        answer = gateway().ask(
-            {"op": "deauthorize", "target": target, "reason": "kicked", "actor": _actor()}
-        )
+    try:  # (at a NAS-mode site the controller tells its router)
+        gateway().ask(protocol.End(target, "kicked", _actor()))
     except Unavailable:
         return _manage_page(503, notice="unavailable")
-    if not answer.get("ok"):  # (at a NAS-mode site the controller tells its router)
-        return _manage_page(400, notice="failed", why=str(answer.get("message", "")))
+    except DomainError as exc:
+        return _manage_page(400, notice="failed", why=str(exc))
     return _manage_page(notice="kicked", target=target)
 
 
@@ -349,15 +348,14 @@ def block() -> Response:
     hours = _number("jam", 0, 24 * 365) if request.form.get("jam") else 0
     if hours is None:
         return _manage_page(400, notice="bad-input")
-    request_ = {"op": "block", "mac": request.form.get("mac", ""),
-                "reason": request.form.get("alasan", ""), "hours": hours or None,
-                "actor": _actor()}  # fmt: skip
+    asked = protocol.Block(request.form.get("mac", ""), request.form.get("alasan", ""),
+                           hours or None, _actor())  # fmt: skip
     try:  # the controller blocks, puts it in force and tells a NAS-mode site's router
-        answer = gateway().ask(request_)
+        gateway().ask(asked)
     except Unavailable:
         return _manage_page(503, notice="unavailable")
-    if not answer.get("ok"):
-        return _manage_page(400, notice="failed", why=str(answer.get("message", "")))
+    except DomainError as exc:
+        return _manage_page(400, notice="failed", why=str(exc))
     return _manage_page(notice="blocked")
 
 

@@ -11,43 +11,44 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from controller.daemon import control
-from controller.wire import plain
+from controller.daemon import control, protocol
+from controller.services.residents import ClientStatus
 
 if TYPE_CHECKING:
     from controller.daemon.controller import Controller
 
+R = TypeVar("R")
+
 
 class Gateway(Protocol):
-    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One request to the controller, its answer (``ok`` false with ``error`` when it
-        refuses). Raises controller.errors.Unavailable when it cannot be reached."""
+    def ask(self, request: protocol.Request[R]) -> R:
+        """One request to the controller, its reply. A refusal is raised as the domain
+        error it is (``Blocked``, ``QuotaUsed``...); ``Unavailable`` when the controller
+        cannot be reached."""
         ...
 
 
 class SocketGateway:
     def __init__(self, path: str | None = None, timeout: float = 5.0) -> None:
-        self.path, self.timeout = path, timeout
+        self.client = control.Client(path, timeout)
 
-    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        return control.call(request, self.path, self.timeout)
+    def ask(self, request: protocol.Request[R]) -> R:
+        return self.client.ask(request)
 
 
 class LocalGateway:
+    """The controller in this process, asked through the same encoding as the socket."""
+
     def __init__(
         self, controller: Controller, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     ) -> None:
         self.controller, self.clock = controller, clock
 
-    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        answer: dict[str, Any] = plain(control.handle(self.controller, request, self.clock()))
-        return answer
-
-
-def _when(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+    def ask(self, request: protocol.Request[R]) -> R:
+        line = control.answer(self.controller, protocol.request_line(request), self.clock())
+        return protocol.read_answer(request, line)
 
 
 @dataclass(frozen=True)
@@ -76,29 +77,27 @@ class Status:
     code_attempts_left: int = 0
 
     @classmethod
-    def of(cls, answer: dict[str, Any]) -> Status:
-        st = answer["status"]
-        session = st.get("session") or {}
-        code = st.get("code") or {}
+    def of(cls, st: ClientStatus) -> Status:
+        session, code = st.session, st.code
         return cls(
-            site_id=st["site_id"],
-            site_name=st["site_name"],
-            login_methods=tuple(st["login_methods"]),
-            terms_version=st["terms_version"],
-            authorized=bool(answer["authorized"]),
-            session_id=session.get("id"),
-            login_method=session.get("login_method"),
-            seconds_remaining=int(st["seconds_remaining"]),
-            quota_seconds_left=int(st["quota_seconds_left"]),
-            bytes_remaining=st["bytes_remaining"],
-            can_extend=bool(st["can_extend"]),
-            blocked=bool(st["blocked"]),
-            blocked_until=_when(st.get("blocked_until")),
-            maintenance=bool(st["maintenance"]),
-            opens_at=_when(st.get("opens_at")),
-            quota_used=bool(st["quota_used"]),
-            resets_at=datetime.fromisoformat(st["resets_at"]),
-            code_sent_to=code.get("sent_to"),
-            code_expires_at=_when(code.get("expires_at")),
-            code_attempts_left=int(code.get("attempts_left", 0)),
+            site_id=st.site_id,
+            site_name=st.site_name,
+            login_methods=st.login_methods,
+            terms_version=st.terms_version,
+            authorized=st.authorized,
+            session_id=session.id if session else None,
+            login_method=session.login_method if session else None,
+            seconds_remaining=st.seconds_remaining,
+            quota_seconds_left=st.quota_seconds_left,
+            bytes_remaining=st.bytes_remaining,
+            can_extend=st.can_extend,
+            blocked=st.blocked,
+            blocked_until=st.blocked_until,
+            maintenance=st.maintenance,
+            opens_at=st.opens_at,
+            quota_used=st.quota_used,
+            resets_at=st.resets_at,
+            code_sent_to=code.sent_to if code else None,
+            code_expires_at=code.expires_at if code else None,
+            code_attempts_left=code.attempts_left if code else 0,
         )

@@ -25,7 +25,15 @@ from flask_babel import format_datetime, get_locale
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response as Reply
 
-from controller.errors import Unavailable
+from controller.daemon import protocol
+from controller.errors import (
+    CodeInvalid,
+    DomainError,
+    NotFound,
+    SmsFailed,
+    Unavailable,
+    VoucherInvalid,
+)
 from controller.services.identity import BadIdentifier, normalize_ip
 from controller.services.phone import BadNumber, clean_code, normalize_number
 
@@ -63,14 +71,11 @@ def client_status() -> Status | None:
     if "status" not in g:
         g.status, g.problem = None, None
         try:
-            answer = gateway().ask({"op": "status", "ip": client_ip()})
+            g.status = Status.of(gateway().ask(protocol.Status(client_ip())))
         except Unavailable:
             g.problem = "unavailable"
-        else:
-            if answer.get("ok"):
-                g.status = Status.of(answer)
-            else:
-                g.problem = "unknown-device"
+        except DomainError:
+            g.problem = "unknown-device"
     status: Status | None = g.status
     return status
 
@@ -177,23 +182,11 @@ def standing_problem(st: Status) -> Response | None:
     return None
 
 
-def answer_problem(answer: dict[str, Any]) -> Response:
-    """A refused request's page, with the facts the controller gave."""
-    code = str(answer.get("error", "bad-request"))
-    if code == "not-found":
-        code = "unknown-device"
-    facts = {
-        "until": _parse(answer.get("until")),
-        "opens_at": _parse(answer.get("opens_at")),
-        "resets_at": _parse(answer.get("resets_at")),
-        "retry_at": _parse(answer.get("retry_at")),
-        "why": answer.get("why"),
-    }
-    return problem(code, **facts)
-
-
-def _parse(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+def refused(exc: DomainError) -> Response:
+    """The page for a request the controller refused, with the facts its error carries."""
+    code = "unknown-device" if exc.code == "not-found" else exc.code
+    facts = {k: getattr(exc, k, None) for k in ("until", "opens_at", "resets_at", "retry_at")}
+    return problem(code, why=getattr(exc, "why", None), **facts)
 
 
 # ------------------------------------------------------------------ pages
@@ -239,28 +232,19 @@ def login() -> Reply:
         one_time = clean_code(request.form.get("kode", ""))
         if one_time is None:
             return code_page(st, 400, notice="code-format")
+    start = protocol.Start(client_ip(), method, st.terms_version, voucher, one_time)
     try:
-        answer = gateway().ask(
-            {
-                "op": "authorize",
-                "ip": client_ip(),
-                "method": method,
-                "terms_version": st.terms_version,
-                "voucher_code": voucher,
-                "code": one_time,
-            }
-        )
+        gateway().ask(start)
     except Unavailable:
         return problem("unavailable")
-    if not answer.get("ok"):
-        if answer.get("error") == "voucher-invalid":
-            return splash(st, 400, notice="voucher-invalid", why=answer.get("why"))
-        if answer.get("error") == "code-invalid":
-            if answer.get("why") == "wrong":
-                left = int(answer.get("attempts_left", 0))
-                return code_page(st, 400, notice="code-wrong", attempts_left=left)
-            return splash(st, 400, notice="code-" + str(answer.get("why", "none")))
-        return answer_problem(answer)
+    except VoucherInvalid as exc:
+        return splash(st, 400, notice="voucher-invalid", why=exc.why)
+    except CodeInvalid as exc:
+        if exc.why == "wrong":
+            return code_page(st, 400, notice="code-wrong", attempts_left=exc.attempts_left)
+        return splash(st, 400, notice="code-" + exc.why)
+    except DomainError as exc:
+        return refused(exc)
     return redirect("/berhasil", code=303)
 
 
@@ -288,18 +272,15 @@ def send_code() -> Reply:
     if not current_app.extensions["wifikota.limits"]["code"].allow(client_ip()):
         return problem("too-many")
     try:
-        answer = gateway().ask(
-            {"op": "send_code", "ip": client_ip(), "phone": number, "lang": str(get_locale())}
-        )
+        gateway().ask(protocol.SendCode(client_ip(), number, str(get_locale())))
     except Unavailable:
         return problem("unavailable")
-    if not answer.get("ok"):
-        error = answer.get("error")
-        if error == "phone-invalid":
-            return splash(st, 400, notice="phone-format")
-        if error == "sms-failed":
-            return splash(st, 503, notice="sms-failed")
-        return answer_problem(answer)
+    except BadNumber:
+        return splash(st, 400, notice="phone-format")
+    except SmsFailed:
+        return splash(st, 503, notice="sms-failed")
+    except DomainError as exc:
+        return refused(exc)
     return redirect("/kode", code=303)
 
 
@@ -329,10 +310,9 @@ def success() -> Reply:
 def city_app() -> Reply:
     """Count the jump into the city app and go there (the link comes from config only)."""
     try:
-        answer = gateway().ask({"op": "click", "ip": client_ip()})
-    except Unavailable:
-        answer = {}
-    link = answer.get("link") if answer.get("ok") else None
+        link: str | None = gateway().ask(protocol.Click(client_ip())).url
+    except DomainError:  # the controller away or the device unknown: the app all the same
+        link = None
     response = redirect(str(link or current_app.config["CITY_APP_LINK"]), code=302)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -345,25 +325,30 @@ def venue() -> Response:
     return render("venue.html", st=st)
 
 
-def _session_change(op: str, *, done_if_none: bool = False) -> Reply:
+def _session_change(
+    change: protocol.Logout | protocol.Extend, *, done_if_none: bool = False
+) -> Reply:
     """Ask the controller to change this device's session, then show the main page."""
     try:
-        answer = gateway().ask({"op": op, "ip": client_ip()})
+        gateway().ask(change)
     except Unavailable:
         return problem("unavailable")
-    if not answer.get("ok") and not (done_if_none and answer.get("error") == "not-found"):
-        return answer_problem(answer)
+    except NotFound as exc:
+        if not done_if_none:
+            return refused(exc)
+    except DomainError as exc:
+        return refused(exc)
     return redirect("/", code=303)
 
 
 @bp.post("/keluar")
 def logout() -> Reply:
-    return _session_change("logout", done_if_none=True)  # logged out already: fine
+    return _session_change(protocol.Logout(client_ip()), done_if_none=True)  # gone already: fine
 
 
 @bp.post("/perpanjang")
 def extend() -> Reply:
-    return _session_change("extend")
+    return _session_change(protocol.Extend(client_ip()))
 
 
 @bp.get("/syarat")

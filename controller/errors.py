@@ -10,6 +10,9 @@ from datetime import datetime
 
 
 class DomainError(Exception):
+    """``code`` names the kind; the facts a message needs are attributes, annotated on the
+    class (the control API carries them by these annotations)."""
+
     code = "error"
 
 
@@ -31,6 +34,7 @@ class MethodNotAllowed(DomainError):
 
 class Blocked(DomainError):
     code = "blocked"
+    until: datetime | None
 
     def __init__(self, until: datetime | None) -> None:
         super().__init__(
@@ -43,6 +47,7 @@ class Closed(DomainError):
     """Outside the site's opening hours."""
 
     code = "closed"
+    opens_at: datetime | None
 
     def __init__(self, opens_at: datetime | None) -> None:
         super().__init__(
@@ -53,6 +58,7 @@ class Closed(DomainError):
 
 class QuotaUsed(DomainError):
     code = "quota-used"
+    resets_at: datetime
 
     def __init__(self, resets_at: datetime) -> None:
         super().__init__(f"today's quota is used; it resets at {resets_at:%Y-%m-%d %H:%M}")
@@ -61,6 +67,7 @@ class QuotaUsed(DomainError):
 
 class VoucherInvalid(DomainError):
     code = "voucher-invalid"
+    why: str
 
     def __init__(self, why: str) -> None:
         super().__init__(f"voucher {why}")
@@ -87,6 +94,8 @@ class CodeInvalid(DomainError):
     """A one-time code that does not open a session."""
 
     code = "code-invalid"
+    why: str
+    attempts_left: int
 
     def __init__(self, why: str, attempts_left: int = 0) -> None:
         super().__init__(f"one-time code {why}")
@@ -98,6 +107,7 @@ class TooMany(DomainError):
     """A limit on how often something may be asked for; it frees up at ``retry_at``."""
 
     code = "too-many"
+    retry_at: datetime
 
     def __init__(self, what: str, retry_at: datetime) -> None:
         super().__init__(f"too many {what}; try again after {retry_at:%H:%M}")

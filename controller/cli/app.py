@@ -125,13 +125,11 @@ class App:
         """Ask the controller to put a database change into force now."""
         if not self.fw.pending:
             return
-        from controller.daemon import control
+        from controller.daemon import control, protocol
 
         try:
-            answer = control.call({"op": "reconcile"})
+            control.Client().ask(protocol.Reconcile())
         except DomainError:
-            answer = {"ok": False}
-        if not answer.get("ok"):
             click.echo(
                 "note: recorded in the database; the controller is not reachable and puts it "
                 "into force when it next reconciles the firewall",

@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypeVar
 
 import click
 
 from controller.cli.app import App, Failure, json_option, pass_app
 from controller.cli.fmt import duration, emit_json, local, size
-from controller.daemon import control
+from controller.daemon import control, protocol
+from controller.errors import DomainError
 from controller.gateway import dnsmasq, nginx
 from controller.gateway.resolvers import resolvers
+from controller.wire import plain
 
 
 def _gateway(app: App, gateway: str | None) -> str:
@@ -125,12 +127,15 @@ def controller_run(
         raise Failure(f"the ruleset was refused: {exc}") from None
 
 
-def _ask(request: dict[str, Any]) -> dict[str, Any]:
-    """The controller's answer; Failure (exit 1) when it refuses or cannot be reached."""
-    answer = control.call(request)
-    if not answer.get("ok"):
-        raise Failure(answer.get("message", "the controller refused"))
-    return answer
+R = TypeVar("R")
+
+
+def _ask(request: protocol.Request[R]) -> R:
+    """The controller's reply; Failure (exit 1) when it refuses or cannot be reached."""
+    try:
+        return control.Client().ask(request)
+    except DomainError as exc:
+        raise Failure(str(exc)) from None
 
 
 @click.command("clients")
@@ -140,7 +145,7 @@ def _ask(request: dict[str, Any]) -> dict[str, Any]:
 def clients_cmd(app: App, site: str | None) -> None:
     """Who is online now, as the controller sees it."""
     app.check_site(site)
-    rows = _ask({"op": "clients", "site": site})["clients"]
+    rows = plain(_ask(protocol.ListClients(site)).clients)
     now = datetime.now(UTC)
     app.show(
         rows,
@@ -174,8 +179,7 @@ def firewall_group() -> None:
 @pass_app
 def firewall_show(app: App) -> None:
     """A summary of what is in force: clients let through, blocked devices, interfaces."""
-    answer = _ask({"op": "firewall"})
-    answer.pop("ok")
+    answer = plain(_ask(protocol.ShowFirewall()))
     if app.json:
         emit_json(answer)
         return

@@ -396,7 +396,7 @@ class Controller:
                 return ap, seen.mac
         raise NotFound(f"{seen.interface} is not an access point's interface")
 
-    def authorize(
+    def start_session(
         self,
         ip: str,
         now: datetime,
@@ -449,7 +449,7 @@ class Controller:
             now=now,
         )
 
-    def deauthorize(
+    def end_session(
         self, target: str, reason: EndReason, now: datetime, actor: str | None = None
     ) -> sessions.SessionInfo:
         """End a session (an admin's kick); at a NAS-mode site its router is told too."""

@@ -124,7 +124,7 @@ def test_a_kick_or_a_block_through_the_controller_tells_the_router_through_its_p
     blocked = admit(database, nas_ctx, now, other, other, mac="3C-5A-B4-00-00-02", ip="10.5.50.22")
     controller = Controller(database, nas_ctx, fw, MemoryNeighbours(), disconnect=disconnect)
     try:
-        controller.deauthorize(str(kicked.session_id), EndReason.KICKED, now, actor="web:budi")
+        controller.end_session(str(kicked.session_id), EndReason.KICKED, now, actor="web:budi")
         controller.block("3C-5A-B4-00-00-02", "abuse", None, "web:budi", now)
         assert seen.acquire(timeout=10) and seen.acquire(timeout=10)
     finally:

@@ -59,10 +59,10 @@ def open_sessions(database) -> list[tuple[str, str | None]]:
 
 
 def test_an_address_is_honoured_only_for_the_mac_it_is_leased_to(gw, database, now, fw):
-    assert gw.authorize(A_IP, now).session.mac == A_MAC
+    assert gw.start_session(A_IP, now).session.mac == A_MAC
     gw.neighbours_table.add(A_IP, B_MAC, gw.neighbours_table.lookup(A_IP).interface)  # B on A's IP
     for ask in (
-        lambda: gw.authorize(A_IP, now),
+        lambda: gw.start_session(A_IP, now),
         lambda: gw.logout(A_IP, now),
         lambda: gw.status(A_IP, now),
     ):
@@ -73,19 +73,19 @@ def test_an_address_is_honoured_only_for_the_mac_it_is_leased_to(gw, database, n
 
 
 def test_another_mac_on_its_own_address_cannot_take_a_session(gw, database, now):
-    assert gw.authorize(A_IP, now).session.mac == A_MAC
+    assert gw.start_session(A_IP, now).session.mac == A_MAC
     gw.neighbours_table.add(B_IP, A_MAC, gw.neighbours_table.lookup(B_IP).interface)  # A's MAC
     with pytest.raises(NotFound):
-        gw.authorize(B_IP, now)
+        gw.start_session(B_IP, now)
     assert open_sessions(database) == [(A_IP, None)]
 
 
 def test_roamed_ends_a_session_only_when_the_lease_really_moved(gw, database, now):
-    assert gw.authorize(A_IP, now).session.mac == A_MAC
+    assert gw.start_session(A_IP, now).session.mac == A_MAC
     later = now + timedelta(minutes=10)
     gw.lease_book.add(A_IP, B_MAC)  # A left; dnsmasq gave its address to B
     gw.neighbours_table.add(A_IP, B_MAC, gw.neighbours_table.lookup(A_IP).interface)
-    assert gw.authorize(A_IP, later).session.mac == B_MAC
+    assert gw.start_session(A_IP, later).session.mac == B_MAC
     assert open_sessions(database) == [(A_IP, EndReason.ROAMED.value), (A_IP, None)]
 
 
@@ -111,7 +111,7 @@ def test_leases_are_put_in_force_as_dnsmasq_hands_them_out(gw, fw, now):
 def test_a_restore_puts_back_every_grant_from_the_database_and_every_lease(
     gw, fw, database, now, alerts
 ):
-    gw.authorize(A_IP, now)
+    gw.start_session(A_IP, now)
     fw.load(None, FirewallState(), now)  # the ruleset lost: nothing in force
     assert not fw.forwards(A_MAC, A_IP, now)
     assert gw.restore("nft (pid 1) changed table inet wifikota", now) == 1

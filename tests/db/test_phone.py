@@ -57,7 +57,9 @@ def test_a_code_sent_by_sms_logs_the_device_in_once(ctl, outbox, database, fw, n
     status = ctl.status(IP, now)
     assert status.code is not None and status.code.sent_to == "0812-****-7890"
 
-    out = ctl.authorize(IP, now, method="phone", code=outbox.last_code(), terms_version="2026-11")
+    out = ctl.start_session(
+        IP, now, method="phone", code=outbox.last_code(), terms_version="2026-11"
+    )
     assert out.session.login_method == "phone" and not out.resumed
     assert (MAC, IP) in fw.state(now).grants
     with database.reading() as s:
@@ -66,7 +68,7 @@ def test_a_code_sent_by_sms_logs_the_device_in_once(ctl, outbox, database, fw, n
         assert "7890" not in row.phone_hash and row.code_hash != outbox.last_code()
     ctl.logout(IP, now)
     with pytest.raises(CodeInvalid) as spent:
-        ctl.authorize(IP, now, method="phone", code=outbox.last_code())
+        ctl.start_session(IP, now, method="phone", code=outbox.last_code())
     assert spent.value.why == "none"
 
 
@@ -81,13 +83,13 @@ def test_wrong_codes_are_counted_and_the_code_dies_at_the_limit(ctl, outbox, now
     wrong = f"{(int(right) + 1) % 1_000_000:06d}"
     for left in (4, 3, 2, 1):
         with pytest.raises(CodeInvalid) as exc:
-            ctl.authorize(IP, now, method="phone", code=wrong)
+            ctl.start_session(IP, now, method="phone", code=wrong)
         assert (exc.value.why, exc.value.attempts_left) == ("wrong", left)
     with pytest.raises(CodeInvalid) as exc:
-        ctl.authorize(IP, now, method="phone", code=wrong)
+        ctl.start_session(IP, now, method="phone", code=wrong)
     assert exc.value.why == "attempts-used"
     with pytest.raises(CodeInvalid) as exc:  # brute force ends here: even the right code
-        ctl.authorize(IP, now, method="phone", code=right)
+        ctl.start_session(IP, now, method="phone", code=right)
     assert exc.value.why == "attempts-used"
     assert ctl.status(IP, now).code is None
 
@@ -96,7 +98,7 @@ def test_a_code_expires(ctl, outbox, now):
     ctl.send_code(IP, NUMBER, "id", now)
     later = now + timedelta(minutes=5, seconds=1)
     with pytest.raises(CodeInvalid) as exc:
-        ctl.authorize(IP, later, method="phone", code=outbox.last_code())
+        ctl.start_session(IP, later, method="phone", code=outbox.last_code())
     assert exc.value.why == "none"
 
 
@@ -107,14 +109,14 @@ def test_a_new_code_voids_the_one_before(ctl, outbox, now):
     second = outbox.last_code()
     if first != second:
         with pytest.raises(CodeInvalid):
-            ctl.authorize(IP, now + timedelta(seconds=40), method="phone", code=first)
-    ctl.authorize(IP, now + timedelta(seconds=41), method="phone", code=second)
+            ctl.start_session(IP, now + timedelta(seconds=40), method="phone", code=first)
+    ctl.start_session(IP, now + timedelta(seconds=41), method="phone", code=second)
 
 
 def test_a_code_is_for_the_device_that_asked(ctl, outbox, now):
     ctl.send_code(IP, NUMBER, "id", now)
     with pytest.raises(CodeInvalid) as exc:
-        ctl.authorize(IP2, now, method="phone", code=outbox.last_code())
+        ctl.start_session(IP2, now, method="phone", code=outbox.last_code())
     assert exc.value.why == "none"
 
 
@@ -131,7 +133,7 @@ def test_codes_per_number_are_limited_across_devices_and_the_answer_does_not_say
     )  # ... but answered as if it had been
     for code in (outbox.last_code(), outbox.sent[0][1][:6], "000000"):  # no code opens it
         with pytest.raises(CodeInvalid) as exc:
-            ctl.authorize(IP, now + timedelta(minutes=4), method="phone", code=code)
+            ctl.start_session(IP, now + timedelta(minutes=4), method="phone", code=code)
         assert exc.value.why == "wrong"
     with database.reading() as s:
         assert s.scalars(select(PhoneCode.sent).order_by(PhoneCode.id)).all() == [True] * 3 + [
@@ -212,7 +214,7 @@ def test_phone_login_only_where_the_site_offers_it(ctl, outbox, now):
     with pytest.raises(MethodNotAllowed):
         ctl.send_code(PANORAMA_IP, NUMBER, "id", now)
     with pytest.raises(MethodNotAllowed):
-        ctl.authorize(PANORAMA_IP, now, method="phone", code="123456")
+        ctl.start_session(PANORAMA_IP, now, method="phone", code="123456")
     assert outbox.sent == []
 
 
@@ -228,5 +230,5 @@ def test_a_blocked_device_gets_no_code(ctl, outbox, now):
 def test_a_code_that_is_not_six_digits_is_not_a_try(ctl, outbox, now):
     ctl.send_code(IP, NUMBER, "id", now)
     with pytest.raises(BadRequest):
-        ctl.authorize(IP, now, method="phone", code="12ab56")
+        ctl.start_session(IP, now, method="phone", code="12ab56")
     assert ctl.status(IP, now).code.attempts_left == 5

@@ -100,7 +100,7 @@ def gw(tmp_path_factory):
 
 def login(gw, client) -> dict:
     gw.city.curl(client, PROBE, timeout=3)  # the gateway learns its MAC
-    return gw.ctl(op="authorize", ip=client.ip, terms_version="1")
+    return gw.ctl(op="start", ip=client.ip, terms_version="1")
 
 
 def counted(gw, ns: str | None = None, table: str = "lab_count") -> int:
@@ -247,7 +247,7 @@ def test_a_phone_on_anothers_address_can_neither_log_in_nor_end_its_session(gw):
         # and were its packets to reach the controller, the address is not its lease
         gw.lab.sh(gw.city.gw, ["ip", "neigh", "replace", victim.ip, "lladdr", thief.mac,
                                "dev", "ap1", "nud", "reachable"])  # fmt: skip
-        assert gw.ctl(op="authorize", ip=victim.ip, terms_version="1")["error"] == "not-found"
+        assert gw.ctl(op="start", ip=victim.ip, terms_version="1")["error"] == "not-found"
         assert gw.ctl(op="logout", ip=victim.ip)["error"] == "not-found"
         assert gw.ctl(op="status", ip=victim.ip)["error"] == "not-found"
     finally:
@@ -268,7 +268,7 @@ def test_a_phone_with_anothers_mac_on_its_own_address_cannot_take_its_session(gw
         assert gw.city.curl(thief, PROBE, timeout=3)[0] in (7, 28), "nothing of it is taken"
         gw.lab.sh(gw.city.gw, ["ip", "neigh", "replace", thief.ip, "lladdr", victim.mac,
                                "dev", "ap1", "nud", "reachable"])  # fmt: skip
-        assert gw.ctl(op="authorize", ip=thief.ip, terms_version="1")["error"] == "not-found"
+        assert gw.ctl(op="start", ip=thief.ip, terms_version="1")["error"] == "not-found"
     finally:
         gw.lab.sh(thief.ns, ["ip", "link", "set", "eth0", "address", thief.mac])
         gw.lab.sh(gw.city.gw, ["ip", "neigh", "del", thief.ip, "dev", "ap1"], check=False)

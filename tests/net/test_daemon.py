@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from controller.daemon import control
+from controller.daemon import control, protocol
 from controller.services.sessions import SessionInfo
 from controller.store import db
 from controller.store.models import Session
@@ -100,12 +100,16 @@ class Daemon:
 
     def answers(self) -> bool:
         try:
-            return control.call({"op": "ping"}, self.socket, timeout=2).get("ok", False)
+            control.Client(self.socket, timeout=2).ask(protocol.Ping())
         except Exception:
             return False
+        return True
 
     def ctl(self, **request: object) -> dict:
-        return control.call(dict(request), self.socket)
+        """The controller's answer to a request as sent on the wire, flattened: ``ok`` and
+        the reply's fields, or ``ok`` false with the refusal's ``error`` code."""
+        answer = json.loads(control.exchange(json.dumps(request).encode() + b"\n", self.socket))
+        return {"ok": True, **answer["reply"]} if answer.get("ok") else answer
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         assert self.proc is not None
@@ -155,7 +159,7 @@ def phone(daemon, n: int):
 
 def login(daemon, client) -> dict:
     daemon.city.curl(client, PROBE)  # the phone's probe: the gateway now knows its MAC
-    return daemon.ctl(op="authorize", ip=client.ip, terms_version="1")
+    return daemon.ctl(op="start", ip=client.ip, terms_version="1")
 
 
 def test_a_login_through_the_control_api_lets_the_phone_out(daemon):
@@ -170,8 +174,8 @@ def test_a_login_through_the_control_api_lets_the_phone_out(daemon):
 
 
 def test_an_unknown_address_is_refused_politely(daemon):
-    assert daemon.ctl(op="authorize", ip="10.20.9.9")["error"] == "not-found"
-    assert daemon.ctl(op="authorize", ip="nonsense")["error"] == "bad-request"
+    assert daemon.ctl(op="start", ip="10.20.9.9")["error"] == "not-found"
+    assert daemon.ctl(op="start", ip="nonsense")["error"] == "bad-request"
     assert daemon.ctl(op="dance")["error"] == "bad-request"
 
 

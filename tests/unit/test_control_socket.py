@@ -11,7 +11,7 @@ from controller.daemon import control
 
 def test_a_burst_of_connections_waits_in_the_backlog_instead_of_failing(tmp_path):
     path = str(tmp_path / "control.sock")
-    server = control._Server(path, control._Handler)  # bound and listening, not accepting
+    server = control.listen(None, path)  # bound and listening, not accepting
     clients: list[socket.socket] = []
     try:
         for _ in range(64):  # 4 gunicorn workers x 16 threads asking at the same moment
