@@ -37,6 +37,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from captive import create_app
+from captive.gateway import SocketGateway
 from controller.config.model import load
 from controller.demo import data as demodata
 from controller.services import admins, inventory, rules
@@ -108,8 +109,8 @@ def run(kind: str, url: str, args: argparse.Namespace, filled: bool = False) -> 
     user = f"bench-{uuid.uuid4().hex[:6]}"
     admins.add(database, user, "admin", "bench-password-1", actor="bench", now=now)
 
-    app = create_app(config, secret=SECRET)
-    app.extensions["wifikota.dashboard"] = DashboardService(database, ctx)
+    app = create_app(config, SocketGateway(), secret=SECRET,
+                     dashboard_service=lambda: DashboardService(database, ctx))  # fmt: skip
     client = app.test_client()
     client.environ_base["REMOTE_ADDR"] = "10.19.0.200"
     form = client.get("/dasbor/masuk", base_url=BASE).text

@@ -1,15 +1,16 @@
-"""The captive portal residents see, as a Flask application factory.
+"""The captive portal residents see, and the dashboard, as a Flask application factory.
 
-gunicorn calls ``create_app()`` (``gunicorn 'captive:create_app()'``), unprivileged; the
-portal asks the controller daemon for everything through its control socket
-(``WIFIKOTA_CONTROL_SOCKET``), and reads ``sites.yaml`` (``WIFIKOTA_CONFIG``) only for names,
-links and the form-token secret.
+``create_app`` is given what it needs (the composition root, ``controller.bootstrap.portal``,
+builds it for gunicorn, unprivileged): the config (for names, links, the form-token secret),
+the way to the controller (its control socket), the dashboard's service. They are kept on
+the app in one typed object (:mod:`captive.parts`).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,13 +20,13 @@ from flask_babel import Babel
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response as Reply
 
-from controller.config.model import CityConfig, default_path
-from controller.config.model import load as load_config
+from controller.config.model import CityConfig
 from controller.services.dashboard import DashboardService
 from controller.services.identity import DeviceHasher
 
 from . import api, dashboard, pages, probes, uam
-from .gateway import Gateway, SocketGateway
+from .gateway import Gateway
+from .parts import Parts, parts
 from .security import HEADERS, HSTS, FormTokens, RateLimit
 
 LANGUAGES = ("id", "en")
@@ -70,52 +71,18 @@ def _utf8_query(wsgi: Any) -> Any:
 
 
 def create_app(
-    config: CityConfig | None = None,
-    gateway: Gateway | None = None,
+    config: CityConfig,
+    gateway: Gateway,
     *,
-    secret: bytes | None = None,
-    database: DashboardService | None = None,
+    secret: bytes,
+    dashboard_service: Callable[[], DashboardService],
 ) -> Flask:
-    """The portal for ``config`` (default: ``WIFIKOTA_CONFIG`` or ./sites.yaml), asking
-    ``gateway`` (default: the controller's socket), with ``database`` for the dashboard,
-    sign-ins and rate limits (default: ``database_url``, connected when first needed).
-    Raises ConfigError for a bad config."""
-    if config is None:
-        config = load_config(default_path())
-    if secret is None:
-        secret = config.device_hash_secret.resolve()
-    base_url = str(config.portal.base_url).rstrip("/")
+    """The portal for ``config``, asking ``gateway`` (the controller), with the dashboard's
+    service from ``dashboard_service`` (called when first needed: the portal's own pages
+    need no database)."""
     app = Flask(__name__)
-    app.config.update(
-        PORTAL_BASE_URL=base_url,
-        PORTAL_HOSTS={
-            config.portal.hostname.lower(),
-            (urlsplit(base_url).hostname or "").lower(),
-            # other names the portal answers as itself (e.g. the dashboard on an office
-            # address): WIFIKOTA_PORTAL_NAMES=portal.diskominfo.lan,10.19.0.1
-            *(h.strip().lower() for h in os.environ.get("WIFIKOTA_PORTAL_NAMES", "").split(",")),
-        }
-        - {""},
-        CITY_NAME=config.city.name,
-        SSID=config.city.ssid,
-        CITY_APP_NAME=config.city_app.name,
-        CITY_APP_LINK=str(config.city_app.link),
-        TERMS_VERSION=config.portal.terms_version,
-        RETENTION_DAYS=config.retention_days,
-        SMS_COUNTRY_CODE=config.sms.country_code,
-        MAX_CONTENT_LENGTH=MAX_BODY,
-        MAX_FORM_PARTS=20,
-        BABEL_DEFAULT_LOCALE="id",
-        BABEL_DEFAULT_TIMEZONE=config.city.timezone,
-        BABEL_TRANSLATION_DIRECTORIES=str(Path(__file__).parent / "translations"),
-    )
-    app.extensions["wifikota.gateway"] = gateway or SocketGateway()
-    app.extensions["wifikota.tokens"] = FormTokens(secret)
-    app.extensions["wifikota.config"] = config
-    if database is not None:
-        app.extensions["wifikota.dashboard"] = database
-    app.extensions["wifikota.hasher"] = DeviceHasher(secret)
-    store = lambda: dashboard.service().limits  # noqa: E731 (the database, once asked for)
+    app.config.update(_settings(config))
+    store = lambda: parts().service().limits  # noqa: E731 (the database, once asked for)
     limits = {
         "post": RateLimit("post", burst=10, every=6.0, store=store),
         "voucher": RateLimit("voucher", burst=5, every=60.0, store=store),
@@ -125,31 +92,14 @@ def create_app(
         "signin": RateLimit("signin", burst=10, every=30.0, store=store),
         "signin-name": RateLimit("signin-name", burst=5, every=60.0, store=store),
     }
-    app.extensions["wifikota.limits"] = limits
+    app.extensions[Parts.KEY] = Parts(
+        config, gateway, FormTokens(secret), DeviceHasher(secret), limits, dashboard_service
+    )
     Babel(app, locale_selector=select_locale)
 
     app.wsgi_app = _utf8_query(app.wsgi_app)  # type: ignore[method-assign]
 
-    @app.before_request
-    def guard() -> Reply | None:
-        if request.environ.get(NOT_UTF8):  # its own 400, in the default language
-            return pages.problem("bad-request")
-        if request.path == "/metrics":  # scraped by address or name: never a captured page
-            return None
-        captured = probes.captured()
-        if captured is not None:
-            return captured
-        if request.method == "POST":
-            ip = pages.client_ip()
-            if not limits["post"].allow(ip):
-                return pages.problem("too-many")
-            bad = pages.check_fields()
-            if bad is not None:
-                return bad
-            token = request.form.get("token", "")
-            if not app.extensions["wifikota.tokens"].valid(token, ip, time.time()):
-                return pages.problem("form-expired")
-        return None
+    _guard(app, limits)
 
     @app.after_request
     def headers(response: Response) -> Response:
@@ -180,3 +130,57 @@ def create_app(
     app.register_blueprint(dashboard.bp)
     app.add_url_rule("/metrics", "metrics", dashboard.metrics)
     return app
+
+
+def _settings(config: CityConfig) -> dict[str, Any]:
+    """The Flask settings the pages and templates read."""
+    base_url = str(config.portal.base_url).rstrip("/")
+    return {
+        "PORTAL_BASE_URL": base_url,
+        "PORTAL_HOSTS": {
+            config.portal.hostname.lower(),
+            (urlsplit(base_url).hostname or "").lower(),
+            # other names the portal answers as itself (e.g. the dashboard on an office
+            # address): WIFIKOTA_PORTAL_NAMES=portal.diskominfo.lan,10.19.0.1
+            *(h.strip().lower() for h in os.environ.get("WIFIKOTA_PORTAL_NAMES", "").split(",")),
+        }
+        - {""},
+        "CITY_NAME": config.city.name,
+        "SSID": config.city.ssid,
+        "CITY_APP_NAME": config.city_app.name,
+        "CITY_APP_LINK": str(config.city_app.link),
+        "TERMS_VERSION": config.portal.terms_version,
+        "RETENTION_DAYS": config.retention_days,
+        "SMS_COUNTRY_CODE": config.sms.country_code,
+        "MAX_CONTENT_LENGTH": MAX_BODY,
+        "MAX_FORM_PARTS": 20,
+        "BABEL_DEFAULT_LOCALE": "id",
+        "BABEL_DEFAULT_TIMEZONE": config.city.timezone,
+        "BABEL_TRANSLATION_DIRECTORIES": str(Path(__file__).parent / "translations"),
+    }
+
+
+def _guard(app: Flask, limits: dict[str, RateLimit]) -> None:
+    """Before every request: the UTF-8 guard, captured probes, and for a post its rate
+    limit, its fields and its form token."""
+
+    @app.before_request
+    def guard() -> Reply | None:
+        if request.environ.get(NOT_UTF8):  # its own 400, in the default language
+            return pages.problem("bad-request")
+        if request.path == "/metrics":  # scraped by address or name: never a captured page
+            return None
+        captured = probes.captured()
+        if captured is not None:
+            return captured
+        if request.method == "POST":
+            ip = pages.client_ip()
+            if not limits["post"].allow(ip):
+                return pages.problem("too-many")
+            bad = pages.check_fields()
+            if bad is not None:
+                return bad
+            token = request.form.get("token", "")
+            if not parts(app).tokens.valid(token, ip, time.time()):
+                return pages.problem("form-expired")
+        return None

@@ -16,11 +16,11 @@ import csv
 import hmac
 import io
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from ipaddress import ip_address
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, redirect, request
+from flask import Blueprint, Response, g, redirect, request
 from flask_babel import format_decimal, format_percent
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response as Reply
@@ -35,6 +35,7 @@ from controller.services.identity import row_id
 
 from . import charts
 from .pages import client_ip, gateway, problem, render
+from .parts import parts
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dasbor")
 
@@ -45,12 +46,7 @@ PUBLIC = "dashboard.public_status"  # the status page residents may see anywhere
 
 
 def service() -> DashboardService:
-    found: DashboardService | None = current_app.extensions.get("wifikota.dashboard")
-    if found is None:
-        config: CityConfig = current_app.extensions["wifikota.config"]
-        found = DashboardService.for_config(config)
-        current_app.extensions["wifikota.dashboard"] = found
-    return found
+    return parts().service()
 
 
 def _share(part: int, whole: int) -> str:
@@ -70,9 +66,8 @@ def page(template: str, code: int = 200, **context: Any) -> Response:
 
 
 def clock() -> datetime:
-    """Now (a test can set ``app.extensions["wifikota.clock"]``)."""
-    now: datetime = current_app.extensions.get("wifikota.clock", lambda: datetime.now(UTC))()
-    return now
+    """Now (a test can set ``parts(app).clock``)."""
+    return parts().clock()
 
 
 def admin() -> dict[str, Any] | None:
@@ -87,7 +82,7 @@ def admin() -> dict[str, Any] | None:
 def from_staff() -> bool:
     """Whether the request comes from where staff work (loopback, the management network,
     ``portal.staff_networks``), never from a resident's AP subnet."""
-    config: CityConfig = current_app.extensions["wifikota.config"]
+    config: CityConfig = parts().config
     try:
         addr = ip_address(client_ip())
     except ValueError:
@@ -115,7 +110,7 @@ def login_form() -> Response:
 def login() -> Reply:
     name = request.form.get("nama", "").strip().lower()[:32]
     password = request.form.get("sandi", "")
-    limits = current_app.extensions["wifikota.limits"]
+    limits = parts().limits
     address = client_ip()
     if not (limits["signin"].allow(address) and limits["signin-name"].allow(f"{name} {address}")):
         return problem("too-many")
@@ -228,7 +223,7 @@ def metrics() -> Response:
     from controller.services.metrics import CONTENT_TYPE
     from controller.services.metrics import render as metrics_text
 
-    config: CityConfig = current_app.extensions["wifikota.config"]
+    config: CityConfig = parts().config
     allowed = False
     with contextlib.suppress(ValueError):
         allowed = ip_address(client_ip()).is_loopback

@@ -1,5 +1,5 @@
 """gunicorn settings for the portal: ``gunicorn -c python:captive.gunicorn_conf
-'captive:create_app()'`` (as the systemd unit runs it).
+'controller.bootstrap:portal()'`` (as the systemd unit runs it).
 
 gunicorn sits behind nginx (``wifikota nginx config``; controller/gateway/nginx.py), as gunicorn's
 own deployment guide advises, and listens only on a Unix socket that nginx, and nobody on

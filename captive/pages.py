@@ -38,6 +38,7 @@ from controller.services.identity import BadIdentifier, normalize_ip
 from controller.services.phone import BadNumber, clean_code, normalize_number
 
 from .gateway import Gateway, Status
+from .parts import parts
 from .probes import ONLINE, online_answer, to_splash
 from .security import FIELD_LIMIT, clean_voucher
 
@@ -47,7 +48,7 @@ BUILT_METHODS = ("click", "voucher", "phone")
 
 
 def gateway() -> Gateway:
-    gw: Gateway = current_app.extensions["wifikota.gateway"]
+    gw: Gateway = parts().gateway
     return gw
 
 
@@ -125,7 +126,7 @@ def render(template: str, code: int = 200, **context: Any) -> Response:
             city=config["CITY_NAME"],
             ssid=config["SSID"],
             app_name=config["CITY_APP_NAME"],
-            token=current_app.extensions["wifikota.tokens"].issue(client_ip(), time.time()),
+            token=parts().tokens.issue(client_ip(), time.time()),
             duration=duration,
             data_size=data_size,
             clock=clock,
@@ -221,7 +222,7 @@ def login() -> Reply:
         return splash(st, 409, notice="terms-changed")
     voucher, one_time = None, None
     if method == "voucher":
-        if not current_app.extensions["wifikota.limits"]["voucher"].allow(client_ip()):
+        if not parts().limits["voucher"].allow(client_ip()):
             return problem("too-many")
         voucher = clean_voucher(request.form.get("kode", ""))
         if voucher is None:
@@ -269,7 +270,7 @@ def send_code() -> Reply:
         normalize_number(number, current_app.config["SMS_COUNTRY_CODE"])
     except BadNumber:
         return splash(st, 400, notice="phone-format")
-    if not current_app.extensions["wifikota.limits"]["code"].allow(client_ip()):
+    if not parts().limits["code"].allow(client_ip()):
         return problem("too-many")
     try:
         gateway().ask(protocol.SendCode(client_ip(), number, str(get_locale())))

@@ -18,13 +18,14 @@ import re
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from controller.config.model import CityConfig, RadiusClient
 from controller.services.identity import BadIdentifier, DeviceHasher, normalize_ip, normalize_mac
 from controller.services.uam import chap_response, credentials
 
 from .pages import problem, render
+from .parts import parts
 from .security import CSP
 
 bp = Blueprint("uam", __name__, url_prefix="/uam")
@@ -41,12 +42,12 @@ class BadParameter(ValueError):
 
 
 def _config() -> CityConfig:
-    config: CityConfig = current_app.extensions["wifikota.config"]
+    config: CityConfig = parts().config
     return config
 
 
 def _hasher() -> DeviceHasher:
-    hasher: DeviceHasher = current_app.extensions["wifikota.hasher"]
+    hasher: DeviceHasher = parts().hasher
     return hasher
 
 

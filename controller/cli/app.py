@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import click
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from controller import bootstrap
 from controller.cli.fmt import emit_json, table
 from controller.config.model import CityConfig, ConfigError
 from controller.config.model import load as load_config
@@ -63,7 +64,7 @@ class App:
     @property
     def ctx(self) -> Ctx:
         if self._ctx is None:
-            self._ctx = Ctx.from_config(self.config)
+            self._ctx = bootstrap.context(self.config)
         return self._ctx
 
     @property
@@ -73,7 +74,7 @@ class App:
     def database(self) -> db.Database:
         """The database, checked to be at the schema this program expects."""
         if self._db is None:
-            database = db.Database.connect(self.url)
+            database = bootstrap.database(self.config, self.url)
             try:
                 current = db.current_revision(database.engine)
             except OperationalError as exc:
@@ -139,9 +140,7 @@ class App:
     def routers(self, config: CityConfig, ended: Sequence[SessionInfo]) -> list[str]:
         """The Disconnect port the CLI gives the session rules: a NAS-mode site's router is
         told at once (RFC 5176 Disconnect-Request); what it answered goes to stderr."""
-        from radius.coa import RouterDisconnect
-
-        said = RouterDisconnect()(config, ended)
+        said = bootstrap.routers()(config, ended)
         for line in said:
             click.echo(line, err=True)
         return said

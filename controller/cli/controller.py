@@ -91,17 +91,16 @@ def controller_run(
             raise Failure(
                 f"cannot enforce here ({exc}); run as root, or try --memory-firewall"
             ) from None
+    from controller import bootstrap
     from controller.config.model import ConfigError
-    from controller.services.sms import sender_for
 
     try:
-        sms = sender_for(app.config.sms)
+        sms = bootstrap.sms(app.config)
     except ConfigError as exc:
         raise Failure(f"cannot send SMS codes: {exc}") from None
     conf, leases = dnsmasq.default_paths()
     dns = dnsmasq.Dnsmasqs(conf.absolute()) if run_dnsmasq else None
     from controller.gateway.health import alert
-    from radius.coa import RouterDisconnect
 
     controller = Controller(
         app.database(),
@@ -114,7 +113,7 @@ def controller_run(
         sms,
         dhcp_hosts=dnsmasq.DhcpHosts(dnsmasq.hosts_dir(leases.absolute())),
         notify=alert,
-        disconnect=RouterDisconnect(),
+        disconnect=bootstrap.routers(),
     )
     try:
         run(

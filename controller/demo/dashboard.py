@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from controller import bootstrap
 from controller.config.model import CityConfig, load
 from controller.demo import data as demodata
 from controller.gateway import nginx
 from controller.services import admins, inventory, rules
-from controller.services.context import Ctx
 from controller.store import db
 
 
@@ -36,13 +36,13 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8081)
     args = parser.parse_args()
     config = load(args.config)
-    ctx = Ctx.from_config(config)
+    ctx = bootstrap.context(config)
     path = db.data_dir() / "dashboard-demo.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     url = f"sqlite:///{path.absolute()}"
     db.upgrade(url)
-    database = db.Database.connect(url)
+    database = bootstrap.database(config, url)
     now = datetime.now(UTC)
     inventory.sync(database, config, now)
     print(f"filling {args.days} days of demo usage (a minute or so)...", flush=True)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from controller import bootstrap
 from controller.config.model import AccessPoint, CityConfig, ConfigError
 from controller.config.model import load as load_config
 from controller.gateway.firewall.memory import MemoryFirewall
@@ -45,11 +46,11 @@ def run(
         print(text, file=out)  # type: ignore[call-overload]
 
     config = load_config(config_path)
-    ctx = Ctx.from_config(config)
+    ctx = bootstrap.context(config)
     tz = ZoneInfo(config.city.timezone)
     url = db.resolve_url(config.database_url)
     db.upgrade(url)
-    database = db.Database.connect(url)
+    database = bootstrap.database(config, url)
     fw = MemoryFirewall()
     rng = random.Random(seed)
     local_now = now.astimezone(tz)
@@ -138,13 +139,16 @@ class _Morning:
         from controller.daemon.controller import Controller
         from controller.gateway.leases import MemoryLeases
         from controller.gateway.neighbours import MemoryNeighbours
+        from controller.services.dashboard import DashboardService
 
         self.neighbours, self.leases = MemoryNeighbours(), MemoryLeases()
         controller = Controller(self.database, self.ctx, self.fw, self.neighbours, book=self.leases)
         self.controller = controller
+        database, ctx = self.database, self.ctx
         self.portal = create_app(
-            config, LocalGateway(controller, lambda: self.clock), secret=b"demo-form-token-key"
-        )
+            config, LocalGateway(controller, lambda: self.clock), secret=b"demo-form-token-key",
+            dashboard_service=lambda: DashboardService(database, ctx),
+        )  # fmt: skip
 
     def login_over_http(self, ap: AccessPoint, mac: str, ip: str, method: str) -> str:
         """What a phone does: load the splash, post its form. The controller's answer, as

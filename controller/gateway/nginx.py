@@ -51,7 +51,7 @@ class Front:
 def portal_command() -> list[str]:
     """gunicorn with the portal, as ``wifikota-portal.service`` runs it (this Python's)."""
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    return [gunicorn, "-c", "python:captive.gunicorn_conf", "captive:create_app()"]
+    return [gunicorn, "-c", "python:captive.gunicorn_conf", "controller.bootstrap:portal()"]
 
 
 def nginx_command(conf: Path, *extra: str) -> list[str]:

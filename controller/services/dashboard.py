@@ -2,7 +2,7 @@
 for a range of days, read from the rollups (``controller.services.stats``), never the raw sessions.
 
 The dashboard (``captive/dashboard.py``) gets a ``DashboardService`` from
-``DashboardService.for_config`` and never sees the database itself.
+``controller.bootstrap.dashboard`` and never sees the database itself.
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from controller.config.model import CityConfig
 from controller.gateway import health
 from controller.services import admins, audit, rules, sessions, stats, vouchers
 from controller.services.admins import AdminInfo
 from controller.services.context import Ctx
 from controller.services.limits import Limits
-from controller.store.db import Database, resolve_url
+from controller.store.db import Database
 from controller.store.models import ApEvent, DailyApStat, DailySiteStat, HourlySiteStat, Session
 
 
@@ -141,11 +140,6 @@ class DashboardService:
     def __init__(self, db: Database, ctx: Ctx) -> None:
         self.db, self.ctx = db, ctx
         self.limits = Limits(db)
-
-    @classmethod
-    def for_config(cls, config: CityConfig) -> DashboardService:
-        """Raises ConfigError when the device-hash secret cannot be read."""
-        return cls(Database.connect(resolve_url(config.database_url)), Ctx.from_config(config))
 
     def sign_in(
         self, name: str, password: str, address: str, now: datetime

@@ -83,7 +83,7 @@ def app(city, controller, clock, portal_db, ctx):
         city,
         LocalGateway(controller, clock),
         secret=b"portal-test-secret-0123456789",
-        database=DashboardService(portal_db, ctx),
+        dashboard_service=lambda: DashboardService(portal_db, ctx),
     )
 
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from captive.parts import parts
 from controller.services import admins, stats
 from controller.services.dashboard import DashboardService
 from controller.store.models import AuditEvent
@@ -24,8 +25,8 @@ HOST = BASE.removeprefix("http://")
 def office(app, portal_db, ctx, controller, now, clock):
     """The dashboard on the test database and the test's clock, an admin, and a morning of
     usage."""
-    app.extensions["wifikota.dashboard"] = DashboardService(portal_db, ctx)
-    app.extensions["wifikota.clock"] = clock
+    parts(app).dashboard = DashboardService(portal_db, ctx)
+    parts(app).clock = clock
     admins.add(portal_db, "rina", "viewer", PASSWORD, actor="test", now=now)
     two_phones_online(portal_db, ctx, controller, now)
     day = now.astimezone(ctx.tz).date()
@@ -75,8 +76,8 @@ def test_the_limits_hold_across_portal_processes(
     from captive.gateway import LocalGateway
 
     other = create_app(city, LocalGateway(controller, clock), secret=b"portal-test-secret-0123456789",
-                       database=DashboardService(portal_db, ctx))  # fmt: skip
-    other.extensions["wifikota.clock"] = clock
+                       dashboard_service=lambda: DashboardService(portal_db, ctx))  # fmt: skip
+    parts(other).clock = clock
     second = other.test_client()
     second.environ_base["REMOTE_ADDR"] = "10.19.0.200"
     answers = [sign_in(c, password="guess").status_code for c in [office, second] * 3]
@@ -263,11 +264,11 @@ def test_metrics_for_the_gateway_itself_or_with_the_token(app, office, monkeypat
     assert 'wifikota_logins_today{method="click",site="jam-gadang"} 1.0' in scrape.text
 
     assert office.get("/metrics", base_url=BASE).status_code == 404  # from the office: no
-    config = app.extensions["wifikota.config"]
+    config = parts(app).config
     portal = config.portal.model_copy(
         update={"metrics_token": SecretRef(env="WIFIKOTA_METRICS_TOKEN")}
     )
-    app.extensions["wifikota.config"] = config.model_copy(update={"portal": portal})
+    parts(app).config = config.model_copy(update={"portal": portal})
     monkeypatch.setenv("WIFIKOTA_METRICS_TOKEN", "grafana-reads-this-0123")
     wrong = office.get("/metrics", headers={"Authorization": "Bearer nope"}, base_url=BASE)
     assert wrong.status_code == 404
@@ -366,7 +367,7 @@ def test_csv_cells_that_would_be_formulas_are_text(app, portal_db, ctx, office, 
     sites["tmsbk"] = sites["tmsbk"].model_copy(update={"name": '=HYPERLINK("http://x.example")'})
     sites["jam-gadang"] = sites["jam-gadang"].model_copy(update={"name": "@SUM(A1:A9)"})
     evil = Ctx(ctx.config.model_copy(update={"sites": sites}), ctx.device_hash)
-    app.extensions["wifikota.dashboard"] = DashboardService(portal_db, evil)
+    parts(app).dashboard = DashboardService(portal_db, evil)
     sign_in(office)
     day = now.astimezone(ctx.tz).date()
     export = office.get(f"/dasbor/ekspor.csv?tabel=tempat&dari={day}", base_url=BASE)
@@ -384,7 +385,7 @@ def test_a_block_from_the_dashboard_waits_for_the_controller_and_records_nothing
     admins.add(portal_db, "budi", "admin", "kota-wisata-admin", actor="test", now=now)
     sign_in(office, "budi", "kota-wisata-admin")
     token = token_of(office.get("/dasbor/kelola", base_url=BASE).text)
-    app.extensions["wifikota.gateway"] = SocketGateway("/nonexistent/control.sock")
+    parts(app).gateway = SocketGateway("/nonexistent/control.sock")
     answer = office.post("/dasbor/kelola/blokir", base_url=BASE,
                          data={"token": token, "mac": "02:00:00:00:00:0b", "alasan": "abuse"})  # fmt: skip
     assert answer.status_code == 503 and "Kontroler tidak dapat dihubungi" in answer.text

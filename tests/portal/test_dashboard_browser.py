@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from captive.parts import parts
 from controller.services import admins, stats
 from controller.services.dashboard import DashboardService
 from tests.conftest import ROOT
@@ -27,8 +28,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def office_served(served, app, portal_db, ctx, controller, clock, now):
-    app.extensions["wifikota.dashboard"] = DashboardService(portal_db, ctx)
-    app.extensions["wifikota.clock"] = clock
+    parts(app).dashboard = DashboardService(portal_db, ctx)
+    parts(app).clock = clock
     admins.add(portal_db, "rina", "viewer", PASSWORD, actor="test", now=now)
     two_phones_online(portal_db, ctx, controller, now)
     day = now.astimezone(ctx.tz).date()

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from captive.parts import parts
 from captive.security import RateLimit
 from controller.services import admins
 from tests.portal.conftest import BASE, PHONE_IP
@@ -57,12 +58,12 @@ def ask(client, ip, tokens, method, path, fields, form, encoding) -> int:
 def visitors(app, portal_db, now):
     """The phone on the SSID and an admin signed in at the office, with limits loose enough
     that every example reaches the page it is for."""
-    for kind, limit in app.extensions["wifikota.limits"].items():
-        app.extensions["wifikota.limits"][kind] = RateLimit(kind, 10**9, 1.0, limit.store)
+    for kind, limit in parts(app).limits.items():
+        parts(app).limits[kind] = RateLimit(kind, 10**9, 1.0, limit.store)
     admins.add(portal_db, "budi", "admin", PASSWORD, actor="test", now=now)
     phone, office = app.test_client(), app.test_client()
     phone.environ_base["REMOTE_ADDR"], office.environ_base["REMOTE_ADDR"] = PHONE_IP, OFFICE_IP
-    tokens = app.extensions["wifikota.tokens"]
+    tokens = parts(app).tokens
     signed = office.post("/dasbor/masuk", base_url=BASE, data={
         "token": tokens.issue(OFFICE_IP, time.time()), "nama": "budi", "sandi": PASSWORD})  # fmt: skip
     assert signed.status_code == 303

@@ -162,7 +162,7 @@ def test_the_site_ceiling_holds_across_two_portal_nodes(city, ctx, portal_db, fw
         ctl = Controller(portal_db, capped, fw, table, sms=outbox, book=book)
         gateway = LocalGateway(ctl, clock)
         nodes.append(create_app(city, gateway, secret=b"portal-test-secret-0123456789",
-                                database=DashboardService(portal_db, capped)))  # fmt: skip
+                                dashboard_service=lambda: DashboardService(portal_db, capped)))  # fmt: skip
     answers = []
     for i in range(10):  # one phone with random MACs, a new number each time
         ip, mac = f"10.20.3.{60 + i}", f"02:5a:00:00:00:{i:02x}"

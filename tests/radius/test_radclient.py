@@ -390,16 +390,17 @@ def test_a_kick_reaches_the_router_as_a_disconnect_request(tmp_path):
         router.close()
 
 
-def test_the_portals_uam_login_is_accepted_by_radius_with_chap(radius):
+def test_the_portals_uam_login_is_accepted_by_radius_with_chap(radius, monkeypatch):
     """The whole NAS-mode loop: the router sends the phone to our UAM page; the page's
     form carries a one-time name and a CHAP response; the router puts them in an
     Access-Request (as MikroTik does); our RADIUS server accepts them."""
     from urllib.parse import urlencode
 
-    from captive import create_app
-    from controller.config.model import load
+    from controller import bootstrap
 
-    app = create_app(load(radius.config), secret=radius.env["WIFIKOTA_DEVICE_HASH_SECRET"].encode())
+    for name in ("DATABASE_URL", "WIFIKOTA_DEVICE_HASH_SECRET", "WIFIKOTA_DATA"):
+        monkeypatch.setenv(name, radius.env[name])
+    app = bootstrap.portal(radius.config)  # as gunicorn has it, with the server's database
     # radclient sends a 17-octet CHAP-Password as given only if one octet is below 32;
     # otherwise it takes it for a clear-text password and encodes it again (about one
     # response in eight): a CHAP id of 7 keeps it as it is

@@ -1,0 +1,42 @@
+"""What the portal is built from, kept on the Flask app in one typed object."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from flask import Flask, current_app
+
+from controller.config.model import CityConfig
+from controller.services.dashboard import DashboardService
+from controller.services.identity import DeviceHasher
+
+from .gateway import Gateway
+from .security import FormTokens, RateLimit
+
+
+@dataclass
+class Parts:
+    KEY: ClassVar[str] = "wifikota"
+
+    config: CityConfig
+    gateway: Gateway  # the way to the controller
+    tokens: FormTokens
+    hasher: DeviceHasher
+    limits: dict[str, RateLimit]
+    connect: Callable[[], DashboardService]  # the dashboard's service, when first needed
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    dashboard: DashboardService | None = None
+
+    def service(self) -> DashboardService:
+        if self.dashboard is None:
+            self.dashboard = self.connect()
+        return self.dashboard
+
+
+def parts(app: Flask | None = None) -> Parts:
+    """The parts of ``app`` (by default the one handling this request)."""
+    found: Parts = (app or current_app).extensions[Parts.KEY]
+    return found

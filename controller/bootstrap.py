@@ -1,0 +1,61 @@
+"""The composition root: the program's parts built from the config, for each program that
+runs (the ``wifikota`` command, the controller daemon, the RADIUS server, the portal under
+gunicorn, the demos). Nothing else builds a database engine, the context, an SMS sender or
+the router port; gunicorn starts the portal with ``controller.bootstrap:portal()``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from controller.config.model import CityConfig, default_path, load
+from controller.services.context import Ctx
+from controller.services.dashboard import DashboardService
+from controller.services.routers import Disconnect
+from controller.services.sms import SmsSender, sender_for
+from controller.store.db import Database, resolve_url
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+
+def context(config: CityConfig) -> Ctx:
+    """The config with its device hasher. Raises ConfigError when the secret is missing."""
+    return Ctx.from_config(config)
+
+
+def database(config: CityConfig, url: str | None = None) -> Database:
+    """The database ``url`` names, else ``$DATABASE_URL``, the config's ``database_url``
+    or SQLite in the data directory. Builds the engine; connects when first used."""
+    return Database.connect(url or resolve_url(config.database_url))
+
+
+def dashboard(config: CityConfig) -> DashboardService:
+    """What the dashboard asks of the core. Raises ConfigError for the device-hash secret."""
+    return DashboardService(database(config), context(config))
+
+
+def sms(config: CityConfig) -> SmsSender:
+    """The SMS sender ``sms:`` names. Raises ConfigError when its secret cannot be read."""
+    return sender_for(config.sms)
+
+
+def routers() -> Disconnect:
+    """How a NAS-mode site's router is told of a session that ended (RFC 5176)."""
+    from radius.coa import RouterDisconnect
+
+    return RouterDisconnect()
+
+
+def portal(config_path: str | Path | None = None) -> Flask:
+    """The portal as gunicorn serves it: the config (``WIFIKOTA_CONFIG`` or ./sites.yaml),
+    the controller's socket (``WIFIKOTA_CONTROL_SOCKET``), the database for the dashboard,
+    sign-ins and rate limits (connected when first needed). Raises ConfigError."""
+    from captive import create_app
+    from captive.gateway import SocketGateway
+
+    config = load(config_path or default_path())
+    secret = config.device_hash_secret.resolve()
+    return create_app(
+        config, SocketGateway(), secret=secret, dashboard_service=lambda: dashboard(config)
+    )
