@@ -41,7 +41,8 @@ from sqlalchemy import insert
 
 from bench.enforcement import PER_AP, bulk_nets
 from controller.config import model as config_mod
-from controller.daemon.controller import Controller, watch_ruleset
+from controller.daemon.controller import Controller
+from controller.daemon.loop import watch_ruleset
 from controller.gateway.firewall.nftables import NftFirewall
 from controller.gateway.leases import MemoryLeases
 from controller.gateway.neighbours import KernelNeighbours

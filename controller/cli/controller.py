@@ -67,8 +67,9 @@ def controller_run(
     memory_firewall: bool,
 ) -> None:
     """Run the controller: ruleset, accounting, expiry, control API. Needs root."""
-    from controller.daemon.controller import Controller, Enforcer, ensure_forwarding, run
-    from controller.gateway.firewall import FirewallError
+    from controller.daemon.controller import Controller
+    from controller.daemon.loop import ensure_forwarding, run
+    from controller.gateway.firewall import Enforcer, FirewallError
     from controller.gateway.firewall.memory import MemoryFirewall
     from controller.gateway.neighbours import KernelNeighbours, MemoryNeighbours, NeighbourTable
 

@@ -71,11 +71,11 @@ def handle(controller: Controller, request: protocol.Request[Any], now: datetime
                 rows = sessions.list_sessions(uow, site_id=site, active=True, limit=limit)
             return protocol.Clients(tuple(rows))
         case protocol.ShowFirewall():
-            state, missing = controller.fw.state(now), controller.fw.intact()
+            state = controller.fw.state(now)
             return protocol.FirewallSummary(
                 controller.gateway, len(state.grants), len(state.leases),
                 tuple(sorted(state.blocked)), tuple(controller.spec.client_ifaces),
-                controller.spec.wan_iface, None if missing is None else tuple(missing),
+                controller.spec.wan_iface, controller.fw.intact(),
             )  # fmt: skip
     raise BadRequest(f"unknown op {request.op!r}")
 

@@ -73,7 +73,7 @@ class FirewallSummary:
     blocked: tuple[str, ...]
     interfaces: tuple[str, ...]
     wan: str
-    missing: tuple[str, ...] | None  # None: the whole ruleset is in force
+    missing: str | None  # what of the ruleset is not in force; None: all of it
 
 
 # ------------------------------------------------------------------ requests

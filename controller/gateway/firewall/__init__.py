@@ -1,6 +1,7 @@
 """Enforcement: the Firewall protocol, its plans, and its implementations."""
 
 from controller.gateway.firewall.base import (
+    Enforcer,
     Firewall,
     FirewallError,
     FirewallState,
@@ -10,4 +11,13 @@ from controller.gateway.firewall.base import (
 )
 from controller.gateway.firewall.plan import plan
 
-__all__ = ["Firewall", "FirewallError", "FirewallState", "Grant", "Lease", "Plan", "plan"]
+__all__ = [
+    "Enforcer",
+    "Firewall",
+    "FirewallError",
+    "FirewallState",
+    "Grant",
+    "Lease",
+    "Plan",
+    "plan",
+]

@@ -10,10 +10,14 @@ applied by a firewall all at once, or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .ruleset import RulesetSpec
+    from .watch import RulesetWatch
 
 
 class FirewallError(Exception):
@@ -118,3 +122,21 @@ class Firewall(Protocol):
     def apply(self, plan: Plan, now: datetime) -> None:
         """Make every change in ``plan`` or none; raises FirewallError. Idempotent."""
         ...
+
+
+class Enforcer(Firewall, Protocol):
+    """A firewall that also owns its ruleset and counts bytes per client."""
+
+    def check(self, spec: RulesetSpec) -> None: ...
+    def load(
+        self,
+        spec: RulesetSpec,
+        keep: FirewallState,
+        now: datetime,
+        *,
+        shape: bool = True,
+        leases_after: bool = False,
+    ) -> float: ...
+    def counters(self) -> dict[tuple[str, str], tuple[int, int]]: ...
+    def intact(self) -> str | None: ...
+    def watch(self, on_change: Callable[[str], None]) -> RulesetWatch | None: ...
