@@ -243,7 +243,7 @@ def login() -> Reply:
     except CodeInvalid as exc:
         if exc.why == "wrong":
             return code_page(st, 400, notice="code-wrong", attempts_left=exc.attempts_left)
-        return splash(st, 400, notice="code-" + exc.why)
+        return splash(st, 400, notice="code-" + (exc.why or "none"))
     except DomainError as exc:
         return refused(exc)
     return redirect("/berhasil", code=303)

@@ -1,7 +1,9 @@
 """The composition root: the program's parts built from the config, for each program that
 runs (the ``wifikota`` command, the controller daemon, the RADIUS server, the portal under
-gunicorn, the demos). Nothing else builds a database engine, the context, an SMS sender or
-the router port; gunicorn starts the portal with ``controller.bootstrap:portal()``."""
+gunicorn, the demos). Nothing else builds a database engine or the router port; the
+context and the SMS sender are built here too, and again by the daemon's reload from the
+new config (``Controller.reload``). gunicorn starts the portal with
+``controller.bootstrap:portal()``."""
 
 from __future__ import annotations
 

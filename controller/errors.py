@@ -32,6 +32,13 @@ class MethodNotAllowed(DomainError):
     code = "method-not-allowed"
 
 
+class BadCredentials(DomainError):
+    """A NAS's Access-Request whose user and password are nobody's (or a MAC
+    authentication for a device that has not logged in at the site today)."""
+
+    code = "bad-credentials"
+
+
 class Blocked(DomainError):
     code = "blocked"
     until: datetime | None

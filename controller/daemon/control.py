@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import grp
 import json
+import logging
 import os
 import socket
 import socketserver
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from controller.daemon.controller import Controller
 
 R = TypeVar("R")
+log = logging.getLogger("wifikota.control")
 DEFAULT_SOCKET = "/run/wifikota/control.sock"
 MAX_REQUEST = 64 * 1024
 
@@ -88,13 +90,16 @@ def answer(controller: Controller, line: bytes, now: datetime) -> bytes:
             raise BadRequest("too long")
         try:
             decoded = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise BadRequest("not a JSON object") from None
         return protocol.answer_line(handle(controller, protocol.read_request(decoded), now))
     except DomainError as exc:
         return protocol.error_line(exc)
     except ValueError as exc:  # a value the rules refuse (an unknown end reason...)
         return protocol.error_line(BadRequest(str(exc)))
+    except Exception:  # a fault of ours, or the database's: logged, and still an answer
+        log.exception("the control request failed")
+        return protocol.error_line(Unavailable("the controller could not do that now"))
 
 
 class _Handler(socketserver.StreamRequestHandler):

@@ -195,7 +195,8 @@ def read_request(value: Any) -> Request[Any]:
     if not isinstance(value, dict):
         raise BadRequest("not a JSON object")
     fields = dict(value)
-    cls = REQUESTS.get(fields.pop("op", None))
+    op = fields.pop("op", None)
+    cls = REQUESTS.get(op) if isinstance(op, str) else None
     if cls is None:
         raise BadRequest(f"unknown op {value.get('op')!r}")
     try:
@@ -249,11 +250,12 @@ def refuse(code: str, message: str, facts: dict[str, Any]) -> NoReturn:
     Exception.__init__(exc, message)
     hints = typing.get_type_hints(cls)
     for name, kind in hints.items():
-        if name != "code" and name in facts:
-            try:
-                setattr(exc, name, read(kind, facts[name]))
-            except (TypeError, ValueError):
-                setattr(exc, name, None)
+        if name == "code":
+            continue
+        try:  # a fact missing or of the wrong kind is None: the page says less, never fails
+            setattr(exc, name, read(kind, facts[name]))
+        except (KeyError, TypeError, ValueError):
+            setattr(exc, name, None)
     if cls is DomainError:
         exc.code = code
     raise exc

@@ -18,6 +18,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.exc import IntegrityError
 
 from controller.errors import (
+    BadCredentials,
     BadRequest,
     Blocked,
     Closed,
@@ -45,6 +46,8 @@ from controller.services.sessions import (
 )
 from controller.store.db import Database, UnitOfWork, chunks, insert_rows
 from controller.store.models import Block, Device, EndReason, Session, Voucher
+
+MAC_AUTH = "mac"  # a NAS's MAC authentication: the device back as it logged in today
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,10 @@ def _check(ctx: Ctx, req: LoginRequest) -> _Login:
         raise BadRequest(f"AP '{req.ap_id}' is not at site '{req.site_id}'")
     if config.sites[req.site_id].maintenance:
         raise Maintenance(f"{config.sites[req.site_id].name} is in maintenance")
-    if req.method not in ctx.policy(req.site_id).login_methods:
+    policy = ctx.policy(req.site_id)
+    if req.method == MAC_AUTH and not policy.mac_auth:
+        raise MethodNotAllowed("MAC authentication is not offered at this site")
+    if req.method != MAC_AUTH and req.method not in policy.login_methods:
         raise MethodNotAllowed(f"'{req.method}' login is not offered at this site")
     code = None
     if req.method == "voucher":
@@ -142,6 +148,7 @@ class _Known:
     at: dict[tuple[str, str], list[SessionRow]]  # open sessions by (site, address)
     vouchers: dict[str, Voucher]
     hours: dict[str, _Hours]
+    touched: set[str] = dataclasses.field(default_factory=set)  # devices a login of it took
 
     @classmethod
     def read(cls, uow: UnitOfWork, ctx: Ctx, logins: list[_Login], now: datetime) -> _Known:
@@ -194,6 +201,7 @@ class _Decision:
     ``length`` seconds (a voucher's use counted)."""
 
     used: usage.Used
+    method: str  # how the new session logged in
     resume: SessionRow | None = None
     ends: tuple[tuple[SessionRow, EndReason, datetime], ...] = ()
     length: int = 0
@@ -202,17 +210,24 @@ class _Decision:
 
 def _decide(known: _Known, ctx: Ctx, login: _Login, now: datetime) -> _Decision:
     """The session rules for one login, on what is known; changes nothing. Raises
-    Blocked, Closed, QuotaUsed, VoucherInvalid."""
+    BadCredentials, Blocked, Closed, QuotaUsed, VoucherInvalid."""
+    site_id, policy = login.req.site_id, ctx.policy(login.req.site_id)
+    mine = known.sessions.get(login.mac_hash, [])
+    method = login.req.method
+    if method == MAC_AUTH:  # back by its MAC alone: as it logged in here today, not by voucher
+        earlier = [r for r in mine if r.site_id == site_id and r.login_method != "voucher"
+                   and r.started_at >= known.today.lo]  # fmt: skip
+        if not earlier:
+            raise BadCredentials("unknown user or wrong password")
+        method = max(earlier, key=lambda r: r.started_at).login_method
     block = known.blocks.get(login.mac_hash)
     if block is not None:
         raise Blocked(block.expires_at)
-    site_id, policy = login.req.site_id, ctx.policy(login.req.site_id)
-    mine = known.sessions.get(login.mac_hash, [])
     ends: list[tuple[SessionRow, EndReason, datetime]] = []
     for row in known.open_for(login):
         same = row.site_id == site_id and row.ip == login.ip and any(row is r for r in mine)
         if same and row.expires_at > now:
-            return _Decision(usage.used(ctx, known.today, mine), resume=row)
+            return _Decision(usage.used(ctx, known.today, mine), method, resume=row)
         reason = EndReason.TIMEOUT if row.expires_at <= now else EndReason.ROAMED
         ends.append((row, reason, min(now, row.expires_at)))
 
@@ -239,7 +254,7 @@ def _decide(known: _Known, ctx: Ctx, login: _Login, now: datetime) -> _Decision:
         )
     if length < 1:
         raise Closed(hours.opens_at)
-    return _Decision(used, ends=tuple(ends), length=length, voucher=voucher)
+    return _Decision(used, method, ends=tuple(ends), length=length, voucher=voucher)
 
 
 def start_many(
@@ -292,6 +307,7 @@ def _carry_out(known: _Known, ctx: Ctx, login: _Login, decision: _Decision, now:
     """Note what :func:`_decide` decided in ``known`` (for the logins after it, and for
     :func:`_write`); the sessions it ends are ended here."""
     known.devices.setdefault(login.mac_hash, 0)
+    known.touched.add(login.mac_hash)
     if decision.resume is not None:
         row, plan = decision.resume, granting(ctx, decision.resume)
         return _Done(row, SessionInfo.of(row), plan, True, decision.used.bytes)
@@ -306,7 +322,7 @@ def _carry_out(known: _Known, ctx: Ctx, login: _Login, decision: _Decision, now:
         ap_id=req.ap_id,
         ip=login.ip,
         mac=login.mac,
-        login_method=req.method,
+        login_method=decision.method,
         terms_version=req.terms_version,
         voucher_id=decision.voucher.id if decision.voucher else None,
         started_at=now,
@@ -329,8 +345,8 @@ def _write(uow: UnitOfWork, known: _Known, fresh: list[SessionRow], now: datetim
     """Write a batch's logins: the devices it adds, when the others were last seen, and
     the sessions it opens (a statement each, whatever the number of rows)."""
     uow.session.flush()  # the sessions ended and the vouchers' uses
-    added = sorted(h for h, i in known.devices.items() if i == 0)
-    seen = sorted(i for i in known.devices.values() if i)
+    added = sorted(h for h in known.touched if not known.devices[h])
+    seen = sorted(known.devices[h] for h in known.touched if known.devices[h])
     if added:
         rows = [{"mac_hash": h, "first_seen": now, "last_seen": now} for h in added]
         made = insert_rows(uow.session, _DEVICES, rows, _DEVICES.c.mac_hash, _DEVICES.c.id)

@@ -20,20 +20,16 @@ from typing import TypeVar
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
-from controller.errors import BadRequest, Conflict, DomainError, VoucherInvalid
-from controller.services import logins, rules, sessions, uam, vouchers
+from controller.errors import BadCredentials, BadRequest, Conflict, DomainError, VoucherInvalid
+from controller.services import logins, sessions, uam, vouchers
 from controller.services.context import Ctx
 from controller.services.identity import BadIdentifier, normalize_ip, normalize_mac, row_id
 from controller.store.db import Database, UnitOfWork, chunks
-from controller.store.models import Device, EndReason, Session
+from controller.store.models import EndReason, Session
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _R = TypeVar("_R")
-
-
-class BadCredentials(DomainError):
-    code = "bad-credentials"
 
 
 # Acct-Status-Type (RFC 2866 5.1, RFC 2866 for 7 and 8)
@@ -169,9 +165,7 @@ def _request(
         claim = _claim(ctx, login, now)
     except DomainError as exc:
         return exc
-    method = claim.method or _returning(uow, ctx, login.site_id, claim.mac, now)
-    if method is None:
-        return BadCredentials("unknown user or wrong password")
+    method = claim.method or logins.MAC_AUTH  # how it logged in earlier today: the rules'
     return logins.LoginRequest(
         login.site_id, claim.mac, claim.ip, method, None, claim.terms, claim.code
     )
@@ -257,24 +251,6 @@ def _admission(
         interim_interval=ctx.config.radius.interim_interval,
         resumed=outcome.resumed,
     )
-
-
-def _returning(uow: UnitOfWork, ctx: Ctx, site_id: str, mac: str, now: datetime) -> str | None:
-    """How the device logged in at the site earlier today (not by voucher), if it did."""
-    lo, _ = rules.day_bounds(rules.local_day(now, ctx.tz), ctx.tz)
-    method: str | None = uow.session.scalars(
-        select(Session.login_method)
-        .join(Device, Device.id == Session.device_id)
-        .where(
-            Device.mac_hash == ctx.device_hash(mac),
-            Session.site_id == site_id,
-            Session.started_at >= lo,
-            Session.login_method != "voucher",
-        )
-        .order_by(Session.started_at.desc())
-        .limit(1)
-    ).first()
-    return method
 
 
 def account(

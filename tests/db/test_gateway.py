@@ -5,6 +5,7 @@ counted and alerted on. (With real packets: tests/net/test_attacks.py.)"""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 
@@ -145,3 +146,28 @@ def test_a_nearly_full_pool_is_recorded_and_alerted_once_and_its_easing_too(
     assert kinds == ["pool-high", "pool-ok"]
     texts = sorted(a[1] for a in wait_for(alerts, 2))
     assert len(texts) == 2 and "hampir penuh" in texts[0] and "kembali lega" in texts[1]
+
+
+@pytest.mark.parametrize("line", [
+    b'{"op": []}', b'{"op": {}}', b"[" * 5000, b'{"op": "start", "ip": 7}', b"\xff\xfe",
+    b'{"op": "clients", "limit": "ten"}', b'{"op": "end", "target": "1", "reason": "gone"}',
+])  # fmt: skip
+def test_a_request_line_that_is_not_a_request_is_answered_bad_request(gw, now, line):
+    from controller.daemon import control
+
+    answer = json.loads(control.answer(gw, line + b"\n", now))
+    assert (answer["ok"], answer["error"]) == (False, "bad-request")
+
+
+@pytest.mark.parametrize("line", [
+    b'{"op": "end", "target": "1", "reason": "kicked", "actor": "' + b"x" * 200 + b'"}',
+    b'{"op": "clients", "limit": -1}', b'{"op": "clients", "limit": ' + b"9" * 30 + b"}",
+])  # fmt: skip
+def test_a_request_the_database_refuses_still_gets_an_answer_line(gw, now, line):
+    """Values the database refuses (an actor longer than its column, a limit out of range)
+    are answered, a reply or a refusal, never an exception that drops the connection."""
+    from controller.daemon import control
+
+    gw.start_session(A_IP, now)
+    answer = json.loads(control.answer(gw, line + b"\n", now))
+    assert answer["ok"] is True or answer["error"] in ("bad-request", "unavailable")

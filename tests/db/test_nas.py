@@ -580,3 +580,40 @@ def test_a_batch_of_access_requests_is_decided_as_one_request_after_another(
         assert said[0] == said[1], plan
         states = [_state(database, ctx, *world) for world in worlds]
         assert states[0] == states[1], plan
+
+
+def test_a_refused_access_request_leaves_no_trace(database, nas_ctx, fw, now):
+    """A phone refused (blocked; a used-up voucher) is not marked as seen, its voucher's
+    uses stay, and no session is written: the same as if it had never asked."""
+    code = code_for(database, nas_ctx, now, uses=1)
+    first = admit(database, nas_ctx, now, code, code)
+    sessions.end_session(database, fw, nas_ctx, str(first.session_id), nas.EndReason.LOGOUT,
+                         now + timedelta(minutes=5))  # fmt: skip
+    blocks.block(database, fw, nas_ctx, MAC, reason="abuse", actor="test", now=now)
+    before = _seen(database)
+    later = now + timedelta(hours=1)
+    other = "3C-5A-B4-00-00-77"
+    logins = [nas.NasLogin(SITE, code, is_(code), MAC, IP),  # blocked
+              nas.NasLogin(SITE, code, is_(code), other, "10.5.50.77")]  # the voucher is used up  # fmt: skip
+    refused = nas.admit_many(database, nas_ctx, logins, later)
+    assert [type(r) for r in refused] == [Blocked, VoucherInvalid]
+    assert _seen(database) == before  # no device added, none marked as seen
+    with database.reading() as s:
+        assert s.scalar(select(Voucher.uses)) == 1
+        assert s.scalar(select(func.count()).select_from(Session)) == 1
+
+
+def _seen(database) -> list:
+    with database.reading() as s:
+        return [(d.mac_hash, d.last_seen) for d in s.scalars(select(Device).order_by(Device.id))]
+
+
+def test_mac_authentication_sees_a_login_earlier_in_the_same_batch(database, nas_ctx, now):
+    """A phone's UAM login and then its MAC authentication in one batch: the second sees
+    the first (the session it opened) as if they had come one after the other."""
+    user, password = uam.credentials(nas_ctx.device_hash, MAC, now)
+    logins = [nas.NasLogin(SITE, user, is_(password), MAC, IP),
+              nas.NasLogin(SITE, MAC, is_(MAC), MAC, IP)]  # fmt: skip
+    uam_login, mac_auth = nas.admit_many(database, nas_ctx, logins, now)
+    assert not isinstance(mac_auth, Exception), mac_auth
+    assert (mac_auth.session_id, mac_auth.resumed) == (uam_login.session_id, True)

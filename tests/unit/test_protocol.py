@@ -60,3 +60,12 @@ def test_an_unknown_error_code_is_still_a_domain_error_with_its_code():
 def test_a_request_that_is_not_one_is_a_bad_request(value):
     with pytest.raises(BadRequest):
         protocol.read_request(value)
+
+
+def test_a_refusal_without_its_facts_has_them_as_none():
+    """An answer that carries no facts (an older controller) still makes the error, its
+    facts None, so a page that reads them says less instead of failing."""
+    line = json.dumps({"ok": False, "error": "code-invalid", "message": "one-time code"}).encode()
+    with pytest.raises(CodeInvalid) as raised:
+        protocol.read_answer(protocol.Ping(), line)
+    assert (raised.value.why, raised.value.attempts_left) == (None, None)
