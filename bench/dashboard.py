@@ -37,7 +37,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from captive import create_app
-from captive.gateway import SocketGateway
+from captive.control import SocketControl
 from controller.config.model import load
 from controller.demo import data as demodata
 from controller.services import admins, inventory, rules
@@ -109,7 +109,7 @@ def run(kind: str, url: str, args: argparse.Namespace, filled: bool = False) -> 
     user = f"bench-{uuid.uuid4().hex[:6]}"
     admins.add(database, user, "admin", "bench-password-1", actor="bench", now=now)
 
-    app = create_app(config, SocketGateway(), secret=SECRET,
+    app = create_app(config, SocketControl(), secret=SECRET,
                      dashboard_service=lambda: DashboardService(database, ctx))  # fmt: skip
     client = app.test_client()
     client.environ_base["REMOTE_ADDR"] = "10.19.0.200"
@@ -143,7 +143,7 @@ def run(kind: str, url: str, args: argparse.Namespace, filled: bool = False) -> 
 
     def raw() -> None:
         with database.uow() as uow:
-            uow.session.execute(
+            uow.orm.execute(
                 select(func.count(), func.count(func.distinct(Session.device_id)),
                        func.sum(Session.bytes_up), func.sum(Session.bytes_down))
                 .where(Session.started_at >= lo)

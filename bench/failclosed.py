@@ -125,8 +125,8 @@ def fill(database: db.Database, ctx: Ctx, n: int, nets: list[IPv4Network], now: 
         })  # fmt: skip
     with database.uow(write=True) as uow:
         for k in range(0, n, 5000):
-            uow.session.execute(insert(Device), devices[k : k + 5000])
-            uow.session.execute(insert(Session), sessions[k : k + 5000])
+            uow.orm.execute(insert(Device), devices[k : k + 5000])
+            uow.orm.execute(insert(Session), sessions[k : k + 5000])
         uow.commit()
     return book
 

@@ -25,7 +25,7 @@ from controller.services.dashboard import DashboardService
 from controller.services.identity import DeviceHasher
 
 from . import api, dashboard, pages, probes, uam
-from .gateway import Gateway
+from .control import ControlApi
 from .parts import Parts, parts
 from .security import HEADERS, HSTS, FormTokens, RateLimit
 
@@ -72,12 +72,12 @@ def _utf8_query(wsgi: Any) -> Any:
 
 def create_app(
     config: CityConfig,
-    gateway: Gateway,
+    controller: ControlApi,
     *,
     secret: bytes,
     dashboard_service: Callable[[], DashboardService],
 ) -> Flask:
-    """The portal for ``config``, asking ``gateway`` (the controller), with the dashboard's
+    """The portal for ``config``, asking ``controller`` (its control API), with the dashboard's
     service from ``dashboard_service`` (called when first needed: the portal's own pages
     need no database)."""
     app = Flask(__name__)
@@ -93,7 +93,7 @@ def create_app(
         "signin-name": RateLimit("signin-name", burst=5, every=60.0, store=store),
     }
     app.extensions[Parts.KEY] = Parts(
-        config, gateway, FormTokens(secret), DeviceHasher(secret), limits, dashboard_service
+        config, controller, FormTokens(secret), DeviceHasher(secret), limits, dashboard_service
     )
     Babel(app, locale_selector=select_locale)
 

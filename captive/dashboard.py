@@ -34,7 +34,7 @@ from controller.services.dashboard import DashboardService, Report, SiteNow
 from controller.services.identity import row_id
 
 from . import charts
-from .pages import client_ip, gateway, problem, render
+from .pages import client_ip, control, problem, render
 from .parts import parts
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dasbor")
@@ -327,7 +327,7 @@ def kick() -> Response:
     if row_id(target) is None:
         return _manage_page(400, notice="bad-input")
     try:  # (at a NAS-mode site the controller tells its router)
-        gateway().ask(protocol.End(target, "kicked", _actor()))
+        control().ask(protocol.End(target, "kicked", _actor()))
     except Unavailable:
         return _manage_page(503, notice="unavailable")
     except DomainError as exc:
@@ -346,7 +346,7 @@ def block() -> Response:
     asked = protocol.Block(request.form.get("mac", ""), request.form.get("alasan", ""),
                            hours or None, _actor())  # fmt: skip
     try:  # the controller blocks, puts it in force and tells a NAS-mode site's router
-        gateway().ask(asked)
+        control().ask(asked)
     except Unavailable:
         return _manage_page(503, notice="unavailable")
     except DomainError as exc:

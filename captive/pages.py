@@ -37,7 +37,7 @@ from controller.errors import (
 from controller.services.identity import BadIdentifier, normalize_ip
 from controller.services.phone import BadNumber, clean_code, normalize_number
 
-from .gateway import Gateway, Status
+from .control import ControlApi, Status
 from .parts import parts
 from .probes import ONLINE, online_answer, to_splash
 from .security import FIELD_LIMIT, clean_voucher
@@ -47,8 +47,8 @@ bp = Blueprint("pages", __name__)
 BUILT_METHODS = ("click", "voucher", "phone")
 
 
-def gateway() -> Gateway:
-    gw: Gateway = parts().gateway
+def control() -> ControlApi:
+    gw: ControlApi = parts().controller
     return gw
 
 
@@ -72,7 +72,7 @@ def client_status() -> Status | None:
     if "status" not in g:
         g.status, g.problem = None, None
         try:
-            g.status = Status.of(gateway().ask(protocol.Status(client_ip())))
+            g.status = Status.of(control().ask(protocol.Status(client_ip())))
         except Unavailable:
             g.problem = "unavailable"
         except DomainError:
@@ -235,7 +235,7 @@ def login() -> Reply:
             return code_page(st, 400, notice="code-format")
     start = protocol.Start(client_ip(), method, st.terms_version, voucher, one_time)
     try:
-        gateway().ask(start)
+        control().ask(start)
     except Unavailable:
         return problem("unavailable")
     except VoucherInvalid as exc:
@@ -273,7 +273,7 @@ def send_code() -> Reply:
     if not parts().limits["code"].allow(client_ip()):
         return problem("too-many")
     try:
-        gateway().ask(protocol.SendCode(client_ip(), number, str(get_locale())))
+        control().ask(protocol.SendCode(client_ip(), number, str(get_locale())))
     except Unavailable:
         return problem("unavailable")
     except BadNumber:
@@ -311,7 +311,7 @@ def success() -> Reply:
 def city_app() -> Reply:
     """Count the jump into the city app and go there (the link comes from config only)."""
     try:
-        link: str | None = gateway().ask(protocol.Click(client_ip())).url
+        link: str | None = control().ask(protocol.Click(client_ip())).url
     except DomainError:  # the controller away or the device unknown: the app all the same
         link = None
     response = redirect(str(link or current_app.config["CITY_APP_LINK"]), code=302)
@@ -331,7 +331,7 @@ def _session_change(
 ) -> Reply:
     """Ask the controller to change this device's session, then show the main page."""
     try:
-        gateway().ask(change)
+        control().ask(change)
     except Unavailable:
         return problem("unavailable")
     except NotFound as exc:

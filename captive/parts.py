@@ -13,7 +13,7 @@ from controller.config.model import CityConfig
 from controller.services.dashboard import DashboardService
 from controller.services.identity import DeviceHasher
 
-from .gateway import Gateway
+from .control import ControlApi
 from .security import FormTokens, RateLimit
 
 
@@ -22,7 +22,7 @@ class Parts:
     KEY: ClassVar[str] = "wifikota"
 
     config: CityConfig
-    gateway: Gateway  # the way to the controller
+    controller: ControlApi  # the way to the controller
     tokens: FormTokens
     hasher: DeviceHasher
     limits: dict[str, RateLimit]

@@ -54,10 +54,10 @@ def portal(config_path: str | Path | None = None) -> Flask:
     the controller's socket (``WIFIKOTA_CONTROL_SOCKET``), the database for the dashboard,
     sign-ins and rate limits (connected when first needed). Raises ConfigError."""
     from captive import create_app
-    from captive.gateway import SocketGateway
+    from captive.control import SocketControl
 
     config = load(config_path or default_path())
     secret = config.device_hash_secret.resolve()
     return create_app(
-        config, SocketGateway(), secret=secret, dashboard_service=lambda: dashboard(config)
+        config, SocketControl(), secret=secret, dashboard_service=lambda: dashboard(config)
     )

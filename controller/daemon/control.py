@@ -84,7 +84,7 @@ def handle(controller: Controller, request: protocol.Request[Any], now: datetime
 
 def answer(controller: Controller, line: bytes, now: datetime) -> bytes:
     """The answer line to a request line: what the socket sends back, and what the
-    portal's in-process twin (``captive.gateway.LocalGateway``) gets."""
+    portal's in-process twin (``captive.control.LocalControl``) gets."""
     try:
         if len(line) > MAX_REQUEST:
             raise BadRequest("too long")

@@ -212,7 +212,7 @@ class Controller:
         if changed:
             with self.db.uow(write=True) as uow:
                 for p in changed:
-                    row = uow.session.get(ApRow, p.ap_id)
+                    row = uow.orm.get(ApRow, p.ap_id)
                     if row is not None:
                         row.pool_leased, row.pool_size, row.pool_at = p.leased, p.size, now
                 uow.commit()
@@ -245,7 +245,7 @@ class Controller:
     def _event(self, kind: GatewayEventKind, at: datetime, detail: str) -> None:
         try:
             with self.db.uow(write=True) as uow:
-                uow.session.add(
+                uow.orm.add(
                     GatewayEvent(gateway=self.gateway, at=at, kind=kind.value, detail=detail[:300])
                 )
                 uow.commit()
@@ -401,7 +401,7 @@ class Controller:
                     raise MethodNotAllowed("phone login is not offered at this site")
                 code_id = phone.redeem(self.db, self.ctx, mac=mac, code_text=code or "", now=now)
             req = logins.LoginRequest(ap.site, mac, ip, method, ap.id, terms_version, voucher_code)
-            outcome = logins.authorize(self.db, self.fw, self.ctx, req, now)
+            outcome = logins.start_session(self.db, self.fw, self.ctx, req, now)
             if code_id is not None:
                 phone.link_session(self.db, code_id, outcome.session.id)
         self._lengthen_lease(ap, mac)

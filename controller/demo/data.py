@@ -67,7 +67,7 @@ def generate(
     """Fill an empty database with ``days`` local days of usage ending with ``end``, about
     ``per_ap`` sessions per AP on an ordinary day. Raises Conflict if it has sessions."""
     with db.uow() as uow:
-        if uow.session.scalar(select(func.count()).select_from(Session)):
+        if uow.orm.scalar(select(func.count()).select_from(Session)):
             raise Conflict("the database already has sessions; demo data goes into an empty one")
     rnd = random.Random(seed)
     config, tz = ctx.config, ctx.tz
@@ -105,7 +105,7 @@ def generate(
     pending: list[dict[str, object]] = []
     with db.uow(write=True) as uow:
         if outages:  # (an empty list would insert one row of defaults)
-            uow.session.execute(
+            uow.orm.execute(
                 insert(ApEvent),
                 [{"ap_id": ap, "at": at, "state": state} for ap, at, state in outages],
             )
@@ -145,7 +145,7 @@ def generate(
                 pending = []
         counted["sessions"] += _flush(uow, pending, device_ids, seed, devices_first)
         for n, row_id in device_ids.items():  # the true first and last time each was seen
-            dev = uow.session.get(Device, row_id)
+            dev = uow.orm.get(Device, row_id)
             assert dev is not None
             dev.first_seen, dev.last_seen = devices_first[n], devices_last[n]
         counted["devices"] = len(device_ids)
@@ -164,7 +164,7 @@ def _flush(
 ) -> int:
     new = [n for n in {int(str(p["device"])) for p in pending} if n not in device_ids]
     if new:
-        rows = uow.session.execute(
+        rows = uow.orm.execute(
             insert(Device).returning(Device.id, Device.mac_hash),
             [
                 {
@@ -181,21 +181,21 @@ def _flush(
     if pending:
         for p in pending:
             p["device_id"] = device_ids[int(str(p.pop("device")))]
-        uow.session.execute(insert(Session), pending)
+        uow.orm.execute(insert(Session), pending)
     return len(pending)
 
 
 def _clicks(uow: UnitOfWork, rnd: random.Random) -> int:
     """About one session in six follows the link into the city app, soon after login."""
     rows = []
-    for sid, site, started in uow.session.execute(
+    for sid, site, started in uow.orm.execute(
         select(Session.id, Session.site_id, Session.started_at)
     ):
         if rnd.random() < 0.16:
             at = started + timedelta(seconds=rnd.randrange(5, 120))
             rows.append({"at": at, "site_id": site, "session_id": sid})
     for i in range(0, len(rows), CHUNK):
-        uow.session.execute(insert(AppClick), rows[i : i + CHUNK])
+        uow.orm.execute(insert(AppClick), rows[i : i + CHUNK])
     return len(rows)
 
 

@@ -135,7 +135,7 @@ class _Morning:
     def open_portal(self, config: CityConfig) -> None:
         """The real portal app, asking a controller in this process (the demo's clock)."""
         from captive import create_app  # the demo drives the portal like a phone would
-        from captive.gateway import LocalGateway
+        from captive.control import LocalControl
         from controller.daemon.controller import Controller
         from controller.gateway.leases import MemoryLeases
         from controller.gateway.neighbours import MemoryNeighbours
@@ -146,7 +146,7 @@ class _Morning:
         self.controller = controller
         database, ctx = self.database, self.ctx
         self.portal = create_app(
-            config, LocalGateway(controller, lambda: self.clock), secret=b"demo-form-token-key",
+            config, LocalControl(controller, lambda: self.clock), secret=b"demo-form-token-key",
             dashboard_service=lambda: DashboardService(database, ctx),
         )  # fmt: skip
 

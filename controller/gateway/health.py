@@ -161,7 +161,7 @@ class Monitor:
         """Start from each AP's last recorded state (a restart is not an outage)."""
         with self.db.uow() as uow:
             for ap in self.config.aps:
-                last = uow.session.scalars(
+                last = uow.orm.scalars(
                     sql_select(ApEvent)
                     .where(ApEvent.ap_id == ap.id)
                     .order_by(ApEvent.at.desc())
@@ -180,9 +180,9 @@ class Monitor:
         after = step(before, rtt is not None, rtt, at, health.down_after, health.up_after)
         self.states[ap_id] = after
         with self.db.uow(write=True) as uow:
-            uow.session.add(ApHealthSample(ap_id=ap_id, at=at, up=rtt is not None, rtt_ms=rtt))
+            uow.orm.add(ApHealthSample(ap_id=ap_id, at=at, up=rtt is not None, rtt_ms=rtt))
             if after.state != before.state:
-                uow.session.add(ApEvent(ap_id=ap_id, at=at, state=after.state))
+                uow.orm.add(ApEvent(ap_id=ap_id, at=at, state=after.state))
             uow.commit()
         if after.state != before.state and before.state != UNKNOWN:
             log.warning("AP %s (%s): %s -> %s", ap_id, ap.name, before.state, after.state)
@@ -236,7 +236,7 @@ def summary(db: Database, config: CityConfig, now: datetime, tz: object) -> dict
     lo = day_bounds(local_day(now, tz), tz)[0]  # type: ignore[arg-type]
     out: dict[str, ApSummary] = {}
     with db.uow() as uow:
-        s = uow.session
+        s = uow.orm
         for ap in config.aps:
             state = s.scalars(
                 sql_select(ApEvent.state)

@@ -100,9 +100,9 @@ def add(
     hashed = hash_password(password)  # before the write lock is taken
     with db.uow(write=True) as uow:
         row = AdminUser(name=name, role=role, password_hash=hashed, created_at=now)
-        uow.session.add(row)
+        uow.orm.add(row)
         try:
-            uow.session.flush()
+            uow.orm.flush()
         except IntegrityError:
             raise Conflict(f"an admin named '{name}' exists") from None
         audit.record(uow, actor, "admin-add", name, {"role": role}, now)
@@ -111,7 +111,7 @@ def add(
 
 
 def list_admins(uow: UnitOfWork) -> list[AdminInfo]:
-    rows = uow.session.scalars(select(AdminUser).order_by(AdminUser.name))
+    rows = uow.orm.scalars(select(AdminUser).order_by(AdminUser.name))
     return [_info(r) for r in rows]
 
 
@@ -119,14 +119,14 @@ def list_admins(uow: UnitOfWork) -> list[AdminInfo]:
 
 
 def _named(uow: UnitOfWork, name: str) -> AdminUser:
-    row = uow.session.scalars(select(AdminUser).where(AdminUser.name == name)).first()
+    row = uow.orm.scalars(select(AdminUser).where(AdminUser.name == name)).first()
     if row is None:
         raise NotFound(f"no admin named '{name[:40]}'")
     return row
 
 
 def _end_sessions(uow: UnitOfWork, admin_id: int, now: datetime) -> int:
-    ended = uow.session.execute(
+    ended = uow.orm.execute(
         update(StaffSession)
         .where(StaffSession.admin_id == admin_id, StaffSession.ended_at.is_(None))
         .values(ended_at=now)
@@ -139,8 +139,8 @@ def remove(db: Database, name: str, *, actor: str, now: datetime) -> AdminInfo:
     with db.uow(write=True) as uow:
         row = _named(uow, name)
         info = _info(row)
-        uow.session.execute(delete(StaffSession).where(StaffSession.admin_id == row.id))
-        uow.session.delete(row)
+        uow.orm.execute(delete(StaffSession).where(StaffSession.admin_id == row.id))
+        uow.orm.delete(row)
         audit.record(uow, actor, "admin-remove", name, {"role": info.role}, now)
         uow.commit()
         return info
@@ -223,7 +223,7 @@ def sign_in(
     browser's cookie and the account. None otherwise (an unknown name costs as much
     time as a wrong password)."""
     with db.uow(write=True) as uow:
-        row = uow.session.scalars(
+        row = uow.orm.scalars(
             select(AdminUser).where(AdminUser.name == name, AdminUser.disabled_at.is_(None))
         ).first()
         if row is None:
@@ -232,7 +232,7 @@ def sign_in(
         if not check_password(password, row.password_hash):
             return None
         token = secrets.token_urlsafe(32)
-        uow.session.add(
+        uow.orm.add(
             StaffSession(
                 token_hash=_token_hash(token),
                 admin_id=row.id,
@@ -252,7 +252,7 @@ def signed_in(db: Database, token: str, now: datetime) -> AdminInfo | None:
     if not token or len(token) > 100:
         return None
     with db.uow() as uow:
-        row = uow.session.scalars(
+        row = uow.orm.scalars(
             select(AdminUser)
             .join(StaffSession, StaffSession.admin_id == AdminUser.id)
             .where(
@@ -269,7 +269,7 @@ def sign_out(db: Database, token: str, now: datetime) -> None:
     if not token or len(token) > 100:
         return
     with db.uow(write=True) as uow:
-        uow.session.execute(
+        uow.orm.execute(
             update(StaffSession)
             .where(StaffSession.token_hash == _token_hash(token), StaffSession.ended_at.is_(None))
             .values(ended_at=now)

@@ -30,7 +30,7 @@ def record(
     now: datetime,
 ) -> None:
     """Add an audit event to ``uow`` (committed with the action it describes)."""
-    uow.session.add(
+    uow.orm.add(
         AuditEvent(
             at=now,
             actor=actor[:64],
@@ -42,5 +42,5 @@ def record(
 
 
 def recent(uow: UnitOfWork, limit: int = 100) -> list[AuditEntry]:
-    rows = uow.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit))
+    rows = uow.orm.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit))
     return [AuditEntry(r.at, r.actor, r.action, r.target, dict(r.detail)) for r in rows]

@@ -74,9 +74,9 @@ def block(
             created_at=now,
             expires_at=until,
         )
-        uow.session.add(row)
+        uow.orm.add(row)
         plan = Plan(block=(mac,))
-        open_rows = uow.session.scalars(
+        open_rows = uow.orm.scalars(
             select(Session)
             .join(Device)
             .where(Device.mac_hash == mac_hash, Session.ended_at.is_(None))
@@ -86,7 +86,7 @@ def block(
             outcome = sessions.end(ctx, s, EndReason.BLOCKED, now)
             plan += outcome.plan
             ended.append(outcome.session)
-        uow.session.flush()
+        uow.orm.flush()
         audit.record(
             uow,
             actor,
@@ -103,13 +103,13 @@ def block(
 
 def _lift_expired(uow: UnitOfWork, mac_hash: str, now: datetime) -> None:
     """Mark ran-out blocks as lifted, so the one-open-block-per-device rule holds."""
-    for old in uow.session.scalars(
+    for old in uow.orm.scalars(
         select(Block).where(
             Block.mac_hash == mac_hash, Block.lifted_at.is_(None), Block.expires_at <= now
         )
     ):
         old.lifted_at, old.lifted_by = old.expires_at, "expiry"
-    uow.session.flush()
+    uow.orm.flush()
 
 
 def unblock(
@@ -130,4 +130,4 @@ def list_blocks(uow: UnitOfWork, now: datetime, *, include_lifted: bool = False)
     query = select(Block).order_by(Block.id.desc())
     if not include_lifted:
         query = query.where(sessions.block_in_force(now))
-    return [BlockInfo.of(b) for b in uow.session.scalars(query)]
+    return [BlockInfo.of(b) for b in uow.orm.scalars(query)]

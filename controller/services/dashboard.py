@@ -160,7 +160,7 @@ class DashboardService:
         with self.db.uow() as uow:
             online = {
                 site: n
-                for site, n in uow.session.execute(
+                for site, n in uow.orm.execute(
                     select(Session.site_id, func.count())
                     .where(Session.ended_at.is_(None), Session.expires_at > at)
                     .group_by(Session.site_id)
@@ -174,7 +174,7 @@ class DashboardService:
             )
             states = {
                 ap: (state, when)
-                for ap, state, when in uow.session.execute(
+                for ap, state, when in uow.orm.execute(
                     select(ApEvent.ap_id, ApEvent.state, ApEvent.at).join(
                         last, (last.c.ap_id == ApEvent.ap_id) & (last.c.at == ApEvent.at)
                     )
@@ -215,7 +215,7 @@ class DashboardService:
         with self.db.uow() as uow:
             per_ap = {
                 ap: (int(n), int(down))
-                for ap, n, down in uow.session.execute(
+                for ap, n, down in uow.orm.execute(
                     select(DailyApStat.ap_id, func.sum(DailyApStat.sessions),
                            func.sum(DailyApStat.bytes_down))
                     .where(DailyApStat.day >= since, DailyApStat.day <= until)
@@ -224,7 +224,7 @@ class DashboardService:
             }  # fmt: skip
             per_site = {
                 site: (int(n), int(down))
-                for site, n, down in uow.session.execute(
+                for site, n, down in uow.orm.execute(
                     select(DailySiteStat.site_id, func.sum(DailySiteStat.sessions),
                            func.sum(DailySiteStat.bytes_down))
                     .where(DailySiteStat.day >= since, DailySiteStat.day <= until)
@@ -239,7 +239,7 @@ class DashboardService:
                 .subquery()
             )
             events: dict[str, list[tuple[datetime, str]]] = {}
-            for ap, at, state in uow.session.execute(
+            for ap, at, state in uow.orm.execute(
                 select(ApEvent.ap_id, ApEvent.at, ApEvent.state)
                 .outerjoin(before, before.c.ap_id == ApEvent.ap_id)
                 .where(ApEvent.at < hi, (before.c.at.is_(None)) | (ApEvent.at >= before.c.at))
@@ -313,12 +313,12 @@ class DashboardService:
                 day_q = day_q.where(DailySiteStat.site_id.in_(sites))
                 site_q = site_q.where(DailySiteStat.site_id.in_(sites))
                 hour_q = hour_q.where(HourlySiteStat.site_id.in_(sites))
-            per_day = {d: r for d, *r in uow.session.execute(day_q)}
+            per_day = {d: r for d, *r in uow.orm.execute(day_q)}
             devices_per_day = stats.devices_per_day(uow, since, until, sites)
-            per_site = {s: r for s, *r in uow.session.execute(site_q)}
+            per_site = {s: r for s, *r in uow.orm.execute(site_q)}
             devices_per_site = stats.devices_per_site(uow, since, until, per_site)
             heat = [[0] * 24 for _ in range(7)]
-            for hour, count in uow.session.execute(hour_q.group_by(HourlySiteStat.hour)):
+            for hour, count in uow.orm.execute(hour_q.group_by(HourlySiteStat.hour)):
                 local = hour.astimezone(tz)
                 heat[local.weekday()][local.hour] += int(count)
         days = []

@@ -27,7 +27,7 @@ def sync(db: Database, config: CityConfig, now: datetime) -> SyncResult:
     updated: list[str] = []
     retired: list[str] = []
     with db.uow(write=True) as uow:
-        sites = {s.id: s for s in uow.session.scalars(select(Site))}
+        sites = {s.id: s for s in uow.orm.scalars(select(Site))}
         for site_id, conf in config.sites.items():
             values = {
                 "name": conf.name,
@@ -37,8 +37,8 @@ def sync(db: Database, config: CityConfig, now: datetime) -> SyncResult:
                 "lon": conf.location.lon,
                 "retired_at": None,
             }
-            _upsert(uow.session, Site, sites.get(site_id), site_id, values, now, added, updated)
-        aps = {a.id: a for a in uow.session.scalars(select(AccessPoint))}
+            _upsert(uow.orm, Site, sites.get(site_id), site_id, values, now, added, updated)
+        aps = {a.id: a for a in uow.orm.scalars(select(AccessPoint))}
         for ap in config.aps:
             loc = ap.location
             values = {
@@ -52,8 +52,8 @@ def sync(db: Database, config: CityConfig, now: datetime) -> SyncResult:
                 "lon": loc.lon if loc else None,
                 "retired_at": None,
             }
-            _upsert(uow.session, AccessPoint, aps.get(ap.id), ap.id, values, now, added, updated)
-        uow.session.flush()
+            _upsert(uow.orm, AccessPoint, aps.get(ap.id), ap.id, values, now, added, updated)
+        uow.orm.flush()
         known_aps = {ap.id for ap in config.aps}
         for row in aps.values():
             if row.id not in known_aps and row.retired_at is None:

@@ -60,7 +60,7 @@ class Limits:
             .returning(RateLimit.allowed)
         )
         with self.db.uow(write=True) as uow:
-            allowed = bool(uow.session.execute(stmt).scalar_one())
+            allowed = bool(uow.orm.execute(stmt).scalar_one())
             uow.commit()
         return allowed
 
@@ -69,7 +69,7 @@ class Limits:
         with self.db.uow(write=True) as uow:
             gone = cast(
                 CursorResult[object],
-                uow.session.execute(delete(RateLimit).where(RateLimit.tat < now)),
+                uow.orm.execute(delete(RateLimit).where(RateLimit.tat < now)),
             ).rowcount
             uow.commit()
         return int(gone or 0)

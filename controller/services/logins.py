@@ -156,10 +156,10 @@ class _Known:
         known = cls(usage.Today.of(ctx, now), {}, {}, {}, {}, {}, {})
         for chunk in chunks(hashes):
             query = select(Block).where(Block.mac_hash.in_(chunk), block_in_force(now))
-            for block in uow.session.scalars(query):
+            for block in uow.orm.scalars(query):
                 known.blocks.setdefault(block.mac_hash, block)
             ids = select(Device.mac_hash, Device.id).where(Device.mac_hash.in_(chunk))
-            known.devices.update((h, i) for h, i in uow.session.execute(ids))
+            known.devices.update((h, i) for h, i in uow.orm.execute(ids))
         hash_of = {i: h for h, i in known.devices.items()}
         for device_id, rows in usage.today_of(uow, known.today, list(hash_of)).items():
             known.sessions[hash_of[device_id]] = list(rows)
@@ -169,7 +169,7 @@ class _Known:
         codes = sorted({login.code for login in logins if login.code})
         for chunk in chunks(codes):
             query_codes = select(Voucher).where(Voucher.code.in_(chunk))
-            for v in uow.session.scalars(query_codes.order_by(Voucher.id).with_for_update()):
+            for v in uow.orm.scalars(query_codes.order_by(Voucher.id).with_for_update()):
                 known.vouchers[v.code] = v
         return known
 
@@ -344,15 +344,15 @@ _SESSIONS = cast(Table, Session.__table__)
 def _write(uow: UnitOfWork, known: _Known, fresh: list[SessionRow], now: datetime) -> None:
     """Write a batch's logins: the devices it adds, when the others were last seen, and
     the sessions it opens (a statement each, whatever the number of rows)."""
-    uow.session.flush()  # the sessions ended and the vouchers' uses
+    uow.orm.flush()  # the sessions ended and the vouchers' uses
     added = sorted(h for h in known.touched if not known.devices[h])
     seen = sorted(known.devices[h] for h in known.touched if known.devices[h])
     if added:
         rows = [{"mac_hash": h, "first_seen": now, "last_seen": now} for h in added]
-        made = insert_rows(uow.session, _DEVICES, rows, _DEVICES.c.mac_hash, _DEVICES.c.id)
+        made = insert_rows(uow.orm, _DEVICES, rows, _DEVICES.c.mac_hash, _DEVICES.c.id)
         known.devices.update((h, i) for h, i in made)
     for chunk in chunks(seen):
-        uow.session.execute(
+        uow.orm.execute(
             update(Device).where(Device.id.in_(chunk)).values(last_seen=now),
             execution_options={"synchronize_session": False},
         )
@@ -379,13 +379,15 @@ def _write(uow: UnitOfWork, known: _Known, fresh: list[SessionRow], now: datetim
         ]  # fmt: skip
         # the one-open-session-per-device index speaks here. Each new row's id comes back
         # with its device, once in each statement: the rows may come back in any order
-        new = insert_rows(uow.session, _SESSIONS, values, _SESSIONS.c.device_id, _SESSIONS.c.id)
+        new = insert_rows(uow.orm, _SESSIONS, values, _SESSIONS.c.device_id, _SESSIONS.c.id)
         ids: dict[int, int] = dict(new)
         for row in opened:
             row.id = ids[known.devices[row.device]]
 
 
-def authorize(db: Database, fw: Firewall, ctx: Ctx, req: LoginRequest, now: datetime) -> Outcome:
+def start_session(
+    db: Database, fw: Firewall, ctx: Ctx, req: LoginRequest, now: datetime
+) -> Outcome:
     """Start (or resume) a session and put it into force, all or nothing.
 
     Two logins from one device at once end with one open session: the loser of the race

@@ -64,7 +64,7 @@ class _Collector(Collector):
             labels=["gateway"],
         )
         with self.db.uow() as uow:
-            s = uow.session
+            s = uow.orm
             counts = dict.fromkeys(config.sites, 0)
             for site, n in s.execute(
                 select(Session.site_id, func.count())

@@ -180,7 +180,7 @@ def _each_in_savepoint(
     results: list[_R | Exception] = []
     for item in items:
         try:
-            with uow.session.begin_nested():  # its changes are written when it ends
+            with uow.orm.begin_nested():  # its changes are written when it ends
                 result = do(uow, item)
         except Exception as exc:  # reported for this item; the others go on
             results.append(exc)
@@ -326,12 +326,12 @@ class _Known:
                 query = select(Session).where(
                     Session.nas_id == nas, Session.nas_session_id.in_(chunk)
                 )
-                for row in uow.session.scalars(query):
+                for row in uow.orm.scalars(query):
                     _bind(known.bound, (nas, row.nas_session_id or ""), row)
                     known.named[row.id] = row
         for ids_ in chunks([i for i in issued if i not in known.named]):
             query = select(Session).where(Session.id.in_(ids_))
-            known.named.update((row.id, row) for row in uow.session.scalars(query))
+            known.named.update((row.id, row) for row in uow.orm.scalars(query))
         return known
 
 
@@ -415,7 +415,7 @@ def _find(
     mac = _mac(record.mac)
     if mac is None:
         return None
-    return uow.session.scalars(
+    return uow.orm.scalars(
         select(Session).where(
             Session.site_id == site_id,
             Session.ended_at.is_(None),
@@ -427,7 +427,7 @@ def _find(
 
 def _nas_restarted(uow: UnitOfWork, ctx: Ctx, nas: str, site_id: str, now: datetime) -> str:
     """Accounting-On/Off: the NAS (re)started or stops; none of its sessions go on."""
-    rows = uow.session.scalars(
+    rows = uow.orm.scalars(
         select(Session).where(
             Session.ended_at.is_(None),
             Session.site_id == site_id,

@@ -113,7 +113,7 @@ def _row_key(row: PhoneCode) -> str:
 
 def _made(uow: UnitOfWork, *which: ColumnElement[bool]) -> tuple[int, datetime | None]:
     """How many code rows ``which`` picks, and the oldest one's time."""
-    made, oldest = uow.session.execute(
+    made, oldest = uow.orm.execute(
         select(func.count(), func.min(PhoneCode.created_at)).where(*which)
     ).one()
     return int(made), oldest
@@ -174,7 +174,7 @@ def send_code(
         )
         # a row not sent keeps no code: nothing typed can match it
         row.code_hash = _code_hash(ctx, _row_key(row), code) if send else ""
-        uow.session.add(row)
+        uow.orm.add(row)
         uow.commit()
         row_id = row.id
         pending = Pending(row.phone_hint, row.expires_at, sms.max_attempts)
@@ -186,9 +186,9 @@ def send_code(
         sender.send(number, message(code, config.city.name, minutes, lang))
     except Exception:
         with db.uow(write=True) as uow:  # not sent: it must not count against the limits
-            gone = uow.session.get(PhoneCode, row_id)
+            gone = uow.orm.get(PhoneCode, row_id)
             if gone is not None:
-                uow.session.delete(gone)
+                uow.orm.delete(gone)
             uow.commit()
         raise
     return pending
@@ -196,7 +196,7 @@ def send_code(
 
 def _unused(uow: UnitOfWork, device_id: int, now: datetime) -> list[PhoneCode]:
     return list(
-        uow.session.scalars(
+        uow.orm.scalars(
             select(PhoneCode)
             .where(
                 PhoneCode.device_id == device_id,
@@ -226,7 +226,7 @@ def redeem(db: Database, ctx: Ctx, *, mac: str, code_text: str, now: datetime) -
     most = ctx.config.sms.max_attempts
     mac_hash = ctx.device_hash(mac)
     with db.uow(write=True) as uow:
-        device = uow.session.scalars(select(Device).where(Device.mac_hash == mac_hash)).first()
+        device = uow.orm.scalars(select(Device).where(Device.mac_hash == mac_hash)).first()
         live = _unused(uow, device.id, now)[:1] if device is not None else []
         if not live:
             raise CodeInvalid("none")
@@ -246,7 +246,7 @@ def redeem(db: Database, ctx: Ctx, *, mac: str, code_text: str, now: datetime) -
 def link_session(db: Database, code_id: int, session_id: int) -> None:
     """Tie a spent code to the session it opened."""
     with db.uow(write=True) as uow:
-        row = uow.session.get(PhoneCode, code_id)
+        row = uow.orm.get(PhoneCode, code_id)
         if row is not None:
             row.session_id = session_id
             uow.commit()

@@ -36,7 +36,7 @@ def purge(db: Database, ctx: Ctx, now: datetime) -> Purged:
     with db.uow(write=True) as uow:
         macs = cast(
             CursorResult[object],
-            uow.session.execute(
+            uow.orm.execute(
                 update(Session)
                 .where(
                     Session.started_at < before,
@@ -48,17 +48,17 @@ def purge(db: Database, ctx: Ctx, now: datetime) -> Purged:
         ).rowcount
         codes = cast(
             CursorResult[object],
-            uow.session.execute(delete(PhoneCode).where(PhoneCode.created_at < before)),
+            uow.orm.execute(delete(PhoneCode).where(PhoneCode.created_at < before)),
         ).rowcount
         # not identifiers, but 40,000 rows a day for a city: availability over longer ranges
         # is read from the state changes (ap_events), which stay
         samples = cast(
             CursorResult[object],
-            uow.session.execute(delete(ApHealthSample).where(ApHealthSample.at < before)),
+            uow.orm.execute(delete(ApHealthSample).where(ApHealthSample.at < before)),
         ).rowcount
         signins = cast(
             CursorResult[object],
-            uow.session.execute(delete(StaffSession).where(StaffSession.expires_at < before)),
+            uow.orm.execute(delete(StaffSession).where(StaffSession.expires_at < before)),
         ).rowcount
         uow.commit()
     return Purged(before, int(macs or 0), int(codes or 0), int(samples or 0), int(signins or 0))

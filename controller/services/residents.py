@@ -60,13 +60,13 @@ def status(
     policy = ctx.policy(site_id)
     mac_hash = ctx.device_hash(mac)
     block = active_block(uow, mac_hash, now)
-    device = uow.session.scalars(select(Device).where(Device.mac_hash == mac_hash)).first()
+    device = uow.orm.scalars(select(Device).where(Device.mac_hash == mac_hash)).first()
 
     session: SessionInfo | None = None
     code: phone.Pending | None = None
     used_seconds, used_bytes = 0.0, 0
     if device is not None:
-        row = uow.session.scalars(
+        row = uow.orm.scalars(
             select(Session).where(
                 Session.device_id == device.id,
                 Session.ended_at.is_(None),
@@ -139,7 +139,7 @@ def record_click(
     else:
         once = None
     with contextlib.suppress(IntegrityError), db.uow(write=True) as uow:  # counted already
-        uow.session.add(AppClick(at=now, site_id=site_id, session_id=session_id, once=once))
+        uow.orm.add(AppClick(at=now, site_id=site_id, session_id=session_id, once=once))
         uow.commit()
     policy = ctx.policy(site_id)
     return str(policy.city_app_link or ctx.config.city_app.link)

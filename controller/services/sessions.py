@@ -132,22 +132,22 @@ def block_in_force(now: datetime) -> ColumnElement[bool]:
 
 def active_block(uow: UnitOfWork, mac_hash: str, now: datetime) -> Block | None:
     query = select(Block).where(Block.mac_hash == mac_hash, block_in_force(now))
-    return uow.session.scalars(query).first()
+    return uow.orm.scalars(query).first()
 
 
 def find_or_add_device(uow: UnitOfWork, mac_hash: str, now: datetime) -> Device:
-    device = uow.session.scalars(select(Device).where(Device.mac_hash == mac_hash)).first()
+    device = uow.orm.scalars(select(Device).where(Device.mac_hash == mac_hash)).first()
     if device is None:
         device = Device(mac_hash=mac_hash, first_seen=now, last_seen=now)
-        uow.session.add(device)
-        uow.session.flush()
+        uow.orm.add(device)
+        uow.orm.flush()
     else:
         device.last_seen = now
     return device
 
 
 def open_sessions(uow: UnitOfWork, *conditions: ColumnElement[bool]) -> Sequence[Session]:
-    return uow.session.scalars(select(Session).where(Session.ended_at.is_(None), *conditions)).all()
+    return uow.orm.scalars(select(Session).where(Session.ended_at.is_(None), *conditions)).all()
 
 
 def end(ctx: Ctx, row: SessionRow, reason: EndReason, at: datetime) -> Outcome:
@@ -220,7 +220,7 @@ def extend(db: Database, fw: Firewall, ctx: Ctx, session_id: int, now: datetime)
     """Give an open session another stretch (its session length, within the quota left and
     the opening hours). Raises NotFound, QuotaUsed, Closed."""
     with db.uow(write=True) as uow:
-        row = uow.session.get(Session, session_id)
+        row = uow.orm.get(Session, session_id)
         if row is None or row.ended_at is not None or row.expires_at <= now:
             raise NotFound(f"no open session {session_id}")
         policy = ctx.policy(row.site_id)
@@ -247,4 +247,4 @@ def list_sessions(
         query = query.where(Session.site_id == site_id)
     if active:
         query = query.where(Session.ended_at.is_(None))
-    return [SessionInfo.of(row) for row in uow.session.scalars(query)]
+    return [SessionInfo.of(row) for row in uow.orm.scalars(query)]

@@ -78,7 +78,7 @@ def rebuild(db: Database, ctx: Ctx, since: date, until: date, now: datetime) -> 
     per_ap: dict[tuple[str, date], _Acc] = defaultdict(_Acc)
     seen: set[tuple[date, str, int]] = set()
     with db.uow(write=True) as uow:
-        rows = uow.session.execute(
+        rows = uow.orm.execute(
             select(
                 Session.site_id,
                 Session.ap_id,
@@ -107,14 +107,14 @@ def rebuild(db: Database, ctx: Ctx, since: date, until: date, now: datetime) -> 
                 acc.bytes_down += down
                 acc.seconds += seconds
             seen.add((day, site, device))
-        for site, at in uow.session.execute(
+        for site, at in uow.orm.execute(
             select(AppClick.site_id, AppClick.at).where(AppClick.at >= lo, AppClick.at < hi)
         ):
             hourly[(site, _hour(at))].clicks += 1
             daily[(site, rules.local_day(at, tz))].clicks += 1
         first_days = _first_days(uow, {d for _, _, d in seen}, tz)
 
-        s = uow.session
+        s = uow.orm
         s.execute(delete(HourlySiteStat).where(HourlySiteStat.hour >= lo, HourlySiteStat.hour < hi))
         s.execute(
             delete(DailySiteStat).where(DailySiteStat.day >= since, DailySiteStat.day <= until)
@@ -166,7 +166,7 @@ def _write_spans(
 ) -> None:
     """Replace the day rows of ``stats_spans`` for ``since``..``until``, and the month rows
     of the months they touch (each made from its days, read back from the table)."""
-    s = uow.session
+    s = uow.orm
     per_site: dict[tuple[str, date], list[int]] = defaultdict(list)
     for day, site, device in seen:
         per_site[(site, day)].append(device)
@@ -229,7 +229,7 @@ def _write_spans(
 def _first_days(uow: UnitOfWork, devices: set[int], tz: ZoneInfo) -> dict[int, date]:
     out: dict[int, date] = {}
     for chunk in chunks(sorted(devices)):
-        for device, first in uow.session.execute(
+        for device, first in uow.orm.execute(
             select(Device.id, Device.first_seen).where(Device.id.in_(chunk))
         ):
             out[device] = first.astimezone(tz).date()
@@ -241,7 +241,7 @@ def refresh(db: Database, ctx: Ctx, since: datetime, now: datetime) -> tuple[dat
     open now or ended (or started, or clicked into the city app) since then. Returns the
     days recomputed, or None if nothing changed."""
     with db.uow() as uow:
-        oldest = uow.session.scalar(
+        oldest = uow.orm.scalar(
             select(func.min(Session.started_at)).where(
                 or_(
                     Session.ended_at.is_(None),
@@ -250,7 +250,7 @@ def refresh(db: Database, ctx: Ctx, since: datetime, now: datetime) -> tuple[dat
                 )
             )
         )
-        clicked = uow.session.scalar(select(func.min(AppClick.at)).where(AppClick.at >= since))
+        clicked = uow.orm.scalar(select(func.min(AppClick.at)).where(AppClick.at >= since))
     starts = [t for t in (oldest, clicked) if t is not None]
     if not starts:
         return None
@@ -272,14 +272,14 @@ def fill_missing(
         covered = select(SpanStat.start).where(
             SpanStat.site_id == SpanStat.CITY, SpanStat.span == "day"
         )
-        newest, oldest = uow.session.execute(
+        newest, oldest = uow.orm.execute(
             select(func.max(DailySiteStat.day), func.min(DailySiteStat.day)).where(
                 DailySiteStat.sessions > 0, DailySiteStat.day.not_in(covered)
             )
         ).one()
         if newest is None or oldest is None:
             return None
-        first_seen, last_seen = uow.session.execute(
+        first_seen, last_seen = uow.orm.execute(
             select(func.min(Device.first_seen), func.max(Device.first_seen))
         ).one()
     if first_seen is not None and last_seen is not None:  # days with new devices only
@@ -355,7 +355,7 @@ def devices_per_site(
     covering = _spans(since, until)
     if covering is None or not out:
         return out
-    for site, seen in uow.session.execute(
+    for site, seen in uow.orm.execute(
         select(SpanStat.site_id, SpanStat.seen).where(SpanStat.site_id.in_(out), covering)
     ):
         out[site] |= devicesets.decode(seen)
@@ -372,7 +372,7 @@ def devices_per_day(
     if len(site_list) == 1:  # counted when the rollups were made
         return {
             day: n
-            for day, n in uow.session.execute(
+            for day, n in uow.orm.execute(
                 select(SpanStat.start, SpanStat.devices).where(
                     SpanStat.site_id == site_list[0], in_range
                 )
@@ -380,7 +380,7 @@ def devices_per_day(
             if n
         }
     per_day: dict[date, int] = defaultdict(int)
-    for day, seen in uow.session.execute(
+    for day, seen in uow.orm.execute(
         select(SpanStat.start, SpanStat.seen).where(SpanStat.site_id.in_(site_list), in_range)
     ):
         per_day[day] |= devicesets.decode(seen)
@@ -405,13 +405,13 @@ def usage(
     ).where(DailySiteStat.day >= since, DailySiteStat.day <= until)
     if site_list is not None:
         daily = daily.where(DailySiteStat.site_id.in_(site_list))
-    sessions, up, down, seconds, clicks = uow.session.execute(daily).one()
+    sessions, up, down, seconds, clicks = uow.orm.execute(daily).one()
     seen = first_seen = 0
     histograms = []
     covering = _spans(since, until)
     wanted = {SpanStat.CITY} if site_list is None else {SpanStat.CITY, *site_list}
     if covering is not None:
-        for site, seen_blob, new_blob, lengths in uow.session.execute(
+        for site, seen_blob, new_blob, lengths in uow.orm.execute(
             select(SpanStat.site_id, SpanStat.seen, SpanStat.new, SpanStat.length_minutes).where(
                 SpanStat.site_id.in_(wanted), covering
             )

@@ -120,11 +120,11 @@ def desired_state(
         for site in ctx.config.sites
         if gateway is None or ctx.config.gateway_of(site) == gateway
     ]
-    rows = uow.session.connection().execute(  # Core rows: no ORM bookkeeping per row
+    rows = uow.orm.connection().execute(  # Core rows: no ORM bookkeeping per row
         select(Session.site_id, Session.mac, Session.ip, Session.expires_at).where(
             Session.ended_at.is_(None), Session.expires_at > now, Session.site_id.in_(sites)
         )
     )
     grants = [g for row in rows if (g := grant_of(ctx, *row)) is not None]
-    blocked = uow.session.scalars(select(Block.mac).where(block_in_force(now))).all()
+    blocked = uow.orm.scalars(select(Block.mac).where(block_in_force(now))).all()
     return FirewallState.of(grants, blocked)

@@ -55,7 +55,7 @@ def today_of(uow: UnitOfWork, today: Today, device_ids: list[int]) -> dict[int, 
                 Session.started_at >= today.lo,
             ),
         )
-        for row in uow.session.scalars(query):
+        for row in uow.orm.scalars(query):
             found.setdefault(row.device_id, []).append(row)
     return found
 

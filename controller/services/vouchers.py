@@ -98,7 +98,7 @@ def create(
     if note is not None and len(note) > 200:
         raise BadRequest("a note is at most 200 characters")
     with db.uow(write=True) as uow:
-        existing = set(uow.session.scalars(select(Voucher.code)))
+        existing = set(uow.orm.scalars(select(Voucher.code)))
         made: list[Voucher] = []
         while len(made) < count:
             code = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
@@ -119,8 +119,8 @@ def create(
                     created_at=now,
                 )
             )
-        uow.session.add_all(made)
-        uow.session.flush()
+        uow.orm.add_all(made)
+        uow.orm.flush()
         audit.record(
             uow,
             actor,
@@ -136,7 +136,7 @@ def create(
 def redeem(uow: UnitOfWork, code: str, site_id: str, now: datetime) -> Voucher:
     """Check a code for a login at ``site_id`` and count one use. Raises VoucherInvalid."""
     query = select(Voucher).where(Voucher.code == normalize_code(code)).with_for_update()
-    voucher = usable(uow.session.scalars(query).first(), site_id, now)
+    voucher = usable(uow.orm.scalars(query).first(), site_id, now)
     voucher.uses += 1
     return voucher
 
@@ -160,7 +160,7 @@ def list_vouchers(
     query = select(Voucher).order_by(Voucher.id.desc()).limit(limit)
     if site_id is not None:
         query = query.where(Voucher.site_id == site_id)
-    return [VoucherInfo.of(v) for v in uow.session.scalars(query)]
+    return [VoucherInfo.of(v) for v in uow.orm.scalars(query)]
 
 
 def revoke(db: Database, code: str, *, actor: str, now: datetime) -> VoucherInfo:
@@ -169,7 +169,7 @@ def revoke(db: Database, code: str, *, actor: str, now: datetime) -> VoucherInfo
             normalized = normalize_code(code)
         except VoucherInvalid:
             raise NotFound(f"no voucher {code}") from None
-        voucher = uow.session.scalars(select(Voucher).where(Voucher.code == normalized)).first()
+        voucher = uow.orm.scalars(select(Voucher).where(Voucher.code == normalized)).first()
         if voucher is None:
             raise NotFound(f"no voucher {code}")
         if voucher.revoked_at is None:

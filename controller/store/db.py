@@ -59,7 +59,7 @@ def chunks(values: list[_T]) -> list[list[_T]]:
 
 
 def insert_rows(
-    session: Session, table: Table, rows: list[dict[str, Any]], *returning: ColumnElement[Any]
+    orm: Session, table: Table, rows: list[dict[str, Any]], *returning: ColumnElement[Any]
 ) -> list[tuple[Any, ...]]:
     """Insert ``rows`` (each with the same keys) in one statement; ``returning`` of each
     row, in any order. PostgreSQL is given one array per column (``unnest``), so the
@@ -70,11 +70,11 @@ def insert_rows(
     if not rows:
         return []
     names = list(rows[0])
-    if session.get_bind().dialect.name != "postgresql":
-        return [tuple(r) for r in session.execute(insert(table).returning(*returning), rows)]
+    if orm.get_bind().dialect.name != "postgresql":
+        return [tuple(r) for r in orm.execute(insert(table).returning(*returning), rows)]
     arrays = [func.unnest(bindparam(n, type_=ARRAY(table.c[n].type))) for n in names]
     query = insert(table).from_select(names, select(*arrays)).returning(*returning)
-    return [tuple(r) for r in session.execute(query, {n: [r[n] for r in rows] for n in names})]
+    return [tuple(r) for r in orm.execute(query, {n: [r[n] for r in rows] for n in names})]
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -171,44 +171,46 @@ class UnitOfWork:
         self._factory = factory
         self._write = write
         self._writers = writers if write else None
-        self._session: Session | None = None
+        self._orm: Session | None = None
 
     @property
-    def session(self) -> Session:
-        if self._session is None:
+    def orm(self) -> Session:
+        """The unit of work's SQLAlchemy session (named so it is not read as a WiFi
+        session: ``uow.orm.get(Session, 42)``)."""
+        if self._orm is None:
             raise RuntimeError("UnitOfWork used outside its with-block")
-        return self._session
+        return self._orm
 
     def __enter__(self) -> UnitOfWork:
         if self._writers is not None:
             self._writers.acquire()
         try:
-            self._session = self._factory()
+            self._orm = self._factory()
             if self._write:
-                self._session.connection(execution_options={"wifikota_write": True})
+                self._orm.connection(execution_options={"wifikota_write": True})
         except BaseException:
             self._leave()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._session is not None
+        assert self._orm is not None
         try:
-            self._session.rollback()
+            self._orm.rollback()
         finally:
             self._leave()
 
     def _leave(self) -> None:
         try:
-            if self._session is not None:
-                self._session.close()
+            if self._orm is not None:
+                self._orm.close()
         finally:
-            self._session = None
+            self._orm = None
             if self._writers is not None:
                 self._writers.release()
 
     def commit(self) -> None:
-        self.session.commit()
+        self.orm.commit()
 
 
 class Database:
@@ -232,7 +234,7 @@ class Database:
     @contextmanager
     def reading(self) -> Iterator[Session]:
         with self.uow() as uow:
-            yield uow.session
+            yield uow.orm
 
     def dispose(self) -> None:
         self.engine.dispose()

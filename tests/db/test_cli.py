@@ -120,7 +120,7 @@ def test_usage_mistakes_exit_2(run):
 def test_sites_and_aps_show_who_is_online(with_db, database, city, now):
     ctx = Ctx(city, DeviceHasher(SECRET.encode()))
     login = LoginRequest("tmsbk", "3c:5a:b4:12:34:56", "10.20.9.20", ap_id="tmsbk-2")
-    logins.authorize(database, MemoryFirewall(), ctx, login, now)
+    logins.start_session(database, MemoryFirewall(), ctx, login, now)
     sites = {s["id"]: s for s in json.loads(with_db("--json", "sites").stdout)}
     aps = {a["id"]: a for a in json.loads(with_db("--json", "aps").stdout)}
     assert (sites["tmsbk"]["online"], aps["tmsbk-2"]["online"], sites["jam-gadang"]["online"]) == (
@@ -281,7 +281,7 @@ def test_stats_rebuild_then_usage_shows_the_days_figures(with_db, database, city
     today = datetime.now(UTC)
     site = "terminal-aur-kuning"  # open day and night
     login = LoginRequest(site, "3c:5a:b4:12:34:56", "10.20.12.20", ap_id="aur-kuning-1")
-    logins.authorize(database, MemoryFirewall(), ctx, login, today)
+    logins.start_session(database, MemoryFirewall(), ctx, login, today)
     rebuilt = with_db("--json", "stats", "rebuild", "--since", "2026-01-01")
     assert rebuilt.exit_code == 0, rebuilt.stderr
     assert json.loads(rebuilt.stdout)["sessions"] == 1

@@ -85,7 +85,7 @@ def test_a_returning_device_gets_in_by_its_mac_within_the_days_quota(database, n
     with pytest.raises(BadCredentials):  # never here today: no
         admit(database, nas_ctx, now, MAC, "")
     req = logins.LoginRequest(SITE, MAC, IP, "click")
-    first = logins.authorize(database, fw, nas_ctx, req, now)
+    first = logins.start_session(database, fw, nas_ctx, req, now)
     sessions.end_session(database, fw, nas_ctx, str(first.session.id), nas.EndReason.LOGOUT,
                          now + timedelta(hours=1))  # fmt: skip
     later = now + timedelta(hours=2)
@@ -100,7 +100,7 @@ def test_the_same_private_address_at_two_nas_sites_is_two_devices(database, nas_
     code = code_for(database, nas_ctx, now)
     admit(database, nas_ctx, now, code, code)
     other = logins.LoginRequest("jam-gadang", "02:00:00:00:00:99", IP, "click")
-    logins.authorize(database, fw, nas_ctx, other, now)
+    logins.start_session(database, fw, nas_ctx, other, now)
     assert [r.ended_at for r in rows(database)] == [None, None]
 
 
@@ -450,7 +450,7 @@ def _world(database, ctx, fw, now, rnd: random.Random, trial: int, world: int):
             blocks.block(database, fw, ctx, mac, reason="abuse", actor="test", now=early)
         elif state == "elsewhere":
             req = logins.LoginRequest(OTHER_SITE, mac, ip, "click")
-            logins.authorize(database, fw, ctx, req, now - timedelta(minutes=5))
+            logins.start_session(database, fw, ctx, req, now - timedelta(minutes=5))
         elif state != "none":
             at = {"ended": early, "open": now - timedelta(minutes=10)}.get(state, early)
             user, password = uam.credentials(ctx.device_hash, mac, at)
@@ -466,7 +466,7 @@ def _world(database, ctx, fw, now, rnd: random.Random, trial: int, world: int):
                     sessions.end_session(database, fw, ctx, str(b.session_id),
                                          nas.EndReason.LOGOUT, at + timedelta(minutes=115))  # fmt: skip
                 with database.uow(write=True) as uow:
-                    row = uow.session.get(Session, a.session_id)
+                    row = uow.orm.get(Session, a.session_id)
                     row.bytes_down = rnd.choice([0, 600_000, 2_000_000])
                     uow.commit()
     codes = []

@@ -15,20 +15,20 @@ PHONE = "3c:5a:b4:12:34:56"
 
 def test_old_sessions_lose_their_mac_and_keep_their_counts(database, fw, ctx, now):
     old = now - timedelta(days=ctx.config.retention_days + 1)
-    first = logins.authorize(
+    first = logins.start_session(
         database, fw, ctx, LoginRequest("jam-gadang", PHONE, "10.20.3.20"), old
     )
     sessions.end_session(database, fw, ctx, str(first.session.id), sessions.EndReason.LOGOUT,
                          old + timedelta(minutes=20))  # fmt: skip
-    logins.authorize(database, fw, ctx, LoginRequest("jam-gadang", PHONE, "10.20.3.20"), now)
+    logins.start_session(database, fw, ctx, LoginRequest("jam-gadang", PHONE, "10.20.3.20"), now)
     day = old.astimezone(ctx.tz).date()
     stats.rebuild(database, ctx, day, day, now)
 
     from controller.store.models import ApHealthSample
 
     with database.uow(write=True) as uow:
-        uow.session.add(ApHealthSample(ap_id="jam-gadang-1", at=old, up=True, rtt_ms=1.0))
-        uow.session.add(ApHealthSample(ap_id="jam-gadang-1", at=now, up=True, rtt_ms=1.0))
+        uow.orm.add(ApHealthSample(ap_id="jam-gadang-1", at=old, up=True, rtt_ms=1.0))
+        uow.orm.add(ApHealthSample(ap_id="jam-gadang-1", at=now, up=True, rtt_ms=1.0))
         uow.commit()
     done = privacy.purge(database, ctx, now)
     assert (done.session_macs, done.health_samples) == (1, 1)

@@ -30,7 +30,7 @@ OTHER = "3c:5a:b4:65:43:21"
 
 
 def login(database, fw, ctx, now, *, site="jam-gadang", mac=PHONE, ip="10.20.3.20", **kw):
-    return logins.authorize(database, fw, ctx, LoginRequest(site, mac, ip, **kw), now)
+    return logins.start_session(database, fw, ctx, LoginRequest(site, mac, ip, **kw), now)
 
 
 def open_count(database) -> int:
@@ -144,7 +144,7 @@ def test_a_session_across_midnight_counts_toward_each_day_only_its_share(databas
     out = login(database, fw, ctx, t, site="terminal-aur-kuning", ip="10.20.12.20")
     sessions.end_session(database, fw, ctx, PHONE, EndReason.LOGOUT, out.session.expires_at)
     with database.uow() as uow:
-        dev = uow.session.scalar(select(Session.device_id))
+        dev = uow.orm.scalar(select(Session.device_id))
         assert usage.seconds_used_today(uow, ctx, dev, wib(2026, 11, 24, 1, 0)) == 10 * 60
         assert (
             usage.seconds_used_today(uow, ctx, dev, wib(2026, 11, 24, 1, 0) - timedelta(hours=2))
@@ -307,7 +307,7 @@ def test_sweep_ends_timed_out_idle_and_over_quota_sessions_with_their_reasons(
     a = login(database, fw, ctx, now, mac=PHONE, ip="10.20.3.20")
     b = login(database, fw, ctx, now, mac=OTHER, ip="10.20.3.21")
     with database.uow(write=True) as uow:  # b stays busy; a goes quiet
-        uow.session.get(Session, b.session.id).last_activity_at = now + timedelta(minutes=50)
+        uow.orm.get(Session, b.session.id).last_activity_at = now + timedelta(minutes=50)
         uow.commit()
     ended = upkeep.sweep(database, fw, ctx, now + timedelta(minutes=20))
     assert [(e.id, e.end_reason) for e in ended] == [(a.session.id, "idle")]
@@ -325,7 +325,7 @@ def test_sweep_says_quota_when_the_days_time_ran_out(database, fw, ctx, now):
         sessions.end_session(database, fw, ctx, PHONE, EndReason.LOGOUT, t)
     out = login(database, fw, ctx, t)
     with database.uow(write=True) as uow:
-        uow.session.get(Session, out.session.id).last_activity_at = out.session.expires_at
+        uow.orm.get(Session, out.session.id).last_activity_at = out.session.expires_at
         uow.commit()
     [ended] = upkeep.sweep(database, fw, ctx, out.session.expires_at)
     assert ended.end_reason == "quota"

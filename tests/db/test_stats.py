@@ -44,9 +44,9 @@ def city_usage(database, ctx):
         for i in range(60):
             first = on_day(rnd.randrange(DAYS), rnd.randrange(6, 22))
             d = Device(mac_hash=f"{i:064x}", first_seen=first, last_seen=first)
-            uow.session.add(d)
+            uow.orm.add(d)
             devices.append(d)
-        uow.session.flush()
+        uow.orm.flush()
         open_devices: set[int] = set()  # one open session per device at most
         for n in range(400):
             d = rnd.choice(devices)
@@ -59,7 +59,7 @@ def city_usage(database, ctx):
                 ended = min(now, start + length)
             if ended is None:
                 open_devices.add(d.id)
-            uow.session.add(
+            uow.orm.add(
                 Session(
                     site_id=rnd.choice(SITES), device_id=d.id, ip=f"10.20.3.{n % 250}",
                     mac=None, login_method="click", started_at=start,
@@ -71,7 +71,7 @@ def city_usage(database, ctx):
         for _ in range(150):
             at = on_day(rnd.randrange(DAYS), rnd.randrange(24), rnd.randrange(60))
             if at < now:
-                uow.session.add(AppClick(at=at, site_id=rnd.choice(SITES), session_id=None))
+                uow.orm.add(AppClick(at=at, site_id=rnd.choice(SITES), session_id=None))
         uow.commit()
     stats.rebuild(database, ctx, FIRST_DAY, FIRST_DAY + timedelta(days=DAYS), now)
     return now
@@ -184,8 +184,8 @@ def test_a_refresh_after_new_sessions_equals_a_rebuild(database, ctx, city_usage
     now = city_usage
     later = now + timedelta(hours=2)
     with database.uow(write=True) as uow:
-        device = uow.session.scalars(select(Device)).first()
-        uow.session.add(
+        device = uow.orm.scalars(select(Device)).first()
+        uow.orm.add(
             Session(
                 site_id="tmsbk", device_id=device.id, ip="10.20.5.77", mac=None,
                 login_method="click", started_at=now + timedelta(minutes=30),
@@ -205,7 +205,7 @@ def test_days_without_span_rows_are_filled_newest_first(database, ctx, city_usag
     at a time, until they are what a rebuild makes."""
     before = rollup_rows(database)
     with database.uow(write=True) as uow:
-        uow.session.execute(delete(SpanStat))
+        uow.orm.execute(delete(SpanStat))
         uow.commit()
     filled: list[tuple[date, date]] = []
     for _ in range(DAYS):  # bounded: each call fills at least one day
@@ -226,7 +226,7 @@ def test_the_controller_fills_them_in_its_housekeeping(database, ctx, fw, city_u
 
     before = rollup_rows(database)
     with database.uow(write=True) as uow:
-        uow.session.execute(delete(SpanStat))
+        uow.orm.execute(delete(SpanStat))
         uow.commit()
     controller = Controller(database, ctx, fw, MemoryNeighbours())
     for _ in range(5):  # the two weeks take one round (a month a time), then it knows

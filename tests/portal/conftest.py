@@ -14,7 +14,7 @@ from datetime import datetime
 import pytest
 
 from captive import create_app
-from captive.gateway import LocalGateway
+from captive.control import LocalControl
 from controller.daemon.controller import Controller
 from controller.gateway.leases import MemoryLeases
 from controller.gateway.neighbours import MemoryNeighbours
@@ -81,7 +81,7 @@ def app(city, controller, clock, portal_db, ctx):
     """The portal, with the database behind its dashboard and rate limits."""
     return create_app(
         city,
-        LocalGateway(controller, clock),
+        LocalControl(controller, clock),
         secret=b"portal-test-secret-0123456789",
         dashboard_service=lambda: DashboardService(portal_db, ctx),
     )
@@ -121,7 +121,7 @@ def two_phones_online(portal_db, ctx, controller, now) -> None:
         [("jam-gadang", "jam-gadang-1", "10.20.3.30"), ("tmsbk", "tmsbk-1", "10.20.8.30")]
     ):
         login = logins.LoginRequest(site, f"02:00:00:00:00:{i + 10:02x}", ip, ap_id=ap)
-        logins.authorize(portal_db, controller.fw, ctx, login, now)
+        logins.start_session(portal_db, controller.fw, ctx, login, now)
 
 
 @pytest.fixture

@@ -73,9 +73,9 @@ def test_the_limits_hold_across_portal_processes(
 ):
     """Two gunicorn workers (two apps on one database) count the same buckets."""
     from captive import create_app
-    from captive.gateway import LocalGateway
+    from captive.control import LocalControl
 
-    other = create_app(city, LocalGateway(controller, clock), secret=b"portal-test-secret-0123456789",
+    other = create_app(city, LocalControl(controller, clock), secret=b"portal-test-secret-0123456789",
                        dashboard_service=lambda: DashboardService(portal_db, ctx))  # fmt: skip
     parts(other).clock = clock
     second = other.test_client()
@@ -212,7 +212,7 @@ def test_the_now_page_shows_who_is_online_where_and_the_map(office, portal_db, n
     from controller.store.models import ApHealthSample
 
     with portal_db.uow(write=True) as uow:  # the AP answered a health check at 09:59
-        uow.session.add(ApHealthSample(ap_id="tmsbk-1", at=now - timedelta(minutes=1), up=True,
+        uow.orm.add(ApHealthSample(ap_id="tmsbk-1", at=now - timedelta(minutes=1), up=True,
                                        rtt_ms=3.25))  # fmt: skip
         uow.commit()
     sign_in(office)
@@ -341,7 +341,7 @@ def test_the_sites_page_shows_each_aps_availability(office, portal_db, now, ctx)
     from controller.store.models import ApEvent
 
     with portal_db.uow(write=True) as uow:
-        uow.session.add_all([
+        uow.orm.add_all([
             ApEvent(ap_id="jam-gadang-1", at=now - timedelta(hours=12), state="up"),
             ApEvent(ap_id="jam-gadang-1", at=now - timedelta(hours=3), state="down"),
             ApEvent(ap_id="jam-gadang-1", at=now - timedelta(hours=1), state="up"),
@@ -379,13 +379,13 @@ def test_csv_cells_that_would_be_formulas_are_text(app, portal_db, ctx, office, 
 def test_a_block_from_the_dashboard_waits_for_the_controller_and_records_nothing_without_it(
     app, office, portal_db, now
 ):
-    from captive.gateway import SocketGateway
+    from captive.control import SocketControl
     from controller.store.models import Block
 
     admins.add(portal_db, "budi", "admin", "kota-wisata-admin", actor="test", now=now)
     sign_in(office, "budi", "kota-wisata-admin")
     token = token_of(office.get("/dasbor/kelola", base_url=BASE).text)
-    parts(app).gateway = SocketGateway("/nonexistent/control.sock")
+    parts(app).controller = SocketControl("/nonexistent/control.sock")
     answer = office.post("/dasbor/kelola/blokir", base_url=BASE,
                          data={"token": token, "mac": "02:00:00:00:00:0b", "alasan": "abuse"})  # fmt: skip
     assert answer.status_code == 503 and "Kontroler tidak dapat dihubungi" in answer.text

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, update
 
 from captive import create_app
-from captive.gateway import LocalGateway, SocketGateway
+from captive.control import LocalControl, SocketControl
 from controller.config import model as config_mod
 from controller.services import blocks, vouchers
 from controller.services.dashboard import DashboardService
@@ -90,7 +90,7 @@ def test_one_tap_logs_in_and_lands_on_the_success_page(phone, fw, portal_db, now
     grants = fw.state(now).grants
     assert list(grants) == [(PHONE_MAC, PHONE_IP)]
     with portal_db.uow() as uow:
-        row = uow.session.scalars(select(Session)).one()
+        row = uow.orm.scalars(select(Session)).one()
         assert (row.login_method, row.terms_version, row.site_id) == (
             "click",
             "2026-11",
@@ -148,14 +148,14 @@ def test_bytes_remaining_follows_the_days_data_use(city, controller, clock, port
     controller.ctx = type(controller.ctx)(capped, controller.ctx.device_hash)
     app = create_app(
         capped,
-        LocalGateway(controller, clock),
+        LocalControl(controller, clock),
         secret=b"x" * 32,
         dashboard_service=lambda: DashboardService(portal_db, controller.ctx),
     )
     phone = client_at(app, PHONE_IP)
     tap_connect(phone)
     with portal_db.uow(write=True) as uow:
-        uow.session.execute(update(Session).values(bytes_down=120_000_000, bytes_up=30_000_000))
+        uow.orm.execute(update(Session).values(bytes_down=120_000_000, bytes_up=30_000_000))
         uow.commit()
     body = json.loads(phone.get("/api/captive", base_url=BASE).text)
     assert body["bytes-remaining"] == 350_000_000
@@ -168,7 +168,7 @@ def test_the_city_app_click_is_counted_once_and_goes_only_to_the_configured_link
 ):
     def clicks():
         with portal_db.uow() as uow:
-            rows = uow.session.scalars(select(AppClick).order_by(AppClick.id)).all()
+            rows = uow.orm.scalars(select(AppClick).order_by(AppClick.id)).all()
             return [(c.site_id, c.session_id is None) for c in rows]
 
     for _ in range(5):  # before login: once an hour, however often it is tapped
@@ -337,7 +337,7 @@ def test_a_site_in_maintenance_says_so(city, controller, clock):
     )
     config = config_mod.loads(text, "sites.yaml")
     controller.ctx = type(controller.ctx)(config, controller.ctx.device_hash)
-    app = create_app(config, LocalGateway(controller, clock), secret=b"x" * 32,
+    app = create_app(config, LocalControl(controller, clock), secret=b"x" * 32,
                      dashboard_service=no_database)  # fmt: skip
     page = client_at(app, PHONE_IP).get("/", base_url=BASE)
     assert page.status_code == 503
@@ -352,7 +352,7 @@ def test_a_device_the_gateway_has_not_seen_gets_a_clear_page(app):
 
 
 def test_when_the_controller_is_unreachable_the_page_retries_kindly(city, tmp_path):
-    app = create_app(city, SocketGateway(str(tmp_path / "none.sock")), secret=b"x" * 32,
+    app = create_app(city, SocketControl(str(tmp_path / "none.sock")), secret=b"x" * 32,
                      dashboard_service=no_database)  # fmt: skip
     phone = client_at(app, PHONE_IP)
     page = phone.get("/", base_url=BASE)

@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 
 from captive import create_app
-from captive.gateway import LocalGateway
+from captive.control import LocalControl
 from controller.daemon.controller import Controller
 from controller.gateway.leases import MemoryLeases
 from controller.gateway.neighbours import MemoryNeighbours
@@ -160,7 +160,7 @@ def test_the_site_ceiling_holds_across_two_portal_nodes(city, ctx, portal_db, fw
     nodes = []
     for _ in range(2):  # two portal nodes, each with its gateway, on one database
         ctl = Controller(portal_db, capped, fw, table, sms=outbox, book=book)
-        gateway = LocalGateway(ctl, clock)
+        gateway = LocalControl(ctl, clock)
         nodes.append(create_app(city, gateway, secret=b"portal-test-secret-0123456789",
                                 dashboard_service=lambda: DashboardService(portal_db, capped)))  # fmt: skip
     answers = []

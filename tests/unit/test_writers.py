@@ -67,13 +67,13 @@ def test_write_units_of_work_of_many_threads_all_land(tmp_path):
     url = f"sqlite:///{tmp_path / 'many.db'}"
     database = db.Database.connect(url)
     with database.uow(write=True) as uow:
-        uow.session.execute(text("CREATE TABLE n (i INTEGER)"))
+        uow.orm.execute(text("CREATE TABLE n (i INTEGER)"))
         uow.commit()
 
     def add(i: int) -> None:
         for _ in range(20):
             with database.uow(write=True) as uow:
-                uow.session.execute(text("INSERT INTO n VALUES (:i)"), {"i": i})
+                uow.orm.execute(text("INSERT INTO n VALUES (:i)"), {"i": i})
                 uow.commit()
 
     threads = [threading.Thread(target=add, args=(i,)) for i in range(6)]

@@ -1,8 +1,8 @@
 """How the portal asks the controller: the control API, and its in-process twin.
 
 The portal never touches the firewall or the database's session rules itself; every
-question about a device and every login goes through here. ``SocketGateway`` speaks to the
-controller daemon over its Unix socket; ``LocalGateway`` calls the same request handler on
+question about a device and every login goes through here. ``SocketControl`` speaks to the
+controller daemon over its Unix socket; ``LocalControl`` calls the same request handler on
 a ``Controller`` in this process (tests, and runs without root).
 """
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 R = TypeVar("R")
 
 
-class Gateway(Protocol):
+class ControlApi(Protocol):
     def ask(self, request: protocol.Request[R]) -> R:
         """One request to the controller, its reply. A refusal is raised as the domain
         error it is (``Blocked``, ``QuotaUsed``...); ``Unavailable`` when the controller
@@ -30,7 +30,7 @@ class Gateway(Protocol):
         ...
 
 
-class SocketGateway:
+class SocketControl:
     def __init__(self, path: str | None = None, timeout: float = 5.0) -> None:
         self.client = control.Client(path, timeout)
 
@@ -38,7 +38,7 @@ class SocketGateway:
         return self.client.ask(request)
 
 
-class LocalGateway:
+class LocalControl:
     """The controller in this process, asked through the same encoding as the socket."""
 
     def __init__(
