@@ -30,12 +30,11 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import multiprocessing
 import socket
 import struct
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, MutableSequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,10 +46,10 @@ from pyrad import tools
 from pyrad.dictionary import Dictionary
 
 from controller.errors import DomainError
-from controller.gateway import bpf
 from controller.services.nas import NO_SESSION, AcctRecord, Admission, NasLogin
 
 from . import wire
+from .counting import Drops, Tally
 
 log = logging.getLogger("wifikota.radius")
 
@@ -59,90 +58,9 @@ DUPLICATE_SECONDS = 30.0  # how long a reply is kept for retransmissions (RFC 50
 DUPLICATE_MAX = 65_536
 GIGAWORD = 2**32
 
-# what became of a datagram (wifikota_radius_requests_total{outcome})
-OUTCOMES = (
-    "accept", "accounting", "bad_authenticator", "duplicate", "failed", "malformed",
-    "missing_message_authenticator", "reject", "status", "unexpected_code", "unknown_client",
-)  # fmt: skip
-_OUTCOME = {name: i for i, name in enumerate(OUTCOMES)}
-
-
-class Tally:
-    """How many datagrams met each outcome. The counts are this process's own, or its
-    slot in a table in shared memory (``shared_table``) when several processes answer on
-    the same ports: each writes only its slot, the parent reads the sum (``totals``)."""
-
-    def __init__(self, table: MutableSequence[int] | None = None, slot: int = 0) -> None:
-        self.table: MutableSequence[int] = table if table is not None else [0] * len(OUTCOMES)
-        self.base = slot * len(OUTCOMES)
-
-    def __getitem__(self, outcome: str) -> int:
-        return self.table[self.base + _OUTCOME[outcome]]
-
-    def __setitem__(self, outcome: str, n: int) -> None:
-        self.table[self.base + _OUTCOME[outcome]] = n
-
-    def items(self) -> list[tuple[str, int]]:
-        return [(outcome, self[outcome]) for outcome in OUTCOMES]
-
-
-def shared_table(processes: int) -> MutableSequence[int]:
-    """A table of counts for ``processes`` Tally slots, shared with processes forked later."""
-    table: MutableSequence[int] = multiprocessing.RawArray("Q", processes * len(OUTCOMES))
-    return table
-
-
-def totals(table: MutableSequence[int], processes: int) -> list[tuple[str, int]]:
-    """Each outcome summed over the processes' slots."""
-    n = len(OUTCOMES)
-    return [(o, sum(table[s * n + i] for s in range(processes))) for i, o in enumerate(OUTCOMES)]
-
 
 def _who(nas: Nas) -> str:
     return f"{nas.name} ({nas.address})"
-
-
-class Drops:
-    """What was dropped, said at most once a minute per source: the first drop of a source
-    in a minute is logged with its reason, the rest of that minute are counted and said
-    in one line when the minute is over (``flush``), with the count of each reason. A
-    sender of malformed datagrams (anyone who spoofs a router's address) cannot fill the
-    disk. The counts for /metrics are the Tally's."""
-
-    WINDOW = 60.0
-
-    def __init__(self, tally: Tally, clock: Callable[[], float] = time.monotonic) -> None:
-        self.tally, self.clock = tally, clock
-        self._windows: dict[str, tuple[float, dict[str, int]]] = {}  # source: start, counts
-
-    def drop(self, source: str, outcome: str, detail: str) -> None:
-        self.tally[outcome] += 1
-        now = self.clock()
-        started, counts = self._windows.get(source, (0.0, {}))
-        if counts and now - started >= self.WINDOW:
-            self._say(source, counts)
-            counts = {}
-        if not counts:
-            log.warning("dropped a datagram from %s: %s", source, detail)
-            self._windows[source] = (now, {outcome: 0})
-            return
-        counts[outcome] = counts.get(outcome, 0) + 1
-
-    def flush(self) -> None:
-        """Say the counts of the minutes that are over."""
-        now = self.clock()
-        for source, (started, counts) in list(self._windows.items()):
-            if now - started >= self.WINDOW:
-                self._say(source, counts)
-                del self._windows[source]
-
-    @staticmethod
-    def _say(source: str, counts: dict[str, int]) -> None:
-        more = sum(counts.values())
-        if more:
-            reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()) if n)
-            log.warning("dropped %d more datagrams from %s within a minute (%s)", more, source,
-                        reasons)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -519,28 +437,6 @@ class RadiusServer:
         self.pool.shutdown(wait=True)
 
 
-def serve_metrics(counts: Callable[[], list[tuple[str, int]]], port: int) -> None:
-    """Prometheus metrics on 127.0.0.1:``port`` (a thread of its own):
-    ``wifikota_radius_requests_total{outcome}``, what became of each datagram, as
-    ``counts()`` (a server's ``stats.items``, or the sum over its processes) says."""
-    from prometheus_client import CollectorRegistry, start_http_server
-    from prometheus_client.core import CounterMetricFamily
-    from prometheus_client.registry import Collector
-
-    class _Requests(Collector):
-        def collect(self):  # type: ignore[no-untyped-def]
-            family = CounterMetricFamily(
-                "wifikota_radius_requests", "RADIUS datagrams by outcome", labels=["outcome"]
-            )
-            for outcome, n in counts():
-                family.add_metric([outcome], n)
-            yield family
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Requests())
-    start_http_server(port, addr="127.0.0.1", registry=registry)
-
-
 class _Endpoint(asyncio.DatagramProtocol):
     def __init__(self, server: RadiusServer, port: str) -> None:
         self.server, self.port = server, port
@@ -559,47 +455,6 @@ class _Endpoint(asyncio.DatagramProtocol):
         reply = await self.server.handle(data, addr, self.port)
         if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)
-
-
-# A classic BPF program run by the kernel for each datagram to one of the group's ports,
-# on the UDP payload: the RADIUS packet. It answers which socket of the group takes it:
-# the first four octets of the Request Authenticator (octets 4 to 7) modulo the number of
-# sockets. A retransmission carries the same authenticator, so it reaches the process
-# that holds its first copy; a datagram too short to have one goes to the first socket,
-# whose process drops it.
-
-
-def bind_group(host: str, port: int, count: int) -> list[socket.socket]:
-    """``count`` UDP sockets on ``host``:``port``, one per server process, in a group
-    (SO_REUSEPORT) whose datagrams the kernel hands out by request: socket
-    ``authenticator[0:4] % count``. Every request of a busy router can go to any process,
-    its retransmissions to the one that answered it. Where the kernel refuses the program
-    the group spreads datagrams by source address and port instead: a router's
-    retransmissions still reach the same process, but all of one router's requests do too."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    group: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            group.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((host, port))
-            sock.setblocking(False)
-    except OSError:
-        for sock in group:
-            sock.close()
-        raise
-    if count > 1:
-        try:
-            _spread_by_request(group[0], count)
-        except OSError as exc:
-            log.warning("port %d: datagrams go to the processes by source (%s)", port, exc)
-    return group
-
-
-def _spread_by_request(sock: socket.socket, count: int) -> None:
-    program = [(bpf.LD_WORD_AT, 0, 0, 4), (bpf.MOD_BY, 0, 0, count), (bpf.RETURN_A, 0, 0, 0)]
-    bpf.attach(sock, bpf.SO_ATTACH_REUSEPORT_CBPF, program)
 
 
 async def serve(

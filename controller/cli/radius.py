@@ -56,7 +56,9 @@ def radius_run(
     debug: bool,
 ) -> None:
     """Answer the NAS of sites.yaml (radius.clients) until stopped."""
-    from radius.server import Nas, bind_group, serve_metrics, shared_table, totals
+    from radius.counting import serve_metrics, shared_table, totals
+    from radius.server import Nas
+    from radius.sockets import bind_group
 
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO,
@@ -177,7 +179,8 @@ def _serve(
     import uvloop
 
     from controller.services.nas import NasService
-    from radius.server import RadiusServer, Tally, serve, serve_metrics
+    from radius.counting import Tally, serve_metrics
+    from radius.server import RadiusServer, serve
 
     tally = Tally(*slot) if slot is not None else None
     server = RadiusServer(NasService(app.database(), app.ctx), clients, tally=tally)

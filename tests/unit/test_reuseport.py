@@ -1,4 +1,4 @@
-"""The RADIUS ports' socket group (radius.server.bind_group): the kernel hands each
+"""The RADIUS ports' socket group (radius.sockets.bind_group): the kernel hands each
 datagram to a socket by the request's authenticator, not by its source, so one router's
 requests spread over the server processes and a retransmission reaches the socket that
 got the first copy. Loopback only."""
@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from radius.server import bind_group
+from radius.sockets import bind_group
 from tests.netlab import free_udp_ports
 
 
