@@ -47,7 +47,7 @@ from controller.services.sessions import (
 from controller.store.db import Database, UnitOfWork, chunks, insert_rows
 from controller.store.models import Block, Device, EndReason, Session, Voucher
 
-MAC_AUTH = "mac"  # a NAS's MAC authentication: the device back as it logged in today
+MAC_AUTH = "mac"  # a NAS's MAC authentication, at NAS-mode sites only: back as earlier today
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def _check(ctx: Ctx, req: LoginRequest) -> _Login:
     if config.sites[req.site_id].maintenance:
         raise Maintenance(f"{config.sites[req.site_id].name} is in maintenance")
     policy = ctx.policy(req.site_id)
-    if req.method == MAC_AUTH and not policy.mac_auth:
+    if req.method == MAC_AUTH and not (policy.mac_auth and config.sites[req.site_id].mode == "nas"):
         raise MethodNotAllowed("MAC authentication is not offered at this site")
     if req.method != MAC_AUTH and req.method not in policy.login_methods:
         raise MethodNotAllowed(f"'{req.method}' login is not offered at this site")
@@ -210,7 +210,7 @@ class _Decision:
 
 def _decide(known: _Known, ctx: Ctx, login: _Login, now: datetime) -> _Decision:
     """The session rules for one login, on what is known; changes nothing. Raises
-    BadCredentials, Blocked, Closed, QuotaUsed, VoucherInvalid."""
+    BadCredentials, MethodNotAllowed, Blocked, Closed, QuotaUsed, VoucherInvalid."""
     site_id, policy = login.req.site_id, ctx.policy(login.req.site_id)
     mine = known.sessions.get(login.mac_hash, [])
     method = login.req.method
@@ -220,6 +220,8 @@ def _decide(known: _Known, ctx: Ctx, login: _Login, now: datetime) -> _Decision:
         if not earlier:
             raise BadCredentials("unknown user or wrong password")
         method = max(earlier, key=lambda r: r.started_at).login_method
+        if method not in policy.login_methods:  # a reload took it away since
+            raise MethodNotAllowed(f"'{method}' login is not offered at this site")
     block = known.blocks.get(login.mac_hash)
     if block is not None:
         raise Blocked(block.expires_at)
@@ -264,10 +266,10 @@ def start_many(
     come one after the other (a later one sees what an earlier one opened or ended): the
     session rules, with what they need read for the whole batch in a few statements and
     the new rows written in a few more. Per request its Outcome or its error
-    (UnknownSite, BadRequest, Maintenance, MethodNotAllowed, Blocked, Closed, QuotaUsed,
-    VoucherInvalid); one refused changes nothing. Writes to ``uow`` (not committed); the
-    one-open-session-per-device index raises IntegrityError if another transaction has
-    opened a session for one of the devices meanwhile."""
+    (UnknownSite, BadRequest, Maintenance, MethodNotAllowed, BadCredentials, Blocked,
+    Closed, QuotaUsed, VoucherInvalid); one refused changes nothing. Writes to ``uow``
+    (not committed); the one-open-session-per-device index raises IntegrityError if
+    another transaction has opened a session for one of the devices meanwhile."""
     checked: list[_Login | Exception] = []
     for req in reqs:
         try:

@@ -171,3 +171,24 @@ def test_a_request_the_database_refuses_still_gets_an_answer_line(gw, now, line)
     gw.start_session(A_IP, now)
     answer = json.loads(control.answer(gw, line + b"\n", now))
     assert answer["ok"] is True or answer["error"] in ("bad-request", "unavailable")
+
+
+def test_mac_authentication_is_no_way_in_at_a_gateway_site(gw, now):
+    """A NAS's MAC authentication logs a device back in by its MAC alone; at a gateway
+    site, where anyone on the SSID may claim a MAC, no request to the controller may ask
+    for it, even for a device that logged in there today."""
+    from controller.daemon import control
+    from controller.errors import MethodNotAllowed
+
+    config = gw.ctx.config
+    site = config.sites["jam-gadang"]
+    policy = site.policy.model_copy(update={"mac_auth": True})  # city-wide in sites.yaml
+    sites = {**config.sites, "jam-gadang": site.model_copy(update={"policy": policy})}
+    gw.ctx = type(gw.ctx)(config.model_copy(update={"sites": sites}), gw.ctx.device_hash)
+    gw.start_session(A_IP, now)
+    gw.end_session(A_MAC, EndReason.LOGOUT, now)
+    with pytest.raises(MethodNotAllowed):
+        gw.start_session(A_IP, now, method="mac")
+    line = json.dumps({"op": "start", "ip": A_IP, "method": "mac"}).encode() + b"\n"
+    answer = json.loads(control.answer(gw, line, now))
+    assert (answer["ok"], answer["error"]) == (False, "method-not-allowed")

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, insert, select, text
 
 from controller.config.values import Hours
-from controller.errors import Blocked, QuotaUsed, VoucherInvalid
+from controller.errors import Blocked, MethodNotAllowed, QuotaUsed, VoucherInvalid
 from controller.services import blocks, logins, nas, sessions, uam, vouchers
 from controller.services.nas import AcctRecord, BadCredentials
 from controller.store.models import Device, Session, Voucher
@@ -617,3 +617,18 @@ def test_mac_authentication_sees_a_login_earlier_in_the_same_batch(database, nas
     uam_login, mac_auth = nas.admit_many(database, nas_ctx, logins, now)
     assert not isinstance(mac_auth, Exception), mac_auth
     assert (mac_auth.session_id, mac_auth.resumed) == (uam_login.session_id, True)
+
+
+def test_mac_authentication_needs_the_earlier_login_method_still_offered(database, nas_ctx, now):
+    """Back by its MAC as it logged in earlier today: only while the site still offers
+    that way in (a reload may have taken it away since)."""
+    user, password = uam.credentials(nas_ctx.device_hash, MAC, now)
+    first = admit(database, nas_ctx, now, user, password)
+    nas.account(database, nas_ctx, nas="simpang-aur-mikrotik", site_id=SITE, now=now,
+                record=AcctRecord(nas.STOP, "81a0", class_=first.class_))  # fmt: skip
+    site = nas_ctx.config.sites[SITE]
+    policy = site.policy.model_copy(update={"login_methods": ("voucher",)})
+    sites = {**nas_ctx.config.sites, SITE: site.model_copy(update={"policy": policy})}
+    ctx = type(nas_ctx)(nas_ctx.config.model_copy(update={"sites": sites}), nas_ctx.device_hash)
+    with pytest.raises(MethodNotAllowed):
+        admit(database, ctx, now + timedelta(minutes=5), MAC, MAC)
