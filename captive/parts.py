@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,10 +31,15 @@ class Parts:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     dashboard: DashboardService | None = None
 
+    _connecting: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
     def service(self) -> DashboardService:
-        if self.dashboard is None:
-            self.dashboard = self.connect()
-        return self.dashboard
+        """The dashboard's service, built once (the first requests of a worker's threads
+        may ask at the same moment)."""
+        with self._connecting:
+            if self.dashboard is None:
+                self.dashboard = self.connect()
+            return self.dashboard
 
 
 def parts(app: Flask | None = None) -> Parts:

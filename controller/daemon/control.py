@@ -29,6 +29,7 @@ R = TypeVar("R")
 log = logging.getLogger("wifikota.control")
 DEFAULT_SOCKET = "/run/wifikota/control.sock"
 MAX_REQUEST = 64 * 1024
+MAX_ANSWER = 64 * 1024 * 1024  # the controller's answer: a city's open sessions fit
 
 
 def socket_path() -> str:
@@ -152,7 +153,7 @@ def exchange(line: bytes, path: str | None = None, timeout: float = 10.0) -> byt
             sock.settimeout(timeout)
             sock.connect(path)
             sock.sendall(line)
-            return sock.makefile("rb").readline(10 * MAX_REQUEST)
+            return sock.makefile("rb").readline(MAX_ANSWER)
     except OSError as exc:
         raise Unavailable(
             f"the controller is not reachable at {path}: {exc.strerror or exc}"

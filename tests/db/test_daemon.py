@@ -130,3 +130,34 @@ def test_a_kick_or_a_block_through_the_controller_tells_the_router_through_its_p
     finally:
         controller.close()
     assert sorted(told) == sorted([(kicked.session_id, "kicked"), (blocked.session_id, "blocked")])
+
+
+def test_the_clients_of_a_busy_city_come_back_whole_over_the_socket(
+    database, nas_ctx, fw, now, tmp_path
+):
+    """`wifikota clients` at a festival: thousands of open sessions in one answer line
+    (each about 350 bytes) come back whole, not as "the controller gave no answer"."""
+    from controller.daemon import control, protocol
+    from controller.daemon.controller import Controller
+    from controller.gateway.neighbours import MemoryNeighbours
+    from controller.services import logins
+
+    phones = [
+        logins.LoginRequest(SITE, f"02:00:00:00:{i >> 8:02x}:{i & 255:02x}",
+                            f"10.5.{i >> 8}.{i & 255}", "click")
+        for i in range(2_500)
+    ]  # fmt: skip
+    with database.uow(write=True) as uow:
+        assert not any(
+            isinstance(o, Exception) for o in logins.start_many(uow, nas_ctx, phones, now)
+        )
+        uow.commit()
+    controller = Controller(database, nas_ctx, fw, MemoryNeighbours())
+    server = control.serve(controller, str(tmp_path / "control.sock"))
+    try:
+        listed = control.Client(str(tmp_path / "control.sock")).ask(protocol.ListClients())
+    finally:
+        server.shutdown()
+        server.server_close()
+        controller.close()
+    assert len(listed.clients) == 2_500

@@ -11,6 +11,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -58,10 +59,15 @@ def test_the_city_demo_runs_and_leaves_nothing_behind(tmp_path, own_tree):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    # the demo's work folder goes into one of the test's own, removed at the end (open to
+    # all: dnsmasq reads its files as nobody)
+    own_tmp = Path(tempfile.mkdtemp(prefix="wifikota-test-demo-"))
+    own_tmp.chmod(0o755)
     demo = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "demo_city.py"), "--minutes", "1.2",
          "--port", str(port), "--keep", str(kept)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "TMPDIR": str(own_tmp)},
     )  # fmt: skip
     try:
         pages = []
@@ -80,7 +86,10 @@ def test_the_city_demo_runs_and_leaves_nothing_behind(tmp_path, own_tree):
         if demo.poll() is None:
             demo.terminate()
             demo.wait(60)
+        left = sorted(p.name for p in own_tmp.iterdir())
+        shutil.rmtree(own_tmp, ignore_errors=True)
     assert demo.returncode == 0, out[-3000:]
+    assert [n for n in left if n.startswith("wifikota-demo-")], left  # its folder was there
     assert "no namespace or process of the demo is left" in out
     # the dashboard answered while the city ran, and saw Jam Gadang Selatan go down
     assert pages and "Jam Gadang" in pages[-1]
