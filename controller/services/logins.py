@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import TypeVar, cast
 
 from sqlalchemy import Table, select, update
 from sqlalchemy.exc import IntegrityError
@@ -47,6 +49,8 @@ from controller.services.sessions import (
 from controller.store.db import Database, UnitOfWork, chunks, insert_rows
 from controller.store.models import Block, Device, EndReason, Session, Voucher
 
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 MAC_AUTH = "mac"  # a NAS's MAC authentication, at NAS-mode sites only: back as earlier today
 
 
@@ -143,7 +147,7 @@ class _Known:
 
     today: usage.Today
     blocks: dict[str, Block]  # in force, by device hash
-    devices: dict[str, int]  # device ids by hash (0: a device this batch adds)
+    devices: dict[str, int]  # device ids by hash (of those in the database, then added)
     sessions: dict[str, list[SessionRow]]  # the device's open sessions and today's, by hash
     at: dict[tuple[str, str], list[SessionRow]]  # open sessions by (site, address)
     vouchers: dict[str, Voucher]
@@ -308,7 +312,6 @@ class _Done:
 def _carry_out(known: _Known, ctx: Ctx, login: _Login, decision: _Decision, now: datetime) -> _Done:
     """Note what :func:`_decide` decided in ``known`` (for the logins after it, and for
     :func:`_write`); the sessions it ends are ended here."""
-    known.devices.setdefault(login.mac_hash, 0)
     known.touched.add(login.mac_hash)
     if decision.resume is not None:
         row, plan = decision.resume, granting(ctx, decision.resume)
@@ -338,8 +341,6 @@ def _carry_out(known: _Known, ctx: Ctx, login: _Login, decision: _Decision, now:
 
 
 _DEVICES = cast(Table, Device.__table__)
-
-
 _SESSIONS = cast(Table, Session.__table__)
 
 
@@ -347,8 +348,8 @@ def _write(uow: UnitOfWork, known: _Known, fresh: list[SessionRow], now: datetim
     """Write a batch's logins: the devices it adds, when the others were last seen, and
     the sessions it opens (a statement each, whatever the number of rows)."""
     uow.orm.flush()  # the sessions ended and the vouchers' uses
-    added = sorted(h for h in known.touched if not known.devices[h])
-    seen = sorted(known.devices[h] for h in known.touched if known.devices[h])
+    added = sorted(h for h in known.touched if h not in known.devices)
+    seen = sorted(known.devices[h] for h in known.touched if h in known.devices)
     if added:
         rows = [{"mac_hash": h, "first_seen": now, "last_seen": now} for h in added]
         made = insert_rows(uow.orm, _DEVICES, rows, _DEVICES.c.mac_hash, _DEVICES.c.id)
@@ -394,15 +395,25 @@ def start_session(
 
     Two logins from one device at once end with one open session: the loser of the race
     retries and resumes the winner's session."""
+
+    def attempt(uow: UnitOfWork) -> Outcome:
+        outcome = start(uow, ctx, req, now)
+        apply_and_commit(uow, fw, outcome.plan, now, undo=not outcome.resumed)
+        return outcome
+
+    return retrying(db, attempt)
+
+
+def retrying(db: Database, work: Callable[[UnitOfWork], _T]) -> _T:
+    """``work`` in a unit of work that writes, done again (three tries in all) when the
+    one-open-session-per-device index refuses it: another transaction opened a session
+    for one of its devices first, and the next try sees that session. Raises Conflict
+    after the third."""
     for _attempt in range(3):
         with db.uow(write=True) as uow:
             try:
-                outcome = start(uow, ctx, req, now)
-            except IntegrityError:
-                continue  # another login for this device won the race; look again
-            try:
-                apply_and_commit(uow, fw, outcome.plan, now, undo=not outcome.resumed)
-            except IntegrityError:
-                continue
-            return outcome
+                return work(uow)
+            except IntegrityError as exc:
+                log.info("a login decided again: another one for its device came first (%s)",
+                         exc.orig)  # fmt: skip
     raise Conflict("too many simultaneous logins for this device; try again")

@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
 
 from controller.errors import BadCredentials, BadRequest, Conflict, DomainError, VoucherInvalid
 from controller.services import logins, sessions, uam, vouchers
@@ -139,27 +138,26 @@ def admit_many(
     Credentials are tried in turn: the one-time pair our portal issued in the UAM login
     (``controller.services.uam``), a voucher code (user and password the code), then the
     device's MAC (the NAS's MAC authentication, where the site allows it)."""
-    for _attempt in range(3):
-        with db.uow(write=True) as uow:
-            asked = [_request(uow, ctx, login, now) for login in batch]
-            reqs = [r for r in asked if isinstance(r, logins.LoginRequest)]
-            try:
-                outcomes = iter(logins.start_many(uow, ctx, reqs, now))
-            except IntegrityError as exc:  # another process's login for a phone won
-                log.info("%d Access-Requests decided again (%s)", len(batch), exc.orig)
-                continue
-            uow.commit()
-        results: list[Admission | Exception] = []
-        for login, req in zip(batch, asked, strict=True):
-            outcome = next(outcomes) if isinstance(req, logins.LoginRequest) else req
-            results.append(_admission(ctx, login.site_id, outcome, now))
-        return results
-    return [Conflict("too many simultaneous logins for this device; try again")] * len(batch)
+    asked = [_request(ctx, login, now) for login in batch]
+    reqs = [r for r in asked if isinstance(r, logins.LoginRequest)]
+
+    def attempt(uow: UnitOfWork) -> list[sessions.Outcome | Exception]:
+        decided = logins.start_many(uow, ctx, reqs, now)
+        uow.commit()
+        return decided
+
+    try:
+        outcomes = iter(logins.retrying(db, attempt))
+    except Conflict as exc:  # other processes' logins for these phones came first, 3 times
+        return [exc] * len(batch)
+    results: list[Admission | Exception] = []
+    for login, req in zip(batch, asked, strict=True):
+        outcome = next(outcomes) if isinstance(req, logins.LoginRequest) else req
+        results.append(_admission(ctx, login.site_id, outcome, now))
+    return results
 
 
-def _request(
-    uow: UnitOfWork, ctx: Ctx, login: NasLogin, now: datetime
-) -> logins.LoginRequest | Exception:
+def _request(ctx: Ctx, login: NasLogin, now: datetime) -> logins.LoginRequest | Exception:
     """The login an Access-Request asks for, or why it is refused before the rules."""
     try:
         claim = _claim(ctx, login, now)
