@@ -33,13 +33,13 @@ import logging
 import socket
 import struct
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Protocol, cast
 
 from pyrad import packet as rp
 from pyrad import tools
@@ -47,6 +47,7 @@ from pyrad.dictionary import Dictionary
 
 from controller.errors import DomainError
 from controller.services.nas import NO_SESSION, AcctRecord, Admission, NasLogin
+from controller.store.groupcommit import GroupCommit
 
 from . import wire
 from .counting import Drops, Tally
@@ -196,64 +197,6 @@ REJECT_MESSAGES = {
     "maintenance": "Sedang dalam perawatan / In maintenance",
     "voucher-invalid": "Voucher tidak berlaku / The voucher is not valid",
 }
-
-
-BATCH_MOST = 256  # requests decided or records written in one transaction at most
-_Item = TypeVar("_Item")
-_Result = TypeVar("_Result")
-
-
-class GroupCommit(Generic[_Item, _Result]):
-    """Group commit: what arrives while a transaction is being written waits, and goes
-    together in the next one (``write_many(items, now)``, one result or exception per
-    item). Each caller's future gets its own item's result once its transaction is
-    committed, so the reply follows the durable write. Admissions and accounting have one
-    each. One task writes while anything waits, and ends when nothing does."""
-
-    def __init__(
-        self,
-        write_many: Callable[[list[_Item], datetime], list[_Result | Exception]],
-        pool: ThreadPoolExecutor,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self.write_many, self.pool, self.clock = write_many, pool, clock
-        self.waiting: deque[tuple[_Item, asyncio.Future[_Result]]] = deque()
-        self.task: asyncio.Task[None] | None = None
-        self.batches = 0
-
-    def write(self, item: _Item) -> asyncio.Future[_Result]:
-        """A future for ``item``'s result, set once it is durable."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[_Result] = loop.create_future()
-        self.waiting.append((item, done))
-        if self.task is None or self.task.done():
-            self.task = loop.create_task(self._run())
-        return done
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self.waiting:
-            batch = [self.waiting.popleft() for _ in range(min(BATCH_MOST, len(self.waiting)))]
-            items = [item for item, _ in batch]
-            results: list[_Result | Exception]
-            try:
-                results = await loop.run_in_executor(
-                    self.pool, self.write_many, items, self.clock()
-                )
-            except Exception as exc:  # the whole transaction failed: every caller hears it
-                results = [exc] * len(batch)
-            if len(results) != len(batch):  # a fault of the service: no caller waits forever
-                fault = RuntimeError(f"{len(results)} results for {len(batch)} items")
-                log.error("group commit: %s", fault)
-                results = [fault] * len(batch)
-            self.batches += 1
-            for (_, done), result in zip(batch, results, strict=True):
-                if done.done():
-                    continue
-                if isinstance(result, Exception):
-                    done.set_exception(result)
-                else:
-                    done.set_result(result)
 
 
 class RadiusServer:

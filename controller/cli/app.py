@@ -123,10 +123,16 @@ class App:
             raise Failure(f"no site '{site}'")
 
     def after_change(self) -> None:
-        """Ask the controller to put a database change into force now."""
+        """Ask the controller to put a database change into force now, and tell the other
+        gateways on the database whose sessions or blocks it concerns."""
         if not self.fw.pending:
             return
         from controller.daemon import control, protocol
+        from controller.services import peers
+
+        changed = [g.site_id for p in self.fw.pending for g in (*p.grant, *p.revoke)]
+        blocks = any(p.block or p.unblock for p in self.fw.pending)
+        peers.tell(self.database(), self.ctx, None, changed, everyone=blocks)
 
         try:
             control.Client().ask(protocol.Reconcile())

@@ -124,7 +124,7 @@ def controller_run(
             tick_seconds=tick,
         )
     except FirewallError as exc:
-        raise Failure(f"the ruleset was refused: {exc}") from None
+        raise Failure(f"cannot start: {exc}") from None
 
 
 R = TypeVar("R")
@@ -188,6 +188,9 @@ def firewall_show(app: App) -> None:
         f"{answer.get('leases', 0)} addresses leased, {len(answer['blocked'])} devices blocked"
     )
     click.echo(f"AP interfaces: {', '.join(answer['interfaces'])}; WAN: {answer['wan']}")
+    if answer.get("conntrack_max"):
+        entries, most = answer["conntrack_entries"], answer["conntrack_max"]
+        click.echo(f"connections tracked: {entries:,} of {most:,} ({100 * entries / most:.0f} %)")
     if answer.get("missing"):
         click.echo(f"ruleset: NOT all in force ({answer['missing']}); the controller restores it")
     else:

@@ -147,6 +147,9 @@ class Gateway(_Model):
     # blocked: clients get no IPv6 at all; after_login: router advertisements on the APs,
     # and logged-in clients' IPv6 is forwarded (masqueraded) like their IPv4
     ipv6: Literal["blocked", "after_login"] = "blocked"
+    # phones online at once at most: the kernel's connection tracking table is sized for
+    # them (controller/gateway/conntrack.py)
+    capacity: Annotated[int, in_range(1, 1_000_000)] = 4000
 
 
 class Portal(_Model):

@@ -74,11 +74,12 @@ def handle(controller: Controller, request: protocol.Request[Any], now: datetime
                 rows = sessions.list_sessions(uow, site_id=site, active=True, limit=limit)
             return protocol.Clients(tuple(rows))
         case protocol.ShowFirewall():
-            state = controller.fw.state(now)
+            state, table = controller.fw.state(now), controller.fw.conntrack_use()
             return protocol.FirewallSummary(
                 controller.gateway, len(state.grants), len(state.leases),
                 tuple(sorted(state.blocked)), tuple(controller.spec.client_ifaces),
                 controller.spec.wan_iface, controller.fw.intact(),
+                table.entries if table else None, table.most if table else None,
             )  # fmt: skip
     raise BadRequest(f"unknown op {request.op!r}")
 

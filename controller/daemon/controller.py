@@ -13,13 +13,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from ipaddress import ip_address
 from pathlib import Path
 
 from controller.config.model import AccessPoint, CityConfig
-from controller.errors import BadRequest, MethodNotAllowed, NotFound, SmsFailed
+from controller.daemon.capacity import ConntrackTable, Pools
+from controller.daemon.noting import Noting
+from controller.errors import BadRequest, MethodNotAllowed, NotFound, SmsFailed, Unavailable
 from controller.gateway import dnsmasq, leases
 from controller.gateway.dnsmasq import DhcpHosts, Dnsmasqs
 from controller.gateway.firewall import (
@@ -37,6 +40,7 @@ from controller.services import (
     blocks,
     inventory,
     logins,
+    peers,
     phone,
     privacy,
     residents,
@@ -46,17 +50,17 @@ from controller.services import (
 )
 from controller.services.context import Ctx
 from controller.services.limits import Limits
-from controller.services.routers import Disconnect, nobody
+from controller.services.routers import Disconnect, nobody, told
 from controller.services.sms import SmsSender, sender_for
 from controller.store.db import Database
-from controller.store.models import AccessPoint as ApRow
+from controller.store.groupcommit import GroupCommit
 from controller.store.models import EndReason, GatewayEvent, GatewayEventKind
 
 log = logging.getLogger("wifikota.controller")
 
 
-POOL_HIGH, POOL_OK = 0.9, 0.8  # an AP's DHCP pool: alert at 90 % used, all clear below 80 %
 LOST_MESSAGES = "ruleset messages were lost"
+LOGIN_WAIT = 20.0  # seconds a login waits for its group's transaction at most
 
 
 @dataclass(frozen=True)
@@ -95,18 +99,24 @@ class Controller:
         self.notify = notify
         self.limits = Limits(db)
         self._leased: dict[tuple[str, str], Lease] = {}  # the leases last put in force
-        self._pools: dict[str, tuple[int, int]] = {}  # each AP's pool as last recorded
-        self._pool_high: set[str] = set()  # APs whose pool is nearly full
-        self._pool_lock = threading.Lock()
+        self.pools = Pools(db, self._event, self._alert)
+        self.conntrack = ConntrackTable(db, self._event, self._alert)
         # the last restore: seconds until the grants were back, and until everything was
         self.last_restore: tuple[float, float] | None = None
-        self._lock = threading.RLock()  # reload swaps ctx; requests see one or the other
+        # held, briefly, by what changes the firewall and the sessions together; reload too
+        self._lock = threading.RLock()
+        self._noting = Noting(fw)  # the firewall the requests are given
+        self._reconciling = threading.Lock()  # one reconcile at a time
         self.stats_since: datetime | None = None  # the rollups are current up to here
         self.purged_on: date | None = None  # the local day raw identifiers were last purged
         self.spans_filled = False  # no day left without stats_spans rows (after an upgrade)
         self.spans_until: date | None = None  # filling them: the next day to go back from
         self.disconnect = disconnect  # tells a NAS-mode site's router (radius.coa)
         self._routers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="disconnect")
+        self._login_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logins")
+        self._logins: GroupCommit[tuple[logins.LoginRequest, datetime], sessions.Outcome] = (
+            GroupCommit(self._start_many, self._login_pool, lambda: datetime.now(UTC))
+        )
 
     @property
     def spec(self) -> RulesetSpec:
@@ -125,13 +135,19 @@ class Controller:
         """Close what ran out while nobody watched, then put the ruleset and every open
         session's grant in force in one transaction (nobody loses access, nobody gains)."""
         inventory.sync(self.db, self.ctx.config, now)
-        ended = upkeep.sweep(self.db, self.fw, self.ctx, now, self.routers)
+        ended = self._sweep(now)
         if self.dhcp_hosts is not None:
             self.dhcp_hosts.ensure()
+        capacity = self.ctx.config.gateway(self.gateway).capacity
+        table = self.fw.size_conntrack(capacity, self.gateway)  # refused before anyone is in
         with self._lock:
             state = self.desired(now)
             self.fw.load(self.spec, state, now)
+            self._noting.loaded()
             self._leased = dict(state.leases)
+        if table is None:  # connection tracking came with the ruleset
+            table = self.fw.size_conntrack(capacity, self.gateway)
+        self.conntrack.record(self.gateway, table, now)
         if self.dns is not None:
             self.dns.ensure(dnsmasq.render(self.ctx.config, self.gateway, self.leases))
         return ended
@@ -150,10 +166,8 @@ class Controller:
                 change = Plan(lease=change.lease)
             if not change:
                 return 0
-            self.fw.apply(change, now)
-            gone = {x.key for x in change.unlease}
-            kept = {k: x for k, x in self._leased.items() if k not in gone}
-            self._leased = kept | {x.key: x for x in change.lease}
+            self._noting.apply(change, now)
+            self._leases_changed(change)
         return len(change)
 
     def restore(self, reason: str, now: datetime) -> int:
@@ -169,6 +183,7 @@ class Controller:
                 grants = upkeep.desired_state(uow, self.ctx, now, self.gateway)
             state = replace(grants, leases=self._leased)
             granted = self.fw.load(self.spec, state, now, shape=False, leases_after=True)
+            self._noting.loaded()
         done_at = time.monotonic()
         took, back = done_at - began, granted - began
         self.last_restore = (back, took)
@@ -202,45 +217,7 @@ class Controller:
     def record_pools(self, now: datetime) -> list[leases.PoolUse]:
         """Count each AP's DHCP pool; store what changed, and alert when one is nearly
         full (90 %) and when it has eased (below 80 %)."""
-        with self._pool_lock:  # the lease watch and the tick both count
-            return self._record_pools(now)
-
-    def _record_pools(self, now: datetime) -> list[leases.PoolUse]:
-        held = leases.held(self.book, self.ctx.config, self.gateway, now)
-        found = leases.pools(self.ctx.config, self.gateway, held)
-        changed = [p for p in found if self._pools.get(p.ap_id) != (p.leased, p.size)]
-        if changed:
-            with self.db.uow(write=True) as uow:
-                for p in changed:
-                    row = uow.orm.get(ApRow, p.ap_id)
-                    if row is not None:
-                        row.pool_leased, row.pool_size, row.pool_at = p.leased, p.size, now
-                uow.commit()
-            self._pools.update({p.ap_id: (p.leased, p.size) for p in changed})
-        for p in found:
-            if p.share >= POOL_HIGH and p.ap_id not in self._pool_high:
-                self._pool_high.add(p.ap_id)
-                self._pool_alert(p, now, GatewayEventKind.POOL_HIGH)
-            elif p.share < POOL_OK and p.ap_id in self._pool_high:
-                self._pool_high.discard(p.ap_id)
-                self._pool_alert(p, now, GatewayEventKind.POOL_OK)
-        return found
-
-    def _pool_alert(self, p: leases.PoolUse, now: datetime, kind: GatewayEventKind) -> None:
-        ap = self.ctx.config.ap(p.ap_id)
-        name = ap.name if ap else p.ap_id
-        detail = f"{p.ap_id}: {p.leased} of {p.size} addresses leased"
-        if kind == GatewayEventKind.POOL_HIGH:
-            log.warning("the DHCP pool of AP %s is nearly full (%s)", name, detail)
-            word = "hampir penuh / nearly full"
-        else:
-            log.info("the DHCP pool of AP %s has eased (%s)", name, detail)
-            word = "kembali lega / eased"
-        self._event(kind, now, detail)
-        self._alert(
-            f"WiFi Kota: alamat DHCP {name} {word} ({p.leased}/{p.size})",
-            {"ap": p.ap_id, "leased": p.leased, "size": p.size, "state": kind.value},
-        )
+        return self.pools.record(self.ctx.config, self.book, self.gateway, now)
 
     def _event(self, kind: GatewayEventKind, at: datetime, detail: str) -> None:
         try:
@@ -259,12 +236,23 @@ class Controller:
                 target=self.notify, args=(str(url), text, detail), daemon=True, name="alert"
             ).start()
 
+    @property
+    def sites(self) -> list[str]:
+        """The sites this gateway serves (counts, ends and enforces the sessions of)."""
+        return upkeep.sites_of(self.ctx, self.gateway)
+
     def tick(self, now: datetime) -> TickResult:
-        """One accounting round: read the byte counters, store them, end what is over."""
-        with self._lock:
-            counted = upkeep.record_usage(self.db, self.fw.counters(), now)
-            ended = upkeep.sweep(self.db, self.fw, self.ctx, now, self.routers)
-        return TickResult(counted, tuple(ended))
+        """One accounting round: read the byte counters, store them, end what is over.
+        Nothing waits for its reading of the open sessions: only the ending of what is
+        over holds the lock, a batch at a time."""
+        counted = upkeep.record_usage(self.db, self.fw.counters(), now, self.sites)
+        ended = tuple(self._sweep(now))
+        self.conntrack.record(self.gateway, self.fw.conntrack_use(), now)
+        return TickResult(counted, ended)
+
+    def _sweep(self, now: datetime) -> list[sessions.SessionInfo]:
+        return upkeep.sweep(self.db, self._noting, self.ctx, now, self.routers,
+                            sites=self.sites, ending=self._lock)  # fmt: skip
 
     def tell_routers(
         self, config: CityConfig, ended: Sequence[sessions.SessionInfo]
@@ -272,7 +260,7 @@ class Controller:
         """Have the routers cut off the sessions of ``ended`` in the background, a few at
         a time: a router that does not answer holds each request for seconds, and the
         tick goes on meanwhile. One future per session, for what its router answered."""
-        return [self._routers.submit(_tell_routers, self.disconnect, config, s) for s in ended]
+        return [self._routers.submit(told, self.disconnect, config, s) for s in ended]
 
     def routers(self, config: CityConfig, ended: Sequence[sessions.SessionInfo]) -> list[str]:
         """The Disconnect port the session rules are given: told in the background
@@ -282,6 +270,7 @@ class Controller:
 
     def close(self) -> None:
         """Drop the routers not yet told; those being told get their answer or retries."""
+        self._login_pool.shutdown(wait=True)
         self._routers.shutdown(wait=True, cancel_futures=True)
 
     def housekeeping(self, now: datetime) -> None:
@@ -327,13 +316,22 @@ class Controller:
 
     def reconcile(self, now: datetime) -> int:
         """Make the firewall match the database and the leases; returns how many changes
-        it took."""
-        with self._lock:
+        it took. Both are read with the lock free, so no login waits for the reading; a
+        client that a request changed meanwhile is left to the next reconcile."""
+        with self._reconciling, self._noting.comparing(self._lock):
+            actual = self.fw.state(now)
             desired = self.desired(now)
-            change = plan(desired, self.fw.state(now), now)
-            self.fw.apply(change, now)
-            self._leased = dict(desired.leases)
+            with self._lock:
+                change = self._noting.untouched(plan(desired, actual, now))
+                self.fw.apply(change, now)
+                self._leases_changed(change)
         return len(change)
+
+    def _leases_changed(self, change: Plan) -> None:
+        """Keep the leases last put in force up to date with ``change``."""
+        gone = {x.key for x in change.unlease}
+        kept = {k: x for k, x in self._leased.items() if k not in gone}
+        self._leased = kept | {x.key: x for x in change.lease}
 
     def reload(self, config: CityConfig, now: datetime) -> None:
         """Swap in a new config, all or nothing: if its ruleset is refused, the old config
@@ -352,6 +350,7 @@ class Controller:
             inventory.sync(self.db, config, now)
             keep = self.desired(now, ctx)
             self.fw.load(spec, keep, now)
+            self._noting.loaded()
             self._leased = dict(keep.leases)
             self.ctx, self.sms = ctx, sms
             if self.dns is not None:
@@ -392,20 +391,33 @@ class Controller:
         code: str | None = None,
     ) -> sessions.Outcome:
         """Log in the device at ``ip``; for a phone login, ``code`` is the one-time code
-        (spent even if the login then fails, e.g. the day's quota is used)."""
-        with self._lock:
-            ap, mac = self.locate(ip, now)
-            code_id = None
-            if method == "phone":
-                if "phone" not in self.ctx.policy(ap.site).login_methods:
-                    raise MethodNotAllowed("phone login is not offered at this site")
-                code_id = phone.redeem(self.db, self.ctx, mac=mac, code_text=code or "", now=now)
-            req = logins.LoginRequest(ap.site, mac, ip, method, ap.id, terms_version, voucher_code)
-            outcome = logins.start_session(self.db, self.fw, self.ctx, req, now)
-            if code_id is not None:
-                phone.link_session(self.db, code_id, outcome.session.id)
+        (spent even if the login then fails, e.g. the day's quota is used). Logins that
+        arrive together are decided and put in force together (:meth:`_start_many`)."""
+        ap, mac = self.locate(ip, now)
+        code_id = None
+        if method == "phone":
+            if "phone" not in self.ctx.policy(ap.site).login_methods:
+                raise MethodNotAllowed("phone login is not offered at this site")
+            code_id = phone.redeem(self.db, self.ctx, mac=mac, code_text=code or "", now=now)
+        req = logins.LoginRequest(ap.site, mac, ip, method, ap.id, terms_version, voucher_code)
+        try:
+            outcome = self._logins.submit((req, now)).result(LOGIN_WAIT)
+        except FutureTimeout:
+            raise Unavailable("the login is taking too long; try again") from None
+        if code_id is not None:
+            phone.link_session(self.db, code_id, outcome.session.id)
         self._lengthen_lease(ap, mac)
+        peers.tell(self.db, self.ctx, self.gateway, {g.site_id for g in outcome.plan.revoke})
         return outcome
+
+    def _start_many(
+        self, batch: list[tuple[logins.LoginRequest, datetime]], _at: datetime
+    ) -> list[sessions.Outcome | Exception]:
+        """Logins that came while the last group was written, at the latest of their times."""
+        now = max(at for _, at in batch)
+        with self._lock:
+            return logins.start_sessions(self.db, self._noting, self.ctx,
+                                         [req for req, _ in batch], now)  # fmt: skip
 
     def _lengthen_lease(self, ap: AccessPoint, mac: str) -> None:
         """A device that logged in keeps its address longer (``dhcp_lease``) from its
@@ -439,9 +451,10 @@ class Controller:
     ) -> sessions.SessionInfo:
         """End a session (an admin's kick); at a NAS-mode site its router is told too."""
         with self._lock:
-            return sessions.end_session(
-                self.db, self.fw, self.ctx, target, reason, now, actor=actor, routers=self.routers
-            )
+            ended = sessions.end_session(self.db, self._noting, self.ctx, target, reason, now,
+                                         actor=actor, routers=self.routers)  # fmt: skip
+        peers.tell(self.db, self.ctx, self.gateway, [ended.site_id])
+        return ended
 
     def block(
         self, mac: str, reason: str, until: datetime | None, actor: str, now: datetime
@@ -449,10 +462,12 @@ class Controller:
         """Block a device (an admin's, from the dashboard): its session ends, in force at
         once; at a NAS-mode site its router is told too."""
         with self._lock:
-            return blocks.block(
-                self.db, self.fw, self.ctx, mac, reason=reason, actor=actor, now=now,
+            done = blocks.block(
+                self.db, self._noting, self.ctx, mac, reason=reason, actor=actor, now=now,
                 until=until, routers=self.routers,
             )  # fmt: skip
+        peers.tell(self.db, self.ctx, self.gateway, everyone=True)  # blocks are city-wide
+        return done
 
     def status(self, ip: str, now: datetime) -> residents.ClientStatus:
         """What the device at ``ip`` is told about its connection (the portal's question)."""
@@ -464,14 +479,14 @@ class Controller:
         """The resident at ``ip`` logs out: its own open session there ends."""
         with self._lock:
             _, mac = self.locate(ip, now)
-            return sessions.end_session(self.db, self.fw, self.ctx, mac, EndReason.LOGOUT, now)
+            return sessions.end_session(self.db, self._noting, self.ctx, mac, EndReason.LOGOUT, now)
 
     def extend(self, ip: str, now: datetime) -> sessions.SessionInfo:
         with self._lock:
             _, mac = self.locate(ip, now)
             with self.db.uow() as uow:
                 session_id = sessions.find_open(uow, mac).id
-            return sessions.extend(self.db, self.fw, self.ctx, session_id, now)
+            return sessions.extend(self.db, self._noting, self.ctx, session_id, now)
 
     def click(self, ip: str, now: datetime) -> str:
         """Count the resident's jump into the city app; the site's link to send them to."""
@@ -483,16 +498,3 @@ class Controller:
                 session_id = None  # the city app is open before login too
         hashed = self.ctx.device_hash(mac)
         return residents.record_click(self.db, self.ctx, ap.site, session_id, now, hashed)
-
-
-def _tell_routers(
-    disconnect: Disconnect, config: CityConfig, ended: sessions.SessionInfo
-) -> list[str]:
-    try:
-        said = disconnect(config, [ended])
-    except Exception:  # a router out of reach: logged, the session stays ended here
-        log.exception("telling the router of session %s failed", ended.id)
-        return []
-    for line in said:
-        log.info("session %s ended (%s): %s", ended.id, ended.end_reason, line)
-    return said

@@ -71,6 +71,38 @@ def watch_ruleset(controller: Controller, stop: threading.Event) -> threading.Th
     )
 
 
+def heed_peers(
+    controller: Controller,
+    stop: threading.Event,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> bool:
+    """Where other gateways share the database: reconcile as soon as one says a change
+    of its concerns this gateway (a phone that moved away, a kick, a block), several
+    words heard together at once. Whether there is anyone to listen to."""
+    if not controller.db.shared:
+        return False
+    told = threading.Event()
+
+    def heard(name: str) -> None:
+        if name == controller.gateway:
+            told.set()
+
+    def heed() -> None:
+        while not stop.is_set():
+            if told.wait(1.0):
+                told.clear()
+                try:
+                    changes = controller.reconcile(clock())
+                    log.info("another node's change: reconciled, %d firewall entries", changes)
+                except Exception:
+                    log.exception("reconciling after another node's change failed")
+
+    threading.Thread(target=controller.db.listen, args=(heard, stop), daemon=True,
+                     name="peers").start()  # fmt: skip
+    threading.Thread(target=heed, daemon=True, name="peers-reconcile").start()
+    return True
+
+
 def _every_tick(controller: Controller, now: datetime, ticks: int, reconcile_every: int) -> None:
     """One round of the daemon's periodic work. Each step runs whatever the others did:
     a failing accounting round never stops the ruleset check or the reconcile."""
@@ -147,6 +179,8 @@ def run(
                 log.exception("putting new leases in force failed; the next tick tries again")
 
         threading.Thread(target=book.watch, args=(leased, stop), daemon=True, name="leases").start()
+    if heed_peers(controller, stop):
+        log.info("listening for the changes of other gateways on the database")
     server = control.serve(controller, socket_path)
     log.info("control API on %s", socket_path)
     if controller.ctx.config.health.enabled:

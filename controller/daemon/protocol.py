@@ -74,6 +74,8 @@ class FirewallSummary:
     interfaces: tuple[str, ...]
     wan: str
     missing: str | None  # what of the ruleset is not in force; None: all of it
+    conntrack_entries: int | None = None  # the connection tracking table, where there is one
+    conntrack_max: int | None = None
 
 
 # ------------------------------------------------------------------ requests

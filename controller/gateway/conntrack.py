@@ -1,4 +1,5 @@
-"""Connection tracking: cut a client's open connections when its grant ends.
+"""Connection tracking: cut a client's open connections when its grant ends, and a table
+big enough for the gateway's phones.
 
 Deleting conntrack entries stops the bytes, but a phone that is only receiving sends
 nothing afterwards and would wait on a dead download until its own timeout. So for each
@@ -15,8 +16,69 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+# Connections a phone holds at once, allowed for: apps keep many open (push, chat, maps),
+# and DNS and QUIC add UDP entries that linger for their timeouts.
+ENTRIES_PER_PHONE = 64
+NETFILTER = Path("/proc/sys/net/netfilter")  # per network namespace, as its reader sees it
+HASHSIZE = Path("/sys/module/nf_conntrack/parameters/hashsize")
+
+
+@dataclass(frozen=True)
+class TableUse:
+    """The connection tracking table: entries in it, and how many it may hold."""
+
+    entries: int
+    most: int
+
+    @property
+    def share(self) -> float:
+        return self.entries / self.most if self.most else 0.0
+
+
+class TableTooSmall(Exception):
+    """The table cannot be made big enough for the gateway's capacity here."""
+
+
+def table_use() -> TableUse | None:
+    """The table as the calling thread's network namespace sees it; None where connection
+    tracking is not loaded."""
+    try:
+        entries = int((NETFILTER / "nf_conntrack_count").read_text())
+        most = int((NETFILTER / "nf_conntrack_max").read_text())
+    except (OSError, ValueError):
+        return None
+    return TableUse(entries, most)
+
+
+def size_for(capacity: int, gateway: str) -> TableUse | None:
+    """Make the table hold ``capacity`` phones' connections: raise its size and its hash
+    buckets where they are smaller (never lower them). The host's own network namespace
+    may; another sees the host's table read-only, and one too small there raises
+    TableTooSmall, saying what to set on the host. None where connection tracking is not
+    loaded."""
+    use = table_use()
+    want = capacity * ENTRIES_PER_PHONE
+    if use is None or use.most >= want:
+        return use
+    try:
+        if int(HASHSIZE.read_text()) < want:
+            HASHSIZE.write_text(f"{want}\n")  # buckets: one entry each at full, as by default
+        (NETFILTER / "nf_conntrack_max").write_text(f"{want}\n")
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise TableTooSmall(
+            f"the connection tracking table holds {use.most:,} connections, and gateway "
+            f"{gateway}'s capacity of {capacity:,} phones needs {want:,} ({ENTRIES_PER_PHONE} "
+            f"each); it could not be raised here ({why}): set net.netfilter.nf_conntrack_max="
+            f"{want} and net.netfilter.nf_conntrack_buckets={want} on the host, or lower "
+            "capacity in sites.yaml"
+        ) from None
+    log.info("connection tracking table raised from %d to %d entries", use.most, want)
+    return table_use()
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from controller.errors import (
     Maintenance,
     MethodNotAllowed,
     QuotaUsed,
+    Unavailable,
     UnknownSite,
     VoucherInvalid,
 )
@@ -395,13 +396,43 @@ def start_session(
 
     Two logins from one device at once end with one open session: the loser of the race
     retries and resumes the winner's session."""
+    (outcome,) = start_sessions(db, fw, ctx, [req], now)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
-    def attempt(uow: UnitOfWork) -> Outcome:
-        outcome = start(uow, ctx, req, now)
-        apply_and_commit(uow, fw, outcome.plan, now, undo=not outcome.resumed)
-        return outcome
 
-    return retrying(db, attempt)
+def start_sessions(
+    db: Database, fw: Firewall, ctx: Ctx, reqs: list[LoginRequest], now: datetime
+) -> list[Outcome | Exception]:
+    """Start (or resume) a session for each request, as if they had come one after the
+    other (:func:`start_many`), and put them into force together: one transaction and one
+    firewall change for the group (a festival's logins arriving at once). Each request
+    still gets its own answer and its own all-or-nothing outcome: a refused one changes
+    nothing, and if the group's change fails (the firewall, or lost races three times)
+    each is tried again alone, so one's trouble stays its own."""
+
+    def attempt(uow: UnitOfWork) -> list[Outcome | Exception]:
+        outcomes = start_many(uow, ctx, reqs, now)
+        done = [o for o in outcomes if isinstance(o, Outcome)]
+        plan = sum((o.plan for o in done), Plan())
+        fresh = sum((o.plan for o in done if not o.resumed), Plan())
+        apply_and_commit(uow, fw, plan, now, undo=fresh)  # a resumed grant stays in force
+        return outcomes
+
+    try:
+        return retrying(db, attempt)
+    except (Unavailable, Conflict):
+        if len(reqs) == 1:
+            raise
+    log.warning("a group of %d logins failed together; trying each alone", len(reqs))
+    results: list[Outcome | Exception] = []
+    for req in reqs:
+        try:
+            results.extend(start_sessions(db, fw, ctx, [req], now))
+        except DomainError as exc:
+            results.append(exc)
+    return results
 
 
 def retrying(db: Database, work: Callable[[UnitOfWork], _T]) -> _T:

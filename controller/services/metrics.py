@@ -1,8 +1,8 @@
 """Prometheus metrics, read from the database at each scrape (no state in any process, so
 every portal node answers the same): clients online per site, sessions and city-app clicks
 per site (from the rollups), data per site and direction, today's logins per site and
-method, each AP's last known state and DHCP pool use, and how often each gateway's ruleset
-was changed from outside and restored."""
+method, each AP's last known state and DHCP pool use, how often each gateway's ruleset
+was changed from outside and restored, and each gateway's connection tracking table."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session as OrmSession
 
 from controller.services import rules
 from controller.services.context import Ctx
@@ -23,6 +24,7 @@ from controller.store.models import (
     DailySiteStat,
     GatewayEvent,
     GatewayEventKind,
+    GatewayState,
     Session,
 )
 
@@ -57,11 +59,6 @@ class _Collector(Collector):
         )
         pool_size = GaugeMetricFamily(
             "wifikota_dhcp_pool_size", "Addresses in the AP's DHCP range", labels=["ap", "site"]
-        )
-        restored = CounterMetricFamily(
-            "wifikota_ruleset_restored",
-            "Times the gateway's ruleset was changed from outside and restored",
-            labels=["gateway"],
         )
         with self.db.uow() as uow:
             s = uow.orm
@@ -114,16 +111,37 @@ class _Collector(Collector):
                 if ap in sites:
                     pool_leased.add_metric([ap, sites[ap]], int(leased or 0))
                     pool_size.add_metric([ap, sites[ap]], int(size))
-            restores = {gw.name: 0 for gw in config.gateways}
-            for gateway, n in s.execute(
-                select(GatewayEvent.gateway, func.count())
-                .where(GatewayEvent.kind == GatewayEventKind.RULESET_RESTORED.value)
-                .group_by(GatewayEvent.gateway)
-            ):
-                restores[gateway] = int(n)
-            for gateway, n in restores.items():
-                restored.add_metric([gateway], n)
-        yield from (online, started, data, clicks, logins, ap_up, pool_leased, pool_size, restored)
+            gateways = self._gateways(s)
+        yield from (online, started, data, clicks, logins, ap_up, pool_leased, pool_size)
+        yield from gateways
+
+    def _gateways(self, s: OrmSession) -> list[Metric]:
+        """Each gateway's restores of its ruleset and its connection tracking table."""
+        restored = CounterMetricFamily(
+            "wifikota_ruleset_restored",
+            "Times the gateway's ruleset was changed from outside and restored",
+            labels=["gateway"],
+        )
+        entries = GaugeMetricFamily(
+            "wifikota_conntrack_entries", "Connections the gateway tracks", labels=["gateway"]
+        )
+        most = GaugeMetricFamily(
+            "wifikota_conntrack_max", "Connections the gateway may track", labels=["gateway"]
+        )
+        restores = {gw.name: 0 for gw in self.ctx.config.gateways}
+        for gateway, n in s.execute(
+            select(GatewayEvent.gateway, func.count())
+            .where(GatewayEvent.kind == GatewayEventKind.RULESET_RESTORED.value)
+            .group_by(GatewayEvent.gateway)
+        ):
+            restores[gateway] = int(n)
+        for gateway, n in restores.items():
+            restored.add_metric([gateway], n)
+        for row in s.scalars(select(GatewayState).where(GatewayState.conntrack_max.is_not(None))):
+            if row.gateway in restores:
+                entries.add_metric([row.gateway], row.conntrack_entries or 0)
+                most.add_metric([row.gateway], row.conntrack_max or 0)
+        return [restored, entries, most]
 
 
 def render(db: Database, ctx: Ctx, now: datetime) -> bytes:

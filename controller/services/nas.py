@@ -20,7 +20,7 @@ from typing import TypeVar
 from sqlalchemy import or_, select
 
 from controller.errors import BadCredentials, BadRequest, Conflict, DomainError, VoucherInvalid
-from controller.services import logins, sessions, uam, vouchers
+from controller.services import logins, peers, sessions, uam, vouchers
 from controller.services.context import Ctx
 from controller.services.identity import BadIdentifier, normalize_ip, normalize_mac, row_id
 from controller.store.db import Database, UnitOfWork, chunks
@@ -147,9 +147,13 @@ def admit_many(
         return decided
 
     try:
-        outcomes = iter(logins.retrying(db, attempt))
+        decided = logins.retrying(db, attempt)
     except Conflict as exc:  # other processes' logins for these phones came first, 3 times
         return [exc] * len(batch)
+    # a phone that came here from a gateway's site: that gateway takes its grant away now
+    moved = {g.site_id for o in decided if isinstance(o, sessions.Outcome) for g in o.plan.revoke}
+    peers.tell(db, ctx, None, moved)
+    outcomes = iter(decided)
     results: list[Admission | Exception] = []
     for login, req in zip(batch, asked, strict=True):
         outcome = next(outcomes) if isinstance(req, logins.LoginRequest) else req

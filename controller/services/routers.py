@@ -5,10 +5,13 @@ Disconnect-Request), and whoever builds the CLI, the daemon or the portal passes
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from controller.store.models import EndReason
+
+log = logging.getLogger("wifikota.controller")
 
 if TYPE_CHECKING:
     from controller.config.model import CityConfig
@@ -49,3 +52,16 @@ def tell(routers: Disconnect, config: CityConfig, ended: Sequence[SessionInfo]) 
         and site.mode == "nas"
     ]
     return routers(config, told) if told else []
+
+
+def told(disconnect: Disconnect, config: CityConfig, ended: SessionInfo) -> list[str]:
+    """Tell the router of one ended session, in the background (the controller's); what
+    it answered, logged. A router out of reach is logged: the session stays ended here."""
+    try:
+        said = disconnect(config, [ended])
+    except Exception:
+        log.exception("telling the router of session %s failed", ended.id)
+        return []
+    for line in said:
+        log.info("session %s ended (%s): %s", ended.id, ended.end_reason, line)
+    return said

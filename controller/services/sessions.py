@@ -159,10 +159,11 @@ def end(ctx: Ctx, row: SessionRow, reason: EndReason, at: datetime) -> Outcome:
 
 
 def apply_and_commit(
-    uow: UnitOfWork, fw: Firewall, plan: Plan, now: datetime, *, undo: bool = True
+    uow: UnitOfWork, fw: Firewall, plan: Plan, now: datetime, *, undo: bool | Plan = True
 ) -> None:
     """Apply ``plan``, then commit; if the firewall fails nothing is committed, and if the
-    commit fails the plan is taken back."""
+    commit fails the plan is taken back (``undo``: False, not; a Plan, that part of it:
+    what was in force before, such as a resumed session's grant, stays)."""
     try:
         fw.apply(plan, now)
     except FirewallError as exc:
@@ -171,7 +172,7 @@ def apply_and_commit(
         uow.commit()
     except Exception:
         if undo:
-            fw.apply(plan.undo(), now)
+            fw.apply((plan if undo is True else undo).undo(), now)
         raise
 
 

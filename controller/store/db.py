@@ -4,9 +4,11 @@ root: the CLI, the daemon, the portal factory), never at import time."""
 from __future__ import annotations
 
 import fcntl
+import json
+import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,6 +16,7 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     ColumnElement,
     Engine,
+    String,
     Table,
     bindparam,
     create_engine,
@@ -21,12 +24,16 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.types import TypeEngine
 
 DEFAULT_DATA_DIR = "var"
+CHANGES = "wifikota_changes"  # where nodes sharing a database tell each other what changed
+log = logging.getLogger(__name__)
 
 
 def data_dir() -> Path:
@@ -75,6 +82,42 @@ def insert_rows(
     arrays = [func.unnest(bindparam(n, type_=ARRAY(table.c[n].type))) for n in names]
     query = insert(table).from_select(names, select(*arrays)).returning(*returning)
     return [tuple(r) for r in orm.execute(query, {n: [r[n] for r in rows] for n in names})]
+
+
+def update_rows(
+    orm: Session,
+    table: Table,
+    rows: list[dict[str, Any]],
+    types: Mapping[str, TypeEngine[Any]],
+    assign: Callable[[Mapping[str, ColumnElement[Any]]], Mapping[str, Any]],
+    *where: ColumnElement[bool],
+) -> None:
+    """Update many rows of ``table`` by id in one statement, each with values of its own.
+    ``rows`` have the keys of ``types`` (``id`` among them; numbers and text only);
+    ``assign(v)`` is the SET clause, where ``v[name]`` stands for each row's value of
+    ``name`` (``{"bytes_up": table.c.bytes_up + v["bytes_up"]}`` adds to what is stored).
+    ``where``: what a row must still be for the update to touch it. The rows travel as one
+    value: on PostgreSQL one array per key (``unnest``, as :func:`insert_rows`), on SQLite
+    one JSON array (``json_each``); the statement runs once, not once a row, so the work
+    per row is the database's, not the driver's."""
+    if not rows:
+        return
+    names = list(types)
+    conn = orm.connection()
+    if conn.dialect.name == "postgresql":
+        arrays = [
+            func.unnest(bindparam(f"v_{n}", type_=ARRAY(t))).label(n) for n, t in types.items()
+        ]
+        v = select(*arrays).subquery("v")
+        params: dict[str, Any] = {f"v_{n}": [r[n] for r in rows] for n in names}
+    else:
+        each = func.json_each(bindparam("v_rows", type_=String)).table_valued("value")
+        picked = [func.json_extract(each.c.value, f"$[{i}]").label(n) for i, n in enumerate(names)]
+        v = select(*picked).select_from(each).subquery("v")
+        params = {"v_rows": json.dumps([[r[n] for n in names] for r in rows])}
+    values = {n: v.c[n] for n in names}
+    query = update(table).where(table.c.id == v.c.id, *where).values(assign(values))
+    conn.execute(query, params)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -238,6 +281,49 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    @property
+    def shared(self) -> bool:
+        """Whether other gateways may use this database (PostgreSQL; SQLite is one
+        machine's)."""
+        return self.engine.dialect.name == "postgresql"
+
+    def announce(self, names: Collection[str]) -> None:
+        """Tell whoever listens on this database (:meth:`listen`) each of ``names``, after
+        the caller's commit (PostgreSQL's NOTIFY; nothing where the database is not
+        shared)."""
+        if not self.shared or not names:
+            return
+        with self.engine.connect() as conn:
+            for name in sorted(names):
+                conn.execute(select(func.pg_notify(CHANGES, name)))
+            conn.commit()
+
+    def listen(self, heard: Callable[[str], None], stop: threading.Event) -> None:
+        """Call ``heard(name)`` for each name announced on this database, until ``stop``;
+        a lost connection is opened again (a second later at most). Returns at once
+        where the database is not shared."""
+        if not self.shared:
+            return
+        while not stop.is_set():
+            try:
+                conn = self.engine.raw_connection()
+            except Exception as exc:  # the database away: try again in a second
+                log.warning("cannot listen for other gateways' changes: %s", exc)
+                stop.wait(1.0)
+                continue
+            try:
+                raw: Any = conn.driver_connection  # psycopg's own connection
+                raw.autocommit = True
+                raw.execute(f"LISTEN {CHANGES}")
+                while not stop.is_set():
+                    for note in raw.notifies(timeout=1.0):
+                        heard(note.payload)
+            except Exception as exc:
+                log.warning("listening for other gateways' changes stopped (%s); again", exc)
+                stop.wait(1.0)
+            finally:
+                conn.invalidate()
 
 
 def alembic_config(url: str) -> Any:

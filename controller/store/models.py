@@ -171,6 +171,12 @@ class Session(Base):
             sqlite_where=text("ended_at IS NULL"),
             postgresql_where=text("ended_at IS NULL"),
         ),
+        Index(
+            "ix_sessions_mac_open",
+            "mac",
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
         Index("ix_sessions_nas", "nas_id", "nas_session_id"),
         Index(
             "ix_sessions_open_site",
@@ -318,7 +324,7 @@ class ApEvent(Base):
 
 class GatewayEvent(Base):
     """Something that happened to a gateway's enforcement: its ruleset lost and restored,
-    an AP's DHCP pool nearly full and eased again."""
+    an AP's DHCP pool or its connection tracking table nearly full and eased again."""
 
     __tablename__ = "gateway_events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -334,6 +340,18 @@ class GatewayEventKind(enum.StrEnum):
     RULESET_RESTORED = "ruleset-restored"
     POOL_HIGH = "pool-high"
     POOL_OK = "pool-ok"
+    CONNTRACK_HIGH = "conntrack-high"
+    CONNTRACK_OK = "conntrack-ok"
+
+
+class GatewayState(Base):
+    """A gateway's state as it last measured it (read by /metrics on any node)."""
+
+    __tablename__ = "gateway_state"
+    gateway: Mapped[str] = mapped_column(String(40), primary_key=True)
+    conntrack_entries: Mapped[int | None]
+    conntrack_max: Mapped[int | None]
+    conntrack_at: Mapped[datetime | None]
 
 
 class AppClick(Base):

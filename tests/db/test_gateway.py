@@ -18,7 +18,7 @@ from controller.gateway.firewall import FirewallState
 from controller.gateway.leases import MemoryLeases
 from controller.gateway.neighbours import MemoryNeighbours
 from controller.services.context import Ctx
-from controller.store.models import AccessPoint, EndReason, GatewayEvent
+from controller.store.models import AccessPoint, EndReason, GatewayEvent, GatewayState
 
 A_IP, A_MAC = "10.20.3.20", "02:11:22:33:44:55"  # at Jam Gadang Utara
 B_IP, B_MAC = "10.20.3.21", "02:11:22:33:44:66"
@@ -144,6 +144,30 @@ def test_a_nearly_full_pool_is_recorded_and_alerted_once_and_its_easing_too(
     with database.reading() as s:
         kinds = [e.kind for e in s.scalars(select(GatewayEvent).order_by(GatewayEvent.id))]
     assert kinds == ["pool-high", "pool-ok"]
+    texts = sorted(a[1] for a in wait_for(alerts, 2))
+    assert len(texts) == 2 and "hampir penuh" in texts[0] and "kembali lega" in texts[1]
+
+
+def test_the_connection_table_is_recorded_each_tick_shown_in_metrics_and_alerted_near_full(
+    gw, database, fw, ctx, now, alerts
+):
+    from controller.gateway.conntrack import TableUse
+    from controller.services import metrics
+
+    fw.conntrack = TableUse(950, 1000)
+    gw.tick(now)
+    gw.tick(now)  # still nearly full: no second alert
+    with database.reading() as s:
+        row = s.get(GatewayState, "gw-balaikota")
+        assert (row.conntrack_entries, row.conntrack_max) == (950, 1000)
+    fw.conntrack = TableUse(700, 1000)
+    gw.tick(now)
+    text = metrics.render(database, ctx, now).decode()
+    assert 'wifikota_conntrack_entries{gateway="gw-balaikota"} 700.0' in text
+    assert 'wifikota_conntrack_max{gateway="gw-balaikota"} 1000.0' in text
+    with database.reading() as s:
+        kinds = [e.kind for e in s.scalars(select(GatewayEvent).order_by(GatewayEvent.id))]
+    assert kinds == ["conntrack-high", "conntrack-ok"]
     texts = sorted(a[1] for a in wait_for(alerts, 2))
     assert len(texts) == 2 and "hampir penuh" in texts[0] and "kembali lega" in texts[1]
 

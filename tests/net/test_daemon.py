@@ -40,9 +40,21 @@ WIFIKOTA = str(Path(sys.executable).with_name("wifikota"))
 
 class Daemon:
     def __init__(
-        self, lab: Lab, city, tmp: Path, tick: float = 0.5, sites_yaml: str | None = None
+        self,
+        lab: Lab,
+        city,
+        tmp: Path,
+        tick: float = 0.5,
+        sites_yaml: str | None = None,
+        *,
+        gw: str | None = None,
+        gateway: str | None = None,
+        database_url: str | None = None,
     ) -> None:
+        """``gw``: the gateway's namespace (default the city's), ``gateway`` its name in
+        sites.yaml (default the first), ``database_url`` (default SQLite in ``tmp``)."""
         self.lab, self.city, self.tmp, self.tick = lab, city, tmp, tick
+        self.gw, self.gateway = gw or city.gw, gateway
         self.config = tmp / "sites.yaml"
         # by default Taman's phones must use a filtering resolver
         self.config.write_text(
@@ -52,12 +64,12 @@ class Daemon:
         self.socket = str(tmp / "control.sock")
         # the controller's data (leases, dnsmasq's configs) where dnsmasq, no longer root
         # once started, can still read its dhcp-hosts directory, as in /var/lib/wifikota
-        self.data = lab.workdir / "data"
+        self.data = lab.workdir / f"data-{gateway or 'gw'}"
         self.data.mkdir(mode=0o755, exist_ok=True)
         lab.workdir.chmod(0o755)
         self.env = {
             **os.environ,
-            "DATABASE_URL": f"sqlite:///{tmp / 'wifikota.db'}",
+            "DATABASE_URL": database_url or f"sqlite:///{tmp / 'wifikota.db'}",
             "WIFIKOTA_DEVICE_HASH_SECRET": "lab-device-secret-0123456789",
             "WIFIKOTA_CONTROL_SOCKET": self.socket,
             "WIFIKOTA_DATA": str(self.data),
@@ -77,7 +89,7 @@ class Daemon:
 
     def start(self) -> None:
         self.proc = self.lab.spawn(
-            self.city.gw,
+            self.gw,
             [
                 WIFIKOTA,
                 "--config",
@@ -89,6 +101,7 @@ class Daemon:
                 "--tick",
                 str(self.tick),
                 "--dnsmasq",
+                *(["--gateway", self.gateway] if self.gateway else []),
             ],
             env=self.env,
             stdout=self.log,
@@ -276,12 +289,44 @@ def test_a_broken_config_on_sighup_leaves_the_running_one(daemon):
         daemon.config.write_text(good)
 
 
+def host_conntrack_max(daemon) -> int:
+    """The kernel's connection tracking table size, as the gateway's namespace sees it."""
+    out = daemon.lab.sh(daemon.city.gw, ["cat", "/proc/sys/net/netfilter/nf_conntrack_max"])
+    return int(out.stdout)
+
+
 def test_firewall_show_summarises_what_is_in_force(daemon):
     result = daemon.cli("firewall", "show")
     assert result.returncode == 0 and "gateway gw-lab:" in result.stdout and "ap1" in result.stdout
     assert "ruleset: all in force" in result.stdout
+    assert f"of {host_conntrack_max(daemon):,} (" in result.stdout  # connections tracked
     shown = json.loads(daemon.cli("--json", "firewall", "show").stdout)
     assert shown["missing"] is None and shown["leases"] >= len(daemon.city.clients)
+    assert shown["conntrack_max"] == host_conntrack_max(daemon)
+    assert 0 <= shown["conntrack_entries"] <= shown["conntrack_max"]
+
+
+def test_a_gateway_whose_capacity_the_kernels_table_cannot_hold_refuses_to_start(daemon):
+    """Its namespace sees the host's connection tracking table read-only: a capacity the
+    table is too small for is refused before the ruleset is touched, with what to set on
+    the host; the gateway already running is left as it was."""
+    phones = host_conntrack_max(daemon) // 64 + 1
+    config = daemon.tmp / "too-many.yaml"
+    config.write_text(daemon.config.read_text().replace(
+        "wan_interface: wan,", f"wan_interface: wan, capacity: {phones},", 1))  # fmt: skip
+    assert f"capacity: {phones}" in config.read_text()
+    proc = daemon.lab.spawn(
+        daemon.city.gw,
+        [WIFIKOTA, "--config", str(config), "controller", "run",
+         "--socket", str(daemon.tmp / "other.sock"), "--tick", "0.5"],
+        env=daemon.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    _, err = proc.communicate(timeout=30)
+    said = err.decode()
+    assert proc.returncode == 1, said
+    assert "net.netfilter.nf_conntrack_max=" in said and "Traceback" not in said
+    assert daemon.answers()
+    assert json.loads(daemon.cli("--json", "firewall", "show").stdout)["missing"] is None
 
 
 def dig(daemon, client, server: str, name: str) -> list[str]:

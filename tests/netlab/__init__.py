@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from controller.gateway import nginx
 
 HERE = Path(__file__).resolve().parent
@@ -271,6 +273,25 @@ def start_portal(
     lab.spawn(ns, nginx.nginx_command(conf, "-g", "daemon off;"),
               stdout=log, stderr=log)  # fmt: skip
     return conf
+
+
+def database_for_namespaces(lab: Lab, url: str) -> str:
+    """``url`` (PostgreSQL on this machine's loopback) as the lab's namespaces reach it:
+    through a relay on a Unix socket in the lab's folder (tests/netlab/dbrelay.py), one of
+    the lab's processes."""
+    parsed = make_url(url)
+    where = lab.workdir / "db"
+    where.mkdir(mode=0o755, exist_ok=True)
+    port = parsed.port or 5432
+    sock = where / f".s.PGSQL.{port}"
+    lab.procs.append(subprocess.Popen(
+        [sys.executable, str(HERE / "dbrelay.py"), str(sock), str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    ))  # fmt: skip
+    if not wait_until(sock.exists, 10):
+        raise RuntimeError("the database relay did not start")
+    relayed = parsed.set(host=None, port=None, query={"host": str(where), "port": str(port)})
+    return relayed.render_as_string(hide_password=False)
 
 
 def self_signed(where: Path, name: str, addresses: Sequence[str]) -> tuple[Path, Path]:

@@ -83,6 +83,26 @@ def test_undo_takes_a_plan_back():
     assert fw.state(NOW) == before
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["grant", "revoke", "block", "unblock"]),
+                          st.integers(1, 3)), max_size=8))  # fmt: skip
+def test_plans_added_up_do_what_they_would_one_after_the_other(steps):
+    """A group of logins is put in force as one plan, the sum of theirs: a later one that
+    takes back what an earlier one gave (a phone that moved within the group) must win,
+    whatever order one plan's parts are applied in."""
+    one_by_one, together = MemoryFirewall(), MemoryFirewall()
+    plans = []
+    for what, n in steps:
+        target = grant(n) if what in ("grant", "revoke") else f"aa:00:00:00:00:0{n}"
+        plans.append(Plan(**{what: (target,)}))
+    total = Plan()
+    for p in plans:
+        one_by_one.apply(p, NOW)
+        total += p
+    together.apply(total, NOW)
+    assert together.state(NOW) == one_by_one.state(NOW)
+
+
 def test_a_broken_firewall_changes_nothing():
     fw = MemoryFirewall()
     fw.broken = True

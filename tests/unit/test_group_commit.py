@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from radius.server import GroupCommit
+from controller.store.groupcommit import GroupCommit
 
 
 def _run(write_many, items):

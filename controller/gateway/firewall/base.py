@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from controller.gateway.conntrack import TableUse
+
     from .ruleset import RulesetSpec
     from .watch import RulesetWatch
 
@@ -90,14 +92,19 @@ class Plan:
             map(len, (self.grant, self.revoke, self.block, self.unblock, self.lease, self.unlease))
         )
 
-    def __add__(self, other: Plan) -> Plan:
+    def __add__(self, later: Plan) -> Plan:
+        """This plan, then ``later``, as one plan: what ``later`` takes away of this one's
+        grants, blocks and leases is not put in force at all (applied in the order above,
+        it would otherwise stand)."""
+        revoked = {g.key for g in later.revoke}
+        unleased = {x.key for x in later.unlease}
         return Plan(
-            self.grant + other.grant,
-            self.revoke + other.revoke,
-            self.block + other.block,
-            self.unblock + other.unblock,
-            self.lease + other.lease,
-            self.unlease + other.unlease,
+            tuple(g for g in self.grant if g.key not in revoked) + later.grant,
+            self.revoke + later.revoke,
+            tuple(m for m in self.block if m not in later.unblock) + later.block,
+            self.unblock + later.unblock,
+            tuple(x for x in self.lease if x.key not in unleased) + later.lease,
+            self.unlease + later.unlease,
         )
 
     def undo(self) -> Plan:
@@ -139,4 +146,10 @@ class Enforcer(Firewall, Protocol):
     ) -> float: ...
     def counters(self) -> dict[tuple[str, str], tuple[int, int]]: ...
     def intact(self) -> str | None: ...
+    def size_conntrack(self, capacity: int, gateway: str) -> TableUse | None:
+        """Make the connection tracking table hold ``capacity`` phones'; raises
+        FirewallError (TableTooSmall's words) where it cannot."""
+        ...
+
+    def conntrack_use(self) -> TableUse | None: ...
     def watch(self, on_change: Callable[[str], None]) -> RulesetWatch | None: ...

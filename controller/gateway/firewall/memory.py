@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from controller.gateway.conntrack import TableUse
 from controller.gateway.firewall.base import FirewallError, FirewallState, Grant, Lease, Plan
 
 
@@ -24,6 +25,7 @@ class MemoryFirewall:
         self.broken = False  # set to make every apply fail, as a dead netlink socket would
         self.flushed: list[tuple[str, str]] = []  # clients whose connections were cut
         self.traffic: dict[tuple[str, str], tuple[int, int]] = {}  # what counters() reports
+        self.conntrack: TableUse | None = None  # what conntrack_use() reports (set by tests)
 
     @staticmethod
     def _live_leases(
@@ -91,6 +93,13 @@ class MemoryFirewall:
     def watch(self, on_change: Callable[[str], None]) -> None:
         """Nobody else changes the twin: there is nothing to watch."""
         return None
+
+    def size_conntrack(self, capacity: int, gateway: str) -> TableUse | None:
+        """The twin tracks no connections: its table is what a test set."""
+        return self.conntrack
+
+    def conntrack_use(self) -> TableUse | None:
+        return self.conntrack
 
     def counters(self) -> dict[tuple[str, str], tuple[int, int]]:
         """Bytes (up, down) per granted client, from :attr:`traffic` (set by tests/demos)."""

@@ -381,6 +381,16 @@ class NftFirewall:
             except Exception:  # the grant stands; the client rides the default class
                 log.exception("tc could not shape %s", [a[:2] for a in add])
 
+    def size_conntrack(self, capacity: int, gateway: str) -> network.TableUse | None:
+        try:
+            return self._runner.call(lambda: network.size_for(capacity, gateway))
+        except network.TableTooSmall as exc:
+            raise FirewallError(str(exc)) from None
+
+    def conntrack_use(self) -> network.TableUse | None:
+        """The connection tracking table as the gateway's network namespace sees it."""
+        return self._runner.call(network.table_use)
+
     def counters(self) -> dict[tuple[str, str], tuple[int, int]]:
         """Bytes (up, down) per (MAC, IP) since each client's grant was last written, over
         IPv4 and, where it is forwarded, IPv6."""
