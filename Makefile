@@ -71,9 +71,11 @@ bench: system-deps venv
 	@scripts/install-bench-deps
 	$(BIN)/python bench/enforcement.py
 	$(BIN)/python bench/failclosed.py
+	$(BIN)/python bench/restart.py
 	$(BIN)/python bench/portal.py
 	$(BIN)/python bench/front.py
 	$(BIN)/python bench/radius.py --postgres
+	$(BIN)/python bench/scale.py --postgres --gateways 2
 	$(BIN)/python bench/config.py
 
 # After changing a text in captive/: extract, merge into the .po files, compile the .mo files.

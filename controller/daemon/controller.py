@@ -321,8 +321,9 @@ class Controller:
         with self._reconciling, self._noting.comparing(self._lock):
             actual = self.fw.state(now)
             desired = self.desired(now)
+            change = plan(desired, actual, now)
             with self._lock:
-                change = self._noting.untouched(plan(desired, actual, now))
+                change = self._noting.untouched(change)
                 self.fw.apply(change, now)
                 self._leases_changed(change)
         return len(change)

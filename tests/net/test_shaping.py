@@ -149,3 +149,52 @@ def test_many_classes_at_once_go_through_one_tc_batch_and_match_one_by_one(city,
     assert single in clients, "the batch writes the same class as netlink does"
     shaped.apply(Plan(revoke=many), now())
     assert not [c for c in classes() if "parent 1:1 " in c and "1:2 " not in c]
+
+
+def test_a_restarted_controller_keeps_the_kernels_classes_and_corrects_only_what_differs(
+    city, shaped
+):
+    """A new controller (its own firewall object) loading the same grants keeps the tc
+    tree the kernel kept: the phone's class is the same class (its byte count goes on),
+    a class no grant wants is removed, a changed rate rewritten; a tree for another cap
+    is made anew."""
+    from controller.gateway.firewall.nftables import NftFirewall
+    from controller.gateway.netns import Runner
+
+    phone, other = city.clients[0], city.clients[1]
+    until = now() + timedelta(hours=1)
+    mine = Grant(phone.mac, phone.ip, "tmsbk", until, 8000, 1000)
+    stale = Grant(other.mac, other.ip, "tmsbk", until, 3000, 1000)
+    shaped.apply(Plan(grant=(mine, stale)), now())
+    speed(city, phone, f"http://{INTERNET_IP}/bytes/200000")
+
+    def sent(minor: str) -> int | None:
+        out = city.lab.sh(city.gw, ["tc", "-s", "class", "show", "dev", "ap1"]).stdout.decode()
+        blocks = out.split("class htb ")
+        block = next((b for b in blocks if b.startswith(f"{minor} ")), None)
+        return None if block is None else int(block.split("Sent ", 1)[1].split(" ", 1)[0])
+
+    mine_minor, stale_minor = "1:1a", "1:1b"  # .10 and .11 -> 0x10 + 10, 0x10 + 11
+    before = sent(mine_minor)
+    assert before and before > 100_000 and sent(stale_minor) is not None
+    spec = RulesetSpec(tuple(city.bridges), tuple(IPv4Network(n) for n in city.subnets), "wan",
+                       8080, caps=(6000, 1_000_000), uploads=(((city.bridges[0],), 2000),))  # fmt: skip
+    leases = [Lease(c.mac, c.ip) for c in city.clients]
+    same = Grant(phone.mac, phone.ip, "tmsbk", until, 8000, 1000)
+    runner = Runner(city.gw)
+    restarted = NftFirewall(runner)
+    try:
+        restarted.load(spec, FirewallState.of([same], leases=leases), now())
+        assert sent(mine_minor) >= before, "the class was made anew"
+        assert sent(stale_minor) is None, "a class no grant wants stayed"
+        changed = Grant(phone.mac, phone.ip, "tmsbk", until, 2000, 1000)
+        restarted.load(spec, FirewallState.of([changed], leases=leases), now())
+        out = city.lab.sh(city.gw, ["tc", "class", "show", "dev", "ap1"]).stdout.decode()
+        assert f"class htb {mine_minor} parent 1:1" in out and "ceil 2Mbit" in out
+        other_cap = RulesetSpec(spec.client_ifaces, spec.client_nets, "wan", 8080,
+                                caps=(7000, 1_000_000), uploads=spec.uploads)  # fmt: skip
+        restarted.load(other_cap, FirewallState.of([changed], leases=leases), now())
+        assert sent(mine_minor) == 0, "a tree for another cap must be made anew"
+    finally:
+        restarted.close()
+        runner.close()

@@ -256,8 +256,8 @@ class NftFirewall:
             self._spec = spec
             self._shape_of = self._runner.call(_chains)
             if self._shaper is not None and shape:
-                self._shaper.setup(spec.iface_caps())
-                self._shape(Plan(grant=tuple(keep.grants.values())), now)
+                kept = self._shaper.setup(spec.iface_caps(), keep=True)
+                self._shape(Plan(grant=tuple(keep.grants.values())), now, kept)
         return granted
 
     def intact(self) -> str | None:
@@ -360,21 +360,34 @@ class NftFirewall:
         self._conntrack.cut({client_mark(ip) for ip in changed - revoked}, with_flows=False)
         network.nudge(flows)
 
-    def _shape(self, plan: Plan, now: datetime) -> None:
-        """Give granted clients their download class; take revoked clients' away."""
+    def _shape(
+        self, plan: Plan, now: datetime, kept: dict[str, dict[int, int]] | None = None
+    ) -> None:
+        """Give granted clients their download class; take revoked clients' away.
+        ``kept``: the client classes already there (after a load that kept the kernel's
+        tree): only what differs is written, and those of clients not granted removed."""
         if self._shaper is None or self._spec is None:
             return
         add, granted = [], set()
         for g in plan.grant:
             where = self._spec.iface_of(g.ip)
             if where is not None and g.expires_at > now:
-                add.append((where[0], shaping.client_minor(g.ip, where[1]), g.down_kbit))
+                minor = shaping.client_minor(g.ip, where[1])
                 granted.add(g.ip)
+                if kept is None or kept.get(where[0], {}).get(minor) != g.down_kbit:
+                    add.append((where[0], minor, g.down_kbit))
         remove = []
         for g in plan.revoke:
             where = self._spec.iface_of(g.ip)
             if where is not None and g.ip not in granted:
                 remove.append((where[0], shaping.client_minor(g.ip, where[1])))
+        if kept:
+            wanted = {(a, m) for a, m, _ in add} | {
+                (w[0], shaping.client_minor(ip, w[1]))
+                for ip in granted
+                if (w := self._spec.iface_of(ip)) is not None
+            }
+            remove += [(i, m) for i, ms in kept.items() for m in ms if (i, m) not in wanted]
         if add or remove:
             try:
                 self._shaper.set_clients(add, remove)
