@@ -130,9 +130,7 @@ class App:
         from controller.daemon import control, protocol
         from controller.services import peers
 
-        changed = [g.site_id for p in self.fw.pending for g in (*p.grant, *p.revoke)]
-        blocks = any(p.block or p.unblock for p in self.fw.pending)
-        peers.tell(self.database(), self.ctx, None, changed, everyone=blocks)
+        peers.tell_of(self.database(), self.ctx, None, self.fw.pending)
 
         try:
             control.Client().ask(protocol.Reconcile())

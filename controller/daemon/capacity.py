@@ -22,6 +22,25 @@ log = logging.getLogger("wifikota.controller")
 HIGH, OK = 0.9, 0.8  # alert at 90 % used, all clear below 80 %
 
 
+class _Marks:
+    """Which things are nearly full: each is marked on reaching HIGH and unmarked below
+    OK, so a share that hovers near the line alerts once."""
+
+    def __init__(self) -> None:
+        self._high: set[str] = set()
+
+    def crossed(self, key: str, share: float) -> bool | None:
+        """True when ``key`` has just become nearly full, False when it has just eased,
+        None when nothing changed."""
+        if share >= HIGH and key not in self._high:
+            self._high.add(key)
+            return True
+        if share < OK and key in self._high:
+            self._high.discard(key)
+            return False
+        return None
+
+
 class Pools:
     def __init__(
         self,
@@ -32,7 +51,7 @@ class Pools:
         """``event`` records a gateway event, ``alert`` tells the webhook."""
         self.db, self.event, self.alert = db, event, alert
         self._last: dict[str, tuple[int, int]] = {}  # each AP's pool as last recorded
-        self._high: set[str] = set()  # APs whose pool is nearly full
+        self._marks = _Marks()  # APs whose pool is nearly full
         self._lock = threading.Lock()  # the lease watch and the tick both count
 
     def record(
@@ -51,12 +70,9 @@ class Pools:
                     uow.commit()
                 self._last.update({p.ap_id: (p.leased, p.size) for p in changed})
             for p in found:
-                if p.share >= HIGH and p.ap_id not in self._high:
-                    self._high.add(p.ap_id)
-                    self._alert(config, p, now, GatewayEventKind.POOL_HIGH)
-                elif p.share < OK and p.ap_id in self._high:
-                    self._high.discard(p.ap_id)
-                    self._alert(config, p, now, GatewayEventKind.POOL_OK)
+                if (full := self._marks.crossed(p.ap_id, p.share)) is not None:
+                    kind = GatewayEventKind.POOL_HIGH if full else GatewayEventKind.POOL_OK
+                    self._alert(config, p, now, kind)
             return found
 
     def _alert(
@@ -88,34 +104,32 @@ class ConntrackTable:
         alert: Callable[[str, dict[str, object]], None],
     ) -> None:
         self.db, self.event, self.alert = db, event, alert
-        self.last: TableUse | None = None
-        self._high = False
+        self._marks = _Marks()
 
     def record(self, gateway: str, use: TableUse | None, now: datetime) -> None:
         if use is None:
             return
-        self.last = use
         with self.db.uow(write=True) as uow:
             row = uow.orm.get(GatewayState, gateway) or GatewayState(gateway=gateway)
             row.conntrack_entries, row.conntrack_max, row.conntrack_at = use.entries, use.most, now
             uow.orm.add(row)
             uow.commit()
+        full = self._marks.crossed(gateway, use.share)
+        if full is None:
+            return
         detail = f"{use.entries} of {use.most} connections tracked"
-        if use.share >= HIGH and not self._high:
-            self._high = True
+        if full:
             log.warning("the connection tracking table of %s is nearly full (%s)", gateway, detail)
-            self.event(GatewayEventKind.CONNTRACK_HIGH, now, detail)
-            self.alert(
-                f"WiFi Kota: tabel koneksi {gateway} hampir penuh / connection table nearly "
-                f"full ({use.entries}/{use.most})",
-                {"gateway": gateway, "entries": use.entries, "max": use.most, "state": "high"},
+            kind, word = (
+                GatewayEventKind.CONNTRACK_HIGH,
+                "hampir penuh / connection table nearly full",
             )
-        elif use.share < OK and self._high:
-            self._high = False
+        else:
             log.info("the connection tracking table of %s has eased (%s)", gateway, detail)
-            self.event(GatewayEventKind.CONNTRACK_OK, now, detail)
-            self.alert(
-                f"WiFi Kota: tabel koneksi {gateway} kembali lega / connection table eased "
-                f"({use.entries}/{use.most})",
-                {"gateway": gateway, "entries": use.entries, "max": use.most, "state": "ok"},
-            )
+            kind, word = GatewayEventKind.CONNTRACK_OK, "kembali lega / connection table eased"
+        self.event(kind, now, detail)
+        self.alert(
+            f"WiFi Kota: tabel koneksi {gateway} {word} ({use.entries}/{use.most})",
+            {"gateway": gateway, "entries": use.entries, "max": use.most,
+             "state": "high" if full else "ok"},
+        )  # fmt: skip

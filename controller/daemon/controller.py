@@ -408,7 +408,7 @@ class Controller:
         if code_id is not None:
             phone.link_session(self.db, code_id, outcome.session.id)
         self._lengthen_lease(ap, mac)
-        peers.tell(self.db, self.ctx, self.gateway, {g.site_id for g in outcome.plan.revoke})
+        peers.tell_of(self.db, self.ctx, self.gateway, [outcome.plan])
         return outcome
 
     def _start_many(

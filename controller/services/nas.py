@@ -151,8 +151,7 @@ def admit_many(
     except Conflict as exc:  # other processes' logins for these phones came first, 3 times
         return [exc] * len(batch)
     # a phone that came here from a gateway's site: that gateway takes its grant away now
-    moved = {g.site_id for o in decided if isinstance(o, sessions.Outcome) for g in o.plan.revoke}
-    peers.tell(db, ctx, None, moved)
+    peers.tell_of(db, ctx, None, [o.plan for o in decided if isinstance(o, sessions.Outcome)])
     outcomes = iter(decided)
     results: list[Admission | Exception] = []
     for login, req in zip(batch, asked, strict=True):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from controller.gateway.firewall import Plan
 from controller.services.context import Ctx
 from controller.store.db import Database
 
@@ -36,3 +37,11 @@ def tell(
         db.announce(names)
     except Exception as exc:
         log.warning("could not tell %s: %s", sorted(names), exc)
+
+
+def tell_of(db: Database, ctx: Ctx, me: str | None, plans: Iterable[Plan]) -> None:
+    """:func:`tell` the gateways that changes made here concern: those serving the sites
+    of the grants they give or take away, and every other one for a block or unblock."""
+    plans = list(plans)
+    sites = {g.site_id for p in plans for g in (*p.grant, *p.revoke)}
+    tell(db, ctx, me, sites, everyone=any(p.block or p.unblock for p in plans))

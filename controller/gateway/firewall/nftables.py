@@ -368,12 +368,13 @@ class NftFirewall:
         tree): only what differs is written, and those of clients not granted removed."""
         if self._shaper is None or self._spec is None:
             return
-        add, granted = [], set()
+        add, granted, wanted = [], set(), set()  # wanted: (interface, minor) of the granted
         for g in plan.grant:
             where = self._spec.iface_of(g.ip)
             if where is not None and g.expires_at > now:
                 minor = shaping.client_minor(g.ip, where[1])
                 granted.add(g.ip)
+                wanted.add((where[0], minor))
                 if kept is None or kept.get(where[0], {}).get(minor) != g.down_kbit:
                     add.append((where[0], minor, g.down_kbit))
         remove = []
@@ -382,11 +383,6 @@ class NftFirewall:
             if where is not None and g.ip not in granted:
                 remove.append((where[0], shaping.client_minor(g.ip, where[1])))
         if kept:
-            wanted = {(a, m) for a, m, _ in add} | {
-                (w[0], shaping.client_minor(ip, w[1]))
-                for ip in granted
-                if (w := self._spec.iface_of(ip)) is not None
-            }
             remove += [(i, m) for i, ms in kept.items() for m in ms if (i, m) not in wanted]
         if add or remove:
             try:
