@@ -172,17 +172,18 @@ class Controller:
 
     def restore(self, reason: str, now: datetime) -> int:
         """The ruleset was tampered with: load it again with every grant and block from
-        the database, in one transaction, then every lease. Until the first commits
-        nothing is forwarded (the routing rules refuse what the ruleset has not marked);
-        with it everyone logged in is back; with the second the phones not yet logged in
-        reach the portal again. The tc classes are left as they are. Logged, recorded and
-        alerted; returns how many grants were put back."""
+        the database, in one transaction, then every download class and lease. Until the
+        first commits nothing is forwarded (the routing rules refuse what the ruleset has
+        not marked); with it everyone logged in is back; with the second their downloads
+        are in their own classes again and the phones not yet logged in reach the portal.
+        The tc classes are left as they are. Logged, recorded and alerted; returns how many
+        grants were put back."""
         began = time.monotonic()
         with self._lock:  # the leases as last put in force (the lease sync keeps them)
             with self.db.uow() as uow:
                 grants = upkeep.desired_state(uow, self.ctx, now, self.gateway)
             state = replace(grants, leases=self._leased)
-            granted = self.fw.load(self.spec, state, now, shape=False, leases_after=True)
+            granted = self.fw.load(self.spec, state, now, shape=False, grants_first=True)
             self._noting.loaded()
         done_at = time.monotonic()
         took, back = done_at - began, granted - began

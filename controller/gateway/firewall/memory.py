@@ -73,7 +73,7 @@ class MemoryFirewall:
         now: datetime,
         *,
         shape: bool = True,
-        leases_after: bool = False,
+        grants_first: bool = False,
     ) -> float:
         """Replace everything with ``keep``, as a ruleset swap does (counters restart);
         returns when."""

@@ -152,33 +152,37 @@ def _add(table: str, name: str, elements: list[str]) -> str:
     return f"add element {table} {name} {{ {', '.join(elements)} }}\n" if elements else ""
 
 
-def filling(state: FirewallState, now: datetime, spec: RulesetSpec, *, leases: bool = True) -> str:
+def filling(
+    state: FirewallState, now: datetime, spec: RulesetSpec, *, who: bool = True, rest: bool = True
+) -> str:
     """The commands that put ``state`` into freshly made tables: one ``add element`` per
-    set, with every element in it (what a start, a reload or a restore sends); without
-    the leases where ``leases`` is false."""
+    set, with every element in it (what a start, a reload or a restore sends). ``who``:
+    who may go out (the grants and their IPv6 marks, the blocks); ``rest``: the download
+    classes and the leases."""
     grants = [g for g in state.grants.values() if g.expires_at > now]
-    live = [x for x in state.leases.values() if x.expires_at is None or x.expires_at > now]
-    allowed, classes = [], []
-    allowed6, mark6, classes6 = [], [], []
-    for g in grants:
-        t = f"timeout {_timeout(g, now)}"
-        allowed.append(f"{_elem_allowed(g)} {t} {_comment(g)}")
-        cls = _class_of(g.ip, spec)
-        if cls:
-            classes.append(f"{g.ip} {t} : {cls}")
-        if (key6 := _v6_key(g, spec)) is not None:
-            mark = client_mark(g.ip)
-            allowed6.append(f"{key6} {t}")
-            mark6.append(f"{key6} {t} : {mark}")
-            if cls:
-                classes6.append(f"{mark} {t} : {cls}")
-    pairs = [f"{x.mac} . {x.ip}" + _lasting(_lease_timeout(x, now)) for x in live] if leases else []
-    text = _add(TABLE, "allowed", allowed) + _add(TABLE, "down_class", classes)
-    text += _add(TABLE, "blocked", sorted(state.blocked))
-    text += _add(TABLE, "leases", pairs) + _add(ARP_TABLE, "leases", pairs)
-    if spec.ipv6:
+    text = ""
+    if who:
+        allowed, allowed6, mark6 = [], [], []
+        for g in grants:
+            t = f"timeout {_timeout(g, now)}"
+            allowed.append(f"{_elem_allowed(g)} {t} {_comment(g)}")
+            if (key6 := _v6_key(g, spec)) is not None:
+                allowed6.append(f"{key6} {t}")
+                mark6.append(f"{key6} {t} : {client_mark(g.ip)}")
+        text += _add(TABLE, "allowed", allowed) + _add(TABLE, "blocked", sorted(state.blocked))
         text += _add(TABLE, "allowed6", allowed6) + _add(TABLE, "mark6", mark6)
-        text += _add(TABLE, "down_class6", classes6)
+    if rest:
+        classes, classes6 = [], []
+        for g in grants:
+            if cls := _class_of(g.ip, spec):
+                t = f"timeout {_timeout(g, now)}"
+                classes.append(f"{g.ip} {t} : {cls}")
+                if _v6_key(g, spec) is not None:
+                    classes6.append(f"{client_mark(g.ip)} {t} : {cls}")
+        live = [x for x in state.leases.values() if x.expires_at is None or x.expires_at > now]
+        pairs = [f"{x.mac} . {x.ip}" + _lasting(_lease_timeout(x, now)) for x in live]
+        text += _add(TABLE, "down_class", classes) + _add(TABLE, "down_class6", classes6)
+        text += _add(TABLE, "leases", pairs) + _add(ARP_TABLE, "leases", pairs)
     return text
 
 
@@ -231,25 +235,31 @@ class NftFirewall:
         now: datetime,
         *,
         shape: bool = True,
-        leases_after: bool = False,
+        grants_first: bool = False,
     ) -> float:
         """Swap in the ruleset for ``spec`` with ``keep``'s grants, blocks and leases in
         it, in one transaction: a refused ruleset leaves the old one (and every client)
         in force. The routing rules are put in place first. ``shape=False`` leaves the tc
         classes as they are (a restore after the ruleset alone was lost).
-        ``leases_after``: the ruleset with every grant and block first, in one
-        transaction (everyone logged in is back), then the leases, in a second. Returns
+        ``grants_first`` (a restore): the ruleset with every grant and block first, in one
+        transaction (everyone logged in may go out again), then the routing rules are
+        checked (the kernel keeps them whatever happens to the ruleset; right after a big
+        ruleset was flushed, reading them takes a fifth of a second), then the download
+        classes and the leases, in a second transaction (until it commits, downloads to
+        logged-in phones share their AP's default class and are not counted). Returns
         when (``time.monotonic()``) the grants were in force."""
-        text = replace_table(spec) + filling(keep, now, spec, leases=not leases_after)
-        rest = filling(FirewallState(leases=keep.leases), now, spec) if leases_after else ""
+        text = replace_table(spec) + filling(keep, now, spec, rest=not grants_first)
         with self._lock, contextlib.ExitStack() as deaf:
-            self._runner.call(lambda: self._route(spec.client_ifaces))
+            if not grants_first:
+                self._runner.call(lambda: self._route(spec.client_ifaces))
             for watch in self._watches:
                 deaf.enter_context(watch.deaf())
             try:
                 self._runner.call(lambda: self._nft.run(text))
                 granted = time.monotonic()
-                if rest:
+                if grants_first:  # the routing rules outlive any ruleset: checked after
+                    self._runner.call(lambda: self._route(spec.client_ifaces))
+                    rest = filling(keep, now, spec, who=False)
                     self._runner.call(lambda: self._nft.run(rest))
             except NftError as exc:
                 raise FirewallError(f"ruleset refused: {exc}") from None
