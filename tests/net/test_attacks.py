@@ -177,8 +177,12 @@ def test_a_lost_ruleset_lets_nothing_out_and_is_back_at_once(gw, how):
     assert trying.returncode == 0
     assert counted(gw) == 0, "a phone that never logged in got packets out"
     assert gw.city.curl(online, PROBE)[1] == "204", "the logged-in phone's grant is back"
-    classes = gw.lab.sh(gw.city.gw, ["nft", "list", "map", "inet", "wifikota", "down_class"])
-    assert f"{online.ip} " in classes.stdout.decode(), "its download class is back too"
+
+    def classed() -> bool:
+        found = gw.lab.sh(gw.city.gw, ["nft", "list", "map", "inet", "wifikota", "down_class"])
+        return f"{online.ip} " in found.stdout.decode()
+
+    assert wait_until(classed, timeout=5, step=0.02), "its download class is back too"
     assert gw.city.curl(captured, PROBE)[2].startswith("WIFIKOTA-PORTAL")
     log = (gw.tmp / "controller.log").read_text()
     assert "changed from outside" in log
