@@ -41,6 +41,7 @@ demo-rules: venv
 ## run the whole suite: against SQLite and PostgreSQL, and (as root) the kernel tests in
 ## network namespaces.
 test: system-deps venv
+	@scripts/fetch-axe || echo "axe-core not fetched: the accessibility test will be skipped"
 	$(BIN)/ruff check controller captive radius tests
 	$(BIN)/ruff format --check controller captive radius tests
 	$(BIN)/mypy

@@ -1,5 +1,10 @@
 """Charts drawn on the server as SVG: nothing is fetched from anywhere, nothing runs in the
-browser, and they print. Markup only (no style attributes: the CSP allows none)."""
+browser, and they print. Markup only (no style attributes: the CSP allows none).
+
+Every number on a chart is written by :mod:`captive.formats` (the page's language), every
+chart has its title, its axis titles with their unit, and values that can be read without
+hovering (a phone has no hover, paper neither).
+"""
 
 from __future__ import annotations
 
@@ -8,73 +13,174 @@ from html import escape
 
 from markupsafe import Markup
 
+from . import formats
+
 BLUE = "#0b4f8a"
+INK = "#222"
+FONT = 'font-family="sans-serif"'
 
 
-def bars(values: Sequence[int], labels: Sequence[str], title: str, height: int = 160) -> Markup:
-    """A bar chart of ``values`` (one bar each), labels every few bars."""
+def _boxed(parts: list[str], title: str) -> Markup:
+    """The chart in a box of its own, which a phone scrolls sideways (its labels stay
+    legible) while the page itself does not."""
+    return Markup(
+        f'<div class="chart-box" tabindex="0" role="region" aria-label="{escape(title)}">'
+        + "".join(parts)
+        + "</div>"
+    )
+
+
+def nice_ticks(top: float, count: int = 4) -> list[float]:
+    """Round values from 0 to at least ``top`` for an axis (1, 2, 2.5 or 5 times a power
+    of ten apart), about ``count`` of them past 0."""
+    if top <= 0:
+        return [0, 1]
+    raw = top / count
+    power = 10 ** (len(str(int(raw))) - 1) if raw >= 1 else 1
+    step = next((m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw), 10 * power)
+    ticks, v = [0.0], 0.0
+    while v < top:
+        v += step
+        ticks.append(v)
+    return ticks
+
+
+def bars(
+    values: Sequence[int],
+    labels: Sequence[tuple[str, str]],
+    title: str,
+    unit: str,
+    height: int = 180,
+) -> Markup:
+    """A bar chart of ``values`` (one bar each, e.g. per day), with a y axis of round
+    ticks titled ``unit``, and under the bars their two-line labels (weekday, day)."""
     n = max(1, len(values))
-    left, width = 56, 900
-    top = max(values, default=0) or 1
+    left, width, top_pad = 64, 900, 22
+    ticks = nice_ticks(max(values, default=0))
+    top = ticks[-1]
+    plot_h = height - top_pad
     bar_w = (width - left) / n
-    step = max(1, -(-n // 12))
+    step = max(1, -(-n // 16))
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height + 24}" '
-        f'role="img" aria-label="{escape(title)}" class="chart">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height + 40}" '
+        f'role="img" aria-label="{escape(title)}" class="chart" {FONT}>',
         f"<title>{escape(title)}</title>",
-        f'<line x1="{left}" y1="{height}" x2="{width}" y2="{height}" stroke="#888"/>',
-        f'<line x1="{left}" y1="0" x2="{width}" y2="0" stroke="#ddd"/>',
-        f'<text x="0" y="12" font-size="12" fill="#333">{top:,}</text>',
-        f'<text x="0" y="{height}" font-size="12" fill="#333">0</text>',
+        f'<text x="0" y="12" font-size="14" fill="{INK}">{escape(unit)}</text>',
     ]
-    for i, v in enumerate(values):
-        h = round(height * v / top, 1)
-        x = round(left + i * bar_w + bar_w * 0.1, 1)
+    for t in ticks:
+        y = round(top_pad + plot_h - plot_h * t / top, 1)
+        parts.append(f'<line x1="{left}" y1="{y}" x2="{width}" y2="{y}" stroke="#ddd"/>')
         parts.append(
-            f'<rect x="{x}" y="{height - h}" width="{round(bar_w * 0.8, 1)}" height="{h}" '
-            f'fill="{BLUE}"><title>{escape(labels[i])}: {v:,}</title></rect>'
+            f'<text x="{left - 6}" y="{y + 5}" font-size="14" fill="{INK}" '
+            f'text-anchor="end">{escape(formats.number(t))}</text>'
+        )
+    base = top_pad + plot_h
+    parts.append(f'<line x1="{left}" y1="{base}" x2="{width}" y2="{base}" stroke="#666"/>')
+    for i, v in enumerate(values):
+        h = round(plot_h * v / top, 1)
+        x = round(left + i * bar_w + bar_w * 0.1, 1)
+        weekday, day = labels[i]
+        parts.append(
+            f'<rect x="{x}" y="{round(base - h, 1)}" width="{round(bar_w * 0.8, 1)}" '
+            f'height="{h}" fill="{BLUE}"><title>{escape(weekday)} {escape(day)}: '
+            f"{escape(formats.number(v))}</title></rect>"
         )
         if i % step == 0:
+            cx = round(left + (i + 0.5) * bar_w, 1)
             parts.append(
-                f'<text x="{x}" y="{height + 16}" font-size="12" fill="#333">'
-                f"{escape(labels[i])}</text>"
+                f'<text x="{cx}" y="{base + 17}" font-size="13" fill="{INK}" '
+                f'text-anchor="middle">{escape(weekday)}</text>'
+                f'<text x="{cx}" y="{base + 34}" font-size="13" fill="{INK}" '
+                f'text-anchor="middle">{escape(day)}</text>'
             )
     parts.append("</svg>")
-    return Markup("".join(parts))
+    return _boxed(parts, title)
 
 
-def heatmap(grid: Sequence[Sequence[int]], rows: Sequence[str], title: str) -> Markup:
-    """Weekday x hour: darker is busier."""
-    cell, left, top_pad = 22, 40, 16
+def heatmap(grid: Sequence[Sequence[int]], rows: Sequence[str], title: str, legend: str) -> Markup:
+    """Weekday x hour: darker is busier, each cell's value written in it, and a legend of
+    what the lightest and darkest shades stand for."""
+    cell, left, top_pad = 36, 48, 22
     top = max((v for row in grid for v in row), default=0) or 1
-    width, height = left + 24 * cell, top_pad + len(grid) * cell
+    width, height = left + 24 * cell, top_pad + len(grid) * cell + 44
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'role="img" aria-label="{escape(title)}" class="chart">',
+        f'role="img" aria-label="{escape(title)}" class="chart" {FONT}>',
         f"<title>{escape(title)}</title>",
     ]
-    for hour in range(0, 24, 3):
-        x = left + hour * cell + 2
-        parts.append(f'<text x="{x}" y="11" font-size="10" fill="#333">{hour:02d}</text>')
+    for hour in range(0, 24, 2):
+        x = left + hour * cell + cell / 2
+        parts.append(
+            f'<text x="{x}" y="15" font-size="13" fill="{INK}" text-anchor="middle">'
+            f"{hour:02d}</text>"
+        )
     for r, row in enumerate(grid):
         y = top_pad + r * cell
         parts.append(
-            f'<text x="0" y="{y + 15}" font-size="11" fill="#333">{escape(rows[r])}</text>'
+            f'<text x="0" y="{y + 23}" font-size="14" fill="{INK}">{escape(rows[r])}</text>'
         )
         for hour, v in enumerate(row):
             shade = round(0.08 + 0.92 * v / top, 2) if v else 0.03
+            ink = "#fff" if shade > 0.5 else INK
+            value = escape(formats.number(v))
             parts.append(
                 f'<rect x="{left + hour * cell}" y="{y}" width="{cell - 2}" height="{cell - 2}" '
                 f'fill="{BLUE}" fill-opacity="{shade}"><title>{escape(rows[r])} '
-                f"{hour:02d}:00: {v:,}</title></rect>"
+                f"{hour:02d}:00: {value}</title></rect>"
             )
+            if v:
+                parts.append(
+                    f'<text x="{left + hour * cell + (cell - 2) / 2}" y="{y + 22}" '
+                    f'font-size="11" fill="{ink}" text-anchor="middle">{value}</text>'
+                )
+    y = top_pad + len(grid) * cell + 14
+    parts.append(f'<text x="0" y="{y + 14}" font-size="13" fill="{INK}">{escape(legend)}</text>')
+    for k, (shade, v) in enumerate(((0.08, 1 if top > 1 else top), (0.54, top // 2), (1, top))):
+        x = 360 + k * 150
+        parts.append(
+            f'<rect x="{x}" y="{y}" width="24" height="18" fill="{BLUE}" '
+            f'fill-opacity="{shade}"/><text x="{x + 30}" y="{y + 14}" font-size="13" '
+            f'fill="{INK}">{escape(formats.number(v))}</text>'
+        )
     parts.append("</svg>")
-    return Markup("".join(parts))
+    return _boxed(parts, title)
+
+
+def _place_labels(
+    anchors: Sequence[tuple[float, float, float]], width: int, line: int = 18
+) -> list[tuple[float, float, str]]:
+    """Where each point's label goes, so no two overlap: right of its circle if that is
+    free, else left, else moved down a line at a time (x, y, text-anchor)."""
+    taken: list[tuple[float, float, float, float]] = []
+    out = []
+    for x, y, r in anchors:
+        w = 240.0  # room for a place's name and count at 14 px
+        for dy in (0, line, -line, 2 * line, -2 * line, 3 * line, -3 * line):
+            tries = [(x + r + 4, "start"), (x - r - 4, "end")]
+            for lx, anchor in tries:
+                box = (lx if anchor == "start" else lx - w, y + dy - 14, w, line)
+                if box[0] < 0 or box[0] + w > width:
+                    continue
+                if not any(_overlap(box, t) for t in taken):
+                    taken.append(box)
+                    out.append((lx, y + dy + 4, anchor))
+                    break
+            else:
+                continue
+            break
+        else:
+            out.append((x + r + 4, y + 4, "start"))
+    return out
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
 def site_map(points: Sequence[tuple[str, float, float, int, str]], title: str) -> Markup:
     """The sites at their coordinates: (label, lat, lon, clients online, state), a circle
-    each, larger with more clients; red where an AP is down, grey where none is checked."""
+    each, larger with more clients; red where an AP is down, grey where none is checked.
+    No map tiles: nothing is fetched from outside."""
     width, height, pad = 900, 420, 60
     if not points:
         return Markup("")
@@ -86,22 +192,25 @@ def site_map(points: Sequence[tuple[str, float, float, int, str]], title: str) -
     colour = {"down": "#b00020", "unknown": "#888888", "degraded": "#b37400"}
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'role="img" aria-label="{escape(title)}" class="chart">',
+        f'role="img" aria-label="{escape(title)}" class="chart" {FONT}>',
         f"<title>{escape(title)}</title>",
         f'<rect x="0" y="0" width="{width}" height="{height}" fill="#eef2f6"/>',
     ]
     top = max((p[3] for p in points), default=0) or 1
+    placed = []
     for label, lat, lon, online, state in points:
         x = round(pad + (lon - min(lons)) * scale, 1)
         y = round(height - pad - (lat - min(lats)) * scale, 1)
         r = round(6 + 18 * (online / top) ** 0.5, 1)
+        placed.append((label, online, state, x, y, r))
+    spots = _place_labels([(x, y, r) for *_, x, y, r in placed], width)
+    for (label, online, state, x, y, r), (lx, ly, anchor) in zip(placed, spots, strict=True):
+        text = f"{label} ({formats.number(online)})"
         parts.append(
             f'<circle cx="{x}" cy="{y}" r="{r}" fill="{colour.get(state, BLUE)}" '
-            f'fill-opacity="0.8"><title>{escape(label)}: {online:,}</title></circle>'
-        )
-        parts.append(
-            f'<text x="{x + r + 4}" y="{y + 4}" font-size="13" fill="#111">'
-            f"{escape(label)} ({online:,})</text>"
+            f'fill-opacity="0.8"><title>{escape(text)}</title></circle>'
+            f'<text x="{round(lx, 1)}" y="{round(ly, 1)}" font-size="14" fill="#111" '
+            f'text-anchor="{anchor}">{escape(text)}</text>'
         )
     parts.append("</svg>")
-    return Markup("".join(parts))
+    return _boxed(parts, title)

@@ -12,17 +12,16 @@ from that address. Nothing here shows a MAC or a phone number.
 from __future__ import annotations
 
 import contextlib
-import csv
 import hmac
-import io
+import json
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from ipaddress import ip_address
 from typing import Any
 
 from flask import Blueprint, Response, g, redirect, request
-from flask_babel import format_decimal, format_percent
 from flask_babel import gettext as _
+from markupsafe import Markup
 from werkzeug.wrappers import Response as Reply
 
 from controller.config.model import CityConfig
@@ -30,10 +29,10 @@ from controller.daemon import protocol
 from controller.errors import DomainError, Unavailable
 from controller.services import rules
 from controller.services.admins import SIGNED_IN_FOR
-from controller.services.dashboard import DashboardService, Report, SiteNow
+from controller.services.dashboard import DashboardService, Outage, Report, SiteDetail, SiteNow
 from controller.services.identity import row_id
 
-from . import charts
+from . import charts, exports, formats
 from .pages import client_ip, control, problem, render
 from .parts import parts
 
@@ -49,8 +48,13 @@ def service() -> DashboardService:
     return parts().service()
 
 
-def _share(part: int, whole: int) -> str:
-    return str(format_percent(part / whole if whole else 0))
+def vs(now: float, before: float | None, kind: str = "count") -> Markup:
+    """A figure's change from the range before, for a page (nothing when there is none
+    to compare with): ``+1.234 (+12,3%)``."""
+    if before is None:
+        return Markup("")
+    c = formats.Change(now, before)
+    return Markup('<span class="change {}">{}</span>').format(c.direction, formats.change(c, kind))
 
 
 def page(template: str, code: int = 200, **context: Any) -> Response:
@@ -58,9 +62,10 @@ def page(template: str, code: int = 200, **context: Any) -> Response:
     return render(
         template,
         code,
-        number=format_decimal,
-        percent=lambda x: format_percent(x, "#,##0.0%"),
-        share=_share,
+        number=formats.number,
+        percent=formats.percent,
+        share=formats.share,
+        vs=vs,
         **context,
     )
 
@@ -173,25 +178,42 @@ def _report() -> Report | None:
     return None if asked is None else service().report(*asked)
 
 
+def _day_labels(report: Report) -> list[tuple[str, str]]:
+    return [formats.weekday_and_number(d.day) for d in report.days]
+
+
+def _heat(report: Report) -> Markup:
+    return charts.heatmap(
+        report.heatmap, formats.weekdays(), _("Sesi menurut hari dan jam"),
+        _("Sesi yang dimulai pada jam itu:"),
+    )  # fmt: skip
+
+
 @bp.get("/")
 def usage() -> Response:
-    report = _report()
-    if report is None:
+    asked = _range()
+    if asked is None:
         return problem("bad-request")
-    labels = [d.day.strftime("%d/%m") for d in report.days]
-    weekdays = [_("Sen"), _("Sel"), _("Rab"), _("Kam"), _("Jum"), _("Sab"), _("Min")]
+    report, before = service().compared(*asked)
+    labels = _day_labels(report)
     config = service().ctx.config
     return page(
         "dashboard.html",
         report=report,
+        before=before,
         who=admin(),
         sites=[(sid, s.name) for sid, s in config.sites.items()],
         site=(report.sites or ("",))[0],
-        sessions_chart=charts.bars([d.sessions for d in report.days], labels, _("Sesi per hari")),
-        devices_chart=charts.bars(
-            [d.devices for d in report.days], labels, _("Perangkat unik per hari")
+        sessions_chart=charts.bars(
+            [d.sessions for d in report.days], labels, _("Sesi per hari"), _("Sesi")
         ),
-        heat=charts.heatmap(report.heatmap, weekdays, _("Sesi menurut hari dan jam")),
+        devices_chart=charts.bars(
+            [d.devices for d in report.days],
+            labels,
+            _("Perangkat unik per hari"),
+            _("Perangkat"),
+        ),
+        heat=_heat(report),
     )
 
 
@@ -241,41 +263,187 @@ def metrics() -> Response:
 
 @bp.get("/tempat")
 def sites_page() -> Response:
-    """Per place and per AP: sessions, data, availability and outages over the range."""
+    """Per place and per AP: sessions, data, availability and outages over the range, each
+    place against the range before."""
     asked = _range()
     if asked is None:
         return problem("bad-request")
     since, until, _sites = asked
+    svc = service()
+    earlier = rules.range_before(since, until)
+    before = {} if earlier is None else {
+        p.site_id: p for p in svc.sites_detail(*earlier, clock())
+    }  # fmt: skip
     return page(
         "dashboard_sites.html",
         since=since,
         until=until,
-        places=service().sites_detail(since, until, clock()),
+        earlier=earlier,
+        places=svc.sites_detail(since, until, clock()),
+        before=before,
+        outages=svc.outages(since, until, clock()),
         who=admin(),
     )
 
 
-@bp.get("/bulanan")
-def monthly() -> Response:
-    """A month's report, made to print (the browser's "print to PDF"): ``bulan=YYYY-MM``,
-    by default the month before this one."""
-    today = clock().astimezone(service().ctx.tz).date()
-    asked = request.args.get("bulan", "")
-    if asked:
-        first = rules.parse_day(f"{asked}-01")  # YYYY-MM, no more and no less
+def month_asked(text: str, today: date) -> date | None:
+    """The first day of the month ``text`` names (YYYY-MM; empty: the month before
+    ``today``'s), or None when it names none the figures can be asked for."""
+    if text:
+        first = rules.parse_day(f"{text}-01") if len(text) == 7 else None
     else:
-        first = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
-    if first is None or not rules.reportable(first):
-        return problem("bad-request")
-    last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
-    report = service().report(first, last, None)
-    labels = [d.day.strftime("%d") for d in report.days]
+        first = rules.month_of(today.replace(day=1) - timedelta(days=1))[0]
+    return first if first is not None and rules.reportable(first) else None
+
+
+def report_title(first: date) -> str:
+    city = parts().config.city.name
+    return str(_("Laporan WiFi Kota %(city)s, %(month)s", city=city, month=formats.month(first)))
+
+
+def _more_or_less(now: float, before: float | None) -> str:
+    """ "12,3% lebih banyak" / "lebih sedikit" / "sama" than before (empty: no before)."""
+    if before is None:
+        return ""
+    if not before:
+        return str(_("baru (sebelumnya tidak ada)")) if now else str(_("sama"))
+    ratio = (now - before) / before
+    if ratio > 0:
+        return str(_("%(p)s lebih banyak", p=formats.percent(ratio)))
+    if ratio < 0:
+        return str(_("%(p)s lebih sedikit", p=formats.percent(-ratio)))
+    return str(_("sama"))
+
+
+def month_words(
+    report: Report, before: Report | None, places: Sequence[SiteDetail], outages: Sequence[Outage]
+) -> dict[str, str]:
+    """A plain sentence or two for each section of the monthly report."""
+    t = report.totals
+    words = {
+        "summary": str(_(
+            "Pada %(month)s warga memulai %(sessions)s sesi dari %(devices)s perangkat "
+            "(%(new)s di antaranya baru) dan mengunduh %(data)s.",
+            month=formats.month(report.since), sessions=formats.number(t.sessions),
+            devices=formats.number(t.devices), new=formats.number(t.new_devices),
+            data=formats.data_size(t.bytes_down),
+        )),
+    }  # fmt: skip
+    if before is not None and before.totals.sessions:
+        words["summary"] += " " + str(_(
+            "Sesi %(change)s dibanding %(month)s.",
+            change=_more_or_less(t.sessions, before.totals.sessions),
+            month=formats.month(before.since),
+        ))  # fmt: skip
+    if report.ranking:
+        top = report.ranking[0]
+        words["places"] = str(_(
+            "Tempat tersibuk: %(place)s, dengan %(n)s sesi (%(share)s dari semua sesi).",
+            place=top.name, n=formats.number(top.sessions), share=formats.share(top.sessions,
+                                                                                 t.sessions),
+        ))  # fmt: skip
+    else:
+        words["places"] = str(_("Belum ada sesi pada bulan ini."))
+    days = [f"{formats.day(d.day)} ({formats.number(d.sessions)})" for d in report.busiest_days()]
+    hours = [f"{h:02d}.00–{(h + 1) % 24:02d}.00" for h, _n in report.busiest_hours()]
+    words["busy"] = (
+        str(
+            _(
+                "Hari tersibuk: %(days)s. Jam tersibuk: %(hours)s.",
+                days=", ".join(days),
+                hours=", ".join(hours),
+            )
+        )
+        if days
+        else str(_("Belum ada sesi pada bulan ini."))
+    )
+    aps = [ap for p in places for ap in p.aps]
+    watched = [ap for ap in aps if ap.availability is not None]
+    if not watched:
+        words["aps"] = str(_("Titik akses belum dipantau pada bulan ini."))
+    elif not outages:
+        words["aps"] = str(_("Semua %(n)s titik akses yang dipantau hidup sepanjang bulan.",
+                             n=formats.number(len(watched))))  # fmt: skip
+    else:
+        worst = min(watched, key=lambda ap: ap.availability or 0.0)
+        words["aps"] = str(_(
+            "%(n)s gangguan pada %(aps)s titik akses, semuanya %(time)s. Paling lama mati: "
+            "%(worst)s (ketersediaan %(share)s).",
+            n=formats.number(len(outages)),
+            aps=formats.number(len({o.ap_id for o in outages})),
+            time=formats.duration(sum(o.seconds for o in outages)),
+            worst=worst.name, share=formats.percent(worst.availability or 0.0),
+        ))  # fmt: skip
+    return words
+
+
+def monthly_page(first: date, *, printed: bool = False) -> Response:
+    """The month's report: headline figures against the month before, per place, the
+    busiest days and hours, AP availability and every outage. ``printed``: the page as
+    its PDF is made (no navigation, no forms)."""
+    svc = service()
+    first, last = rules.month_of(first)
+    report, before = svc.compared(first, last, None)
+    made = clock()
+    places, outages = svc.sites_detail(first, last, made), svc.outages(first, last, made)
+    words = month_words(report, before, places, outages)
     return page(
         "dashboard_month.html",
+        summary=words["summary"],
+        places_summary=words["places"],
+        busy_summary=words["busy"],
+        aps_summary=words["aps"],
+        place_names={sid: site.name for sid, site in svc.ctx.config.sites.items()},
         report=report,
-        who=admin(),
+        before=before,
+        who=None if printed else admin(),
+        printed=printed,
         month=first,
-        sessions_chart=charts.bars([d.sessions for d in report.days], labels, _("Sesi per hari")),
+        title=report_title(first),
+        made=made,
+        places=places,
+        outages=outages,
+        sessions_chart=charts.bars(
+            [d.sessions for d in report.days],
+            _day_labels(report),
+            _("Sesi per hari"),
+            _("Sesi"),
+        ),
+        heat=_heat(report),
+    )
+
+
+def month_pdf(first: date) -> bytes:
+    """The PDF of a month's report (in a request: its language, its host for links)."""
+    from .report import pdf
+
+    html = monthly_page(first, printed=True).get_data(as_text=True)
+    return pdf(html, request.url_root, report_title(first))
+
+
+@bp.get("/bulanan")
+def monthly() -> Response:
+    """A month's report (``bulan=YYYY-MM``, by default the month before this one), to read
+    here, print, or take as a PDF (``/dasbor/bulanan.pdf``)."""
+    today = clock().astimezone(service().ctx.tz).date()
+    first = month_asked(request.args.get("bulan", ""), today)
+    if first is None:
+        return problem("bad-request")
+    return monthly_page(first)
+
+
+@bp.get("/bulanan.pdf")
+def monthly_pdf() -> Response:
+    """The month's report as a PDF, made from the same page by WeasyPrint."""
+    today = clock().astimezone(service().ctx.tz).date()
+    first = month_asked(request.args.get("bulan", ""), today)
+    if first is None:
+        return problem("bad-request")
+    name = f"wifikota-laporan-{first:%Y-%m}.pdf"
+    return Response(
+        month_pdf(first),
+        mimetype="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
@@ -393,85 +561,115 @@ def public_status() -> Response:
 @bp.get("/aplikasi")
 def city_app_page() -> Response:
     """Click-throughs into the city app per place and day, and as a share of sessions."""
-    report = _report()
-    if report is None:
+    asked = _range()
+    if asked is None:
         return problem("bad-request")
-    labels = [d.day.strftime("%d/%m") for d in report.days]
+    report, before = service().compared(*asked)
     return page(
         "dashboard_app.html",
         report=report,
+        before=before,
         who=admin(),
         site=(report.sites or ("",))[0],
         clicks_chart=charts.bars(
-            [d.clicks for d in report.days], labels, _("Klik ke aplikasi kota per hari")
+            [d.clicks for d in report.days],
+            _day_labels(report),
+            _("Klik ke aplikasi kota per hari"),
+            _("Klik"),
         ),
     )
 
 
-TABLES = {
-    "harian": ["date", "sessions", "unique_devices", "bytes_down", "bytes_up", "app_clicks"],
-    "tempat": ["site", "name", "sessions", "unique_devices", "bytes_down", "bytes_up",
-               "session_seconds", "app_clicks"],
-    "jam": ["weekday", *(f"h{h:02d}" for h in range(24))],
-    "titik": ["site", "ap", "name", "sessions", "bytes_down", "availability", "outages",
-              "down_seconds"],
-}  # fmt: skip
+def _tables(name: str) -> list[exports.Table] | None:
+    """The tables of the range asked for: one by its name, or ``semua`` for every one;
+    None when the range or the name is not one there is."""
+    asked = _range()
+    if asked is None:
+        return None
+    since, until, _sites = asked
+    svc = service()
+    report = svc.report(*asked)
+    names = {sid: site.name for sid, site in svc.ctx.config.sites.items()}
+    makers: dict[str, Any] = {
+        "harian": lambda: exports.daily(report),
+        "tempat": lambda: exports.places(report),
+        "jam": lambda: exports.hours(report),
+        "titik": lambda: exports.access_points(svc.sites_detail(since, until, clock())),
+        "gangguan": lambda: exports.outages(svc.outages(since, until, clock()), names),
+        "aplikasi": lambda: exports.city_app(report),
+    }
+    if name == "semua":
+        return [make() for make in makers.values()]
+    return [makers[name]()] if name in makers else None
 
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a formula
+def _download(body: str | bytes, mimetype: str, name: str) -> Response:
+    return Response(
+        body, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
 
 
-def neutral(value: object) -> object:
-    """A cell as a spreadsheet takes it as text: text that would start a formula gets a
-    leading apostrophe (OWASP's advice on CSV injection); numbers stay numbers."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
-
-
-class _Neutral:
-    """A csv writer whose every cell passes through :func:`neutral`."""
-
-    def __init__(self, writer: Any) -> None:
-        self._writer = writer
-
-    def writerow(self, row: Sequence[object]) -> None:
-        self._writer.writerow([neutral(cell) for cell in row])
+def _range_name() -> str:
+    return f"{request.args.get('dari', '')}-{request.args.get('sampai', '')}".strip("-")
 
 
 @bp.get("/ekspor.csv")
 def export() -> Response:
-    """A table of the pages, as CSV (UTF-8 with BOM, for spreadsheets): ``tabel=harian``
-    (per day, the default), ``tempat`` (per place), ``jam`` (weekday x hour) or ``titik``
-    (per AP, with availability)."""
-    report = _report()
+    """A table of the pages as CSV: ``tabel=harian`` (per day, the default), ``tempat``
+    (per place), ``jam`` (weekday x hour), ``titik`` (per AP), ``gangguan`` (every
+    outage), ``aplikasi`` (the city app)."""
     table = request.args.get("tabel", "harian")
-    if report is None or table not in TABLES:
+    found = _tables(table) if table != "semua" else None
+    if not found:
         return problem("bad-request")
-    out = io.StringIO()
-    writer = _Neutral(csv.writer(out))
-    writer.writerow(TABLES[table])
-    if table == "harian":
-        for d in report.days:
-            writer.writerow([d.day.isoformat(), d.sessions, d.devices, d.bytes_down, d.bytes_up,
-                             d.clicks])  # fmt: skip
-    elif table == "tempat":
-        for r in report.ranking:
-            writer.writerow([r.site_id, r.name, r.sessions, r.devices, r.bytes_down, r.bytes_up,
-                             r.session_seconds, r.clicks])  # fmt: skip
-    elif table == "titik":
-        for place in service().sites_detail(report.since, report.until, clock()):
-            for ap in place.aps:
-                share = "" if ap.availability is None else f"{ap.availability:.4f}"
-                writer.writerow([place.site_id, ap.ap_id, ap.name, ap.sessions, ap.bytes_down,
-                                 share, ap.outages, ap.down_seconds])  # fmt: skip
-    else:
-        names = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-        for name, row in zip(names, report.heatmap, strict=True):
-            writer.writerow([name, *row])
-    name = f"wifikota-{table}-{report.since}-{report.until}.csv"
-    return Response(
-        "\ufeff" + out.getvalue(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    body = exports.to_csv(found[0], service().ctx.tz)
+    return _download(body, "text/csv", f"wifikota-{table}-{_range_name() or 'data'}.csv")
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@bp.get("/ekspor.xlsx")
+def export_xlsx() -> Response:
+    """A table (``tabel=``, as for CSV), or every one (``tabel=semua``), as Excel."""
+    table = request.args.get("tabel", "semua")
+    found = _tables(table)
+    if not found:
+        return problem("bad-request")
+    title = str(_("WiFi Kota %(city)s", city=parts().config.city.name))
+    body = exports.to_xlsx(found, service().ctx.tz, title)
+    return _download(body, XLSX, f"wifikota-{table}-{_range_name() or 'data'}.xlsx")
+
+
+def _open_month() -> tuple[str, dict[str, Any], date] | None:
+    today = clock().astimezone(service().ctx.tz).date()
+    first = month_asked(request.args.get("bulan", ""), today)
+    if first is None:
+        return None
+    svc = service()
+    report = svc.report(*rules.month_of(first), None)
+    config = svc.ctx.config
+    source = f"Dinas Komunikasi dan Informatika Kota {config.city.name}"
+    text, meta = exports.open_data(report, config.city.name, source, clock())
+    return text, meta, first
+
+
+@bp.get("/data-terbuka.csv")
+def open_data_csv() -> Response:
+    """A month's per-place figures as open data (``bulan=YYYY-MM``)."""
+    found = _open_month()
+    if found is None:
+        return problem("bad-request")
+    text, _meta, first = found
+    return _download(text, "text/csv", f"wifikota-data-terbuka-{first:%Y-%m}.csv")
+
+
+@bp.get("/data-terbuka.json")
+def open_data_meta() -> Response:
+    """The metadata of that open data (title, period, units, source, licence)."""
+    found = _open_month()
+    if found is None:
+        return problem("bad-request")
+    _text, meta, first = found
+    body = json.dumps(meta, ensure_ascii=False, indent=2) + "\n"
+    return _download(body, "application/json", f"wifikota-data-terbuka-{first:%Y-%m}.json")

@@ -8,7 +8,6 @@ no state of its own between requests but its form tokens and rate limits.
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Any
 
 from flask import (
@@ -21,8 +20,7 @@ from flask import (
     render_template,
     request,
 )
-from flask_babel import format_datetime, get_locale
-from flask_babel import gettext as _
+from flask_babel import get_locale
 from werkzeug.wrappers import Response as Reply
 
 from controller.daemon import protocol
@@ -37,6 +35,7 @@ from controller.errors import (
 from controller.services.identity import BadIdentifier, normalize_ip
 from controller.services.phone import BadNumber, clean_code, normalize_number
 
+from . import formats
 from .control import ControlApi, Status
 from .parts import parts
 from .probes import ONLINE, online_answer, to_splash
@@ -88,33 +87,6 @@ def unavailable_or_unknown() -> str:
 # ------------------------------------------------------------------ rendering
 
 
-def duration(seconds: int) -> str:
-    hours, rest = divmod(max(0, int(seconds)), 3600)
-    minutes = rest // 60
-    if hours and minutes:
-        return str(_("%(h)d jam %(m)d menit", h=hours, m=minutes))
-    if hours:
-        return str(_("%(h)d jam", h=hours))
-    return str(_("%(m)d menit", m=max(minutes, 1 if seconds > 0 else 0)))
-
-
-def data_size(count: int) -> str:
-    mb = count / 1_000_000
-    if mb >= 1_000_000:
-        return str(_("%(n)s TB", n=f"{mb / 1_000_000:.1f}"))
-    if mb >= 1000:
-        return str(_("%(n)s GB", n=f"{mb / 1000:.1f}"))
-    return str(_("%(n)s MB", n=f"{mb:.0f}"))
-
-
-def clock(value: datetime | None) -> str:
-    return "" if value is None else str(format_datetime(value, "HH:mm"))
-
-
-def day_and_clock(value: datetime | None) -> str:
-    return "" if value is None else str(format_datetime(value, "EEEE d MMMM, HH:mm"))
-
-
 def render(template: str, code: int = 200, **context: Any) -> Response:
     config = current_app.config
     st = g.get("status")
@@ -127,10 +99,11 @@ def render(template: str, code: int = 200, **context: Any) -> Response:
             ssid=config["SSID"],
             app_name=config["CITY_APP_NAME"],
             token=parts().tokens.issue(client_ip(), time.time()),
-            duration=duration,
-            data_size=data_size,
-            clock=clock,
-            day_and_clock=day_and_clock,
+            fmt=formats,
+            duration=formats.duration,
+            data_size=formats.data_size,
+            clock=formats.clock,
+            day_and_clock=formats.day_and_clock,
             **context,
         ),
         code,

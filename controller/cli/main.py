@@ -25,7 +25,7 @@ from controller.cli.controller import (
 )
 from controller.cli.fmt import duration, emit_json, local, size
 from controller.cli.radius import radius_group
-from controller.cli.stats import demo_data, purge_cmd, stats_group
+from controller.cli.stats import demo_data, purge_cmd, report_cmd, stats_group
 from controller.config.model import ConfigError, default_path
 from controller.config.model import load as load_config
 from controller.services import blocks, inventory, sessions
@@ -400,6 +400,7 @@ cli.add_command(voucher_group)
 cli.add_command(admin_group)
 cli.add_command(audit_cmd)
 cli.add_command(radius_group)
+cli.add_command(report_cmd)
 cli.add_command(stats_group)
 cli.add_command(demo_data)
 cli.add_command(purge_cmd)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import click
 
@@ -117,3 +118,50 @@ def purge_cmd(app: App) -> None:
         f"removed the MAC of {done.session_macs} sessions and {done.phone_codes} phone codes "
         f"from before {done.before:%Y-%m-%d %H:%M}",
     )
+
+
+@click.command("report")
+@click.option("--month", "month_text", required=True, metavar="YYYY-MM",
+              help="The month to report on.")  # fmt: skip
+@click.option("--pdf", "pdf_path", type=click.Path(dir_okay=False, path_type=Path),
+              required=True, help="Write the report here as PDF.")  # fmt: skip
+@click.option("--lang", type=click.Choice(["id", "en"]), default="id", show_default=True)
+@json_option
+@pass_app
+def report_cmd(app: App, month_text: str, pdf_path: Path, lang: str) -> None:
+    """The monthly report as the dashboard makes it (Laporan bulanan), as a PDF file."""
+    first = rules.parse_day(f"{month_text}-01") if len(month_text) == 7 else None
+    if first is None or not rules.reportable(first):
+        raise Failure(f"--month {month_text!r} is not a month (YYYY-MM)")
+    if pdf_path.parent and not pdf_path.parent.is_dir():
+        raise Failure(f"cannot write {pdf_path}: no such directory")
+    body = report_pdf(app, first, lang)
+    tmp = pdf_path.with_name(f".{pdf_path.name}.part")
+    try:
+        tmp.write_bytes(body)
+        tmp.replace(pdf_path)  # a whole file or none
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise Failure(f"cannot write {pdf_path}: {exc.strerror}") from None
+    if app.json:
+        from controller.cli.fmt import emit_json
+
+        emit_json({"month": month_text, "pdf": str(pdf_path), "bytes": len(body), "lang": lang})
+        return
+    click.echo(f"{pdf_path}: report for {month_text}, {len(body):,} bytes")
+
+
+def report_pdf(app: App, first: date, lang: str) -> bytes:
+    """The dashboard's own monthly report page, made into a PDF in this process."""
+    from captive import create_app
+    from captive.control import SocketControl
+    from captive.dashboard import month_pdf
+    from controller.services.dashboard import DashboardService
+
+    database = app.database()
+    service = DashboardService(database, app.ctx)
+    portal = create_app(app.config, SocketControl(), secret=app.config.device_hash_secret.resolve(),
+                        dashboard_service=lambda: service)  # fmt: skip
+    with portal.test_request_context(f"/dasbor/bulanan.pdf?lang={lang}",
+                                     base_url=str(app.config.portal.base_url)):  # fmt: skip
+        return month_pdf(first)

@@ -17,7 +17,7 @@ from controller.services import admins, audit, rules, sessions, stats, vouchers
 from controller.services.admins import AdminInfo
 from controller.services.context import Ctx
 from controller.services.limits import Limits
-from controller.store.db import Database
+from controller.store.db import Database, UnitOfWork
 from controller.store.models import ApEvent, DailyApStat, DailySiteStat, HourlySiteStat, Session
 
 
@@ -52,6 +52,19 @@ class Report:
     days: tuple[DayRow, ...]
     heatmap: tuple[tuple[int, ...], ...]  # sessions by local weekday (Mon=0) and hour
     ranking: tuple[SiteRow, ...]  # busiest first
+
+    def site(self, site_id: str) -> SiteRow | None:
+        """A place's row (None: no session there in the range)."""
+        return next((r for r in self.ranking if r.site_id == site_id), None)
+
+    def busiest_days(self, n: int = 3) -> list[DayRow]:
+        """The days with the most sessions, busiest first (days with none left out)."""
+        return sorted((d for d in self.days if d.sessions), key=lambda d: (-d.sessions, d.day))[:n]
+
+    def busiest_hours(self, n: int = 3) -> list[tuple[int, int]]:
+        """(hour of the day, sessions begun in it over the range), busiest first."""
+        per_hour = [(h, sum(row[h] for row in self.heatmap)) for h in range(24)]
+        return sorted((p for p in per_hour if p[1]), key=lambda p: (-p[1], p[0]))[:n]
 
 
 @dataclass(frozen=True)
@@ -108,6 +121,42 @@ class SiteDetail:
     aps: tuple[ApDetail, ...]
 
 
+@dataclass(frozen=True)
+class Outage:
+    """An AP down: from when, until when (None: still down at the range's end)."""
+
+    site: str
+    ap_id: str
+    ap_name: str
+    began: datetime
+    ended: datetime | None
+    seconds: int
+
+
+def down_spans(
+    events: list[tuple[datetime, str]], lo: datetime, hi: datetime
+) -> list[tuple[datetime, datetime | None]]:
+    """When an AP was down within [lo, hi), from its state changes (sorted, including the
+    last one before ``lo``): (from, until), each clipped to the range; until is None where
+    it was still down at ``hi``."""
+    spans: list[tuple[datetime, datetime | None]] = []
+    state, at = "unknown", lo
+    for when, new in events:
+        if when <= lo:
+            state = new
+            continue
+        if when >= hi:
+            break
+        if state == "down" and new != "down":
+            spans.append((at, when))
+        if new == "down" and state != "down":
+            at = when
+        state = new
+    if state == "down":
+        spans.append((at, None))
+    return spans
+
+
 def availability(
     events: list[tuple[datetime, str]], lo: datetime, hi: datetime
 ) -> tuple[float | None, int, int]:
@@ -115,22 +164,32 @@ def availability(
     changes, sorted, including the last one before ``lo``. None when there are none."""
     if not events or hi <= lo:
         return None, 0, 0
-    state, at, down, outages = "unknown", lo, 0.0, 0
-    for when, new in events:
-        if when <= lo:
-            state = new
-            continue
-        if when >= hi:
-            break
-        if state == "down":
-            down += (when - at).total_seconds()
-        if new == "down" and state != "down":
-            outages += 1
-        state, at = new, when
-    if state == "down":
-        down += (hi - at).total_seconds()
+    spans = down_spans(events, lo, hi)
+    down = sum(((until or hi) - since).total_seconds() for since, until in spans)
+    outages = sum(1 for since, _ in spans if since > lo)
     total = (hi - lo).total_seconds()
     return max(0.0, 1 - down / total), outages, int(down)
+
+
+def _ap_events(
+    uow: UnitOfWork, lo: datetime, hi: datetime
+) -> dict[str, list[tuple[datetime, str]]]:
+    """Each AP's state changes before ``hi``, from the last one at or before ``lo``."""
+    before = (
+        select(ApEvent.ap_id, func.max(ApEvent.at).label("at"))
+        .where(ApEvent.at <= lo)
+        .group_by(ApEvent.ap_id)
+        .subquery()
+    )
+    events: dict[str, list[tuple[datetime, str]]] = {}
+    for ap, at, state in uow.orm.execute(
+        select(ApEvent.ap_id, ApEvent.at, ApEvent.state)
+        .outerjoin(before, before.c.ap_id == ApEvent.ap_id)
+        .where(ApEvent.at < hi, (before.c.at.is_(None)) | (ApEvent.at >= before.c.at))
+        .order_by(ApEvent.ap_id, ApEvent.at)
+    ):
+        events.setdefault(ap, []).append((at, state))
+    return events
 
 
 class DashboardService:
@@ -232,20 +291,7 @@ class DashboardService:
                 )
             }  # fmt: skip
             devices = stats.devices_per_site(uow, since, until, config.sites)
-            before = (
-                select(ApEvent.ap_id, func.max(ApEvent.at).label("at"))
-                .where(ApEvent.at <= lo)
-                .group_by(ApEvent.ap_id)
-                .subquery()
-            )
-            events: dict[str, list[tuple[datetime, str]]] = {}
-            for ap, at, state in uow.orm.execute(
-                select(ApEvent.ap_id, ApEvent.at, ApEvent.state)
-                .outerjoin(before, before.c.ap_id == ApEvent.ap_id)
-                .where(ApEvent.at < hi, (before.c.at.is_(None)) | (ApEvent.at >= before.c.at))
-                .order_by(ApEvent.ap_id, ApEvent.at)
-            ):
-                events.setdefault(ap, []).append((at, state))
+            events = _ap_events(uow, lo, hi)
         out = []
         for site_id, site in config.sites.items():
             aps = []
@@ -256,6 +302,21 @@ class DashboardService:
             n, data = per_site.get(site_id, (0, 0))
             out.append(SiteDetail(site_id, site.name, n, devices.get(site_id, 0), data, tuple(aps)))
         return out
+
+    def outages(self, since: date, until: date, now: datetime) -> list[Outage]:
+        """Every time an AP was down in the range (up to ``now``), the first first."""
+        config, tz = self.ctx.config, self.ctx.tz
+        lo = rules.day_bounds(since, tz)[0]
+        hi = min(rules.day_bounds(until, tz)[1], now)
+        with self.db.uow() as uow:
+            events = _ap_events(uow, lo, hi)
+        out = [
+            Outage(site, ap.id, ap.name, began, ended, int(((ended or hi) - began).total_seconds()))
+            for site in config.sites
+            for ap in config.aps_at(site)
+            for began, ended in down_spans(events.get(ap.id, []), lo, hi)
+        ]
+        return sorted(out, key=lambda o: (o.began, o.ap_id))
 
     # ------------------------------------------------------------------ admin actions
     # (the caller checks the role; every action is in the audit log as web:NAME)
@@ -276,6 +337,15 @@ class DashboardService:
     def audit_log(self, limit: int = 100) -> list[audit.AuditEntry]:
         with self.db.uow() as uow:
             return audit.recent(uow, limit)
+
+    def compared(
+        self, since: date, until: date, sites: tuple[str, ...] | None
+    ) -> tuple[Report, Report | None]:
+        """The range's report and the one of the range before it (the month before a
+        month; as many days before any other range), from the same query."""
+        before = rules.range_before(since, until)
+        earlier = None if before is None else self.report(*before, sites)
+        return self.report(since, until, sites), earlier
 
     def report(self, since: date, until: date, sites: tuple[str, ...] | None) -> Report:
         tz = self.ctx.tz

@@ -28,6 +28,29 @@ def parse_day(text: str) -> date | None:
         return None
 
 
+def month_of(day: date) -> tuple[date, date]:
+    """The first and last day of ``day``'s month."""
+    first = day.replace(day=1)
+    return first, (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+
+
+def range_before(since: date, until: date) -> tuple[date, date] | None:
+    """The range a report compares ``since``..``until`` with: whole months with as many
+    whole months before them (November against October), any other range with as many
+    days right before it. None when that would run off the calendar."""
+    first, _ = month_of(since)
+    if since == first and until == month_of(until)[1]:
+        months = (until.year - since.year) * 12 + until.month - since.month + 1
+        start = since
+        for _ in range(months):
+            start = month_of(start - timedelta(days=1))[0]
+        before = (start, since - timedelta(days=1))
+    else:
+        length = (until - since).days + 1
+        before = (since - timedelta(days=length), since - timedelta(days=1))
+    return before if reportable(before[0]) else None
+
+
 def local_day(now: datetime, tz: ZoneInfo) -> date:
     return now.astimezone(tz).date()
 

@@ -93,8 +93,9 @@ def test_signed_in_the_page_shows_the_mornings_figures(office, now, ctx, portal_
     day = now.astimezone(ctx.tz).date()
     page = office.get(f"/dasbor/?dari={day}&sampai={day}", base_url=BASE)
     assert page.status_code == 200
-    assert "<dt>Sesi</dt><dd>2</dd>" in page.text
-    assert "<dt>Perangkat unik</dt><dd>2 (2 baru)</dd>" in page.text
+    # against the day before, which had none
+    assert '<dt>Sesi</dt><dd>2 <span class="change up">+2 (baru)</span></dd>' in page.text
+    assert "<dt>Perangkat unik</dt><dd>2 (2 baru) " in page.text
     assert page.text.count("<svg") == 3 and "Jam Gadang" in page.text
     assert PHONE_MAC not in page.text and "02:00:00:00:00" not in page.text  # no MACs
     with portal_db.reading() as s:
@@ -108,13 +109,17 @@ def test_one_place_and_the_csv_of_the_same_days(office, now, ctx):
     day = now.astimezone(ctx.tz).date()
     query = f"dari={day - timedelta(days=1)}&sampai={day}&tempat=tmsbk"
     page = office.get(f"/dasbor/?{query}", base_url=BASE)
-    assert "<dt>Sesi</dt><dd>1</dd>" in page.text
+    assert "<dt>Sesi</dt><dd>1 " in page.text
     export = office.get(f"/dasbor/ekspor.csv?{query}", base_url=BASE)
-    assert export.mimetype == "text/csv"
-    rows = list(csv.reader(io.StringIO(export.text.lstrip("\ufeff"))))
-    assert rows[0] == ["date", "sessions", "unique_devices", "bytes_down", "bytes_up", "app_clicks"]
+    assert export.mimetype == "text/csv" and export.text.startswith("\ufeff")
+    rows = list(csv.reader(io.StringIO(export.text.lstrip("\ufeff")), delimiter=";"))
+    assert rows[0] == ["Tanggal", "Hari", "Sesi", "Perangkat unik", "Data diunduh (GB)",
+                       "Data diunggah (GB)", "Klik ke aplikasi kota"]  # fmt: skip
     assert [r[0] for r in rows[1:]] == [str(day - timedelta(days=1)), str(day)]
-    assert [r[1] for r in rows[1:]] == ["0", "1"]
+    assert [r[1:3] for r in rows[1:]] == [["Min", "0"], ["Sen", "1"]]  # Sunday, Monday
+    english = office.get(f"/dasbor/ekspor.csv?{query}&lang=en", base_url=BASE)
+    rows = list(csv.reader(io.StringIO(english.text.lstrip("\ufeff"))))
+    assert rows[0][:3] == ["Date", "Day", "Sessions"] and rows[2][1:3] == ["Mon", "1"]
 
 
 def test_a_bad_range_or_place_gets_a_clear_page(office):
@@ -232,11 +237,13 @@ def test_the_city_app_page_and_every_table_as_csv(office, portal_db, ctx, now):
     stats.rebuild(portal_db, ctx, day, day, now)
     sign_in(office)
     page = office.get(f"/dasbor/aplikasi?dari={day}&sampai={day}", base_url=BASE)
-    assert "<dt>Klik ke aplikasi kota</dt><dd>1</dd>" in page.text
+    assert "<dt>Klik ke aplikasi kota</dt><dd>1 " in page.text
     assert "<dt>Dibanding sesi</dt><dd>50%</dd>" in page.text
-    for table, first in (("tempat", "site"), ("jam", "weekday"), ("harian", "date")):
+    tables = (("tempat", "Tempat"), ("jam", "Hari"), ("aplikasi", "Tempat"), ("gangguan", "Tempat"),
+              ("titik", "Tempat"), ("harian", "Tanggal"))  # fmt: skip
+    for table, first in tables:
         export = office.get(f"/dasbor/ekspor.csv?tabel={table}&dari={day}", base_url=BASE)
-        rows = list(csv.reader(io.StringIO(export.text.lstrip("\ufeff"))))
+        rows = list(csv.reader(io.StringIO(export.text.lstrip("\ufeff")), delimiter=";"))
         assert rows[0][0] == first, table
     assert len(rows) == 2  # one day: the header and its row
     assert office.get("/dasbor/ekspor.csv?tabel=passwords", base_url=BASE).status_code == 400
@@ -327,14 +334,15 @@ def test_the_monthly_report_of_a_month_prints_its_days(office, now):
     sign_in(office)
     page = office.get("/dasbor/bulanan?bulan=2026-11", base_url=BASE)
     assert page.status_code == 200
-    assert "2026-11" in page.text and "<dt>Sesi</dt><dd>2</dd>" in page.text
-    assert page.text.count("<rect") == 30  # one bar a day of November
+    assert "November 2026" in page.text and "2026-11" not in page.text.split("<form")[0]
+    assert re.search(r'<th scope="row">Sesi</th><td>2</td><td>0</td>', page.text)
+    assert page.text.split("<svg")[1].count("<rect") == 30  # one bar a day of November
     assert office.get("/dasbor/bulanan?bulan=2026-13", base_url=BASE).status_code == 400
     assert office.get("/dasbor/bulanan?bulan=x", base_url=BASE).status_code == 400
     for end in ("9999-12", "0001-01", "2026-1", "+2026-1"):  # the calendar's ends, mangled
         assert office.get(f"/dasbor/bulanan?bulan={end}", base_url=BASE).status_code == 400
     default = office.get("/dasbor/bulanan", base_url=BASE)  # the month before: October
-    assert "2026-10" in default.text
+    assert "Oktober 2026" in default.text
 
 
 def test_the_sites_page_shows_each_aps_availability(office, portal_db, now, ctx):
@@ -355,9 +363,15 @@ def test_the_sites_page_shows_each_aps_availability(office, portal_db, now, ctx)
     row = re.search(r"Jam Gadang Utara</td>(.*?)</tr>", page.text).group(1)
     assert "80,0%" in row and "1 kali, 2 jam" in row, row  # Indonesian decimal comma
     assert "belum dipantau" in page.text  # the other APs were never checked
+    outage = (
+        "<td>Jam Gadang Utara</td><td>23 Nov 2026 07:00</td><td>23 Nov 2026 09:00</td><td>2 jam"
+    )
+    assert outage in page.text.split("Daftar gangguan</h3>")[1]  # the outage: which, when, how long
     export = office.get(f"/dasbor/ekspor.csv?tabel=titik&dari={day}&sampai={day}", base_url=BASE)
-    rows = {r[1]: r for r in csv.reader(io.StringIO(export.text.lstrip("\ufeff")))}
-    assert rows["jam-gadang-1"][5:] == ["0.8000", "1", "7200"] and rows["tmsbk-2"][5] == ""
+    rows = {r[1]: r for r in csv.reader(io.StringIO(export.text.lstrip("\ufeff")), delimiter=";")}
+    assert rows["Titik akses"][4] == "Ketersediaan (%)"
+    assert rows["Jam Gadang Utara"][4:] == ["80,0", "1", "2,0"]
+    assert rows["TMSBK Kebun Binatang"][4] == ""
 
 
 def test_csv_cells_that_would_be_formulas_are_text(app, portal_db, ctx, office, now):
@@ -371,7 +385,8 @@ def test_csv_cells_that_would_be_formulas_are_text(app, portal_db, ctx, office, 
     sign_in(office)
     day = now.astimezone(ctx.tz).date()
     export = office.get(f"/dasbor/ekspor.csv?tabel=tempat&dari={day}", base_url=BASE)
-    names = [row[1] for row in csv.reader(io.StringIO(export.text.lstrip("\ufeff")))][1:]
+    rows = csv.reader(io.StringIO(export.text.lstrip("\ufeff")), delimiter=";")
+    names = [row[0] for row in rows][1:]
     assert "'@SUM(A1:A9)" in names and '\'=HYPERLINK("http://x.example")' in names
     assert not any(n.startswith(("=", "+", "-", "@")) for n in names)
 
@@ -391,3 +406,121 @@ def test_a_block_from_the_dashboard_waits_for_the_controller_and_records_nothing
     assert answer.status_code == 503 and "Kontroler tidak dapat dihubungi" in answer.text
     with portal_db.reading() as s:
         assert s.scalars(select(Block)).all() == []  # nothing half done: no block in waiting
+
+
+def _outage(portal_db, now):
+    from controller.store.models import ApEvent
+
+    with portal_db.uow(write=True) as uow:
+        uow.orm.add_all([
+            ApEvent(ap_id="jam-gadang-1", at=now - timedelta(days=5), state="up"),
+            ApEvent(ap_id="jam-gadang-1", at=now - timedelta(hours=3), state="down"),
+            ApEvent(ap_id="jam-gadang-1", at=now - timedelta(hours=1), state="up"),
+        ])  # fmt: skip
+        uow.commit()
+
+
+def _pdf_text(body: bytes) -> list[str]:
+    from pypdf import PdfReader
+
+    return [p.extract_text() for p in PdfReader(io.BytesIO(body)).pages]
+
+
+@pytest.mark.parametrize(
+    ("lang", "month", "words"),
+    [
+        ("id", "November 2026", ("Halaman 1 dari", "Ringkasan", "Daftar gangguan", "Dibuat")),
+        ("en", "November 2026", ("Page 1 of", "Summary", "Every outage", "Made")),
+    ],
+)
+def test_the_monthly_report_as_a_pdf_prints_cleanly(office, portal_db, now, lang, month, words):
+    _outage(portal_db, now)
+    sign_in(office)
+    answer = office.get(f"/dasbor/bulanan.pdf?bulan=2026-11&lang={lang}", base_url=BASE)
+    assert answer.status_code == 200 and answer.mimetype == "application/pdf"
+    assert "wifikota-laporan-2026-11.pdf" in answer.headers["Content-Disposition"]
+    pages = _pdf_text(answer.data)
+    text = "\n".join(pages)
+    assert month in pages[0] and "Bukittinggi" in pages[0]
+    for word in words:
+        assert word in text, word
+    assert f"{len(pages)}" in pages[-1].split(words[0].split()[0])[-1]  # "... of N" on the last
+    # the outage: which AP, from when to when
+    assert "Jam Gadang Utara" in text and "23 Nov 2026 07:00" in text and "09:00" in text
+    for nav in ("Sekarang", "Kelola", "Keluar", "Tampilkan", "English", "Bahasa Indonesia"):
+        assert nav not in text, nav  # no navigation, no forms, no language switch
+    assert office.get("/dasbor/bulanan.pdf?bulan=2026-13", base_url=BASE).status_code == 400
+
+
+def test_the_cli_makes_the_same_report_as_a_file(office, portal_db, now, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from controller.cli.main import cli
+    from tests.conftest import ROOT
+
+    _outage(portal_db, now)
+    monkeypatch.setenv("DATABASE_URL", str(portal_db.engine.url.render_as_string(False)))
+    monkeypatch.setenv("WIFIKOTA_DEVICE_HASH_SECRET", "report-test-secret-0123456789")
+    out = tmp_path / "laporan.pdf"
+    runner = CliRunner()
+    config = ["--config", str(ROOT / "sites.yaml")]
+    done = runner.invoke(cli, [*config, "report", "--month", "2026-11", "--pdf", str(out),
+                               "--json"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert '"pdf"' in done.output and out.stat().st_size > 5000
+    text = "\n".join(_pdf_text(out.read_bytes()))
+    assert "November 2026" in text and "Halaman 1 dari" in text and "Jam Gadang Utara" in text
+    for bad in (["--month", "2026-13"], ["--month", "November"]):
+        failed = runner.invoke(cli, [*config, "report", *bad, "--pdf", str(out)])
+        assert failed.exit_code != 0 and "is not a month" in failed.output
+        assert "Traceback" not in failed.output
+    nowhere = runner.invoke(cli, [*config, "report", "--month", "2026-11", "--pdf",
+                                  str(tmp_path / "no" / "such" / "x.pdf")])  # fmt: skip
+    assert nowhere.exit_code != 0 and "no such directory" in nowhere.output
+
+
+def test_every_table_as_excel_with_numbers_and_units(office, portal_db, now, ctx):
+    from openpyxl import load_workbook
+
+    _outage(portal_db, now)
+    sign_in(office)
+    day = now.astimezone(ctx.tz).date()
+    answer = office.get(f"/dasbor/ekspor.xlsx?tabel=semua&dari={day}&sampai={day}",
+                        base_url=BASE)  # fmt: skip
+    assert answer.status_code == 200 and answer.mimetype.endswith("spreadsheetml.sheet")
+    book = load_workbook(io.BytesIO(answer.data))
+    assert book.sheetnames == ["Per hari", "Per tempat", "Per hari dan jam", "Per titik akses",
+                               "Gangguan", "Aplikasi kota"]  # fmt: skip
+    places = [[c.value for c in row] for row in book["Per tempat"].iter_rows()]
+    assert places[0][:4] == ["Tempat", "Sesi", "Perangkat unik", "Data diunduh (GB)"]
+    assert all(isinstance(v, int) for v in (places[1][1], places[1][2]))  # real numbers
+    aps = {row[1].value: row for row in book["Per titik akses"].iter_rows(min_row=2)}
+    north = aps["Jam Gadang Utara"]
+    assert north[4].value == pytest.approx(0.8) and north[4].number_format == "0.00%"
+    outage = list(book["Gangguan"].iter_rows(min_row=2, values_only=True))
+    assert outage[0][:2] == ("Jam Gadang", "Jam Gadang Utara")
+    assert outage[0][2].strftime("%H:%M") == "07:00" and outage[0][4] == 2.0  # city time, hours
+    english = office.get(f"/dasbor/ekspor.xlsx?tabel=tempat&dari={day}&lang=en", base_url=BASE)
+    sheet = load_workbook(io.BytesIO(english.data)).active
+    assert sheet.title == "Per place" and sheet["B1"].value == "Sessions"
+    assert office.get("/dasbor/ekspor.xlsx?tabel=nope", base_url=BASE).status_code == 400
+
+
+def test_a_months_open_data_has_figures_units_and_no_one_in_it(office, now):
+    import json
+
+    sign_in(office)
+    data = office.get("/dasbor/data-terbuka.csv?bulan=2026-11", base_url=BASE)
+    assert data.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(data.text)))
+    assert set(rows[0]) == {"kode_tempat", "nama_tempat", "indikator", "jumlah", "satuan",
+                            "bulan", "tahun"}  # fmt: skip
+    sessions = {r["kode_tempat"]: r["jumlah"] for r in rows if r["indikator"] == "jumlah_sesi"}
+    assert sessions == {"jam-gadang": "1", "tmsbk": "1"}
+    assert {r["satuan"] for r in rows} == {"sesi", "perangkat", "GB", "klik"}
+    assert PHONE_MAC not in data.text and "10.20." not in data.text
+    meta = json.loads(office.get("/dasbor/data-terbuka.json?bulan=2026-11", base_url=BASE).text)
+    assert meta["periode"] == {"awal": "2026-11-01", "akhir": "2026-11-30"}
+    assert meta["lisensi"] == "CC-BY-4.0" and "Bukittinggi" in meta["judul"]
+    assert "November 2026" in meta["judul"] and meta["satuan"]["data_diunduh"] == "GB"
+    assert office.get("/dasbor/data-terbuka.csv?bulan=x", base_url=BASE).status_code == 400

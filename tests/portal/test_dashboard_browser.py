@@ -72,11 +72,13 @@ def test_leadership_signs_in_and_reads_every_page(office_served, browser, monkey
     follow(browser.find_element(By.CSS_SELECTOR, "form.filters button"))
     assert f"dari={day}" in browser.current_url
     figures = browser.find_element(By.CSS_SELECTOR, "dl.figures").text
-    assert "Sesi\n2" in figures
+    assert "Sesi\n2 +2 (baru)" in figures
     browser.save_screenshot(str(shots / "usage.png"))
 
-    link = browser.find_element(By.PARTIAL_LINK_TEXT, "per tempat").get_attribute("href")
-    assert "/dasbor/ekspor.csv?tabel=tempat" in link
+    found = browser.find_elements(By.CSS_SELECTOR, "p.exports a")
+    links = [a.get_attribute("href") for a in found]
+    assert any("/dasbor/ekspor.csv?tabel=tempat" in link for link in links)
+    assert any("/dasbor/ekspor.xlsx?tabel=semua" in link for link in links)
 
     follow(browser.find_element(By.LINK_TEXT, "Sekarang"))
     assert "Tersambung sekarang\n2" in browser.find_element(By.CSS_SELECTOR, "dl").text

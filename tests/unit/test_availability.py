@@ -37,3 +37,13 @@ def test_degraded_is_not_down_and_repeats_are_one_outage():
     events = [(at(1), "degraded"), (at(2), "down"), (at(3), "down"), (at(4), "up")]
     _, outages, down = availability(events, LO, HI)
     assert (outages, down) == (1, 2 * 3600)
+
+
+def test_each_outage_is_listed_with_its_ends_clipped_to_the_range():
+    from controller.services.dashboard import down_spans
+
+    events = [(at(-2), "down"), (at(1), "up"), (at(5), "down"), (at(5.5), "down"),
+              (at(7), "degraded"), (at(20), "down"), (at(30), "up")]  # fmt: skip
+    assert down_spans(events, LO, HI) == [(LO, at(1)), (at(5), at(7)), (at(20), None)]
+    _share, outages, down = availability(events, LO, HI)
+    assert (outages, down) == (2, (1 + 2 + 4) * 3600)  # the one from before is not "begun"

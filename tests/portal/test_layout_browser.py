@@ -1,0 +1,157 @@
+"""Every page, as a resident's cheap phone (360x740) and an office screen (1366x768) show it,
+in both languages, in headless Chromium: nothing scrolls sideways, and axe-core (injected
+from ``var/cache/axe-core``, see ``scripts/fetch-axe``) finds no violation. Screenshots
+are kept in ``$WIFIKOTA_ARTIFACTS/layout``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from captive.parts import parts
+from controller.services import admins, stats
+from controller.services.dashboard import DashboardService
+from controller.store.models import ApEvent
+from tests.conftest import ROOT
+from tests.portal.conftest import PHONE_IP, two_phones_online
+
+ARTIFACTS = Path(os.environ.get("WIFIKOTA_ARTIFACTS", ROOT / "var" / "test-artifacts"))
+AXE = ROOT / "var" / "cache" / "axe-core" / "axe-4.14.1.min.js"
+SIZES = {"phone": (360, 740), "office": (1366, 768)}
+RESIDENT = ["/", "/syarat", "/tempat", "/berhasil", "/tidak-ada"]
+DASHBOARD = ["/dasbor/masuk", "/dasbor/status"]
+SIGNED_IN = ["/dasbor/", "/dasbor/sekarang", "/dasbor/tempat", "/dasbor/aplikasi",
+             "/dasbor/bulanan?bulan=2026-11", "/dasbor/kelola"]  # fmt: skip
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("chromedriver") is None or shutil.which("chromium") is None,
+    reason="needs chromium and chromium-driver",
+)
+
+
+@pytest.fixture
+def axe() -> str:
+    if not AXE.is_file():
+        if os.environ.get("WIFIKOTA_REQUIRE_NETNS") == "1":  # CI (root): make test fetches it
+            pytest.fail(f"{AXE} is missing: run scripts/fetch-axe")
+        pytest.skip("axe-core is not fetched (scripts/fetch-axe)")
+    return AXE.read_text()
+
+
+@pytest.fixture
+def city_served(app, portal_db, ctx, controller, clock, now, monkeypatch):
+    """The portal on loopback: resident pages answered as for the phone at Jam Gadang, the
+    dashboard as for an office PC (loopback); a month of figures and an outage."""
+    from werkzeug.serving import make_server
+
+    parts(app).dashboard = DashboardService(portal_db, ctx)
+    parts(app).clock = clock
+    admins.add(portal_db, "budi", "admin", "kota-wisata-admin", actor="test", now=now)
+    two_phones_online(portal_db, ctx, controller, now)
+    with portal_db.uow(write=True) as uow:
+        uow.orm.add_all([
+            ApEvent(ap_id="jam-gadang-1", at=now - timedelta(days=5), state="up"),
+            ApEvent(ap_id="jam-gadang-1", at=now - timedelta(hours=3), state="down"),
+            ApEvent(ap_id="jam-gadang-1", at=now - timedelta(hours=1), state="up"),
+        ])  # fmt: skip
+        uow.commit()
+    day = now.astimezone(ctx.tz).date()
+    stats.rebuild(portal_db, ctx, day - timedelta(days=40), day, now + timedelta(minutes=30))
+    monkeypatch.setattr("captive.probes.is_portal_host", lambda: True)
+
+    def as_phone(environ, start_response):
+        if not environ.get("PATH_INFO", "").startswith("/dasbor"):
+            environ["REMOTE_ADDR"] = PHONE_IP
+        return app(environ, start_response)
+
+    import threading
+
+    server = make_server("127.0.0.1", 0, as_phone, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(10)
+
+
+def _check(browser, axe: str, url: str, shot: Path) -> list[str]:
+    """What is wrong with the page at ``url`` as shown now: sideways scroll, axe's
+    violations."""
+    browser.get(url)
+    problems = []
+    wide = browser.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    if wide[0] > wide[1]:
+        problems.append(f"{url}: {wide[0]} px wide in {wide[1]} px")
+    browser.execute_script(axe)
+    found = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document).then(r => done(JSON.stringify(r.violations.map(v => "
+        "[v.id, v.nodes.map(n => n.target.join(' ')).slice(0, 3)]))));"
+    )
+    for rule, nodes in json.loads(found):
+        problems.append(f"{url}: axe {rule} at {nodes}")
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    width = browser.execute_script("return window.outerWidth")
+    browser.set_window_size(width, min(height + 200, 6000))  # the whole page in the shot
+    browser.save_screenshot(str(shot))
+    return problems
+
+
+def _window(browser, width: int, height: int) -> None:
+    """The page itself ``width`` CSS pixels wide (the window's frame added)."""
+    browser.set_window_size(width, height)
+    inner = browser.execute_script("return window.innerWidth")
+    browser.set_window_size(width + (width - inner), height)
+
+
+def test_every_page_fits_a_phone_and_an_office_screen_and_passes_axe(city_served, browser, axe):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base = city_served
+    shots = ARTIFACTS / "layout"
+    shutil.rmtree(shots, ignore_errors=True)
+    shots.mkdir(parents=True)
+    browser.set_script_timeout(30)
+    problems: list[str] = []
+    # the phone logs in once (the success page needs it), the office signs in once
+    wait = WebDriverWait(browser, 20)
+
+    def follow(element) -> None:
+        page = browser.find_element(By.TAG_NAME, "html")
+        element.click()
+        wait.until(seen.staleness_of(page))
+        wait.until(seen.presence_of_element_located((By.TAG_NAME, "footer")))
+
+    for size, (width, height) in SIZES.items():  # the splash, before the one tap
+        _window(browser, width, height)
+        for lang in ("id", "en"):
+            problems += _check(
+                browser, axe, f"{base}/?lang={lang}", shots / f"{size}-{lang}-splash.png"
+            )
+    browser.get(f"{base}/?lang=id")
+    follow(browser.find_element(By.CSS_SELECTOR, "form button.primary"))
+    assert "/berhasil" in browser.current_url
+    browser.get(f"{base}/dasbor/masuk")
+    browser.find_element(By.ID, "nama").send_keys("budi")
+    browser.find_element(By.ID, "sandi").send_keys("kota-wisata-admin")
+    follow(browser.find_element(By.CSS_SELECTOR, "button.primary"))
+    pages = RESIDENT + DASHBOARD + SIGNED_IN
+    for size, (width, height) in SIZES.items():
+        _window(browser, width, height)
+        for lang in ("id", "en"):
+            for path in pages:
+                mark = "&" if "?" in path else "?"
+                name = f"{size}-{lang}-{path.strip('/').replace('/', '-').split('?')[0] or 'home'}"
+                problems += _check(browser, axe, f"{base}{path}{mark}lang={lang}",
+                                   shots / f"{name}.png")  # fmt: skip
+    assert problems == [], "\n".join(problems)
+    assert len(list(shots.glob("*.png"))) == len(SIZES) * 2 * (len(pages) + 1)
