@@ -81,7 +81,7 @@ bench: system-deps venv
 
 # After changing a text in captive/: extract, merge into the .po files, compile the .mo files.
 translations: venv
-	$(BIN)/pybabel extract -F captive/babel.cfg -o captive/translations/messages.pot \
+	$(BIN)/pybabel extract -F captive/babel.cfg -k lazy_gettext -o captive/translations/messages.pot \
 		--no-location --omit-header .
 	$(BIN)/pybabel update -i captive/translations/messages.pot -d captive/translations
 	$(BIN)/pybabel compile -d captive/translations

@@ -25,6 +25,7 @@ from controller.services.dashboard import DashboardService
 from controller.services.identity import DeviceHasher
 
 from . import api, dashboard, pages, probes, uam
+from . import manage as manage  # Kelola's routes, on the dashboard's blueprint
 from .control import ControlApi
 from .parts import Parts, parts
 from .security import HEADERS, HSTS, FormTokens, RateLimit
@@ -127,7 +128,7 @@ def create_app(
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(uam.bp)
-    app.register_blueprint(dashboard.bp)
+    app.register_blueprint(dashboard.bp)  # with manage's routes (Kelola) on it
     app.add_url_rule("/metrics", "metrics", dashboard.metrics)
     return app
 

@@ -25,15 +25,12 @@ from markupsafe import Markup
 from werkzeug.wrappers import Response as Reply
 
 from controller.config.model import CityConfig
-from controller.daemon import protocol
-from controller.errors import DomainError, Unavailable
 from controller.services import rules
 from controller.services.admins import SIGNED_IN_FOR
 from controller.services.dashboard import DashboardService, Outage, Report, SiteDetail, SiteNow
-from controller.services.identity import row_id
 
 from . import charts, exports, formats
-from .pages import client_ip, control, problem, render
+from .pages import client_ip, problem, render
 from .parts import parts
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dasbor")
@@ -445,98 +442,6 @@ def monthly_pdf() -> Response:
         mimetype="application/pdf",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
-
-
-# ---------------------------------------------------------------------- admins only
-
-
-def _admin_only() -> Response | None:
-    who = admin()
-    return None if who is not None and who.get("role") == "admin" else problem("forbidden")
-
-
-def _manage_page(code: int = 200, **notice: Any) -> Response:
-    svc = service()
-    return page(
-        "dashboard_manage.html",
-        code,
-        who=admin(),
-        open_sessions=svc.open_sessions(),
-        entries=svc.audit_log(50),
-        sites=[(sid, s.name) for sid, s in svc.ctx.config.sites.items()],
-        **notice,
-    )
-
-
-@bp.get("/kelola")
-def manage() -> Response:
-    """Admins: who is online (with MACs), kick, block, vouchers, the audit log."""
-    return _admin_only() or _manage_page()
-
-
-def _actor() -> str:
-    who = admin() or {}
-    return f"web:{who.get('name', '?')}"
-
-
-def _number(name: str, low: int, high: int) -> int | None:
-    text = request.form.get(name, "").strip()
-    if not (text.isascii() and text.isdigit() and len(text) <= 12) or not low <= int(text) <= high:
-        return None
-    return int(text)
-
-
-@bp.post("/kelola/putus")
-def kick() -> Response:
-    refused = _admin_only()
-    if refused is not None:
-        return refused
-    target = request.form.get("sesi", "").strip()
-    if row_id(target) is None:
-        return _manage_page(400, notice="bad-input")
-    try:  # (at a NAS-mode site the controller tells its router)
-        control().ask(protocol.End(target, "kicked", _actor()))
-    except Unavailable:
-        return _manage_page(503, notice="unavailable")
-    except DomainError as exc:
-        return _manage_page(400, notice="failed", why=str(exc))
-    return _manage_page(notice="kicked", target=target)
-
-
-@bp.post("/kelola/blokir")
-def block() -> Response:
-    refused = _admin_only()
-    if refused is not None:
-        return refused
-    hours = _number("jam", 0, 24 * 365) if request.form.get("jam") else 0
-    if hours is None:
-        return _manage_page(400, notice="bad-input")
-    asked = protocol.Block(request.form.get("mac", ""), request.form.get("alasan", ""),
-                           hours or None, _actor())  # fmt: skip
-    try:  # the controller blocks, puts it in force and tells a NAS-mode site's router
-        control().ask(asked)
-    except Unavailable:
-        return _manage_page(503, notice="unavailable")
-    except DomainError as exc:
-        return _manage_page(400, notice="failed", why=str(exc))
-    return _manage_page(notice="blocked")
-
-
-@bp.post("/kelola/voucher")
-def make_vouchers() -> Response:
-    refused = _admin_only()
-    if refused is not None:
-        return refused
-    count, hours = _number("jumlah", 1, 500), _number("jam", 1, 168)
-    site = request.form.get("tempat", "") or None
-    note = request.form.get("catatan", "").strip()[:200] or None
-    if count is None or hours is None:
-        return _manage_page(400, notice="bad-input")
-    try:
-        made = service().vouchers(count, hours, site, note, _actor(), clock())
-    except DomainError as exc:
-        return _manage_page(400, notice="failed", why=str(exc))
-    return _manage_page(notice="vouchers", codes=[v.code for v in made])
 
 
 def busyness(online: int, aps: int) -> str:

@@ -55,6 +55,8 @@ def handle(controller: Controller, request: protocol.Request[Any], now: datetime
                 raise BadRequest("hours: a whole number from 1 to 8760, or none")
             until = now + timedelta(hours=hours) if hours else None
             return controller.block(mac, reason, until, actor or "control", now)
+        case protocol.Unblock(mac, actor):
+            return controller.unblock(mac, actor or "control", now)
         case protocol.Status(ip):
             return controller.status(ip, now)
         case protocol.Logout(ip):

@@ -471,6 +471,13 @@ class Controller:
         peers.tell(self.db, self.ctx, self.gateway, everyone=True)  # blocks are city-wide
         return done
 
+    def unblock(self, mac: str, actor: str, now: datetime) -> blocks.BlockInfo:
+        """Lift a device's block (an admin's, from the dashboard), in force at once."""
+        with self._lock:
+            done = blocks.unblock(self.db, self._noting, self.ctx, mac, actor=actor, now=now)
+        peers.tell(self.db, self.ctx, self.gateway, everyone=True)
+        return done
+
     def status(self, ip: str, now: datetime) -> residents.ClientStatus:
         """What the device at ``ip`` is told about its connection (the portal's question)."""
         ap, mac = self.locate(ip, now)

@@ -122,6 +122,16 @@ class Block(Request[BlockInfo]):
 
 
 @dataclass(frozen=True)
+class Unblock(Request[BlockInfo]):
+    """Lift the block of the device ``mac``: an admin's, from the dashboard."""
+
+    op: ClassVar[str] = "unblock"
+    reply: ClassVar[Any] = BlockInfo
+    mac: str
+    actor: str | None = None
+
+
+@dataclass(frozen=True)
 class Status(Request[ClientStatus]):
     op: ClassVar[str] = "status"
     reply: ClassVar[Any] = ClientStatus
@@ -180,8 +190,8 @@ class ShowFirewall(Request[FirewallSummary]):
 
 REQUESTS: dict[str, type[Request[Any]]] = {
     cls.op: cls
-    for cls in (Ping, Start, End, Block, Status, Logout, Extend, SendCode, Click, Reconcile,
-                ListClients, ShowFirewall)
+    for cls in (Ping, Start, End, Block, Unblock, Status, Logout, Extend, SendCode, Click,
+                Reconcile, ListClients, ShowFirewall)
 }  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 
 from controller.gateway import health
-from controller.services import admins, audit, rules, sessions, stats, vouchers
+from controller.services import admins, audit, blocks, rules, sessions, stats, vouchers
 from controller.services.admins import AdminInfo
 from controller.services.context import Ctx
 from controller.services.limits import Limits
@@ -324,6 +324,17 @@ class DashboardService:
     def open_sessions(self, limit: int = 200) -> list[sessions.SessionInfo]:
         with self.db.uow() as uow:
             return sessions.list_sessions(uow, active=True, limit=limit)
+
+    def open_session(self, session_id: int) -> sessions.SessionInfo | None:
+        """An open session by its number (None: no such session open)."""
+        with self.db.uow() as uow:
+            row = uow.orm.get(Session, session_id)
+            return None if row is None or row.ended_at is not None else sessions.SessionInfo.of(row)
+
+    def blocks(self, now: datetime) -> list[blocks.BlockInfo]:
+        """The blocks in force, the newest first."""
+        with self.db.uow() as uow:
+            return blocks.list_blocks(uow, now)
 
     def vouchers(
         self, count: int, hours: int, site: str | None, note: str | None, actor: str, now: datetime

@@ -290,7 +290,9 @@ def test_a_viewer_cannot_reach_admin_actions_or_macs(office):
     assert office.get("/dasbor/kelola", base_url=BASE).status_code == 403
     page = office.get("/dasbor/", base_url=BASE)
     assert "/dasbor/kelola" not in page.text
-    for path in ("/dasbor/kelola/putus", "/dasbor/kelola/blokir", "/dasbor/kelola/voucher"):
+    paths = ("/dasbor/kelola/putus", "/dasbor/kelola/blokir", "/dasbor/kelola/voucher",
+             "/dasbor/kelola/cabut")  # fmt: skip
+    for path in paths:
         answer = office.post(path, data={"token": token_of(page.text), "sesi": "1"}, base_url=BASE)
         assert answer.status_code == 403, path
 
@@ -524,3 +526,55 @@ def test_a_months_open_data_has_figures_units_and_no_one_in_it(office, now):
     assert meta["lisensi"] == "CC-BY-4.0" and "Bukittinggi" in meta["judul"]
     assert "November 2026" in meta["judul"] and meta["satuan"]["data_diunduh"] == "GB"
     assert office.get("/dasbor/data-terbuka.csv?bulan=x", base_url=BASE).status_code == 400
+
+
+def test_an_admin_works_from_the_rows_without_typing_an_id(office, portal_db, now, fw):
+    admins.add(portal_db, "budi", "admin", "kota-wisata-admin", actor="test", now=now)
+    sign_in(office, "budi", "kota-wisata-admin")
+    page = office.get("/dasbor/kelola", base_url=BASE)
+    token = token_of(page.text)
+    assert "Tidak ada perangkat yang diblokir." in page.text  # an empty table says so
+    rows = re.findall(r'name="sesi" value="(\d+)"><button type="submit" class="small-button">Putus',
+                      page.text)  # fmt: skip
+    assert len(rows) == 2  # a button per session online
+    # block the device of the second row by its session: no MAC typed
+    with portal_db.reading() as s:
+        from controller.store.models import Session
+
+        mac = s.get(Session, int(rows[1])).mac
+    blocked = office.post("/dasbor/kelola/blokir", base_url=BASE,
+                          data={"token": token, "sesi": rows[1], "alasan": "spam"})  # fmt: skip
+    assert blocked.status_code == 200 and "Perangkat diblokir" in blocked.text
+    assert mac in fw.state(now).blocked
+    assert re.search(rf"<td>{mac}</td><td>spam</td><td>web:budi</td>", blocked.text)
+    gone = office.post("/dasbor/kelola/blokir", base_url=BASE,
+                       data={"token": token, "sesi": rows[1], "alasan": "again"})  # fmt: skip
+    assert gone.status_code == 400 and "sudah tidak tersambung" in gone.text
+    lifted = office.post("/dasbor/kelola/cabut", base_url=BASE, data={"token": token, "mac": mac})
+    assert lifted.status_code == 200 and "Blokir dicabut" in lifted.text
+    assert mac not in fw.state(now).blocked and "Tidak ada perangkat yang diblokir." in lifted.text
+    again = office.post("/dasbor/kelola/cabut", base_url=BASE, data={"token": token, "mac": mac})
+    assert again.status_code == 400 and "Tidak berhasil" in again.text  # not blocked any more
+    # the audit log in words
+    assert "memblokir perangkat" in lifted.text and "mencabut blokir" in lifted.text
+    assert ">block<" not in lifted.text and ">unblock<" not in lifted.text
+    english = office.get("/dasbor/kelola?lang=en", base_url=BASE)
+    assert "blocked a device" in english.text and "lifted a block" in english.text
+
+
+def test_new_vouchers_come_as_a_sheet_to_print(office, portal_db, now):
+    admins.add(portal_db, "budi", "admin", "kota-wisata-admin", actor="test", now=now)
+    sign_in(office, "budi", "kota-wisata-admin")
+    token = token_of(office.get("/dasbor/kelola", base_url=BASE).text)
+    made = office.post("/dasbor/kelola/voucher", base_url=BASE,
+                       data={"token": token, "jumlah": "4", "jam": "3", "tempat": "tmsbk"})  # fmt: skip
+    assert made.status_code == 200 and "4 voucher baru" in made.text
+    assert made.text.count('<li class="voucher">') == 4 and made.text.count("<svg") == 4
+    assert "3 jam online" in made.text and "Taman Marga Satwa" in made.text
+    assert "Berlaku sampai 30 November 2026" in made.text  # a week from the 23rd
+    codes = re.findall(r'<p class="code"><code>([A-Z0-9-]+)</code>', made.text)
+    with portal_db.reading() as s:
+        from controller.store.models import Voucher
+
+        stored = len(s.scalars(select(Voucher)).all())
+    assert len(set(codes)) == 4 == stored
