@@ -92,6 +92,8 @@ def create_app(
         # then one a minute: nobody elsewhere can lock an admin out
         "signin": RateLimit("signin", burst=10, every=30.0, store=store),
         "signin-name": RateLimit("signin-name", burst=5, every=60.0, store=store),
+        # a PDF or a workbook costs a worker a second or more: 6 at once, then one in 10 s
+        "report": RateLimit("report", burst=6, every=10.0, store=store),
     }
     app.extensions[Parts.KEY] = Parts(
         config, controller, FormTokens(secret), DeviceHasher(secret), limits, dashboard_service

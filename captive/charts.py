@@ -135,7 +135,9 @@ def heatmap(grid: Sequence[Sequence[int]], rows: Sequence[str], title: str, lege
                 )
     y = top_pad + len(grid) * cell + 14
     parts.append(f'<text x="0" y="{y + 14}" font-size="13" fill="{INK}">{escape(legend)}</text>')
-    for k, (shade, v) in enumerate(((0.08, 1 if top > 1 else top), (0.54, top // 2), (1, top))):
+    steps = sorted({1, (top + 1) // 2, top}) if top > 1 else [top]  # distinct values only
+    for k, v in enumerate(steps):
+        shade = round(0.08 + 0.92 * v / top, 2)
         x = 360 + k * 150
         parts.append(
             f'<rect x="{x}" y="{y}" width="24" height="18" fill="{BLUE}" '

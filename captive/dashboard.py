@@ -21,6 +21,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, redirect, request
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from markupsafe import Markup
 from werkzeug.wrappers import Response as Reply
 
@@ -283,14 +284,7 @@ def sites_page() -> Response:
     )
 
 
-def month_asked(text: str, today: date) -> date | None:
-    """The first day of the month ``text`` names (YYYY-MM; empty: the month before
-    ``today``'s), or None when it names none the figures can be asked for."""
-    if text:
-        first = rules.parse_day(f"{text}-01") if len(text) == 7 else None
-    else:
-        first = rules.month_of(today.replace(day=1) - timedelta(days=1))[0]
-    return first if first is not None and rules.reportable(first) else None
+REPORT_OUTAGES = 100  # the longest outages the monthly report lists
 
 
 def report_title(first: date) -> str:
@@ -298,18 +292,26 @@ def report_title(first: date) -> str:
     return str(_("Laporan WiFi Kota %(city)s, %(month)s", city=city, month=formats.month(first)))
 
 
-def _more_or_less(now: float, before: float | None) -> str:
-    """ "12,3% lebih banyak" / "lebih sedikit" / "sama" than before (empty: no before)."""
-    if before is None:
+def _against(now: int, before: Report) -> str:
+    """The sessions against the range before, as a sentence."""
+    was, when = before.totals.sessions, _period(before)
+    if not was:
         return ""
-    if not before:
-        return str(_("baru (sebelumnya tidak ada)")) if now else str(_("sama"))
-    ratio = (now - before) / before
+    ratio = (now - was) / was
     if ratio > 0:
-        return str(_("%(p)s lebih banyak", p=formats.percent(ratio)))
+        return str(_("Sesi %(p)s lebih banyak daripada %(when)s.", p=formats.percent(ratio),
+                     when=when))  # fmt: skip
     if ratio < 0:
-        return str(_("%(p)s lebih sedikit", p=formats.percent(-ratio)))
-    return str(_("sama"))
+        return str(_("Sesi %(p)s lebih sedikit daripada %(when)s.", p=formats.percent(-ratio),
+                     when=when))  # fmt: skip
+    return str(_("Sesi sama banyaknya dengan %(when)s.", when=when))
+
+
+def _period(report: Report) -> str:
+    """A report's range as a reader names it: the month, or the days."""
+    first, last = rules.month_of(report.since)
+    whole = report.since == first and report.until == last
+    return formats.month(report.since) if whole else formats.days(report.since, report.until)
 
 
 def month_words(
@@ -318,31 +320,28 @@ def month_words(
     """A plain sentence or two for each section of the monthly report."""
     t = report.totals
     words = {
-        "summary": str(_(
-            "Pada %(month)s warga memulai %(sessions)s sesi dari %(devices)s perangkat "
+        "summary": str(ngettext(
+            "Pada %(when)s warga memulai %(num)s sesi dari %(devices)s perangkat "
             "(%(new)s di antaranya baru) dan mengunduh %(data)s.",
-            month=formats.month(report.since), sessions=formats.number(t.sessions),
-            devices=formats.number(t.devices), new=formats.number(t.new_devices),
-            data=formats.data_size(t.bytes_down),
+            "Pada %(when)s warga memulai %(num)s sesi dari %(devices)s perangkat "
+            "(%(new)s di antaranya baru) dan mengunduh %(data)s.",
+            t.sessions, when=_period(report), devices=formats.number(t.devices),
+            new=formats.number(t.new_devices), data=formats.data_size(t.bytes_down),
         )),
     }  # fmt: skip
-    if before is not None and before.totals.sessions:
-        words["summary"] += " " + str(_(
-            "Sesi %(change)s dibanding %(month)s.",
-            change=_more_or_less(t.sessions, before.totals.sessions),
-            month=formats.month(before.since),
-        ))  # fmt: skip
+    if before is not None and (against := _against(t.sessions, before)):
+        words["summary"] += " " + against
     if report.ranking:
         top = report.ranking[0]
-        words["places"] = str(_(
-            "Tempat tersibuk: %(place)s, dengan %(n)s sesi (%(share)s dari semua sesi).",
-            place=top.name, n=formats.number(top.sessions), share=formats.share(top.sessions,
-                                                                                 t.sessions),
+        words["places"] = str(ngettext(
+            "Tempat tersibuk: %(place)s, dengan %(num)s sesi (%(share)s dari semua sesi).",
+            "Tempat tersibuk: %(place)s, dengan %(num)s sesi (%(share)s dari semua sesi).",
+            top.sessions, place=top.name, share=formats.share(top.sessions, t.sessions),
         ))  # fmt: skip
     else:
         words["places"] = str(_("Belum ada sesi pada bulan ini."))
     days = [f"{formats.day(d.day)} ({formats.number(d.sessions)})" for d in report.busiest_days()]
-    hours = [f"{h:02d}.00–{(h + 1) % 24:02d}.00" for h, _n in report.busiest_hours()]
+    hours = [formats.hour_range(h) for h, _n in report.busiest_hours()]
     words["busy"] = (
         str(
             _(
@@ -354,22 +353,25 @@ def month_words(
         if days
         else str(_("Belum ada sesi pada bulan ini."))
     )
-    aps = [ap for p in places for ap in p.aps]
-    watched = [ap for ap in aps if ap.availability is not None]
+    watched = [ap for p in places for ap in p.aps if ap.availability is not None]
     if not watched:
         words["aps"] = str(_("Titik akses belum dipantau pada bulan ini."))
     elif not outages:
-        words["aps"] = str(_("Semua %(n)s titik akses yang dipantau hidup sepanjang bulan.",
-                             n=formats.number(len(watched))))  # fmt: skip
+        words["aps"] = str(ngettext(
+            "%(num)s titik akses yang dipantau hidup sepanjang periode ini.",
+            "Semua %(num)s titik akses yang dipantau hidup sepanjang periode ini.",
+            len(watched),
+        ))  # fmt: skip
     else:
         worst = min(watched, key=lambda ap: ap.availability or 0.0)
-        words["aps"] = str(_(
-            "%(n)s gangguan pada %(aps)s titik akses, semuanya %(time)s. Paling lama mati: "
-            "%(worst)s (ketersediaan %(share)s).",
-            n=formats.number(len(outages)),
-            aps=formats.number(len({o.ap_id for o in outages})),
-            time=formats.duration(sum(o.seconds for o in outages)),
-            worst=worst.name, share=formats.percent(worst.availability or 0.0),
+        affected = len({o.ap_id for o in outages})
+        words["aps"] = " ".join((
+            str(ngettext("%(num)s gangguan", "%(num)s gangguan", len(outages))),
+            str(ngettext("pada %(num)s titik akses,", "pada %(num)s titik akses,", affected)),
+            str(_("lama mati seluruhnya %(time)s.",
+                  time=formats.duration(sum(o.seconds for o in outages)))),
+            str(_("Ketersediaan terendah: %(worst)s (%(share)s).", worst=worst.name,
+                  share=formats.availability(worst.availability or 0.0))),
         ))  # fmt: skip
     return words
 
@@ -379,11 +381,16 @@ def monthly_page(first: date, *, printed: bool = False) -> Response:
     busiest days and hours, AP availability and every outage. ``printed``: the page as
     its PDF is made (no navigation, no forms)."""
     svc = service()
-    first, last = rules.month_of(first)
-    report, before = svc.compared(first, last, None)
     made = clock()
+    first, last = rules.month_of(first)
+    last = min(last, made.astimezone(svc.ctx.tz).date())  # this month: so far
+    report, before = svc.compared(first, last, None)
     places, outages = svc.sites_detail(first, last, made), svc.outages(first, last, made)
     words = month_words(report, before, places, outages)
+    # a flapping AP can be down thousands of times: the report lists the longest
+    # outages (by their times), the export every one
+    listed = sorted(sorted(outages, key=lambda o: -o.seconds)[:REPORT_OUTAGES],
+                    key=lambda o: (o.began, o.ap_id))  # fmt: skip
     return page(
         "dashboard_month.html",
         summary=words["summary"],
@@ -395,11 +402,13 @@ def monthly_page(first: date, *, printed: bool = False) -> Response:
         before=before,
         who=None if printed else admin(),
         printed=printed,
+        partial=report.until < rules.month_of(first)[1],
         month=first,
         title=report_title(first),
         made=made,
         places=places,
-        outages=outages,
+        outages=listed,
+        more_outages=len(outages) - len(listed),
         sessions_chart=charts.bars(
             [d.sessions for d in report.days],
             _day_labels(report),
@@ -423,7 +432,7 @@ def monthly() -> Response:
     """A month's report (``bulan=YYYY-MM``, by default the month before this one), to read
     here, print, or take as a PDF (``/dasbor/bulanan.pdf``)."""
     today = clock().astimezone(service().ctx.tz).date()
-    first = month_asked(request.args.get("bulan", ""), today)
+    first = rules.month_asked(request.args.get("bulan", ""), today)
     if first is None:
         return problem("bad-request")
     return monthly_page(first)
@@ -432,8 +441,10 @@ def monthly() -> Response:
 @bp.get("/bulanan.pdf")
 def monthly_pdf() -> Response:
     """The month's report as a PDF, made from the same page by WeasyPrint."""
+    if not parts().limits["report"].allow(client_ip()):
+        return problem("too-many")
     today = clock().astimezone(service().ctx.tz).date()
-    first = month_asked(request.args.get("bulan", ""), today)
+    first = rules.month_asked(request.args.get("bulan", ""), today)
     if first is None:
         return problem("bad-request")
     name = f"wifikota-laporan-{first:%Y-%m}.pdf"
@@ -491,16 +502,24 @@ def _tables(name: str) -> list[exports.Table] | None:
     asked = _range()
     if asked is None:
         return None
-    since, until, _sites = asked
+    since, until, sites = asked
     svc = service()
     report = svc.report(*asked)
+
+    def wanted(site: str) -> bool:
+        return sites is None or site in sites
+
     names = {sid: site.name for sid, site in svc.ctx.config.sites.items()}
     makers: dict[str, Any] = {
         "harian": lambda: exports.daily(report),
         "tempat": lambda: exports.places(report),
         "jam": lambda: exports.hours(report),
-        "titik": lambda: exports.access_points(svc.sites_detail(since, until, clock())),
-        "gangguan": lambda: exports.outages(svc.outages(since, until, clock()), names),
+        "titik": lambda: exports.access_points(
+            [p for p in svc.sites_detail(since, until, clock()) if wanted(p.site_id)]
+        ),
+        "gangguan": lambda: exports.outages(
+            [o for o in svc.outages(since, until, clock()) if wanted(o.site)], names
+        ),
         "aplikasi": lambda: exports.city_app(report),
     }
     if name == "semua":
@@ -537,6 +556,8 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 @bp.get("/ekspor.xlsx")
 def export_xlsx() -> Response:
     """A table (``tabel=``, as for CSV), or every one (``tabel=semua``), as Excel."""
+    if not parts().limits["report"].allow(client_ip()):
+        return problem("too-many")
     table = request.args.get("tabel", "semua")
     found = _tables(table)
     if not found:
@@ -548,7 +569,7 @@ def export_xlsx() -> Response:
 
 def _open_month() -> tuple[str, dict[str, Any], date] | None:
     today = clock().astimezone(service().ctx.tz).date()
-    first = month_asked(request.args.get("bulan", ""), today)
+    first = rules.month_asked(request.args.get("bulan", ""), today)
     if first is None:
         return None
     svc = service()

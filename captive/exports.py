@@ -182,8 +182,12 @@ def to_csv(table: Table, tz: Any) -> str:
 
 
 def _excel_cell(value: Any, tz: Any) -> object:
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
     if isinstance(value, datetime):  # Excel has no time zones: the city's clock
         return value.astimezone(tz).replace(tzinfo=None)
+    if isinstance(value, str):  # control characters a worksheet cannot hold
+        value = ILLEGAL_CHARACTERS_RE.sub(" ", value)
     return neutral(value)
 
 

@@ -23,6 +23,7 @@ SIZES = (  # from the largest: bytes in one, Babel's unit
     (10**12, "digital-terabyte"),
     (10**9, "digital-gigabyte"),
     (10**6, "digital-megabyte"),
+    (10**3, "digital-kilobyte"),
 )
 
 
@@ -56,6 +57,20 @@ def percent(x: float, locale: str | Locale | None = None) -> str:
     return str(format_percent(x, "#,##0.0%", locale=_locale(locale)))
 
 
+def availability(x: float, locale: str | Locale | None = None) -> str:
+    """An AP's share of time up: never "100,0%" when it was down at all (99,96 % is
+    written 99,9 %)."""
+    return percent(min(x, 0.999) if x < 1 else x, locale)
+
+
+def hour_range(hour: int, locale: str | Locale | None = None) -> str:
+    """An hour of the day as a span (``10.00–11.00``, ``10:00–11:00``)."""
+    loc = _locale(locale)
+    start = format_skeleton("Hm", datetime(2024, 1, 1, hour), locale=loc)
+    end = format_skeleton("Hm", datetime(2024, 1, 1, (hour + 1) % 24), locale=loc)
+    return f"{start}–{end}"
+
+
 def share(part: int, whole: int, locale: str | Locale | None = None) -> str:
     """``part`` as a percentage of ``whole`` (0 of nothing is 0 %)."""
     return str(format_percent(part / whole if whole else 0, locale=_locale(locale)))
@@ -72,7 +87,7 @@ def size_unit(count: int) -> tuple[int, str]:
 def data_size(count: int, locale: str | Locale | None = None) -> str:
     """Bytes as a reader counts them (decimal units): ``7,4 TB``, ``608.8 GB``, ``12 MB``."""
     one, unit = size_unit(count)
-    pattern = "#,##0" if unit == "digital-megabyte" else "#,##0.0"
+    pattern = "#,##0" if unit in ("digital-megabyte", "digital-kilobyte") else "#,##0.0"
     value = count / one
     return str(format_unit(value, unit, "short", pattern, locale=_locale(locale)))
 
@@ -180,6 +195,7 @@ def change(c: Change, kind: str = "count", locale: str | Locale | None = None) -
     sign = "+" if c.delta > 0 else "\u2212"
     amount = data_size(int(abs(c.delta)), loc) if kind == "size" else number(abs(c.delta), loc)
     if c.ratio is None:
-        return f"{sign}{amount} ({_('baru')})"
+        new = str(_("baru"))
+        return f"{sign}{amount} ({new})"
     pct = str(format_percent(abs(c.ratio), "#,##0.0%", locale=loc))
     return f"{sign}{amount} ({sign}{pct})"

@@ -91,6 +91,7 @@ def render(template: str, code: int = 200, **context: Any) -> Response:
     config = current_app.config
     st = g.get("status")
     context.setdefault("site_name", st.site_name if st else None)
+    context.setdefault("help", parts().config.help_for(st.site_id if st else None))
     response = make_response(
         render_template(
             template,
@@ -178,7 +179,19 @@ def index() -> Response:
         return problem(unavailable_or_unknown())
     if st.authorized:
         return render("status.html", st=st)
-    return standing_problem(st) or splash(st)
+    # after Keluar: the splash says it was done (harmless to ask for: it only says so)
+    left = "logged-out" if request.args.get("keluar") == "1" else None
+    return standing_problem(st) or splash(st, notice=left)
+
+
+@bp.get("/masuk")
+@bp.get("/keluar")
+@bp.get("/perpanjang")
+def form_target_again() -> Reply:
+    """A form's address opened again (reloaded, or the language switched on a page a
+    form answered): the main page, in the language asked for, with its forms."""
+    lang = request.args.get("lang")
+    return redirect(f"/?lang={lang}" if lang in ("id", "en") else "/", code=303)
 
 
 @bp.post("/masuk")
@@ -265,8 +278,8 @@ def code_form() -> Reply:
         return problem(unavailable_or_unknown())
     if st.authorized:
         return redirect("/berhasil", code=303)
-    if st.code_sent_to is None:
-        return redirect("/", code=303)
+    if st.code_sent_to is None:  # run out (or never asked for): say so, offer a new one
+        return splash(st, notice="code-expired")
     return code_page(st)
 
 
@@ -300,9 +313,10 @@ def venue() -> Response:
 
 
 def _session_change(
-    change: protocol.Logout | protocol.Extend, *, done_if_none: bool = False
+    change: protocol.Logout | protocol.Extend, *, done_if_none: bool = False, then: str = "/"
 ) -> Reply:
-    """Ask the controller to change this device's session, then show the main page."""
+    """Ask the controller to change this device's session, then show the main page
+    (``then``). ``done_if_none``: no session to change is as good as done."""
     try:
         control().ask(change)
     except Unavailable:
@@ -312,17 +326,25 @@ def _session_change(
             return refused(exc)
     except DomainError as exc:
         return refused(exc)
-    return redirect("/", code=303)
+    return redirect(then, code=303)
 
 
 @bp.post("/keluar")
 def logout() -> Reply:
-    return _session_change(protocol.Logout(client_ip()), done_if_none=True)  # gone already: fine
+    return _session_change(protocol.Logout(client_ip()), done_if_none=True, then="/?keluar=1")
 
 
 @bp.post("/perpanjang")
 def extend() -> Reply:
     return _session_change(protocol.Extend(client_ip()))
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """The icon every browser asks for first (a few hundred bytes, cached for a day)."""
+    response = current_app.send_static_file("favicon.ico")
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response
 
 
 @bp.get("/syarat")

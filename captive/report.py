@@ -18,8 +18,15 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 
 def _css_string(text: str) -> str:
-    """``text`` as a CSS string literal."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+    """``text`` as a CSS string literal: quotes, backslashes and every character that is
+    not printable written as CSS escapes, so no text can end the string."""
+    out = []
+    for ch in text:
+        if ch in '"\\' or not ch.isprintable():
+            out.append(f"\\{ord(ch):x} ")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def page_css(city: str, title: str) -> str:

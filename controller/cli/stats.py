@@ -130,11 +130,14 @@ def purge_cmd(app: App) -> None:
 @pass_app
 def report_cmd(app: App, month_text: str, pdf_path: Path, lang: str) -> None:
     """The monthly report as the dashboard makes it (Laporan bulanan), as a PDF file."""
-    first = rules.parse_day(f"{month_text}-01") if len(month_text) == 7 else None
-    if first is None or not rules.reportable(first):
-        raise Failure(f"--month {month_text!r} is not a month (YYYY-MM)")
+    today = now().astimezone(app.ctx.tz).date()
+    first = rules.month_asked(month_text, today) if month_text else None
+    if first is None:
+        raise Failure(f"--month {month_text!r} is not a month (YYYY-MM) that has begun")
     if pdf_path.parent and not pdf_path.parent.is_dir():
         raise Failure(f"cannot write {pdf_path}: no such directory")
+    if pdf_path.is_symlink() or (pdf_path.exists() and not pdf_path.is_file()):
+        raise Failure(f"cannot write {pdf_path}: not a regular file (give a file's path)")
     body = report_pdf(app, first, lang)
     tmp = pdf_path.with_name(f".{pdf_path.name}.part")
     try:

@@ -23,6 +23,7 @@ from controller.config import source as yamlsource
 from controller.config.values import (
     Bytes,
     ClientNet,
+    Dialled,
     Domain,
     Hours,
     HttpsUrl,
@@ -135,10 +136,21 @@ class Location(_Model):
     lon: float = Field(ge=-180, le=180)
 
 
+class Help(_Model):
+    """Whom a resident can ask when something goes wrong: the portal's problem pages name
+    them (per city, and optionally per site)."""
+
+    name: str = Field(min_length=1, max_length=80)  # "Diskominfo Kota Bukittinggi"
+    phone: Dialled | None = None
+    whatsapp: Dialled | None = None
+    hours: str | None = Field(default=None, min_length=1, max_length=80)  # "Senin–Jumat ..."
+
+
 class City(_Model):
     name: str = Field(min_length=1, max_length=80)
     timezone: TimeZoneName = "Asia/Jakarta"
     ssid: str = Field(min_length=1, max_length=32)
+    help: Help | None = None
 
 
 class Gateway(_Model):
@@ -273,6 +285,7 @@ class Site(_Model):
     policy: PolicyOverride = PolicyOverride()
     dns: Dns | None = None  # this site's resolver, when it is not the city's
     maintenance: bool = False  # no new logins; the portal says the site is in maintenance
+    help: Help | None = None  # whom residents here ask, when it is not the city's
 
 
 class FixedHost(_Model):
@@ -366,6 +379,12 @@ class CityConfig(_Model):
         loopback = (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128"))
         management = self.management.networks if self.management else ()
         return (*loopback, *management, *self.portal.staff_networks)
+
+    def help_for(self, site_id: str | None) -> Help | None:
+        """Whom a resident at ``site_id`` (None: not known) can ask: the site's, else the
+        city's."""
+        site = self.sites.get(site_id) if site_id else None
+        return (site.help if site else None) or self.city.help
 
     def aps_at(self, site_id: str) -> tuple[AccessPoint, ...]:
         return tuple(ap for ap in self.aps if ap.site == site_id)

@@ -37,6 +37,21 @@ def slug(value: Any) -> str:
     return text
 
 
+_DIALLED = re.compile(r"^\+?[0-9(][0-9 ()-]{4,22}$")
+
+
+def dialled(value: Any) -> str:
+    """A telephone number as people write and dial it: ``(0752) 21000``, ``0812-6600-2100``,
+    ``+62 812 6600 2100``."""
+    text = _text(value, "a telephone number")
+    if not _DIALLED.match(text) or sum(c.isdigit() for c in text) < 5:
+        raise ValueError(
+            f"'{text}' is not a telephone number; write it with digits, spaces, '-', '( )' "
+            "and a leading '+' only (e.g. 0812-6600-2100)"
+        )
+    return text
+
+
 def ifname(value: Any) -> str:
     text = _text(value, "an interface name")
     if not _IFNAME.match(text):
@@ -278,6 +293,7 @@ def _as_str(value: object) -> str:
 
 Slug = Annotated[str, PlainValidator(slug)]
 IfName = Annotated[str, PlainValidator(ifname)]
+Dialled = Annotated[str, PlainValidator(dialled)]
 Domain = Annotated[str, PlainValidator(domain)]
 HttpsUrl = Annotated[str, PlainValidator(https_url)]
 HttpUrl = Annotated[str, PlainValidator(http_url)]

@@ -123,52 +123,59 @@ class SiteDetail:
 
 @dataclass(frozen=True)
 class Outage:
-    """An AP down: from when, until when (None: still down at the range's end)."""
+    """An AP down: from when until when (None: still down), as it really was, even where
+    that is outside the range it was listed for."""
 
     site: str
     ap_id: str
     ap_name: str
     began: datetime
     ended: datetime | None
-    seconds: int
+    seconds: int  # how long it lasted (until now, while still down)
+
+
+def down_periods(events: list[tuple[datetime, str]]) -> list[tuple[datetime, datetime | None]]:
+    """Every time an AP was down, from its state changes (sorted): (from, until), until
+    None where it was still down at its last change. Degraded is not down; a repeated
+    "down" is the same outage."""
+    periods: list[tuple[datetime, datetime | None]] = []
+    state, began = "unknown", None
+    for when, new in events:
+        if new == "down" and state != "down":
+            began = when
+        elif state == "down" and new != "down" and began is not None:
+            periods.append((began, when))
+        state = new
+    if state == "down" and began is not None:
+        periods.append((began, None))
+    return periods
 
 
 def down_spans(
     events: list[tuple[datetime, str]], lo: datetime, hi: datetime
 ) -> list[tuple[datetime, datetime | None]]:
     """When an AP was down within [lo, hi), from its state changes (sorted, including the
-    last one before ``lo``): (from, until), each clipped to the range; until is None where
-    it was still down at ``hi``."""
-    spans: list[tuple[datetime, datetime | None]] = []
-    state, at = "unknown", lo
-    for when, new in events:
-        if when <= lo:
-            state = new
-            continue
-        if when >= hi:
-            break
-        if state == "down" and new != "down":
-            spans.append((at, when))
-        if new == "down" and state != "down":
-            at = when
-        state = new
-    if state == "down":
-        spans.append((at, None))
-    return spans
+    last one at or before ``lo``): (from, until), each clipped to the range; until is
+    None where it was still down at ``hi``."""
+    return [
+        (max(began, lo), None if ended is None or ended >= hi else ended)
+        for began, ended in down_periods(events)
+        if began < hi and (ended is None or ended > lo)
+    ]
 
 
 def availability(
     events: list[tuple[datetime, str]], lo: datetime, hi: datetime
 ) -> tuple[float | None, int, int]:
-    """(share of [lo, hi) not down, outages begun in it, seconds down) from an AP's state
-    changes, sorted, including the last one before ``lo``. None when there are none."""
+    """(share of [lo, hi) not down, outages in it (also one that began before), seconds
+    down) from an AP's state changes, sorted, including the last one at or before ``lo``.
+    None when there are none."""
     if not events or hi <= lo:
         return None, 0, 0
     spans = down_spans(events, lo, hi)
     down = sum(((until or hi) - since).total_seconds() for since, until in spans)
-    outages = sum(1 for since, _ in spans if since > lo)
     total = (hi - lo).total_seconds()
-    return max(0.0, 1 - down / total), outages, int(down)
+    return max(0.0, 1 - down / total), len(spans), int(down)
 
 
 def _ap_events(
@@ -304,17 +311,21 @@ class DashboardService:
         return out
 
     def outages(self, since: date, until: date, now: datetime) -> list[Outage]:
-        """Every time an AP was down in the range (up to ``now``), the first first."""
+        """Every outage of an AP that touched the range (up to ``now``), the first first,
+        with its real start and end (which may lie outside the range)."""
         config, tz = self.ctx.config, self.ctx.tz
         lo = rules.day_bounds(since, tz)[0]
         hi = min(rules.day_bounds(until, tz)[1], now)
         with self.db.uow() as uow:
-            events = _ap_events(uow, lo, hi)
+            events = _ap_events(uow, lo, now)  # to see when one that ran past hi ended
         out = [
-            Outage(site, ap.id, ap.name, began, ended, int(((ended or hi) - began).total_seconds()))
+            Outage(
+                site, ap.id, ap.name, began, ended, int(((ended or now) - began).total_seconds())
+            )
             for site in config.sites
             for ap in config.aps_at(site)
-            for began, ended in down_spans(events.get(ap.id, []), lo, hi)
+            for began, ended in down_periods(events.get(ap.id, []))
+            if began < hi and (ended is None or ended > lo)
         ]
         return sorted(out, key=lambda o: (o.began, o.ap_id))
 

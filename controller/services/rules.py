@@ -20,7 +20,7 @@ def reportable(day: date) -> bool:
 
 def parse_day(text: str) -> date | None:
     """The day ``text`` writes as YYYY-MM-DD (ASCII digits, nothing else), or None."""
-    if len(text) != 10 or not text.isascii():
+    if len(text) != 10 or not text.isascii() or text[4] != "-" or text[7] != "-":
         return None
     try:
         return date.fromisoformat(text)
@@ -36,9 +36,14 @@ def month_of(day: date) -> tuple[date, date]:
 
 def range_before(since: date, until: date) -> tuple[date, date] | None:
     """The range a report compares ``since``..``until`` with: whole months with as many
-    whole months before them (November against October), any other range with as many
-    days right before it. None when that would run off the calendar."""
-    first, _ = month_of(since)
+    whole months before them (November against October), a month so far (1 to 23
+    November) with the same days of the month before (1 to 23 October), any other range
+    with as many days right before it. None when that would run off the calendar."""
+    first, last = month_of(since)
+    if since == first and until < last:  # a month so far: the same days of the month before
+        start = month_of(first - timedelta(days=1))[0]
+        end = min(start + timedelta(days=(until - since).days), first - timedelta(days=1))
+        return (start, end) if reportable(start) else None
     if since == first and until == month_of(until)[1]:
         months = (until.year - since.year) * 12 + until.month - since.month + 1
         start = since
@@ -49,6 +54,19 @@ def range_before(since: date, until: date) -> tuple[date, date] | None:
         length = (until - since).days + 1
         before = (since - timedelta(days=length), since - timedelta(days=1))
     return before if reportable(before[0]) else None
+
+
+def month_asked(text: str, today: date) -> date | None:
+    """The first day of the month ``text`` names (YYYY-MM; empty: the month before
+    ``today``'s), or None when it names no month the figures can be asked for (not one,
+    or one still to come)."""
+    if text:
+        first = parse_day(f"{text}-01") if len(text) == 7 else None
+    else:
+        first = month_of(today.replace(day=1) - timedelta(days=1))[0]
+    if first is None or not reportable(first) or first > today:
+        return None
+    return first
 
 
 def local_day(now: datetime, tz: ZoneInfo) -> date:

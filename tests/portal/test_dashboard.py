@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from datetime import timedelta
 
@@ -338,7 +339,10 @@ def test_the_monthly_report_of_a_month_prints_its_days(office, now):
     assert page.status_code == 200
     assert "November 2026" in page.text and "2026-11" not in page.text.split("<form")[0]
     assert re.search(r'<th scope="row">Sesi</th><td>2</td><td>0</td>', page.text)
-    assert page.text.split("<svg")[1].count("<rect") == 30  # one bar a day of November
+    # on the 23rd: November so far, a bar a day, against 1 to 23 October
+    assert page.text.split("<svg")[1].count("<rect") == 23
+    assert "Bulan berjalan" in page.text and "1–23 Okt 2026" in page.text
+    assert office.get("/dasbor/bulanan?bulan=2026-12", base_url=BASE).status_code == 400
     assert office.get("/dasbor/bulanan?bulan=2026-13", base_url=BASE).status_code == 400
     assert office.get("/dasbor/bulanan?bulan=x", base_url=BASE).status_code == 400
     for end in ("9999-12", "0001-01", "2026-1", "+2026-1"):  # the calendar's ends, mangled
@@ -578,3 +582,55 @@ def test_new_vouchers_come_as_a_sheet_to_print(office, portal_db, now):
 
         stored = len(s.scalars(select(Voucher)).all())
     assert len(set(codes)) == 4 == stored
+
+
+def test_exports_keep_to_the_place_asked_for_and_survive_odd_names(
+    app, portal_db, ctx, office, now
+):
+    from openpyxl import load_workbook
+
+    from controller.services.context import Ctx
+
+    _outage(portal_db, now)
+    sites = dict(ctx.config.sites)
+    sites["jam-gadang"] = sites["jam-gadang"].model_copy(update={"name": "Jam\x0bGadang"})
+    odd = Ctx(ctx.config.model_copy(update={"sites": sites}), ctx.device_hash)
+    parts(app).dashboard = DashboardService(portal_db, odd)
+    sign_in(office)
+    day = now.astimezone(ctx.tz).date()
+    for table in ("titik", "gangguan"):
+        only = office.get(f"/dasbor/ekspor.csv?tabel={table}&dari={day}&tempat=tmsbk",
+                          base_url=BASE)  # fmt: skip
+        rows = list(csv.reader(io.StringIO(only.text.lstrip("\ufeff")), delimiter=";"))[1:]
+        assert all(r[0].startswith("Taman Marga Satwa") for r in rows), table
+    book = office.get(f"/dasbor/ekspor.xlsx?tabel=tempat&dari={day}", base_url=BASE)
+    assert book.status_code == 200  # a control character in a name is not a 503
+    names = [r[0] for r in load_workbook(io.BytesIO(book.data)).active.iter_rows(values_only=True)]
+    assert "Jam Gadang" in names
+
+
+def test_the_cli_report_never_writes_over_what_is_not_a_file(
+    office, portal_db, tmp_path, monkeypatch
+):
+    from click.testing import CliRunner
+
+    from controller.cli.main import cli
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("DATABASE_URL", str(portal_db.engine.url.render_as_string(False)))
+    monkeypatch.setenv("WIFIKOTA_DEVICE_HASH_SECRET", "report-test-secret-0123456789")
+    target = tmp_path / "precious"
+    target.write_text("keep me")
+    link = tmp_path / "link.pdf"
+    link.symlink_to(target)
+    fifo = tmp_path / "pipe.pdf"
+    os.mkfifo(fifo)
+    config = ["--config", str(ROOT / "sites.yaml")]
+    for where in (link, fifo):
+        done = CliRunner().invoke(cli, [*config, "report", "--month", "2026-11", "--pdf",
+                                        str(where)])  # fmt: skip
+        assert done.exit_code != 0 and "not a regular file" in done.output, done.output
+    assert target.read_text() == "keep me" and link.is_symlink()
+    future = CliRunner().invoke(cli, [*config, "report", "--month", "2999-12", "--pdf",
+                                      str(tmp_path / "x.pdf")])  # fmt: skip
+    assert future.exit_code != 0 and "has begun" in future.output

@@ -197,9 +197,10 @@ def test_the_status_page_shows_time_left_and_logs_out(phone, fw, now):
     assert "Anda sedang terhubung" in status.text
     assert "Sisa waktu hari ini" in status.text
     out = phone.post("/keluar", data={"token": token_of(status.text)}, base_url=BASE)
-    assert out.status_code == 303
+    assert out.status_code == 303 and out.headers["Location"] == "/?keluar=1"
     assert not fw.state(now).grants
-    assert "Sambungkan" in phone.get("/", base_url=BASE).text
+    after = phone.get(out.headers["Location"], base_url=BASE)
+    assert "Anda sudah keluar" in after.text and "Sambungkan" in after.text  # it says so
 
 
 def test_extending_gives_another_session_length_within_todays_quota(phone, clock):
@@ -300,13 +301,21 @@ def test_a_wrong_voucher_says_so_and_guessing_meets_the_limit(phone):
     ]
     assert [a.status_code for a in answers] == [400] * 5 + [429]
     assert "Kode voucher tidak dikenal" in answers[0].text
+    # "English" on that page opens /masuk?lang=en: the splash again, forms and all
+    switched = phone.get("/masuk?lang=en", base_url=BASE)
+    assert switched.status_code == 303 and switched.headers["Location"] == "/?lang=en"
+    english = phone.get(switched.headers["Location"], base_url=BASE)
+    assert english.status_code == 200 and 'name="kode"' in english.text
+    assert "Connect" in english.text and "could not be processed" not in english.text
 
 
 def test_a_blocked_device_gets_the_blocked_page(phone, controller, ctx, portal_db, fw, now):
     blocks.block(portal_db, fw, ctx, PHONE_MAC, reason="abuse", actor="test", now=now)
     page = phone.get("/", base_url=BASE)
     assert page.status_code == 403
-    assert "diblokir" in page.text
+    assert "diblokir" in page.text and "mengganggu pengguna lain" in page.text  # why
+    assert "Butuh bantuan?" in page.text and 'href="tel:075221000"' in page.text  # whom
+    assert "0812-6600-2100" in page.text and "abuse" not in page.text  # not the admin's note
 
 
 def test_outside_opening_hours_the_page_says_when_it_opens(phone, clock):
@@ -348,7 +357,8 @@ def test_a_device_the_gateway_has_not_seen_gets_a_clear_page(app):
     stranger = client_at(app, "192.0.2.7")
     page = stranger.get("/", base_url=BASE)
     assert page.status_code == 403
-    assert "belum dikenali" in page.text
+    assert "belum dikenali" in page.text and "data seluler" in page.text
+    assert "Diskominfo Kota Bukittinggi" in page.text  # the city's help line
 
 
 def test_when_the_controller_is_unreachable_the_page_retries_kindly(city, tmp_path):
@@ -359,6 +369,7 @@ def test_when_the_controller_is_unreachable_the_page_retries_kindly(city, tmp_pa
     assert page.status_code == 503
     assert page.headers["Retry-After"] == "30"
     assert 'http-equiv="refresh"' in page.text and "Traceback" not in page.text
+    assert 'class="countdown"' in page.text and "30 detik" in page.text  # it counts down
     api = phone.get("/api/captive", base_url=BASE)
     assert api.status_code == 503 and json.loads(api.text)["captive"] is True
 
@@ -416,3 +427,28 @@ def test_a_query_that_is_not_utf8_gets_the_400_page_not_a_crash(phone):
 
 def no_database():
     raise AssertionError("these pages need no database")
+
+
+def test_the_icon_every_browser_asks_for_is_a_small_icon(phone):
+    icon = phone.get("/favicon.ico", base_url=BASE)
+    assert icon.status_code == 200 and icon.mimetype == "image/vnd.microsoft.icon"
+    assert icon.data[:4] == b"\x00\x00\x01\x00" and len(icon.data) < 2000
+    assert "max-age" in icon.headers["Cache-Control"]
+    assert '<link rel="icon" href="/favicon.ico">' in phone.get("/", base_url=BASE).text
+
+
+def test_a_site_can_name_its_own_help_line(city, controller, clock):
+    text = (
+        (ROOT / "sites.yaml")
+        .read_text()
+        .replace(
+            "  jam-gadang:\n    name: Jam Gadang\n",
+            "  jam-gadang:\n    name: Jam Gadang\n    help: {name: Pos Jam Gadang, whatsapp: '+62 811 2222 333'}\n",
+        )
+    )
+    config = config_mod.loads(text, "sites.yaml")
+    assert config.help_for("jam-gadang").name == "Pos Jam Gadang"
+    assert config.help_for("tmsbk").name == "Diskominfo Kota Bukittinggi"
+    assert config.help_for(None).name == "Diskominfo Kota Bukittinggi"
+    with pytest.raises(config_mod.ConfigError, match="not a telephone number"):
+        config_mod.loads(text.replace("'+62 811 2222 333'", "call-us"), "sites.yaml")

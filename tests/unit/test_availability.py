@@ -25,7 +25,7 @@ def test_one_outage_inside_the_range():
 
 def test_down_before_the_range_counts_from_its_start_and_to_its_end():
     share, outages, down = availability([(at(-2), "down")], LO, HI)
-    assert (share, outages, down) == (0.0, 0, 24 * 3600)  # the outage began before
+    assert (share, outages, down) == (0.0, 1, 24 * 3600)  # one outage, begun before
 
 
 def test_changes_after_the_range_do_not_count():
@@ -46,4 +46,13 @@ def test_each_outage_is_listed_with_its_ends_clipped_to_the_range():
               (at(7), "degraded"), (at(20), "down"), (at(30), "up")]  # fmt: skip
     assert down_spans(events, LO, HI) == [(LO, at(1)), (at(5), at(7)), (at(20), None)]
     _share, outages, down = availability(events, LO, HI)
-    assert (outages, down) == (2, (1 + 2 + 4) * 3600)  # the one from before is not "begun"
+    assert (outages, down) == (3, (1 + 2 + 4) * 3600)  # the one from before counts too
+
+
+def test_an_outage_from_exactly_the_start_counts_and_its_real_times_are_kept():
+    from controller.services.dashboard import down_periods, down_spans
+
+    events = [(LO, "down"), (at(2), "up"), (at(23), "down"), (at(26), "up")]
+    assert availability(events, LO, HI)[1:] == (2, 3 * 3600)
+    assert down_spans(events, LO, HI) == [(LO, at(2)), (at(23), None)]
+    assert down_periods(events) == [(LO, at(2)), (at(23), at(26))]  # it ended the next day
