@@ -176,8 +176,27 @@ def _report() -> Report | None:
     return None if asked is None else service().report(*asked)
 
 
-def _day_labels(report: Report) -> list[tuple[str, str]]:
-    return [formats.weekday_and_number(d.day) for d in report.days]
+DAILY_BARS = 62  # more days than this: a bar a week; more than WEEKLY_BARS weeks: a month
+WEEKLY_BARS = 104
+
+
+def per_day_chart(report: Report, field: str, title: str, unit: str) -> Markup:
+    """A bar a day of ``field`` (sessions, devices, clicks); over a long range a bar a week
+    or a month, each the average day in it (a device seen on three days of a week is one
+    device each day, never three for the week)."""
+    days = report.days
+    if len(days) <= DAILY_BARS:
+        values = [getattr(d, field) for d in days]
+        return charts.bars(values, [formats.weekday_and_number(d.day) for d in days], title, unit)
+    weekly = len(days) <= WEEKLY_BARS * 7
+    buckets: dict[date, list[int]] = {}
+    for d in days:
+        start = d.day - timedelta(days=d.day.weekday()) if weekly else d.day.replace(day=1)
+        buckets.setdefault(start, []).append(getattr(d, field))
+    values = [round(sum(v) / len(v)) for v in buckets.values()]
+    labels = [formats.week_label(b) if weekly else formats.month_label(b) for b in buckets]
+    each = _("rata-rata sehari, tiap minggu") if weekly else _("rata-rata sehari, tiap bulan")
+    return charts.bars(values, labels, f"{title} ({each})", unit)
 
 
 def _heat(report: Report) -> Markup:
@@ -193,7 +212,6 @@ def usage() -> Response:
     if asked is None:
         return problem("bad-request")
     report, before = service().compared(*asked)
-    labels = _day_labels(report)
     config = service().ctx.config
     return page(
         "dashboard.html",
@@ -202,14 +220,9 @@ def usage() -> Response:
         who=admin(),
         sites=[(sid, s.name) for sid, s in config.sites.items()],
         site=(report.sites or ("",))[0],
-        sessions_chart=charts.bars(
-            [d.sessions for d in report.days], labels, _("Sesi per hari"), _("Sesi")
-        ),
-        devices_chart=charts.bars(
-            [d.devices for d in report.days],
-            labels,
-            _("Perangkat unik per hari"),
-            _("Perangkat"),
+        sessions_chart=per_day_chart(report, "sessions", _("Sesi per hari"), _("Sesi")),
+        devices_chart=per_day_chart(
+            report, "devices", _("Perangkat unik per hari"), _("Perangkat")
         ),
         heat=_heat(report),
     )
@@ -409,12 +422,7 @@ def monthly_page(first: date, *, printed: bool = False) -> Response:
         places=places,
         outages=listed,
         more_outages=len(outages) - len(listed),
-        sessions_chart=charts.bars(
-            [d.sessions for d in report.days],
-            _day_labels(report),
-            _("Sesi per hari"),
-            _("Sesi"),
-        ),
+        sessions_chart=per_day_chart(report, "sessions", _("Sesi per hari"), _("Sesi")),
         heat=_heat(report),
     )
 
@@ -487,11 +495,8 @@ def city_app_page() -> Response:
         before=before,
         who=admin(),
         site=(report.sites or ("",))[0],
-        clicks_chart=charts.bars(
-            [d.clicks for d in report.days],
-            _day_labels(report),
-            _("Klik ke aplikasi kota per hari"),
-            _("Klik"),
+        clicks_chart=per_day_chart(
+            report, "clicks", _("Klik ke aplikasi kota per hari"), _("Klik")
         ),
     )
 

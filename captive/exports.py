@@ -150,7 +150,9 @@ def _language() -> str:
     return str(get_locale() or "id")
 
 
-def _csv_cell(value: Any, kind: str, tz: Any, comma: bool) -> object:
+def _csv_cell(value: Any, kind: str, tz: Any) -> object:
+    """A cell as a spreadsheet reads it: dates in ISO form, numbers without grouping and
+    with the language's decimal separator (Babel's), a percentage as a number of percent."""
     if value is None:
         return ""
     if kind == "datetime" and isinstance(value, datetime):
@@ -158,26 +160,22 @@ def _csv_cell(value: Any, kind: str, tz: Any, comma: bool) -> object:
     if kind == "date" and isinstance(value, date):
         return value.isoformat()
     if kind == "percent":
-        value = round(value * 100, 2)
+        value = value * 100
     if isinstance(value, float):
-        text = repr(value)
-        return text.replace(".", ",") if comma else text
+        return formats.plain(value)
     return neutral(value)
 
 
 def to_csv(table: Table, tz: Any) -> str:
     """The table as CSV text (with its BOM): ``;`` and decimal commas in Indonesian."""
-    comma = _language() == "id"
     out = io.StringIO()
-    writer = csv.writer(out, delimiter=";" if comma else ",")
+    writer = csv.writer(out, delimiter=";" if _language() == "id" else ",")
     headers = [
         c.header + (" (%)" if c.kind == "percent" else "") for c in table.columns
     ]  # a percentage is written as a number of percent
     writer.writerow([neutral(h) for h in headers])
     for row in table.rows:
-        writer.writerow(
-            [_csv_cell(v, c.kind, tz, comma) for v, c in zip(row, table.columns, strict=True)]
-        )
+        writer.writerow([_csv_cell(v, c.kind, tz) for v, c in zip(row, table.columns, strict=True)])
     return "\ufeff" + out.getvalue()
 
 

@@ -52,6 +52,11 @@ def decimal(x: float, digits: int = 1, locale: str | Locale | None = None) -> st
     return str(format_decimal(x, pattern, locale=_locale(locale)))
 
 
+def plain(x: float, locale: str | Locale | None = None) -> str:
+    """A number for a spreadsheet: no grouping, up to three decimals (``80``, ``2,5``)."""
+    return str(format_decimal(x, "0.###", locale=_locale(locale)))
+
+
 def percent(x: float, locale: str | Locale | None = None) -> str:
     """A share of one, to a tenth of a percent (``99,3%``, ``99.3%``)."""
     return str(format_percent(x, "#,##0.0%", locale=_locale(locale)))
@@ -123,6 +128,17 @@ def weekday_and_number(d: date, locale: str | Locale | None = None) -> tuple[str
     """A chart's two-line label of a day: its weekday's short name and its number."""
     loc = _locale(locale)
     return str(format_date(d, "EEE", locale=loc)), str(format_date(d, "d", locale=loc))
+
+
+def week_label(monday: date, locale: str | Locale | None = None) -> tuple[str, str]:
+    """A chart's label of a week: the day it begins and its year (``3 Nov``, ``2026``)."""
+    loc = _locale(locale)
+    return str(format_skeleton("MMMd", monday, locale=loc)), str(monday.year)
+
+
+def month_label(first: date, locale: str | Locale | None = None) -> tuple[str, str]:
+    """A chart's label of a month: its short name and year (``Nov``, ``2026``)."""
+    return str(format_date(first, "LLL", locale=_locale(locale))), str(first.year)
 
 
 def weekdays(locale: str | Locale | None = None) -> list[str]:

@@ -376,7 +376,7 @@ def test_the_sites_page_shows_each_aps_availability(office, portal_db, now, ctx)
     export = office.get(f"/dasbor/ekspor.csv?tabel=titik&dari={day}&sampai={day}", base_url=BASE)
     rows = {r[1]: r for r in csv.reader(io.StringIO(export.text.lstrip("\ufeff")), delimiter=";")}
     assert rows["Titik akses"][4] == "Ketersediaan (%)"
-    assert rows["Jam Gadang Utara"][4:] == ["80,0", "1", "2,0"]
+    assert rows["Jam Gadang Utara"][4:] == ["80", "1", "2"]
     assert rows["TMSBK Kebun Binatang"][4] == ""
 
 
@@ -634,3 +634,15 @@ def test_the_cli_report_never_writes_over_what_is_not_a_file(
     future = CliRunner().invoke(cli, [*config, "report", "--month", "2999-12", "--pdf",
                                       str(tmp_path / "x.pdf")])  # fmt: skip
     assert future.exit_code != 0 and "has begun" in future.output
+
+
+def test_a_long_range_draws_a_bar_a_week_or_a_month_of_average_days(office, now, ctx):
+    sign_in(office)
+    day = now.astimezone(ctx.tz).date()
+    weeks = office.get(f"/dasbor/?dari={day - timedelta(days=119)}&sampai={day}", base_url=BASE)
+    first = weeks.text.split("<svg")[1]
+    assert "rata-rata sehari, tiap minggu" in first and first.count("<rect") == 18
+    years = office.get(f"/dasbor/?dari=2024-01-01&sampai={day}", base_url=BASE)
+    first = years.text.split("<svg")[1]
+    assert "tiap bulan" in first and first.count("<rect") == 35  # Jan 2024 to Nov 2026
+    assert ">Jan</text>" in first and ">2024</text>" in first  # the first month labelled

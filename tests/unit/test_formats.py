@@ -46,6 +46,9 @@ def test_every_figure_is_written_the_languages_way(lang):
     assert formats.data_size(608_800_000_000) == want["size_gb"]
     assert formats.data_size(12_400_000) == want["size_mb"]
     assert formats.percent(0.9932) == want["percent"]
+    assert formats.plain(12345.25) == ("12345,25" if lang == "id" else "12345.25")  # for CSV
+    assert formats.availability(0.9996) == ("99,9%" if lang == "id" else "99.9%")  # not 100
+    assert formats.hour_range(9) == ("09.00–10.00" if lang == "id" else "09:00–10:00")
     assert formats.month(date(2026, 11, 1)) == want["month"]
     assert formats.days(date(2026, 11, 3), date(2026, 12, 2)).replace("\u2009", " ") == want["days"]
     assert formats.day(date(2026, 11, 3)) == want["day"]
