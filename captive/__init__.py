@@ -178,7 +178,9 @@ def _guard(app: Flask, limits: dict[str, RateLimit]) -> None:
             return captured
         if request.method == "POST":
             ip = pages.client_ip()
-            if not limits["post"].allow(ip):
+            # the residents' limit; the dashboard (staff only) limits its sign-ins itself
+            staff = request.path.startswith("/dasbor/")
+            if not staff and not limits["post"].allow(ip):
                 return pages.problem("too-many")
             bad = pages.check_fields()
             if bad is not None:

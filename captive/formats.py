@@ -119,8 +119,12 @@ def day(d: date, locale: str | Locale | None = None) -> str:
     return str(format_skeleton("MMMEd", d, locale=_locale(locale)))
 
 
-def long_day(d: date, locale: str | Locale | None = None) -> str:
-    """A day in full (``2 Desember 2026``, ``December 2, 2026``)."""
+def long_day(d: date | datetime, locale: str | Locale | None = None) -> str:
+    """A day in full (``2 Desember 2026``, ``December 2, 2026``); a moment's day in the
+    city's time zone."""
+    if isinstance(d, datetime):
+        tz = _tz()
+        d = (d.astimezone(tz) if tz is not None else d).date()
     return str(format_date(d, "long", locale=_locale(locale)))
 
 

@@ -6,13 +6,13 @@ puts it in force, and at a NAS-mode site tells the router) and is audited as ``w
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from flask import Response, request
+from flask import Response, redirect, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
 from markupsafe import Markup
+from werkzeug.wrappers import Response as Reply
 
 from controller.daemon import protocol
 from controller.errors import DomainError, Unavailable
@@ -112,13 +112,15 @@ def block() -> Response:
     refused = _admin_only()
     if refused is not None:
         return refused
-    hours = _number("jam", 0, 24 * 365) if request.form.get("jam") else 0
+    hours = _number("jam", 1, 24 * 365) if request.form.get("jam") else 0  # empty: until lifted
     if hours is None:
         return _manage_page(400, notice="bad-input")
     mac = request.form.get("mac", "")
     if request.form.get("sesi"):
         number = row_id(request.form.get("sesi", "").strip())
-        found = None if number is None else service().open_session(number)
+        if number is None:
+            return _manage_page(400, notice="bad-input")
+        found = service().open_session(number)
         if found is None or found.mac is None:
             return _manage_page(400, notice="failed", why=_("Sesi itu sudah tidak tersambung."))
         mac = found.mac
@@ -144,7 +146,7 @@ def qr_code(url: str) -> Markup:
 
 
 @bp.post("/kelola/voucher")
-def make_vouchers() -> Response:
+def make_vouchers() -> Reply:
     """Make vouchers; the answer is a sheet to print and cut: a card per code."""
     refused = _admin_only()
     if refused is not None:
@@ -158,16 +160,41 @@ def make_vouchers() -> Response:
         made = service().vouchers(count, hours, site, note, _actor(), clock())
     except DomainError as exc:
         return _manage_page(400, notice="failed", why=str(exc))
+    ids = sorted(v.id for v in made)  # the sheet by its own address: a reload makes none
+    return redirect(f"/dasbor/kelola/lembar?dari={ids[0]}&sampai={ids[-1]}", code=303)
+
+
+@bp.get("/kelola/lembar")
+def voucher_sheet() -> Response:
+    """The printable sheet of the vouchers numbered ``dari`` to ``sampai`` (at most 500)."""
+    refused = _admin_only()
+    if refused is not None:
+        return refused
+    low, high = (row_id(request.args.get(k, "")) for k in ("dari", "sampai"))
+    if low is None or high is None or not 0 <= high - low < 500:
+        return problem("bad-request")
+    made = service().vouchers_numbered(low, high)
+    if not made:
+        return problem("not-found")
     config = parts().config
     names = {sid: s.name for sid, s in config.sites.items()}
-    made_at: datetime = clock()
     return page(
         "dashboard_vouchers.html",
         who=admin(),
         vouchers=made,
-        place=names.get(site or "", ""),
-        hours_online=hours,
-        made_at=made_at,
+        place_names=names,
         portal_url=str(config.portal.base_url),
         qr=qr_code(str(config.portal.base_url)),
     )
+
+
+@bp.get("/kelola/putus")
+@bp.get("/kelola/blokir")
+@bp.get("/kelola/cabut")
+@bp.get("/kelola/voucher")
+def manage_again() -> Reply:
+    """An action's address opened again (reloaded, or the language switched on the page it
+    answered): the Kelola page, doing nothing."""
+    lang = request.args.get("lang")
+    return redirect(f"/dasbor/kelola?lang={lang}" if lang in ("id", "en") else "/dasbor/kelola",
+                    code=303)  # fmt: skip

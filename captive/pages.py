@@ -279,7 +279,7 @@ def code_form() -> Reply:
     if st.authorized:
         return redirect("/berhasil", code=303)
     if st.code_sent_to is None:  # run out (or never asked for): say so, offer a new one
-        return splash(st, notice="code-expired")
+        return splash(st, notice="code-none")
     return code_page(st)
 
 
@@ -336,7 +336,7 @@ def logout() -> Reply:
 
 @bp.post("/perpanjang")
 def extend() -> Reply:
-    return _session_change(protocol.Extend(client_ip()))
+    return _session_change(protocol.Extend(client_ip()), done_if_none=True)  # ran out: splash
 
 
 @bp.get("/favicon.ico")

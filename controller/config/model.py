@@ -140,10 +140,10 @@ class Help(_Model):
     """Whom a resident can ask when something goes wrong: the portal's problem pages name
     them (per city, and optionally per site)."""
 
-    name: str = Field(min_length=1, max_length=80)  # "Diskominfo Kota Bukittinggi"
-    phone: Dialled | None = None
+    name: str = Field(min_length=1, max_length=80, pattern=r"\S")  # "Diskominfo Kota ..."
+    phone: Dialled | None = None  # "112" is one too
     whatsapp: Dialled | None = None
-    hours: str | None = Field(default=None, min_length=1, max_length=80)  # "Senin–Jumat ..."
+    hours: str | None = Field(default=None, min_length=1, max_length=80, pattern=r"\S")
 
 
 class City(_Model):

@@ -37,14 +37,16 @@ def slug(value: Any) -> str:
     return text
 
 
-_DIALLED = re.compile(r"^\+?[0-9(][0-9 ()-]{4,22}$")
+_DIALLED = re.compile(r"^\+?[0-9(][0-9 ()-]{2,22}$")
 
 
 def dialled(value: Any) -> str:
     """A telephone number as people write and dial it: ``(0752) 21000``, ``0812-6600-2100``,
     ``+62 812 6600 2100``."""
+    if isinstance(value, int):  # YAML read 0812... as a number and dropped its 0
+        raise ValueError(f"write the number {value} in quotes, as it is dialled: '0{value}'")
     text = _text(value, "a telephone number")
-    if not _DIALLED.match(text) or sum(c.isdigit() for c in text) < 5:
+    if not _DIALLED.match(text) or sum(c.isdigit() for c in text) < 3:
         raise ValueError(
             f"'{text}' is not a telephone number; write it with digits, spaces, '-', '( )' "
             "and a leading '+' only (e.g. 0812-6600-2100)"

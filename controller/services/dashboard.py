@@ -18,7 +18,14 @@ from controller.services.admins import AdminInfo
 from controller.services.context import Ctx
 from controller.services.limits import Limits
 from controller.store.db import Database, UnitOfWork
-from controller.store.models import ApEvent, DailyApStat, DailySiteStat, HourlySiteStat, Session
+from controller.store.models import (
+    ApEvent,
+    DailyApStat,
+    DailySiteStat,
+    HourlySiteStat,
+    Session,
+    Voucher,
+)
 
 
 @dataclass(frozen=True)
@@ -341,6 +348,14 @@ class DashboardService:
         with self.db.uow() as uow:
             row = uow.orm.get(Session, session_id)
             return None if row is None or row.ended_at is not None else sessions.SessionInfo.of(row)
+
+    def vouchers_numbered(self, low: int, high: int) -> list[vouchers.VoucherInfo]:
+        """The vouchers numbered ``low`` to ``high`` (a batch just made), in order."""
+        with self.db.uow() as uow:
+            rows = uow.orm.scalars(
+                select(Voucher).where(Voucher.id >= low, Voucher.id <= high).order_by(Voucher.id)
+            )
+            return [vouchers.VoucherInfo.of(v) for v in rows]
 
     def blocks(self, now: datetime) -> list[blocks.BlockInfo]:
         """The blocks in force, the newest first."""

@@ -324,7 +324,9 @@ def test_an_admin_kicks_blocks_and_makes_vouchers_all_in_the_audit_log(office, p
         data={"token": token, "jumlah": "3", "jam": "2", "tempat": "jam-gadang"},
         base_url=BASE,
     )
-    assert made.text.count("<code>") == 3
+    assert made.status_code == 303 and "/dasbor/kelola/lembar?" in made.headers["Location"]
+    sheet = office.get(made.headers["Location"], base_url=BASE)
+    assert sheet.text.count("<code>") == 3
     bad = office.post("/dasbor/kelola/voucher", data={"token": token, "jumlah": "9999", "jam": "2"},
                       base_url=BASE)  # fmt: skip
     assert bad.status_code == 400 and "Isian tidak dapat dibaca" in bad.text
@@ -570,9 +572,12 @@ def test_new_vouchers_come_as_a_sheet_to_print(office, portal_db, now):
     admins.add(portal_db, "budi", "admin", "kota-wisata-admin", actor="test", now=now)
     sign_in(office, "budi", "kota-wisata-admin")
     token = token_of(office.get("/dasbor/kelola", base_url=BASE).text)
-    made = office.post("/dasbor/kelola/voucher", base_url=BASE,
-                       data={"token": token, "jumlah": "4", "jam": "3", "tempat": "tmsbk"})  # fmt: skip
-    assert made.status_code == 200 and "4 voucher baru" in made.text
+    posted = office.post("/dasbor/kelola/voucher", base_url=BASE,
+                         data={"token": token, "jumlah": "4", "jam": "3", "tempat": "tmsbk"})  # fmt: skip
+    assert posted.status_code == 303  # the sheet has its own address: reloading makes none
+    made = office.get(posted.headers["Location"], base_url=BASE)
+    again = office.get(posted.headers["Location"], base_url=BASE)
+    assert made.status_code == 200 and "4 voucher baru" in made.text and again.text == made.text
     assert made.text.count('<li class="voucher">') == 4 and made.text.count("<svg") == 4
     assert "3 jam online" in made.text and "Taman Marga Satwa" in made.text
     assert "Berlaku sampai 30 November 2026" in made.text  # a week from the 23rd
@@ -646,3 +651,40 @@ def test_a_long_range_draws_a_bar_a_week_or_a_month_of_average_days(office, now,
     first = years.text.split("<svg")[1]
     assert "tiap bulan" in first and first.count("<rect") == 35  # Jan 2024 to Nov 2026
     assert ">Jan</text>" in first and ">2024</text>" in first  # the first month labelled
+
+
+def test_kelola_is_not_held_to_the_residents_limit_and_its_addresses_reopen_kelola(
+    office, portal_db, now, clock
+):
+    admins.add(portal_db, "budi", "admin", "kota-wisata-admin", actor="test", now=now)
+    sign_in(office, "budi", "kota-wisata-admin")
+    token = token_of(office.get("/dasbor/kelola", base_url=BASE).text)
+    answers = [
+        office.post("/dasbor/kelola/cabut", base_url=BASE,
+                    data={"token": token, "mac": f"02:00:00:00:01:{i:02x}"}).status_code
+        for i in range(14)
+    ]  # fmt: skip
+    assert answers == [400] * 14  # none was blocked: each says so, none is "too many"
+    for path in ("voucher", "putus", "blokir", "cabut"):
+        back = office.get(f"/dasbor/kelola/{path}?lang=en", base_url=BASE)
+        assert back.status_code == 303 and back.headers["Location"] == "/dasbor/kelola?lang=en"
+    for form in ({"sesi": "abc", "alasan": "x"}, {"mac": "02:00:00:00:00:0b", "alasan": "x",
+                                                   "jam": "0"}):  # fmt: skip
+        bad = office.post("/dasbor/kelola/blokir", base_url=BASE, data={"token": token, **form})
+        assert bad.status_code == 400 and "Isian tidak dapat dibaca" in bad.text
+    for bad_range in ("dari=5&sampai=1", "dari=1&sampai=900", "dari=x&sampai=2"):
+        assert office.get(f"/dasbor/kelola/lembar?{bad_range}", base_url=BASE).status_code == 400
+    assert office.get("/dasbor/kelola/lembar?dari=900&sampai=901", base_url=BASE).status_code == 404
+
+
+def test_a_voucher_sheet_gives_the_last_day_in_the_citys_time(office, portal_db, now, clock):
+    from datetime import UTC, datetime
+
+    admins.add(portal_db, "budi", "admin", "kota-wisata-admin", actor="test", now=now)
+    clock.now = datetime(2026, 11, 23, 23, 30, tzinfo=UTC)  # 06:30 on the 24th in Bukittinggi
+    sign_in(office, "budi", "kota-wisata-admin")
+    token = token_of(office.get("/dasbor/kelola", base_url=BASE).text)
+    posted = office.post("/dasbor/kelola/voucher", base_url=BASE,
+                         data={"token": token, "jumlah": "1", "jam": "2"})  # fmt: skip
+    sheet = office.get(posted.headers["Location"], base_url=BASE)
+    assert "Berlaku sampai 1 Desember 2026" in sheet.text

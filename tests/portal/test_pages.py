@@ -452,3 +452,22 @@ def test_a_site_can_name_its_own_help_line(city, controller, clock):
     assert config.help_for(None).name == "Diskominfo Kota Bukittinggi"
     with pytest.raises(config_mod.ConfigError, match="not a telephone number"):
         config_mod.loads(text.replace("'+62 811 2222 333'", "call-us"), "sites.yaml")
+
+
+def test_extending_a_session_that_ran_out_shows_the_splash_not_a_stranger_page(phone, clock):
+    tap_connect(phone)
+    status = phone.get("/", base_url=BASE)
+    clock.now += timedelta(hours=1, minutes=10)  # its hour is over
+    answer = phone.post("/perpanjang", data={"token": token_of(status.text)}, base_url=BASE)
+    assert answer.status_code == 303 and answer.headers["Location"] == "/"
+    assert "Sambungkan" in phone.get("/", base_url=BASE).text
+
+
+def test_help_numbers_are_checked_as_people_write_them():
+    base = (ROOT / "sites.yaml").read_text()
+    fine = base.replace('phone: "(0752) 21000"', 'phone: "112"')
+    assert config_mod.loads(fine, "sites.yaml").city.help.phone == "112"
+    with pytest.raises(config_mod.ConfigError, match="in quotes"):
+        config_mod.loads(base.replace('phone: "(0752) 21000"', "phone: 081266002100"), "s.yaml")
+    with pytest.raises(config_mod.ConfigError):
+        config_mod.loads(base.replace("name: Diskominfo Kota Bukittinggi", "name: '   '"), "s.yaml")

@@ -114,7 +114,7 @@ def test_an_expired_code_sends_the_resident_for_a_new_one(phone, outbox, clock):
     answer = phone.post("/masuk", data={**form, "kode": outbox.last_code()}, base_url=BASE)
     assert answer.status_code == 400 and "Minta kode baru" in answer.text
     reloaded = phone.get("/kode", base_url=BASE)  # the code page reloaded: it says why
-    assert reloaded.status_code == 200 and "kodenya sudah tidak berlaku" in reloaded.text
+    assert reloaded.status_code == 200 and "kode yang dikirim sudah tidak berlaku" in reloaded.text
     assert 'name="telepon"' in reloaded.text  # and asks for a new one
 
 
