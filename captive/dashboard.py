@@ -580,27 +580,21 @@ def _open_month() -> tuple[str, dict[str, Any], date] | None:
     svc = service()
     report = svc.report(*rules.month_of(first), None)
     config = svc.ctx.config
-    source = f"Dinas Komunikasi dan Informatika Kota {config.city.name}"
+    help_line = config.city.help
+    source = help_line.name if help_line else f"Pemerintah Kota {config.city.name}"
     text, meta = exports.open_data(report, config.city.name, source, clock())
     return text, meta, first
 
 
-@bp.get("/data-terbuka.csv")
-def open_data_csv() -> Response:
-    """A month's per-place figures as open data (``bulan=YYYY-MM``)."""
-    found = _open_month()
+@bp.get("/data-terbuka.<kind>")
+def open_data(kind: str) -> Response:
+    """A month's per-place figures as open data (``bulan=YYYY-MM``): ``.csv`` the figures,
+    ``.json`` their metadata (title, period, units, source, licence)."""
+    found = _open_month() if kind in ("csv", "json") else None
     if found is None:
         return problem("bad-request")
-    text, _meta, first = found
-    return _download(text, "text/csv", f"wifikota-data-terbuka-{first:%Y-%m}.csv")
-
-
-@bp.get("/data-terbuka.json")
-def open_data_meta() -> Response:
-    """The metadata of that open data (title, period, units, source, licence)."""
-    found = _open_month()
-    if found is None:
-        return problem("bad-request")
-    _text, meta, first = found
-    body = json.dumps(meta, ensure_ascii=False, indent=2) + "\n"
-    return _download(body, "application/json", f"wifikota-data-terbuka-{first:%Y-%m}.json")
+    text, meta, first = found
+    if kind == "json":
+        text = json.dumps(meta, ensure_ascii=False, indent=2) + "\n"
+    mimetype = "text/csv" if kind == "csv" else "application/json"
+    return _download(text, mimetype, f"wifikota-data-terbuka-{first:%Y-%m}.{kind}")

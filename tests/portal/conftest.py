@@ -4,6 +4,7 @@ tests/db."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import threading
@@ -144,14 +145,36 @@ def browser():
     driver.quit()
 
 
+@contextlib.contextmanager
+def serving(wsgi):
+    """``wsgi`` on loopback (werkzeug, in this process): its base URL, while in use."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, wsgi, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
 @pytest.fixture
 def served(app):
     """The portal on loopback (werkzeug, in this process): its base URL."""
-    from werkzeug.serving import make_server
+    with serving(app) as base:
+        yield base
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(10)
+
+def follow(browser, element) -> None:
+    """Click ``element``, and wait until the next page has replaced this one."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 20)
+    page = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    wait.until(seen.staleness_of(page))
+    wait.until(seen.presence_of_element_located((By.TAG_NAME, "footer")))

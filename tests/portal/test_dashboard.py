@@ -354,15 +354,7 @@ def test_the_monthly_report_of_a_month_prints_its_days(office, now):
 
 
 def test_the_sites_page_shows_each_aps_availability(office, portal_db, now, ctx):
-    from controller.store.models import ApEvent
-
-    with portal_db.uow(write=True) as uow:
-        uow.orm.add_all([
-            ApEvent(ap_id="jam-gadang-1", at=now - timedelta(hours=12), state="up"),
-            ApEvent(ap_id="jam-gadang-1", at=now - timedelta(hours=3), state="down"),
-            ApEvent(ap_id="jam-gadang-1", at=now - timedelta(hours=1), state="up"),
-        ])  # fmt: skip
-        uow.commit()
+    _outage(portal_db, now)  # Jam Gadang Utara: up for days, down from 07:00 to 09:00
     sign_in(office)
     day = now.astimezone(ctx.tz).date()
     page = office.get(f"/dasbor/tempat?dari={day}&sampai={day}", base_url=BASE)

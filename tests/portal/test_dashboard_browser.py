@@ -15,6 +15,7 @@ from captive.parts import parts
 from controller.services import admins, stats
 from controller.services.dashboard import DashboardService
 from tests.conftest import ROOT
+from tests.portal import conftest
 from tests.portal.conftest import two_phones_online
 
 ARTIFACTS = Path(os.environ.get("WIFIKOTA_ARTIFACTS", ROOT / "var" / "test-artifacts"))
@@ -39,17 +40,9 @@ def office_served(served, app, portal_db, ctx, controller, clock, now):
 
 def test_leadership_signs_in_and_reads_every_page(office_served, browser, monkeypatch):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as seen
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    wait = WebDriverWait(browser, 20)
 
     def follow(element) -> None:
-        """Click, and wait until the next page has replaced this one."""
-        page = browser.find_element(By.TAG_NAME, "html")
-        element.click()
-        wait.until(seen.staleness_of(page))
-        wait.until(seen.presence_of_element_located((By.TAG_NAME, "footer")))
+        conftest.follow(browser, element)
 
     base, day = office_served
     shots = ARTIFACTS / "dashboard-browser"

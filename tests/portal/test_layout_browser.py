@@ -18,9 +18,10 @@ import pytest
 from captive.parts import parts
 from controller.services import admins, stats
 from controller.services.dashboard import DashboardService
-from controller.store.models import ApEvent
 from tests.conftest import ROOT
-from tests.portal.conftest import PHONE_IP, two_phones_online
+from tests.portal import conftest
+from tests.portal.conftest import PHONE_IP, serving, two_phones_online
+from tests.portal.test_dashboard import _outage
 
 ARTIFACTS = Path(os.environ.get("WIFIKOTA_ARTIFACTS", ROOT / "var" / "test-artifacts"))
 AXE = ROOT / "var" / "cache" / "axe-core" / "axe-4.14.1.min.js"
@@ -61,19 +62,11 @@ def axe() -> str:
 def city_served(app, portal_db, ctx, controller, clock, now, monkeypatch):
     """The portal on loopback: resident pages answered as for the phone at Jam Gadang, the
     dashboard as for an office PC (loopback); a month of figures and an outage."""
-    from werkzeug.serving import make_server
-
     parts(app).dashboard = DashboardService(portal_db, ctx)
     parts(app).clock = clock
     admins.add(portal_db, "budi", "admin", "kota-wisata-admin", actor="test", now=now)
     two_phones_online(portal_db, ctx, controller, now)
-    with portal_db.uow(write=True) as uow:
-        uow.orm.add_all([
-            ApEvent(ap_id="jam-gadang-1", at=now - timedelta(days=5), state="up"),
-            ApEvent(ap_id="jam-gadang-1", at=now - timedelta(hours=3), state="down"),
-            ApEvent(ap_id="jam-gadang-1", at=now - timedelta(hours=1), state="up"),
-        ])  # fmt: skip
-        uow.commit()
+    _outage(portal_db, now)
     day = now.astimezone(ctx.tz).date()
     stats.rebuild(portal_db, ctx, day - timedelta(days=40), day, now + timedelta(minutes=30))
     monkeypatch.setattr("captive.probes.is_portal_host", lambda: True)
@@ -83,14 +76,8 @@ def city_served(app, portal_db, ctx, controller, clock, now, monkeypatch):
             environ["REMOTE_ADDR"] = PHONE_IP
         return app(environ, start_response)
 
-    import threading
-
-    server = make_server("127.0.0.1", 0, as_phone, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(10)
+    with serving(as_phone) as base:
+        yield base
 
 
 def _check(browser, axe: str, url: str, shot: Path, width_asked: int) -> list[str]:
@@ -130,8 +117,6 @@ def _window(browser, width: int, height: int) -> None:
 
 def test_every_page_fits_a_phone_and_an_office_screen_and_passes_axe(city_served, browser, axe):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as seen
-    from selenium.webdriver.support.ui import WebDriverWait
 
     base = city_served
     shots = ARTIFACTS / "layout"
@@ -139,14 +124,10 @@ def test_every_page_fits_a_phone_and_an_office_screen_and_passes_axe(city_served
     shots.mkdir(parents=True)
     browser.set_script_timeout(30)
     problems: list[str] = []
-    # the phone logs in once (the success page needs it), the office signs in once
-    wait = WebDriverWait(browser, 20)
 
+    # the phone logs in once (the success page needs it), the office signs in once
     def follow(element) -> None:
-        page = browser.find_element(By.TAG_NAME, "html")
-        element.click()
-        wait.until(seen.staleness_of(page))
-        wait.until(seen.presence_of_element_located((By.TAG_NAME, "footer")))
+        conftest.follow(browser, element)
 
     for size, (width, height) in SIZES.items():  # before the one tap
         _window(browser, width, height)
