@@ -83,6 +83,35 @@ def _number(name: str, low: int, high: int) -> int | None:
     return int(text)
 
 
+REFUSED = {  # what the controller's refusals mean, per action, in the page's language
+    "end": {
+        "not-found": lazy_gettext("Sesi itu sudah tidak tersambung."),
+        "conflict": lazy_gettext("Sesi itu sudah berakhir."),
+    },
+    "block": {
+        "conflict": lazy_gettext("Perangkat itu sudah diblokir."),
+        "bad-request": lazy_gettext(
+            "Isi alasannya (paling banyak 200 huruf) dan MAC sebuah perangkat, "
+            "seperti 3c:5a:b4:12:34:56."
+        ),
+    },
+    "unblock": {
+        "not-found": lazy_gettext("Perangkat itu tidak sedang diblokir."),
+        "bad-request": lazy_gettext("Itu bukan MAC sebuah perangkat, seperti 3c:5a:b4:12:34:56."),
+    },
+    "voucher": {
+        "unknown-site": lazy_gettext("Tempat itu tidak ada."),
+        "bad-request": lazy_gettext("Isian voucher tidak dapat dipakai. Periksa lagi."),
+    },
+}
+
+
+def refusal(action: str, exc: DomainError) -> str:
+    """A refusal of ``action`` in words (the controller's own text is for the logs)."""
+    words = REFUSED.get(action, {}).get(exc.code)
+    return str(words) if words else str(_("Permintaan itu tidak dapat dijalankan."))
+
+
 def _ask(asked: protocol.Request[Any], **done: Any) -> Response:
     """Have the controller do ``asked``; the page then says how it went."""
     try:
@@ -90,7 +119,7 @@ def _ask(asked: protocol.Request[Any], **done: Any) -> Response:
     except Unavailable:
         return _manage_page(503, notice="unavailable")
     except DomainError as exc:
-        return _manage_page(400, notice="failed", why=str(exc))
+        return _manage_page(400, notice="failed", why=refusal(asked.op, exc))
     return _manage_page(**done)
 
 
@@ -159,7 +188,7 @@ def make_vouchers() -> Reply:
     try:
         made = service().vouchers(count, hours, site, note, _actor(), clock())
     except DomainError as exc:
-        return _manage_page(400, notice="failed", why=str(exc))
+        return _manage_page(400, notice="failed", why=refusal("voucher", exc))
     ids = sorted(v.id for v in made)  # the sheet by its own address: a reload makes none
     return redirect(f"/dasbor/kelola/lembar?dari={ids[0]}&sampai={ids[-1]}", code=303)
 

@@ -553,6 +553,11 @@ def test_an_admin_works_from_the_rows_without_typing_an_id(office, portal_db, no
     assert mac not in fw.state(now).blocked and "Tidak ada perangkat yang diblokir." in lifted.text
     again = office.post("/dasbor/kelola/cabut", base_url=BASE, data={"token": token, "mac": mac})
     assert again.status_code == 400 and "Tidak berhasil" in again.text  # not blocked any more
+    assert "Perangkat itu tidak sedang diblokir." in again.text  # in words, in Indonesian
+    assert "is not blocked" not in again.text
+    garbage = office.post("/dasbor/kelola/cabut?lang=en", base_url=BASE,
+                          data={"token": token, "mac": "ff:ff:ff:ff:ff:ff"})  # fmt: skip
+    assert "That is not a device" in garbage.text and "group or empty" not in garbage.text
     # the audit log in words
     assert "memblokir perangkat" in lifted.text and "mencabut blokir" in lifted.text
     assert ">block<" not in lifted.text and ">unblock<" not in lifted.text
