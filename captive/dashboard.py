@@ -12,6 +12,7 @@ from that address. Nothing here shows a MAC or a phone number.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import json
 from collections.abc import Sequence
@@ -218,7 +219,7 @@ def usage() -> Response:
         report=report,
         before=before,
         who=admin(),
-        sites=[(sid, s.name) for sid, s in config.sites.items()],
+        sites=list(config.site_names().items()),
         site=(report.sites or ("",))[0],
         sessions_chart=per_day_chart(report, "sessions", _("Sesi per hari"), _("Sesi")),
         devices_chart=per_day_chart(
@@ -395,8 +396,8 @@ def monthly_page(first: date, *, printed: bool = False) -> Response:
     its PDF is made (no navigation, no forms)."""
     svc = service()
     made = clock()
-    first, last = rules.month_of(first)
-    last = min(last, made.astimezone(svc.ctx.tz).date())  # this month: so far
+    first, month_end = rules.month_of(first)
+    last = min(month_end, made.astimezone(svc.ctx.tz).date())  # this month: so far
     report, before = svc.compared(first, last, None)
     places, outages = svc.sites_detail(first, last, made), svc.outages(first, last, made)
     words = month_words(report, before, places, outages)
@@ -410,12 +411,12 @@ def monthly_page(first: date, *, printed: bool = False) -> Response:
         places_summary=words["places"],
         busy_summary=words["busy"],
         aps_summary=words["aps"],
-        place_names={sid: site.name for sid, site in svc.ctx.config.sites.items()},
+        place_names=svc.ctx.config.site_names(),
         report=report,
         before=before,
         who=None if printed else admin(),
         printed=printed,
-        partial=report.until < rules.month_of(first)[1],
+        partial=last < month_end,
         month=first,
         title=report_title(first),
         made=made,
@@ -435,12 +436,18 @@ def month_pdf(first: date) -> bytes:
     return pdf(html, request.url_root, report_title(first))
 
 
+def _month() -> date | None:
+    """The first day of the month ``bulan=YYYY-MM`` names (default: the month before this
+    one), or None when it names none that has begun."""
+    today = clock().astimezone(service().ctx.tz).date()
+    return rules.month_asked(request.args.get("bulan", ""), today)
+
+
 @bp.get("/bulanan")
 def monthly() -> Response:
     """A month's report (``bulan=YYYY-MM``, by default the month before this one), to read
     here, print, or take as a PDF (``/dasbor/bulanan.pdf``)."""
-    today = clock().astimezone(service().ctx.tz).date()
-    first = rules.month_asked(request.args.get("bulan", ""), today)
+    first = _month()
     if first is None:
         return problem("bad-request")
     return monthly_page(first)
@@ -451,16 +458,10 @@ def monthly_pdf() -> Response:
     """The month's report as a PDF, made from the same page by WeasyPrint."""
     if not parts().limits["report"].allow(client_ip()):
         return problem("too-many")
-    today = clock().astimezone(service().ctx.tz).date()
-    first = rules.month_asked(request.args.get("bulan", ""), today)
+    first = _month()
     if first is None:
         return problem("bad-request")
-    name = f"wifikota-laporan-{first:%Y-%m}.pdf"
-    return Response(
-        month_pdf(first),
-        mimetype="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    return _download(month_pdf(first), "application/pdf", f"wifikota-laporan-{first:%Y-%m}.pdf")
 
 
 def busyness(online: int, aps: int) -> str:
@@ -509,23 +510,23 @@ def _tables(name: str) -> list[exports.Table] | None:
         return None
     since, until, sites = asked
     svc = service()
-    report = svc.report(*asked)
+    report = functools.cache(lambda: svc.report(*asked))  # read once, if a table needs it
 
     def wanted(site: str) -> bool:
         return sites is None or site in sites
 
-    names = {sid: site.name for sid, site in svc.ctx.config.sites.items()}
+    names = svc.ctx.config.site_names()
     makers: dict[str, Any] = {
-        "harian": lambda: exports.daily(report),
-        "tempat": lambda: exports.places(report),
-        "jam": lambda: exports.hours(report),
+        "harian": lambda: exports.daily(report()),
+        "tempat": lambda: exports.places(report()),
+        "jam": lambda: exports.hours(report()),
         "titik": lambda: exports.access_points(
             [p for p in svc.sites_detail(since, until, clock()) if wanted(p.site_id)]
         ),
         "gangguan": lambda: exports.outages(
             [o for o in svc.outages(since, until, clock()) if wanted(o.site)], names
         ),
-        "aplikasi": lambda: exports.city_app(report),
+        "aplikasi": lambda: exports.city_app(report()),
     }
     if name == "semua":
         return [make() for make in makers.values()]
@@ -573,8 +574,7 @@ def export_xlsx() -> Response:
 
 
 def _open_month() -> tuple[str, dict[str, Any], date] | None:
-    today = clock().astimezone(service().ctx.tz).date()
-    first = rules.month_asked(request.args.get("bulan", ""), today)
+    first = _month()
     if first is None:
         return None
     svc = service()

@@ -46,12 +46,6 @@ def number(n: float, locale: str | Locale | None = None) -> str:
     return str(format_decimal(n, locale=_locale(locale)))
 
 
-def decimal(x: float, digits: int = 1, locale: str | Locale | None = None) -> str:
-    """A number with ``digits`` after the separator (``7,4``, ``7.4``)."""
-    pattern = "#,##0" + ("." + "0" * digits if digits else "")
-    return str(format_decimal(x, pattern, locale=_locale(locale)))
-
-
 def plain(x: float, locale: str | Locale | None = None) -> str:
     """A number for a spreadsheet: no grouping, up to three decimals (``80``, ``2,5``)."""
     return str(format_decimal(x, "0.###", locale=_locale(locale)))
@@ -106,12 +100,6 @@ def duration(seconds: float) -> str:
     if hours:
         return str(_("%(h)s jam", h=number(hours)))
     return str(_("%(m)d menit", m=max(minutes, 1 if seconds > 0 else 0)))
-
-
-def hours(seconds: float, locale: str | Locale | None = None) -> str:
-    """A long length of time in hours, to a tenth (``5,3 jam``), for outages and totals."""
-    value = decimal(seconds / 3600, 1, locale)
-    return str(_("%(n)s jam", n=value))
 
 
 def day(d: date, locale: str | Locale | None = None) -> str:

@@ -19,7 +19,7 @@ from controller.errors import DomainError, Unavailable
 from controller.services.identity import row_id
 
 from .dashboard import admin, bp, clock, page, service
-from .pages import control, problem
+from .pages import back_to, control, problem
 from .parts import parts
 
 ACTIONS = {  # the audit log's codes in words
@@ -50,7 +50,7 @@ def _admin_only() -> Response | None:
 
 def _manage_page(code: int = 200, **notice: Any) -> Response:
     svc = service()
-    names = {sid: s.name for sid, s in svc.ctx.config.sites.items()}
+    names = svc.ctx.config.site_names()
     return page(
         "dashboard_manage.html",
         code,
@@ -206,12 +206,11 @@ def voucher_sheet() -> Response:
     if not made:
         return problem("not-found")
     config = parts().config
-    names = {sid: s.name for sid, s in config.sites.items()}
     return page(
         "dashboard_vouchers.html",
         who=admin(),
         vouchers=made,
-        place_names=names,
+        place_names=config.site_names(),
         portal_url=str(config.portal.base_url),
         qr=qr_code(str(config.portal.base_url)),
     )
@@ -224,6 +223,4 @@ def voucher_sheet() -> Response:
 def manage_again() -> Reply:
     """An action's address opened again (reloaded, or the language switched on the page it
     answered): the Kelola page, doing nothing."""
-    lang = request.args.get("lang")
-    return redirect(f"/dasbor/kelola?lang={lang}" if lang in ("id", "en") else "/dasbor/kelola",
-                    code=303)  # fmt: skip
+    return back_to("/dasbor/kelola")

@@ -190,8 +190,13 @@ def index() -> Response:
 def form_target_again() -> Reply:
     """A form's address opened again (reloaded, or the language switched on a page a
     form answered): the main page, in the language asked for, with its forms."""
+    return back_to("/")
+
+
+def back_to(path: str) -> Reply:
+    """``303`` to ``path`` in the language the request asked for (``?lang=``), if any."""
     lang = request.args.get("lang")
-    return redirect(f"/?lang={lang}" if lang in ("id", "en") else "/", code=303)
+    return redirect(f"{path}?lang={lang}" if lang in ("id", "en") else path, code=303)
 
 
 @bp.post("/masuk")

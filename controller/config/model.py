@@ -380,6 +380,10 @@ class CityConfig(_Model):
         management = self.management.networks if self.management else ()
         return (*loopback, *management, *self.portal.staff_networks)
 
+    def site_names(self) -> dict[str, str]:
+        """Each site's name by its id, in the config's order."""
+        return {sid: site.name for sid, site in self.sites.items()}
+
     def help_for(self, site_id: str | None) -> Help | None:
         """Whom a resident at ``site_id`` (None: not known) can ask: the site's, else the
         city's."""

@@ -346,8 +346,8 @@ class DashboardService:
     def open_session(self, session_id: int) -> sessions.SessionInfo | None:
         """An open session by its number (None: no such session open)."""
         with self.db.uow() as uow:
-            row = uow.orm.get(Session, session_id)
-            return None if row is None or row.ended_at is not None else sessions.SessionInfo.of(row)
+            rows = sessions.open_sessions(uow, Session.id == session_id)
+            return sessions.SessionInfo.of(rows[0]) if rows else None
 
     def vouchers_numbered(self, low: int, high: int) -> list[vouchers.VoucherInfo]:
         """The vouchers numbered ``low`` to ``high`` (a batch just made), in order."""

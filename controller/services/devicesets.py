@@ -18,6 +18,8 @@ import zlib
 from collections.abc import Iterable
 from datetime import date, timedelta
 
+from controller.services.rules import next_month
+
 
 def of(ids: Iterable[int]) -> int:
     """The bitmap of these device ids."""
@@ -52,10 +54,6 @@ def decode(blob: bytes | None) -> int:
 
 def month_of(day: date) -> date:
     return day.replace(day=1)
-
-
-def next_month(month: date) -> date:
-    return (month.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
 def pieces(since: date, until: date) -> tuple[list[date], list[tuple[date, date]]]:

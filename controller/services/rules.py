@@ -28,10 +28,14 @@ def parse_day(text: str) -> date | None:
         return None
 
 
+def next_month(day: date) -> date:
+    """The first day of the month after ``day``'s."""
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
 def month_of(day: date) -> tuple[date, date]:
     """The first and last day of ``day``'s month."""
-    first = day.replace(day=1)
-    return first, (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    return day.replace(day=1), next_month(day) - timedelta(days=1)
 
 
 def range_before(since: date, until: date) -> tuple[date, date] | None:

@@ -192,7 +192,7 @@ def _write_spans(
                              new=devicesets.encode(devicesets.of(new.get(day, ()))),
                              length_minutes=city_lengths.get(day, {})))  # fmt: skip
     first_month = devicesets.month_of(since)
-    end = devicesets.next_month(devicesets.month_of(until))
+    end = rules.next_month(until)
     s.execute(
         delete(SpanStat).where(
             or_(
