@@ -178,8 +178,9 @@ def _guard(app: Flask, limits: dict[str, RateLimit]) -> None:
             return captured
         if request.method == "POST":
             ip = pages.client_ip()
-            # the residents' limit; the dashboard (staff only) limits its sign-ins itself
-            staff = request.path.startswith("/dasbor/")
+            # the residents' limit; the dashboard from the staff networks limits its
+            # sign-ins itself (a phone posting there is a resident like any other)
+            staff = request.path.startswith("/dasbor/") and dashboard.from_staff()
             if not staff and not limits["post"].allow(ip):
                 return pages.problem("too-many")
             bad = pages.check_fields()

@@ -685,3 +685,11 @@ def test_a_voucher_sheet_gives_the_last_day_in_the_citys_time(office, portal_db,
                          data={"token": token, "jumlah": "1", "jam": "2"})  # fmt: skip
     sheet = office.get(posted.headers["Location"], base_url=BASE)
     assert "Berlaku sampai 1 Desember 2026" in sheet.text
+
+
+def test_a_phone_posting_to_the_dashboard_meets_the_residents_limit(app, office):
+    from tests.portal.conftest import PHONE_IP, client_at
+
+    phone = client_at(app, PHONE_IP)
+    answers = [phone.post("/dasbor/masuk", data={}, base_url=BASE).status_code for _ in range(12)]
+    assert 429 in answers  # the staff's freedom from the post limit is not the SSID's
