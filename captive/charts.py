@@ -1,5 +1,6 @@
-"""Charts drawn on the server as SVG: nothing is fetched from anywhere, nothing runs in the
-browser, and they print. Markup only (no style attributes: the CSP allows none).
+"""Charts drawn on the server as SVG: nothing is fetched from anywhere (but the map tiles
+of a tile source the city configures), nothing runs in the browser, and they print.
+Markup only (no style attributes: the CSP allows none).
 
 Every number on a chart is written by :mod:`captive.formats` (the page's language), every
 chart has its title, its axis titles with their unit, and values that can be read without
@@ -8,6 +9,7 @@ hovering (a phone has no hover, paper neither).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from html import escape
 
@@ -179,18 +181,42 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
-def site_map(points: Sequence[tuple[str, float, float, int, str]], title: str) -> Markup:
+def _mercator(lat: float, lon: float, zoom: int) -> tuple[float, float]:
+    """A point's pixel on the Web Mercator map of ``zoom`` (256-pixel tiles, as tile
+    servers cut them)."""
+    size = 256 * 2**zoom
+    lat = max(-85.05, min(85.05, lat))
+    y = math.log(math.tan(math.pi / 4 + math.radians(lat) / 2))
+    return (lon + 180) / 360 * size, (1 - y / math.pi) / 2 * size
+
+
+def site_map(
+    points: Sequence[tuple[str, float, float, int, str]],
+    title: str,
+    tiles: tuple[str, str] | None = None,
+) -> Markup:
     """The sites at their coordinates: (label, lat, lon, clients online, state), a circle
     each, larger with more clients; red where an AP is down, grey where none is checked.
-    No map tiles: nothing is fetched from outside."""
+
+    ``tiles`` (a tile address with {z}/{x}/{y}, and its attribution) draws the map's tiles
+    under the places; without it there are none, and nothing is fetched from outside."""
     width, height, pad = 900, 420, 60
     if not points:
         return Markup("")
-    lats = [p[1] for p in points]
-    lons = [p[2] for p in points]
-    span_lat = (max(lats) - min(lats)) or 0.01
-    span_lon = (max(lons) - min(lons)) or 0.01
-    scale = min((width - 2 * pad) / span_lon, (height - 2 * pad) / span_lat)
+    # the closest zoom at which every place fits inside the padding
+    zoom = 18
+    while zoom > 0:
+        xy = [_mercator(p[1], p[2], zoom) for p in points]
+        xs, ys = [x for x, _ in xy], [y for _, y in xy]
+        if max(xs) - min(xs) <= width - 2 * pad and max(ys) - min(ys) <= height - 2 * pad:
+            break
+        zoom -= 1
+    zoom = min(zoom, 17)  # one place alone: its street, not its doorstep
+    xy = [_mercator(p[1], p[2], zoom) for p in points]
+    xs, ys = [x for x, _ in xy], [y for _, y in xy]
+    # the pixel of the whole world map at the picture's top left corner
+    left = (min(xs) + max(xs)) / 2 - width / 2
+    top_px = (min(ys) + max(ys)) / 2 - height / 2
     colour = {"down": "#b00020", "unknown": "#888888", "degraded": "#b37400"}
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
@@ -198,12 +224,24 @@ def site_map(points: Sequence[tuple[str, float, float, int, str]], title: str) -
         f"<title>{escape(title)}</title>",
         f'<rect x="0" y="0" width="{width}" height="{height}" fill="#eef2f6"/>',
     ]
-    top = max((p[3] for p in points), default=0) or 1
+    if tiles:
+        url = tiles[0]
+        count = 2**zoom
+        for ty in range(int(top_px // 256), int((top_px + height) // 256) + 1):
+            if not 0 <= ty < count:
+                continue
+            for tx in range(int(left // 256), int((left + width) // 256) + 1):
+                href = url.replace("{z}", str(zoom)).replace("{x}", str(tx % count))
+                href = href.replace("{y}", str(ty))
+                parts.append(
+                    f'<image href="{escape(href)}" x="{round(tx * 256 - left, 1)}" '
+                    f'y="{round(ty * 256 - top_px, 1)}" width="256" height="256"/>'
+                )
+    most = max((p[3] for p in points), default=0) or 1
     placed = []
-    for label, lat, lon, online, state in points:
-        x = round(pad + (lon - min(lons)) * scale, 1)
-        y = round(height - pad - (lat - min(lats)) * scale, 1)
-        r = round(6 + 18 * (online / top) ** 0.5, 1)
+    for (label, _lat, _lon, online, state), (px, py) in zip(points, xy, strict=True):
+        x, y = round(px - left, 1), round(py - top_px, 1)
+        r = round(6 + 18 * (online / most) ** 0.5, 1)
         placed.append((label, online, state, x, y, r))
     spots = _place_labels([(x, y, r) for *_, x, y, r in placed], width)
     for (label, online, state, x, y, r), (lx, ly, anchor) in zip(placed, spots, strict=True):
@@ -212,7 +250,15 @@ def site_map(points: Sequence[tuple[str, float, float, int, str]], title: str) -
             f'<circle cx="{x}" cy="{y}" r="{r}" fill="{colour.get(state, BLUE)}" '
             f'fill-opacity="0.8"><title>{escape(text)}</title></circle>'
             f'<text x="{round(lx, 1)}" y="{round(ly, 1)}" font-size="14" fill="#111" '
-            f'text-anchor="{anchor}">{escape(text)}</text>'
+            f'text-anchor="{anchor}" stroke="#fff" stroke-width="3" paint-order="stroke">'
+            f"{escape(text)}</text>"
+        )
+    if tiles:
+        box = min(width, round(len(tiles[1]) * 6.5 + 12))
+        parts.append(
+            f'<rect x="{width - box}" y="{height - 20}" width="{box}" height="20" fill="#fff" '
+            f'fill-opacity="0.8"/><text x="{width - 6}" y="{height - 6}" font-size="12" '
+            f'fill="{INK}" text-anchor="end">{escape(tiles[1])}</text>'
         )
     parts.append("</svg>")
     return _boxed(parts, title)

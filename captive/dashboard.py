@@ -34,6 +34,7 @@ from controller.services.dashboard import DashboardService, Outage, Report, Site
 from . import charts, exports, formats
 from .pages import client_ip, problem, render
 from .parts import parts
+from .security import CSP
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dasbor")
 
@@ -63,6 +64,7 @@ def page(template: str, code: int = 200, **context: Any) -> Response:
         code,
         number=formats.number,
         percent=formats.percent,
+        tenths=formats.tenths,
         share=formats.share,
         vs=vs,
         **context,
@@ -242,12 +244,20 @@ def now_page() -> Response:
     """Now: clients online per place, each AP's last known state, today so far, a map."""
     view = service().now(clock())
     points = [(s.name, s.lat, s.lon, s.online, _site_state(s)) for s in view.sites]
-    return page(
+    source = parts().config.portal.map_tiles
+    tiles = (source.url, source.attribution) if source else None
+    response = page(
         "dashboard_now.html",
         view=view,
         who=admin(),
-        site_map=charts.site_map(points, _("Peta tempat")),
+        site_map=charts.site_map(points, _("Peta tempat"), tiles),
     )
+    if source:  # the tile server's images, and nothing else from outside
+        origin = "/".join(source.url.split("/", 3)[:3])
+        response.headers["Content-Security-Policy"] = CSP.replace(
+            "img-src 'self' data:", f"img-src 'self' data: {origin}"
+        )
+    return response
 
 
 def metrics() -> Response:

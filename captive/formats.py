@@ -51,6 +51,11 @@ def plain(x: float, locale: str | Locale | None = None) -> str:
     return str(format_decimal(x, "0.###", locale=_locale(locale)))
 
 
+def tenths(x: float, locale: str | Locale | None = None) -> str:
+    """A measured value to a tenth, as the language writes decimals (``3,2``, ``3.2``)."""
+    return str(format_decimal(x, "#,##0.0", locale=_locale(locale)))
+
+
 def percent(x: float, locale: str | Locale | None = None) -> str:
     """A share of one, to a tenth of a percent (``99,3%``, ``99.3%``)."""
     return str(format_percent(x, "#,##0.0%", locale=_locale(locale)))

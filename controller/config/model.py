@@ -37,6 +37,7 @@ from controller.config.values import (
     Range,
     Seconds,
     Slug,
+    TileUrl,
     TimeZoneName,
     in_range,
     seconds_between,
@@ -164,6 +165,14 @@ class Gateway(_Model):
     capacity: Annotated[int, in_range(1, 1_000_000)] = 4000
 
 
+class MapTiles(_Model):
+    """Map tiles drawn under the dashboard's map of places (the city's own tile server, or
+    one it has the right to use). Without them nothing is fetched from outside."""
+
+    url: TileUrl  # https://.../{z}/{x}/{y}.png, Web Mercator (the usual "slippy map" tiles)
+    attribution: str = Field(min_length=1, max_length=120, pattern=r"\S")  # shown under it
+
+
 class Portal(_Model):
     hostname: Domain
     base_url: HttpUrl
@@ -178,6 +187,7 @@ class Portal(_Model):
     # where the dashboard and /metrics answer, besides loopback and management.networks;
     # never on an AP's subnet
     staff_networks: tuple[IPv4Net, ...] = ()
+    map_tiles: MapTiles | None = None
 
 
 class CityApp(_Model):

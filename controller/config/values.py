@@ -76,6 +76,22 @@ def https_url(value: Any) -> str:
     return text
 
 
+def tile_url(value: Any) -> str:
+    text = https_url(value)
+    holes = set(re.findall(r"\{[^}]*\}", text))
+    if not re.match(r"^https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/", text):
+        raise ValueError(
+            f"'{text}' is not a map tile address: after https:// comes the tile server's "
+            "name (and port), then its path, e.g. https://tile.example.id/{z}/{x}/{y}.png"
+        )
+    if holes != {"{z}", "{x}", "{y}"} or re.search(r"[\"'<>\\]", text):
+        raise ValueError(
+            f"'{text}' is not a map tile address: it needs {{z}}, {{x}} and {{y}} and no other "
+            "{...}, e.g. https://tile.example.id/{z}/{x}/{y}.png"
+        )
+    return text
+
+
 def http_url(value: Any) -> str:
     text = _text(value, "a URL")
     if not re.match(r"^https?://[^\s/]+(?:/\S*)?$", text):
@@ -298,6 +314,7 @@ IfName = Annotated[str, PlainValidator(ifname)]
 Dialled = Annotated[str, PlainValidator(dialled)]
 Domain = Annotated[str, PlainValidator(domain)]
 HttpsUrl = Annotated[str, PlainValidator(https_url)]
+TileUrl = Annotated[str, PlainValidator(tile_url)]
 HttpUrl = Annotated[str, PlainValidator(http_url)]
 IPv4 = Annotated[
     ipaddress.IPv4Address, PlainValidator(ipv4_address), PlainSerializer(_as_str, return_type=str)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import os
 import re
 from datetime import timedelta
@@ -227,7 +228,7 @@ def test_the_now_page_shows_who_is_online_where_and_the_map(office, portal_db, n
     assert "<dt>Tersambung sekarang</dt><dd>2</dd>" in page.text
     assert page.text.count("<circle") == 8  # every place on the map
     assert "belum dipantau" in page.text  # no AP state has been recorded in this database
-    assert "3.2 ms, hari ini 100,0%" in page.text
+    assert "3,2 ms, hari ini 100,0%" in page.text
 
 
 def test_the_city_app_page_and_every_table_as_csv(office, portal_db, ctx, now):
@@ -693,3 +694,53 @@ def test_a_phone_posting_to_the_dashboard_meets_the_residents_limit(app, office)
     phone = client_at(app, PHONE_IP)
     answers = [phone.post("/dasbor/masuk", data={}, base_url=BASE).status_code for _ in range(12)]
     assert 429 in answers  # the staff's freedom from the post limit is not the SSID's
+
+
+def test_the_map_has_tiles_only_from_a_tile_source_the_city_configured(app, office, city):
+    """Without a tile source nothing on the page comes from outside; with one, its tiles lie
+    under the places and the page's CSP lets images come from that server and no other."""
+    from controller.config.model import MapTiles
+
+    sign_in(office)
+    page = office.get("/dasbor/sekarang", base_url=BASE)
+    assert (
+        "<image" not in page.text
+        and "img-src 'self' data:;" in page.headers["Content-Security-Policy"]
+    )
+    tiles = MapTiles(
+        url="https://peta.example.id/osm/{z}/{x}/{y}.png", attribution="© OpenStreetMap"
+    )
+    parts(app).config = city.model_copy(
+        update={"portal": city.portal.model_copy(update={"map_tiles": tiles})}
+    )
+    page = office.get("/dasbor/sekarang", base_url=BASE)
+    csp = page.headers["Content-Security-Policy"]
+    assert "img-src 'self' data: https://peta.example.id;" in csp
+    hrefs = re.findall(r'<image href="([^"]+)" x="(-?[\d.]+)" y="(-?[\d.]+)"', page.text)
+    assert hrefs and all(h.startswith("https://peta.example.id/osm/") for h, _, _ in hrefs)
+    # the tiles cover the whole picture (900 x 420), each at its place on one zoom
+    zooms = {h.split("/")[4] for h, _, _ in hrefs}
+    assert len(zooms) == 1
+    xs = sorted({float(x) for _, x, _ in hrefs})
+    ys = sorted({float(y) for _, _, y in hrefs})
+    assert xs[0] <= 0 and xs[-1] + 256 >= 900 and ys[0] <= 0 and ys[-1] + 256 >= 420
+    assert all(abs(b - a - 256) < 0.2 for a, b in itertools.pairwise(xs))
+    # Jam Gadang (lat -0.305, lon 100.369) is inside the tile its circle is drawn on
+    zoom = int(zooms.pop())
+    import math
+
+    world = 256 * 2**zoom
+    tx = int((100.369 + 180) / 360 * world // 256)
+    ty = int(
+        (1 - math.log(math.tan(math.pi / 4 + math.radians(-0.305) / 2)) / math.pi)
+        / 2
+        * world
+        // 256
+    )
+    assert any(h.endswith(f"/{zoom}/{tx}/{ty}.png") for h, _, _ in hrefs)
+    assert "© OpenStreetMap" in page.text
+    # other pages keep the CSP that allows nothing from outside
+    assert (
+        "peta.example.id"
+        not in office.get("/dasbor/", base_url=BASE).headers["Content-Security-Policy"]
+    )
