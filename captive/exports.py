@@ -51,14 +51,18 @@ class Table:
     rows: list[list[Any]] = field(default_factory=list)
 
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a formula
+# what makes a spreadsheet read a formula: these first (also their full-width forms, which
+# some spreadsheets fold to them), or after leading blanks and line breaks
+FORMULA_START = frozenset("=+-@\uff1d\uff0b\uff0d\uff20")
 
 
 def neutral(value: object) -> object:
     """A cell as a spreadsheet takes it as text: text that would start a formula gets a
     leading apostrophe (OWASP's advice on CSV injection); numbers stay numbers."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
+    if isinstance(value, str) and value:
+        first = value.lstrip()[:1]
+        if first in FORMULA_START or value[0] in "\t\r\n":
+            return "'" + value
     return value
 
 

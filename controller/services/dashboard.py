@@ -176,12 +176,14 @@ def availability(
 ) -> tuple[float | None, int, int]:
     """(share of [lo, hi) not down, outages in it (also one that began before), seconds
     down) from an AP's state changes, sorted, including the last one at or before ``lo``.
-    None when there are none."""
-    if not events or hi <= lo:
+    The share is of the time the AP was watched: from its first state change if that
+    came inside the range (an AP added mid-month is not counted up before it was
+    checked). None when it was never watched in the range."""
+    if not events or hi <= lo or events[0][0] >= hi:
         return None, 0, 0
     spans = down_spans(events, lo, hi)
     down = sum(((until or hi) - since).total_seconds() for since, until in spans)
-    total = (hi - lo).total_seconds()
+    total = (hi - max(lo, events[0][0])).total_seconds()
     return max(0.0, 1 - down / total), len(spans), int(down)
 
 

@@ -56,3 +56,11 @@ def test_an_outage_from_exactly_the_start_counts_and_its_real_times_are_kept():
     assert availability(events, LO, HI)[1:] == (2, 3 * 3600)
     assert down_spans(events, LO, HI) == [(LO, at(2)), (at(23), None)]
     assert down_periods(events) == [(LO, at(2)), (at(23), at(26))]  # it ended the next day
+
+
+def test_time_before_an_ap_was_first_watched_is_not_counted_as_up():
+    """An AP added (or first checked) at 18:00 and down from 21:00: down a half of the six
+    hours it was watched, not an eighth of the day."""
+    share, outages, down = availability([(at(18), "up"), (at(21), "down")], LO, HI)
+    assert (round(share, 4), outages, down) == (0.5, 1, 3 * 3600)
+    assert availability([(at(25), "up")], LO, HI) == (None, 0, 0)  # first watched later

@@ -46,6 +46,7 @@ def test_every_figure_is_written_the_languages_way(lang):
     assert formats.data_size(608_800_000_000) == want["size_gb"]
     assert formats.data_size(12_400_000) == want["size_mb"]
     assert formats.percent(0.9932) == want["percent"]
+    assert formats.tenths(3.25) == ("3,2" if lang == "id" else "3.2")  # a round trip time
     assert formats.plain(12345.25) == ("12345,25" if lang == "id" else "12345.25")  # for CSV
     assert formats.availability(0.9996) == ("99,9%" if lang == "id" else "99.9%")  # not 100
     assert formats.hour_range(9) == ("09.00–10.00" if lang == "id" else "09:00–10:00")
@@ -76,3 +77,21 @@ def test_a_month_is_compared_with_the_month_before_and_a_range_with_the_days_bef
         date(2026, 11, 2),
     )  # 30 days: the 30 before
     assert range_before(date(2000, 1, 1), date(2000, 1, 31)) is None  # the calendar's start
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tx", "\r=1", "\n=1+1",
+     "  =1+1", "\uff1d1+1", "\uff0bcmd", "\u3000=1"],
+)  # fmt: skip
+def test_text_a_spreadsheet_would_run_as_a_formula_is_kept_as_text(text):
+    from captive.exports import neutral
+
+    assert neutral(text) == "'" + text
+
+
+def test_ordinary_cells_are_left_as_they_are():
+    from captive.exports import neutral
+
+    for value in ("Jam Gadang", "Pasar Atas (Blok A)", "", 12, -3.5, None):
+        assert neutral(value) == value
