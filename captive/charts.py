@@ -203,16 +203,15 @@ def site_map(
     width, height, pad = 900, 420, 60
     if not points:
         return Markup("")
-    # the closest zoom at which every place fits inside the padding
-    zoom = 18
-    while zoom > 0:
-        xy = [_mercator(p[1], p[2], zoom) for p in points]
-        xs, ys = [x for x, _ in xy], [y for _, y in xy]
-        if max(xs) - min(xs) <= width - 2 * pad and max(ys) - min(ys) <= height - 2 * pad:
-            break
+    # the closest zoom at which every place fits inside the padding (each zoom doubles
+    # the distances), at most 17: one place alone shows its street, not its doorstep
+    world = [_mercator(p[1], p[2], 0) for p in points]
+    span_x = max(x for x, _ in world) - min(x for x, _ in world)
+    span_y = max(y for _, y in world) - min(y for _, y in world)
+    zoom = 17
+    while zoom > 0 and (span_x * 2**zoom > width - 2 * pad or span_y * 2**zoom > height - 2 * pad):
         zoom -= 1
-    zoom = min(zoom, 17)  # one place alone: its street, not its doorstep
-    xy = [_mercator(p[1], p[2], zoom) for p in points]
+    xy = [(x * 2**zoom, y * 2**zoom) for x, y in world]
     xs, ys = [x for x, _ in xy], [y for _, y in xy]
     # the pixel of the whole world map at the picture's top left corner
     left = (min(xs) + max(xs)) / 2 - width / 2
