@@ -201,36 +201,17 @@ class Conntrack:
             self._socket = None
 
 
-def checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071) of ``data``."""
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
-
-
 def out_of_window_ack(flow: TcpFlow) -> bytes:
     """An IP+TCP ACK from the server to the client with sequence numbers no live connection
-    expects: IPv4 (the kernel fills in its checksum and id) or IPv6, by the addresses."""
-    v6 = ":" in flow.client_ip
-    family = socket.AF_INET6 if v6 else socket.AF_INET
-    src, dst = socket.inet_pton(family, flow.server_ip), socket.inet_pton(family, flow.client_ip)
-    tcp = struct.pack(
-        "!HHIIBBHHH", flow.server_port, flow.client_port, 1, 1, 5 << 4, 0x10, 1024, 0, 0
-    )
-    if v6:
-        pseudo = src + dst + struct.pack("!I3xB", len(tcp), socket.IPPROTO_TCP)
-    else:
-        pseudo = src + dst + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp))
-    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
-    if v6:
-        return struct.pack("!IHBB", 6 << 28, len(tcp), socket.IPPROTO_TCP, 64) + src + dst + tcp
-    ip = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, socket.IPPROTO_TCP, 0, src, dst
-    )
-    return ip + tcp
+    expects, built by scapy: IPv4 or IPv6, by the addresses."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.inet6 import IPv6
+
+    tcp = TCP(sport=flow.server_port, dport=flow.client_port, seq=1, ack=1, flags="A",
+              window=1024)  # fmt: skip
+    if ":" in flow.client_ip:
+        return bytes(IPv6(src=flow.server_ip, dst=flow.client_ip, hlim=64) / tcp)
+    return bytes(IP(src=flow.server_ip, dst=flow.client_ip, ttl=64) / tcp)
 
 
 def nudge(flows: list[TcpFlow]) -> int:

@@ -5,29 +5,35 @@ availability figures.
 
 - ``step`` is the state machine (pure): up, degraded after one miss, down after
   ``down_after`` misses in a row; back up after ``up_after`` answers in a row.
-- ``ping`` is one ICMP echo over a raw socket (the controller has CAP_NET_RAW).
+- ``probe_all`` sends the ICMP echoes and ARP who-has of every AP due in one go and waits
+  once for the answers; scapy builds the requests, dissects the replies and matches them
+  (the controller has CAP_NET_RAW). ``ping`` and ``arping`` are the same for one address.
 - ``Monitor`` runs the checks in a thread of the daemon and records what they find.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import logging
 import os
+import random
 import select
 import socket
-import struct
+import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy import select as sql_select
 
-from controller.config.model import CityConfig
-from controller.gateway.conntrack import checksum
+from controller.config.model import AccessPoint, CityConfig
 from controller.store.db import Database
 from controller.store.models import ApEvent, ApHealthSample
 
@@ -60,63 +66,162 @@ def step(
     return replace(s, state=state, misses=misses, answers=0, rtt_ms=None)
 
 
-def ping(
-    address: str, timeout: float = 1.0, ident: int | None = None, seq: int = 1
-) -> float | None:
-    """Round-trip time in ms of one ICMP echo to ``address``, or None without an answer.
-    Raises OSError without CAP_NET_RAW."""
-    ident = (os.getpid() if ident is None else ident) & 0xFFFF
-    payload = struct.pack("!d", time.monotonic()) + b"wifikota-health"
-    header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-    packet = struct.pack("!BBHHH", 8, 0, checksum(header + payload), ident, seq) + payload
-    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
-        began = time.monotonic()
-        sock.sendto(packet, (address, 0))
-        deadline = began + timeout
-        while (left := deadline - time.monotonic()) > 0:  # bounded by the timeout
-            ready, _, _ = select.select([sock], [], [], left)
-            if not ready:
-                break
-            data, source = sock.recvfrom(2048)
-            ihl = (data[0] & 0x0F) * 4
-            kind, _code, _sum, rid, rseq = struct.unpack("!BBHHH", data[ihl : ihl + 8])
-            if kind == 0 and rid == ident and rseq == seq and source[0] == address:
-                return (time.monotonic() - began) * 1000
-    return None
+Target = tuple[str, str]  # (management address, "icmp" or "arp")
+
+_SOL_RAW, _ICMP_FILTER = 255, 1  # linux/icmp.h: the ICMP types a raw socket ignores
+_ETH_P_ARP = 0x0806
+_SO_TIMESTAMPNS, _SO_RCVBUFFORCE = 35, 33  # asm-generic/socket.h
+_BUFFER = 4 << 20  # the replies to a thousand probes, queued while the rest are sent
+_seq = itertools.count(random.randrange(1 << 16))
+
+
+def probe_all(targets: Iterable[Target], timeout: float = 1.0) -> dict[Target, float | None]:
+    """Round-trip time in ms of each target, or None without an answer within ``timeout``:
+    ICMP echoes and ARP who-has built with scapy, all sent in one go on one raw ICMP socket
+    and one packet socket per interface, then one wait for the answers, which scapy
+    dissects and matches to their requests. Sockets belong to the calling thread's network
+    namespace. Raises OSError without CAP_NET_RAW."""
+    from scapy.layers.inet import ICMP, IP
+    from scapy.layers.l2 import ARP, Ether
+    from scapy.packet import Raw
+
+    targets = list(dict.fromkeys(targets))
+    rtts: dict[Target, float | None] = dict.fromkeys(targets)
+    ident = os.getpid() & 0xFFFF
+    sent: dict[tuple[object, ...], tuple[Target, Any, float]] = {}  # reply's key -> request
+    with contextlib.ExitStack() as stack:
+
+        def opened(family: int, kind: int, proto: int) -> socket.socket:
+            sock = stack.enter_context(socket.socket(family, kind, proto))
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            for option in (_SO_RCVBUFFORCE, socket.SO_RCVBUF):  # the first needs CAP_NET_ADMIN
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, option, _BUFFER)
+                    break
+            return sock
+
+        Key = tuple[object, ...]
+        outgoing: list[tuple[socket.socket, tuple[str, int] | None, bytes, Key, Target, Any]]
+        outgoing = []
+        pings = [t for t in targets if t[1] == "icmp"]
+        icmp: socket.socket | None = None
+        if pings:
+            icmp = opened(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+            only_replies = ~(1 << 0) & 0xFFFFFFFF  # every type but echo-reply filtered out
+            icmp.setsockopt(_SOL_RAW, _ICMP_FILTER, only_replies.to_bytes(4, sys.byteorder))
+            for target in pings:
+                request = ICMP(type="echo-request", id=ident, seq=next(_seq) & 0xFFFF)
+                request /= Raw(b"wifikota-health")
+                key: Key = ("icmp", target[0], ident, request.seq)
+                outgoing.append((icmp, (target[0], 0), bytes(request), key, target, request))
+        links: dict[str, socket.socket] = {}
+        for target, (ifname, mac, source) in _arp_routes([t for t in targets if t[1] == "arp"]):
+            if ifname not in links:
+                links[ifname] = opened(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ARP))
+                links[ifname].bind((ifname, _ETH_P_ARP))
+            frame = Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(
+                op="who-has", hwsrc=mac, psrc=source, pdst=target[0]
+            )
+            key = ("arp", ifname, target[0])
+            outgoing.append((links[ifname], None, bytes(frame), key, target, frame[ARP]))
+        readers: dict[socket.socket, tuple[str, str | None]] = {}
+        if icmp is not None:
+            readers[icmp] = ("icmp", None)
+        readers.update({sock: ("arp", ifname) for ifname, sock in links.items()})
+
+        def answered(sock: socket.socket) -> None:
+            """Match what ``sock`` holds now to the requests sent."""
+            kind, ifname = readers[sock]
+            for _ in range(4 * len(targets) + 64):  # bounded: what is queued now
+                try:
+                    data, ancillary, _flags, _from = sock.recvmsg(2048, 64, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    return
+                at = _stamp(ancillary)
+                key: Key
+                if kind == "icmp":
+                    packet = IP(data)
+                    reply = packet.getlayer(ICMP)
+                    key = (
+                        "icmp",
+                        packet.src,
+                        getattr(reply, "id", None),
+                        getattr(reply, "seq", None),
+                    )
+                else:
+                    reply = Ether(data).getlayer(ARP)
+                    key = ("arp", ifname, getattr(reply, "psrc", None))
+                if reply is None or key not in sent:
+                    continue
+                target, request, began = sent[key]
+                if reply.answers(request) and at - began <= timeout:
+                    rtts[target] = max(0.001, (at - began) * 1000)
+                    del sent[key]
+
+        last = time.time()
+        for i, (sock, address, raw, key, target, request) in enumerate(outgoing):
+            try:
+                if address is None:
+                    sock.send(raw)
+                else:
+                    sock.sendto(raw, address)
+            except OSError as exc:  # this one is a miss; the others go on
+                log.debug("probe of %s not sent: %s", target[0], exc)
+                continue
+            sent[key] = (target, request, last := time.time())
+            if i % 64 == 63:  # take answers as they come, before the buffers fill
+                for reader in readers:
+                    answered(reader)
+        deadline = last + timeout
+        while sent and (left := deadline - time.time()) > 0:  # bounded by the timeout
+            ready, _, _ = select.select(list(readers), [], [], left)
+            for reader in ready:
+                answered(reader)
+    return rtts
+
+
+def _arp_routes(targets: list[Target]) -> Iterator[tuple[Target, tuple[str, str, str]]]:
+    """Each target with the interface the route to it leaves by, that interface's MAC and
+    the route's source address; targets without a route are left out (misses)."""
+    if not targets:
+        return
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    links: dict[int, tuple[str, str]] = {}
+    with IPRoute() as ipr:
+        for target in targets:
+            try:
+                route = ipr.route("get", dst=target[0])[0]
+            except NetlinkError:
+                continue
+            oif, source = route.get_attr("RTA_OIF"), route.get_attr("RTA_PREFSRC")
+            if oif not in links:
+                link = ipr.get_links(oif)[0]
+                links[oif] = (link.get_attr("IFLA_IFNAME"), link.get_attr("IFLA_ADDRESS"))
+            ifname, mac = links[oif]
+            if source and mac:
+                yield target, (ifname, mac, source)
+
+
+def _stamp(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """When the kernel received the packet (SO_TIMESTAMPNS), or now."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
+            seconds = int.from_bytes(data[:8], sys.byteorder, signed=True)
+            return seconds + int.from_bytes(data[8:16], sys.byteorder, signed=True) / 1e9
+    return time.time()
+
+
+def ping(address: str, timeout: float = 1.0) -> float | None:
+    """Round-trip time in ms of one ICMP echo to ``address``, or None without an answer."""
+    return probe_all([(address, "icmp")], timeout)[(address, "icmp")]
 
 
 def arping(address: str, timeout: float = 1.0) -> float | None:
     """Round-trip time in ms of one ARP request for ``address`` on the interface the route
-    to it leaves by, or None without a reply: for APs that answer only on layer 2. Raises
-    OSError without CAP_NET_RAW."""
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        route = ipr.route("get", dst=address)[0]
-        oif = route.get_attr("RTA_OIF")
-        source = route.get_attr("RTA_PREFSRC")
-        link = ipr.get_links(oif)[0]
-        ifname, mac = link.get_attr("IFLA_IFNAME"), link.get_attr("IFLA_ADDRESS")
-    if not source or not mac:
-        return None
-    own = bytes.fromhex(mac.replace(":", ""))
-    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + own + socket.inet_aton(source)
-    arp += b"\0" * 6 + socket.inet_aton(address)
-    frame = b"\xff" * 6 + own + struct.pack("!H", 0x0806) + arp
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806)) as sock:
-        sock.bind((ifname, 0x0806))
-        began = time.monotonic()
-        sock.send(frame)
-        deadline = began + timeout
-        while (left := deadline - time.monotonic()) > 0:  # bounded by the timeout
-            ready, _, _ = select.select([sock], [], [], left)
-            if not ready:
-                break
-            data = sock.recv(2048)
-            op = struct.unpack("!H", data[20:22])[0] if len(data) >= 42 else 0
-            if op == 2 and data[28:32] == socket.inet_aton(address):  # a reply from it
-                return (time.monotonic() - began) * 1000
-    return None
+    to it leaves by, or None without a reply: for APs that answer only on layer 2."""
+    return probe_all([(address, "arp")], timeout)[(address, "arp")]
 
 
 def alert(url: str, text: str, detail: dict[str, object]) -> None:
@@ -140,16 +245,22 @@ class Monitor:
         db: Database,
         config: CityConfig | Callable[[], CityConfig],
         *,
-        probe: Callable[[str, float], float | None] = ping,
-        arp_probe: Callable[[str, float], float | None] = arping,
+        probe: Callable[[str, float], float | None] | None = None,
+        arp_probe: Callable[[str, float], float | None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         notify: Callable[[str, str, dict[str, object]], None] = alert,
     ) -> None:
         """``config``: the city's config, or how to get the one in force now (the
-        controller's, which a reload replaces: APs it adds are checked from then on)."""
+        controller's, which a reload replaces: APs it adds are checked from then on).
+        ``probe`` and ``arp_probe`` stand in for the ICMP and ARP checks, one address at a
+        time; without them the APs due are probed together (:func:`probe_all`)."""
         self._config = config if callable(config) else (lambda: config)
         self.db, self.clock, self.notify = db, clock, notify
-        self.probes = {"icmp": probe, "arp": arp_probe}
+        self.probe: Callable[[Sequence[Target], float], Mapping[Target, float | None]]
+        self.probe = probe_all
+        if probe is not None or arp_probe is not None:
+            one = {"icmp": probe or ping, "arp": arp_probe or arping}
+            self.probe = lambda targets, timeout: {t: one[t[1]](t[0], timeout) for t in targets}
         self.states: dict[str, ApState] = {}
         self._load_last_states()
 
@@ -159,45 +270,53 @@ class Monitor:
 
     def _load_last_states(self) -> None:
         """Start from each AP's last recorded state (a restart is not an outage)."""
-        with self.db.uow() as uow:
-            for ap in self.config.aps:
-                last = uow.orm.scalars(
-                    sql_select(ApEvent)
-                    .where(ApEvent.ap_id == ap.id)
-                    .order_by(ApEvent.at.desc())
-                    .limit(1)
-                ).first()
-                if last is not None:
-                    self.states[ap.id] = ApState(last.state)
+        for ap_id, state in _last_states(self.db, [ap.id for ap in self.config.aps]).items():
+            self.states[ap_id] = ApState(state)
 
     def check(self, ap_id: str) -> ApState:
         """Check one AP now; record the sample, and the event if its state changed."""
-        ap = next(a for a in self.config.aps if a.id == ap_id)
-        health = self.config.health
-        rtt = self.probes[ap.check](str(ap.management), health.timeout)
+        return self.check_many([ap_id])[ap_id]
+
+    def check_many(self, ap_ids: Iterable[str]) -> dict[str, ApState]:
+        """Check these APs now, all probed at once; record every sample and state change in
+        one transaction, then log and alert the changes."""
+        config = self.config
+        health = config.health
+        known = {ap.id: ap for ap in config.aps}
+        aps = [known[i] for i in dict.fromkeys(ap_ids)]
+        rtts = self.probe([(str(ap.management), ap.check) for ap in aps], health.timeout)
         at = self.clock()
-        before = self.states.get(ap_id, ApState())
-        after = step(before, rtt is not None, rtt, at, health.down_after, health.up_after)
-        self.states[ap_id] = after
+        out: dict[str, ApState] = {}
+        changed: list[tuple[AccessPoint, ApState, ApState]] = []
         with self.db.uow(write=True) as uow:
-            uow.orm.add(ApHealthSample(ap_id=ap_id, at=at, up=rtt is not None, rtt_ms=rtt))
-            if after.state != before.state:
-                uow.orm.add(ApEvent(ap_id=ap_id, at=at, state=after.state))
+            for ap in aps:
+                rtt = rtts.get((str(ap.management), ap.check))
+                before = self.states.get(ap.id, ApState())
+                after = step(before, rtt is not None, rtt, at, health.down_after, health.up_after)
+                out[ap.id] = after
+                uow.orm.add(ApHealthSample(ap_id=ap.id, at=at, up=rtt is not None, rtt_ms=rtt))
+                if after.state != before.state:
+                    uow.orm.add(ApEvent(ap_id=ap.id, at=at, state=after.state))
+                    changed.append((ap, before, after))
             uow.commit()
-        if after.state != before.state and before.state != UNKNOWN:
-            log.warning("AP %s (%s): %s -> %s", ap_id, ap.name, before.state, after.state)
+        self.states.update(out)  # once stored: a failed write leaves the states as they were
+        for ap, before, after in changed:
+            if before.state == UNKNOWN:
+                continue
+            log.warning("AP %s (%s): %s -> %s", ap.id, ap.name, before.state, after.state)
             if health.alert_webhook and after.state in (UP, DOWN):
                 word = "kembali hidup / back up" if after.state == UP else "mati / down"
                 self.notify(
                     str(health.alert_webhook),
-                    f"WiFi Kota: {ap.name} ({self.config.sites[ap.site].name}) {word}",
-                    {"ap": ap_id, "site": ap.site, "state": after.state, "at": at},
+                    f"WiFi Kota: {ap.name} ({config.sites[ap.site].name}) {word}",
+                    {"ap": ap.id, "site": ap.site, "state": after.state, "at": at},
                 )
-        return after
+        return out
 
     def run(self, stop: threading.Event) -> None:
         """Check each AP every ``health.interval`` seconds until ``stop`` is set; the
-        checks of different APs are spread over the interval."""
+        checks of different APs are spread over the interval, and the APs due at once are
+        checked together (half a second apart at most, whatever their number)."""
         interval = self.config.health.interval
         aps = [ap.id for ap in self.config.aps]
         due = {ap: time.monotonic() + interval * i / max(1, len(aps)) for i, ap in enumerate(aps)}
@@ -209,14 +328,39 @@ class Monitor:
                 del due[gone]
             for new in current - set(due):
                 due[new] = now
-            for ap_id, when in list(due.items()):
-                if when <= now:
-                    try:
-                        self.check(ap_id)
-                    except Exception:
-                        log.exception("checking AP %s failed", ap_id)
+            ready = [ap_id for ap_id, when in due.items() if when <= now]
+            if ready:
+                try:
+                    self.check_many(ready)
+                except Exception:
+                    log.exception("checking %d APs failed", len(ready))
+                for ap_id in ready:
                     due[ap_id] = now + interval
-            stop.wait(max(0.05, min(due.values()) - time.monotonic()))
+            if due:
+                wait = min(due.values()) - time.monotonic()
+                stop.wait(max(0.5 if len(due) > 1 else 0.05, wait))
+            else:
+                stop.wait(1)
+
+
+def _last_states(db: Database, ap_ids: list[str], at: datetime | None = None) -> dict[str, str]:
+    """Each AP's last recorded state (up to ``at``), for those that have one: one query."""
+    if not ap_ids:
+        return {}
+    rank = (
+        func.row_number()
+        .over(partition_by=ApEvent.ap_id, order_by=(ApEvent.at.desc(), ApEvent.id.desc()))
+        .label("rank")
+    )
+    latest = sql_select(ApEvent.ap_id, ApEvent.state, rank).where(ApEvent.ap_id.in_(ap_ids))
+    if at is not None:
+        latest = latest.where(ApEvent.at <= at)
+    inner = latest.subquery()
+    with db.uow() as uow:
+        rows = uow.orm.execute(
+            sql_select(inner.c.ap_id, inner.c.state).where(inner.c.rank == 1)
+        ).all()
+    return {ap_id: state for ap_id, state in rows}
 
 
 @dataclass(frozen=True)
@@ -228,37 +372,56 @@ class ApSummary:
 
 
 def summary(db: Database, config: CityConfig, now: datetime, tz: object) -> dict[str, ApSummary]:
-    """Each AP's last recorded state, last answer and today's availability."""
-    from sqlalchemy import func
-
+    """Each AP's last recorded state, last answer and today's availability: three
+    queries, however many APs."""
     from controller.services.rules import day_bounds, local_day
 
     lo = day_bounds(local_day(now, tz), tz)[0]  # type: ignore[arg-type]
-    out: dict[str, ApSummary] = {}
+    ids = [ap.id for ap in config.aps]
+    states = _last_states(db, ids, now)
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=ApHealthSample.ap_id,
+            order_by=(ApHealthSample.at.desc(), ApHealthSample.id.desc()),
+        )
+        .label("rank")
+    )
+    answers = (
+        sql_select(ApHealthSample.ap_id, ApHealthSample.at, ApHealthSample.rtt_ms, rank)
+        .where(ApHealthSample.ap_id.in_(ids), ApHealthSample.up.is_(True))
+        .subquery()
+    )
     with db.uow() as uow:
         s = uow.orm
-        for ap in config.aps:
-            state = s.scalars(
-                sql_select(ApEvent.state)
-                .where(ApEvent.ap_id == ap.id, ApEvent.at <= now)
-                .order_by(ApEvent.at.desc())
-                .limit(1)
-            ).first()
-            seen = s.execute(
-                sql_select(ApHealthSample.at, ApHealthSample.rtt_ms)
-                .where(ApHealthSample.ap_id == ap.id, ApHealthSample.up.is_(True))
-                .order_by(ApHealthSample.at.desc())
-                .limit(1)
-            ).first()
-            total, up = s.execute(
-                sql_select(func.count(), func.count().filter(ApHealthSample.up.is_(True))).where(
-                    ApHealthSample.ap_id == ap.id, ApHealthSample.at >= lo
+        seen = {
+            row.ap_id: (row.at, row.rtt_ms)
+            for row in s.execute(
+                sql_select(answers.c.ap_id, answers.c.at, answers.c.rtt_ms).where(
+                    answers.c.rank == 1
                 )
-            ).one()
-            out[ap.id] = ApSummary(
-                state or UNKNOWN,
-                seen[0] if seen else None,
-                seen[1] if seen else None,
-                (up / total) if total else None,
             )
+        }
+        today = {
+            ap_id: (total, up)
+            for ap_id, total, up in s.execute(
+                sql_select(
+                    ApHealthSample.ap_id,
+                    func.count(),
+                    func.count().filter(ApHealthSample.up.is_(True)),
+                )
+                .where(ApHealthSample.ap_id.in_(ids), ApHealthSample.at >= lo)
+                .group_by(ApHealthSample.ap_id)
+            )
+        }
+    out: dict[str, ApSummary] = {}
+    for ap_id in ids:
+        last = seen.get(ap_id)
+        total, up = today.get(ap_id, (0, 0))
+        out[ap_id] = ApSummary(
+            states.get(ap_id, UNKNOWN),
+            last[0] if last else None,
+            last[1] if last else None,
+            (up / total) if total else None,
+        )
     return out

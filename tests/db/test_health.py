@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from controller.gateway.health import Monitor, summary
 from controller.store.models import ApEvent, ApHealthSample
@@ -89,3 +89,59 @@ def test_the_monitor_checks_what_the_config_in_force_names(database, city):
         stop.set()
         worker.join(5)
     assert "10.19.0.26" in asked
+
+
+def test_the_summary_tells_each_ap_its_own_last_state_answer_and_day(database, city):
+    """Samples and events of several APs interleaved, one event after the moment asked
+    about: each AP gets its own, as ``wifikota aps`` and the dashboard show them."""
+    tz = ZoneInfo("Asia/Jakarta")
+    t0 = wib(2026, 11, 25, 8, 0)
+    a, b, c = (ap.id for ap in city.aps[:3])
+    rows = [  # (ap, minutes after 8:00, up, rtt)
+        (a, 0, True, 1.5), (b, 0, True, 7.0), (a, 1, False, None), (b, 1, True, 8.0),
+        (a, 2, True, 2.5), (b, 2, False, None), (b, 3, False, None),
+    ]  # fmt: skip
+    events = [(a, 0, "up"), (b, 0, "up"), (a, 1, "degraded"), (a, 2, "up"), (b, 2, "degraded"),
+              (b, 3, "down"), (b, 30, "up")]  # fmt: skip
+    with database.uow(write=True) as uow:
+        uow.orm.add(ApHealthSample(ap_id=a, at=t0 - timedelta(days=1), up=False, rtt_ms=None))
+        for ap, minute, up, rtt in rows:
+            uow.orm.add(ApHealthSample(ap_id=ap, at=t0 + timedelta(minutes=minute), up=up,
+                                       rtt_ms=rtt))  # fmt: skip
+        for ap, minute, state in events:
+            uow.orm.add(ApEvent(ap_id=ap, at=t0 + timedelta(minutes=minute), state=state))
+        uow.commit()
+    s = summary(database, city, t0 + timedelta(minutes=10), tz)
+    assert (s[a].state, s[a].rtt_ms, s[a].last_seen, s[a].today) == (
+        "up",
+        2.5,
+        t0 + timedelta(minutes=2),
+        2 / 3,
+    )
+    assert (s[b].state, s[b].rtt_ms, s[b].last_seen, s[b].today) == (
+        "down",
+        8.0,
+        t0 + timedelta(minutes=1),
+        0.5,
+    )
+    assert (s[c].state, s[c].rtt_ms, s[c].last_seen, s[c].today) == ("unknown", None, None, None)
+    assert summary(database, city, t0 + timedelta(minutes=31), tz)[b].state == "up"
+
+
+def test_the_aps_due_together_are_probed_together(database, city):
+    asked: list[list[tuple[str, str]]] = []
+
+    def probe_all(targets, timeout):
+        asked.append(list(targets))
+        return {t: 1.0 if t[0].endswith("1") else None for t in targets}
+
+    monitor = Monitor(database, city)
+    monitor.probe = probe_all
+    ids = [ap.id for ap in city.aps]
+    states = monitor.check_many(ids)
+    assert len(asked) == 1 and len(asked[0]) == len(ids)
+    assert {i: st.state for i, st in states.items()} == {
+        ap.id: "up" if str(ap.management).endswith("1") else "degraded" for ap in city.aps
+    }
+    with database.reading() as s:
+        assert s.scalar(select(func.count()).select_from(ApHealthSample)) == len(ids)

@@ -58,3 +58,23 @@ def test_arp_reaches_an_ap_that_ignores_pings():
         assert wait_until(lambda: runner.call(lambda: arping(AP, 1.0)) is not None, 10)
         lab.sh(ap, ["ip", "link", "set", "eth0", "down"])
         assert runner.call(lambda: arping(AP, 0.5)) is None
+
+
+def test_one_probe_of_many_aps_tells_each_answer_apart():
+    """Forty addresses on the AP's side, twenty that nobody holds, half of each asked by
+    ICMP and half by ARP, in one probe: exactly the held ones answer."""
+    from controller.gateway.health import probe_all
+
+    with gateway_and_ap() as (lab, ap, runner):
+        held = [f"10.19.0.{i}" for i in range(100, 140)]
+        lab.sh(ap, ["ip", "-batch", "-"], input="".join(
+            f"addr add {a}/24 dev eth0\n" for a in held).encode())  # fmt: skip
+        nobody = [f"10.19.0.{i}" for i in range(200, 220)]
+        targets = [(a, "icmp" if i % 2 else "arp") for i, a in enumerate(held + nobody)]
+        assert wait_until(lambda: runner.call(lambda: ping(held[0], 1.0)) is not None, 10, 0.2)
+        rtts = runner.call(lambda: probe_all(targets, 1.0))
+        assert set(rtts) == set(targets)
+        assert {a for (a, _), rtt in rtts.items() if rtt is not None} == set(held)
+        assert all(0 < rtt < 1000 for rtt in rtts.values() if rtt is not None)
+        lab.sh(ap, ["ip", "link", "set", "eth0", "down"])  # unplugged: all of them missed
+        assert set(runner.call(lambda: probe_all(targets, 0.5)).values()) == {None}
