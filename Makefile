@@ -78,6 +78,7 @@ bench: system-deps venv
 	$(BIN)/python bench/radius.py --postgres
 	$(BIN)/python bench/scale.py --postgres --gateways 2
 	$(BIN)/python bench/config.py
+	$(BIN)/python bench/health.py
 
 # After changing a text in captive/: extract, merge into the .po files, compile the .mo files.
 translations: venv

@@ -35,6 +35,7 @@ from sqlalchemy import select as sql_select
 
 from controller.config.model import AccessPoint, CityConfig
 from controller.store.db import Database
+from controller.store.models import AccessPoint as StoredAp
 from controller.store.models import ApEvent, ApHealthSample
 
 log = logging.getLogger("wifikota.health")
@@ -343,24 +344,36 @@ class Monitor:
                 stop.wait(1)
 
 
+def _latest(model: Any, columns: Sequence[str], ap_ids: list[str], *where: Any) -> Any:
+    """``columns`` of the newest row of ``model`` (samples or events) meeting ``where``, of
+    each AP: one query, whose lookups per AP walk the (ap_id, at) index back from its end
+    however long the history (a window over every row, or a join the planner may serve
+    by reading the table, would read it all). Rows of (ap_id, *columns); None where an AP
+    has no such row."""
+
+    def newest(column: str) -> Any:
+        return (
+            sql_select(getattr(model, column))
+            .where(model.ap_id == StoredAp.id, *where)
+            .order_by(model.at.desc(), model.id.desc())
+            .limit(1)
+            .correlate(StoredAp)
+            .scalar_subquery()
+        )
+
+    return sql_select(StoredAp.id, *(newest(c).label(c) for c in columns)).where(
+        StoredAp.id.in_(ap_ids)
+    )
+
+
 def _last_states(db: Database, ap_ids: list[str], at: datetime | None = None) -> dict[str, str]:
     """Each AP's last recorded state (up to ``at``), for those that have one: one query."""
     if not ap_ids:
         return {}
-    rank = (
-        func.row_number()
-        .over(partition_by=ApEvent.ap_id, order_by=(ApEvent.at.desc(), ApEvent.id.desc()))
-        .label("rank")
-    )
-    latest = sql_select(ApEvent.ap_id, ApEvent.state, rank).where(ApEvent.ap_id.in_(ap_ids))
-    if at is not None:
-        latest = latest.where(ApEvent.at <= at)
-    inner = latest.subquery()
+    where = () if at is None else (ApEvent.at <= at,)
     with db.uow() as uow:
-        rows = uow.orm.execute(
-            sql_select(inner.c.ap_id, inner.c.state).where(inner.c.rank == 1)
-        ).all()
-    return {ap_id: state for ap_id, state in rows}
+        rows = uow.orm.execute(_latest(ApEvent, ["state"], ap_ids, *where)).all()
+        return {ap_id: state for ap_id, state in rows if state is not None}
 
 
 @dataclass(frozen=True)
@@ -379,29 +392,10 @@ def summary(db: Database, config: CityConfig, now: datetime, tz: object) -> dict
     lo = day_bounds(local_day(now, tz), tz)[0]  # type: ignore[arg-type]
     ids = [ap.id for ap in config.aps]
     states = _last_states(db, ids, now)
-    rank = (
-        func.row_number()
-        .over(
-            partition_by=ApHealthSample.ap_id,
-            order_by=(ApHealthSample.at.desc(), ApHealthSample.id.desc()),
-        )
-        .label("rank")
-    )
-    answers = (
-        sql_select(ApHealthSample.ap_id, ApHealthSample.at, ApHealthSample.rtt_ms, rank)
-        .where(ApHealthSample.ap_id.in_(ids), ApHealthSample.up.is_(True))
-        .subquery()
-    )
     with db.uow() as uow:
         s = uow.orm
-        seen = {
-            row.ap_id: (row.at, row.rtt_ms)
-            for row in s.execute(
-                sql_select(answers.c.ap_id, answers.c.at, answers.c.rtt_ms).where(
-                    answers.c.rank == 1
-                )
-            )
-        }
+        answered = _latest(ApHealthSample, ["at", "rtt_ms"], ids, ApHealthSample.up.is_(True))
+        seen = {ap_id: (at, rtt) for ap_id, at, rtt in s.execute(answered) if at is not None}
         today = {
             ap_id: (total, up)
             for ap_id, total, up in s.execute(

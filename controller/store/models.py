@@ -308,7 +308,9 @@ class ApHealthSample(Base):
     at: Mapped[datetime]
     up: Mapped[bool] = mapped_column(Boolean)
     rtt_ms: Mapped[float | None] = mapped_column(Float)
-    __table_args__ = (Index("ix_ap_health_samples_ap_id_at", "ap_id", "at"),)
+    # (ap_id, at) finds an AP's newest samples; with up, today's availability is counted
+    # from the index alone
+    __table_args__ = (Index("ix_ap_health_samples_ap_id_at_up", "ap_id", "at", "up"),)
 
 
 class ApEvent(Base):

@@ -3,10 +3,11 @@ stand-in probe and clock; on both databases."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, insert, select
 
 from controller.gateway.health import Monitor, summary
 from controller.store.models import ApEvent, ApHealthSample
@@ -126,6 +127,84 @@ def test_the_summary_tells_each_ap_its_own_last_state_answer_and_day(database, c
     )
     assert (s[c].state, s[c].rtt_ms, s[c].last_seen, s[c].today) == ("unknown", None, None, None)
     assert summary(database, city, t0 + timedelta(minutes=31), tz)[b].state == "up"
+
+
+def work(database, fn) -> int:
+    """What ``fn`` costs the database in the tables of AP health: on SQLite the virtual
+    machine's steps (counted in tens), on PostgreSQL the rows its statements' plans read
+    from them (each statement run again under EXPLAIN ANALYZE, sequential scans priced
+    out as in tests/db/test_query_plans.py, so the plan is the one of a full table)."""
+    seen: list[tuple[str, object]] = []
+    steps = [0]
+    conns = set()
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        if conn.dialect.name == "sqlite":
+            raw = conn.connection.driver_connection
+            if raw not in conns:
+                conns.add(raw)
+                raw.set_progress_handler(lambda: steps.__setitem__(0, steps[0] + 1) or 0, 10)
+        elif statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    event.listen(database.engine, "before_cursor_execute", note)
+    try:
+        fn()
+    finally:
+        event.remove(database.engine, "before_cursor_execute", note)
+        for raw in conns:
+            raw.set_progress_handler(None, 10)
+    if database.engine.dialect.name == "sqlite":
+        return steps[0]
+    rows = 0
+    with database.engine.connect() as conn:
+        conn.exec_driver_sql("SET enable_seqscan = off")  # the plan of a table of any size
+        for statement, parameters in seen:
+            [(plan,)] = conn.exec_driver_sql(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters
+            ).all()
+
+            def walk(node: dict) -> int:
+                own = 0
+                if node.get("Relation Name") in ("ap_health_samples", "ap_events"):
+                    own = node["Actual Rows"] * node["Actual Loops"]
+                return own + sum(walk(child) for child in node.get("Plans", ()))
+
+            rows += walk((plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"])
+        conn.rollback()
+    return rows
+
+
+def test_the_summary_costs_what_today_holds_not_the_whole_history(database, city):
+    """``wifikota aps`` and the dashboard's map ask for the summary of every AP all day:
+    its cost follows today's samples, not the months of samples kept before them."""
+    tz = ZoneInfo("Asia/Jakarta")
+    now = wib(2026, 11, 25, 9, 0)
+    ids = [ap.id for ap in city.aps]
+
+    def add(at_list) -> None:
+        with database.uow(write=True) as uow:
+            uow.orm.execute(insert(ApHealthSample), [
+                {"ap_id": ap_id, "at": at, "up": True, "rtt_ms": 1.0}
+                for at in at_list for ap_id in ids
+            ])  # fmt: skip
+            uow.orm.execute(insert(ApEvent), [
+                {"ap_id": ap_id, "at": at, "state": state}
+                for k, at in enumerate(at_list[::50]) for ap_id in ids
+                for state in (("degraded", "up") if k % 2 else ("up",))
+            ])  # fmt: skip
+            uow.commit()
+        with database.engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+            conn.commit()
+
+    add([now - timedelta(minutes=m) for m in range(1, 31)])  # this morning's half hour
+    first = summary(database, city, now, tz)
+    short = work(database, lambda: summary(database, city, now, tz))
+    add([now - timedelta(days=1, seconds=30 * k) for k in range(3000)])  # the days before
+    assert summary(database, city, now, tz) == first
+    long = work(database, lambda: summary(database, city, now, tz))
+    assert long < 2 * short + 200, (short, long)
 
 
 def test_the_aps_due_together_are_probed_together(database, city):
