@@ -9,6 +9,7 @@ the app in one typed object (:mod:`captive.parts`).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,10 +24,12 @@ from werkzeug.wrappers import Response as Reply
 from controller.config.model import CityConfig
 from controller.services.dashboard import DashboardService
 from controller.services.identity import DeviceHasher
+from controller.store.reach import log_failure
 
 from . import api, dashboard, pages, probes, uam
 from . import manage as manage  # Kelola's routes, on the dashboard's blueprint
 from .control import ControlApi
+from .gunicorn_conf import worker_threads
 from .parts import Parts, parts
 from .security import HEADERS, HSTS, FormTokens, RateLimit
 
@@ -96,8 +99,10 @@ def create_app(
         "report": RateLimit("report", burst=6, every=10.0, store=store),
     }
     app.extensions[Parts.KEY] = Parts(
-        config, controller, FormTokens(secret), DeviceHasher(secret), limits, dashboard_service
-    )
+        config, controller, FormTokens(secret), DeviceHasher(secret), limits, dashboard_service,
+        db_slots=threading.BoundedSemaphore(max(1, worker_threads() // 2)),
+    )  # fmt: skip
+    app.teardown_request(lambda _exc: dashboard.free_slot())
     Babel(app, locale_selector=select_locale)
 
     app.wsgi_app = _utf8_query(app.wsgi_app)  # type: ignore[method-assign]
@@ -124,7 +129,7 @@ def create_app(
 
     @app.errorhandler(Exception)
     def failure(exc: Exception) -> Response:
-        app.logger.exception("portal request failed")
+        log_failure(app.logger, "portal request failed")
         return pages.problem("unavailable")
 
     app.register_blueprint(pages.bp)

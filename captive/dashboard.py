@@ -96,13 +96,31 @@ def from_staff() -> bool:
     return any(addr.version == net.version and addr in net for net in config.staff_networks())
 
 
+def take_slot() -> bool:
+    """One of the worker's places for a request that waits on the database (see
+    ``Parts.db_slots``), held until the request ends; False when none is free (the
+    database is slow or away, and the others wait on it already)."""
+    if g.get("db_slot"):
+        return True
+    if not parts().db_slots.acquire(blocking=False):
+        return False
+    g.db_slot = True
+    return True
+
+
+def free_slot() -> None:
+    """At the end of every request: its place back, if it took one."""
+    if g.pop("db_slot", False):
+        parts().db_slots.release()
+
+
 @bp.before_request
 def signed_in_only() -> Reply | None:
-    if request.endpoint == PUBLIC:
-        return None
-    if not from_staff():  # the dashboard does not exist for a phone on the SSID
-        return problem("not-found")
-    if request.endpoint in OPEN or admin() is not None:
+    if request.endpoint != PUBLIC and not from_staff():
+        return problem("not-found")  # the dashboard does not exist for a phone on the SSID
+    if not take_slot():
+        return problem("unavailable")
+    if request.endpoint == PUBLIC or request.endpoint in OPEN or admin() is not None:
         return None
     return redirect("/dasbor/masuk", code=303)
 
@@ -279,6 +297,8 @@ def metrics() -> Response:
         allowed = hmac.compare_digest(given[7:].encode(), token)
     if not allowed:
         return Response("not found\n", 404, mimetype="text/plain")
+    if not take_slot():
+        return Response("busy\n", 503, mimetype="text/plain")
     svc = service()
     return Response(metrics_text(svc.db, svc.ctx, clock()), content_type=CONTENT_TYPE)
 

@@ -20,7 +20,15 @@ bind = os.environ.get("WIFIKOTA_PORTAL_BIND", "unix:/run/wifikota-portal/portal.
 umask = 0o007  # the socket: its owner and its group (nginx's workers are in it)
 workers = int(os.environ.get("WIFIKOTA_PORTAL_WORKERS", "4"))
 worker_class = "gthread"
-threads = int(os.environ.get("WIFIKOTA_PORTAL_THREADS", "4"))
+
+
+def worker_threads() -> int:
+    """Threads per worker (``WIFIKOTA_PORTAL_THREADS``, default 4); the portal lets half of
+    them, at most, wait on the database for the dashboard (captive.parts)."""
+    return int(os.environ.get("WIFIKOTA_PORTAL_THREADS", "4"))
+
+
+threads = worker_threads()
 max_requests = 10_000  # a worker is replaced now and then (jittered, so not all at once)
 max_requests_jitter = 1_000
 timeout = 30

@@ -30,6 +30,12 @@ class Parts:
     connect: Callable[[], DashboardService]  # the dashboard's service, when first needed
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     dashboard: DashboardService | None = None
+    # the dashboard's requests (and /metrics) that may wait on the database at once in a
+    # worker: the rest of its threads stay free for residents' pages, however long the
+    # database takes to answer
+    db_slots: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(2)
+    )
 
     _connecting: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -16,6 +16,7 @@ from controller.services.dashboard import DashboardService
 from controller.services.routers import Disconnect
 from controller.services.sms import SmsSender, sender_for
 from controller.store.db import Database, resolve_url
+from controller.store.reach import Limits
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -26,15 +27,25 @@ def context(config: CityConfig) -> Ctx:
     return Ctx.from_config(config)
 
 
-def database(config: CityConfig, url: str | None = None) -> Database:
+def database(config: CityConfig, url: str | None = None, *, patient: bool = False) -> Database:
     """The database ``url`` names, else ``$DATABASE_URL``, the config's ``database_url``
-    or SQLite in the data directory. Builds the engine; connects when first used."""
-    return Database.connect(url or resolve_url(config.database_url))
+    or SQLite in the data directory, waited for as long as the config's ``database:``
+    says (``patient``: a statement as long as it needs, for an admin's long maintenance
+    commands). Builds the engine; connects when first used."""
+    d = config.database
+    limits = Limits(d.connect_timeout, d.statement_timeout, d.pool_timeout, d.busy_timeout)
+    return Database.connect(
+        url or resolve_url(config.database_url), limits.patient() if patient else limits
+    )
 
 
 def dashboard(config: CityConfig) -> DashboardService:
     """What the dashboard asks of the core. Raises ConfigError for the device-hash secret."""
-    return DashboardService(database(config), context(config))
+    from controller.services import outages
+
+    db = database(config)
+    outages.watch(db, "portal")
+    return DashboardService(db, context(config))
 
 
 def sms(config: CityConfig) -> SmsSender:

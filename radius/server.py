@@ -48,6 +48,7 @@ from pyrad.dictionary import Dictionary
 from controller.errors import DomainError
 from controller.services.nas import NO_SESSION, AcctRecord, Admission, NasLogin
 from controller.store.groupcommit import GroupCommit
+from controller.store.reach import log_failure
 
 from . import wire
 from .counting import Drops, Tally
@@ -260,7 +261,7 @@ class RadiusServer:
             self.drops.drop(_who(nas), "malformed", f"malformed ({exc})")
         except Exception:
             self.stats["failed"] += 1
-            log.exception("request from %s failed; no answer (the NAS will retry)", nas.name)
+            log_failure(log, "request from %s failed; no answer (the NAS will retry)", nas.name)
         finally:
             self.replies.keep(key, reply)
         return reply

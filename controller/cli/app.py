@@ -71,10 +71,12 @@ class App:
     def url(self) -> str:
         return db.resolve_url(self.config.database_url)
 
-    def database(self) -> db.Database:
-        """The database, checked to be at the schema this program expects."""
+    def database(self, *, patient: bool = False) -> db.Database:
+        """The database, checked to be at the schema this program expects. ``patient``:
+        its statements may take as long as they need (a rebuild of a year's statistics,
+        the first purge of a big database), for the commands an admin runs and waits for."""
         if self._db is None:
-            database = bootstrap.database(self.config, self.url)
+            database = bootstrap.database(self.config, self.url, patient=patient)
             try:
                 current = db.current_revision(database.engine)
             except OperationalError as exc:

@@ -5,6 +5,7 @@ Exit codes: 0 done, 1 refused or failed (the message says why), 2 wrong usage.
 
 from __future__ import annotations
 
+import logging
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -407,6 +408,9 @@ cli.add_command(purge_cmd)
 
 
 def main() -> NoReturn:
+    # a command that ends says "cannot reach the database" itself; the outage's own line
+    # is for the services, which log to the journal (their basicConfig)
+    logging.getLogger("wifikota.database").addHandler(logging.NullHandler())
     try:
         cli.main(prog_name="wifikota", standalone_mode=True)
     except KeyboardInterrupt:

@@ -183,7 +183,11 @@ def _serve(
     from radius.server import RadiusServer, serve
 
     tally = Tally(*slot) if slot is not None else None
-    server = RadiusServer(NasService(app.database(), app.ctx), clients, tally=tally)
+    from controller.services import outages
+
+    database = app.database()
+    outages.watch(database, "radius")
+    server = RadiusServer(NasService(database, app.ctx), clients, tally=tally)
     if metrics_port:
         try:
             serve_metrics(server.stats.items, metrics_port)

@@ -40,7 +40,7 @@ def stats_group() -> None:
 def stats_rebuild(app: App, since: date | None, until: date | None) -> None:
     """Recompute the hourly and daily rollups from the sessions."""
     first, last = _days(app, since, until, 366)
-    counted = stats.rebuild(app.database(), app.ctx, first, last, now())
+    counted = stats.rebuild(app.database(patient=True), app.ctx, first, last, now())
     app.done(
         {"since": first, "until": last, "sessions": counted},
         f"rebuilt {first} .. {last}: {counted} sessions counted",
@@ -95,7 +95,7 @@ def demo_data(app: App, days: int, seed: int, per_ap: int) -> None:
 
     t = now()
     made = generate(
-        app.database(), app.ctx, days=days, seed=seed, per_ap=per_ap,
+        app.database(patient=True), app.ctx, days=days, seed=seed, per_ap=per_ap,
         end=rules.local_day(t, app.tz), now=t,
     )  # fmt: skip
     app.done(
@@ -112,7 +112,7 @@ def purge_cmd(app: App) -> None:
     """Remove raw identifiers older than retention_days (counts stay)."""
     from controller.services.privacy import purge
 
-    done = purge(app.database(), app.ctx, now())
+    done = purge(app.database(patient=True), app.ctx, now())
     app.done(
         done,
         f"removed the MAC of {done.session_macs} sessions and {done.phone_codes} phone codes "

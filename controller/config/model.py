@@ -287,6 +287,16 @@ class Health(_Model):
     alert_webhook: HttpUrl | None = None  # POSTed {"text", "ap", "site", "state", "at"}
 
 
+class DatabaseLimits(_Model):
+    """How long anything waits for the database before it is taken as away (each service
+    then answers as docs/deployment.md says)."""
+
+    connect_timeout: Annotated[Seconds, seconds_between(1, 60)] = 2  # a connection made
+    statement_timeout: Annotated[Seconds, seconds_between(1, 3600)] = 5  # a statement answered
+    pool_timeout: Annotated[Seconds, seconds_between(1, 60)] = 2  # a pooled connection free
+    busy_timeout: Annotated[Seconds, seconds_between(1, 300)] = 5  # SQLite's write lock free
+
+
 class Site(_Model):
     name: str = Field(min_length=1, max_length=80)
     location: Location
@@ -368,6 +378,7 @@ class CityConfig(_Model):
     retention_days: Annotated[int, in_range(1, 3650)] = 90
     device_hash_secret: SecretRef
     database_url: str | None = None
+    database: DatabaseLimits = DatabaseLimits()
     source: str = Field(default="<config>", exclude=True)
 
     def policy_for(self, site_id: str) -> Policy:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from controller.daemon import protocol
 from controller.errors import BadRequest, DomainError, Unavailable
 from controller.store.models import EndReason
+from controller.store.reach import log_failure
 
 if TYPE_CHECKING:
     from controller.daemon.controller import Controller
@@ -102,7 +103,7 @@ def answer(controller: Controller, line: bytes, now: datetime) -> bytes:
     except ValueError as exc:  # a value the rules refuse (an unknown end reason...)
         return protocol.error_line(BadRequest(str(exc)))
     except Exception:  # a fault of ours, or the database's: logged, and still an answer
-        log.exception("the control request failed")
+        log_failure(log, "the control request failed")
         return protocol.error_line(Unavailable("the controller could not do that now"))
 
 

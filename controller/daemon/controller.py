@@ -8,6 +8,7 @@ the loops.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -40,6 +41,7 @@ from controller.services import (
     blocks,
     inventory,
     logins,
+    outages,
     peers,
     phone,
     privacy,
@@ -55,6 +57,7 @@ from controller.services.sms import SmsSender, sender_for
 from controller.store.db import Database
 from controller.store.groupcommit import GroupCommit
 from controller.store.models import EndReason, GatewayEvent, GatewayEventKind
+from controller.store.reach import Report, log_failure
 
 log = logging.getLogger("wifikota.controller")
 
@@ -100,6 +103,8 @@ class Controller:
         self.limits = Limits(db)
         self._leased: dict[tuple[str, str], Lease] = {}  # the leases last put in force
         self.pools = Pools(db, self._event, self._alert)
+        self._recorded = outages.recorder(db, self.gateway)
+        db.outage.listeners.append(self._database_outage)
         self.conntrack = ConntrackTable(db, self._event, self._alert)
         # the last restore: seconds until the grants were back, and until everything was
         self.last_restore: tuple[float, float] | None = None
@@ -228,7 +233,28 @@ class Controller:
                 )
                 uow.commit()
         except Exception:  # the event is logged above; the database may be away
-            log.exception("could not record %s", kind.value)
+            log_failure(log, "could not record %s", kind.value)
+
+    def _database_outage(self, report: Report) -> None:
+        """The database gone or back (as ``db.outage`` tells it): the webhook told of
+        both; the outage recorded once it is over."""
+        since = f"{report.since:%H:%M:%S} UTC"
+        if report.back is None:
+            self._alert(
+                f"WiFi Kota: basis data tidak dapat dihubungi dari {self.gateway} sejak {since} / "
+                f"database unreachable since {since}",
+                {"gateway": self.gateway, "since": report.since.isoformat(),
+                 "reason": report.reason},
+            )  # fmt: skip
+            return
+        seconds = round(report.seconds)
+        self._alert(
+            f"WiFi Kota: basis data kembali setelah {seconds} dtk / database back after "
+            f"{seconds} s ({report.refused} requests refused)",
+            {"gateway": self.gateway, "since": report.since.isoformat(), "seconds": seconds,
+             "refused": report.refused},
+        )  # fmt: skip
+        self._recorded(report)
 
     def _alert(self, text: str, detail: dict[str, object]) -> None:
         url = self.ctx.config.health.alert_webhook
@@ -271,6 +297,8 @@ class Controller:
 
     def close(self) -> None:
         """Drop the routers not yet told; those being told get their answer or retries."""
+        with contextlib.suppress(ValueError):
+            self.db.outage.listeners.remove(self._database_outage)
         self._login_pool.shutdown(wait=True)
         self._routers.shutdown(wait=True, cancel_futures=True)
 

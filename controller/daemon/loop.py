@@ -17,6 +17,7 @@ from controller.daemon.controller import LOST_MESSAGES, Controller
 from controller.gateway.firewall import FirewallError
 from controller.gateway.firewall.watch import UNHEARD
 from controller.gateway.leases import LeaseFile
+from controller.store.reach import log_failure
 
 log = logging.getLogger("wifikota.controller")
 
@@ -52,7 +53,7 @@ def _guard(controller: Controller, trouble: queue.Queue[str], stop: threading.Ev
                 controller.reconcile(now)
             pending = None
         except Exception:
-            log.exception("restoring the ruleset failed; trying again in a second")
+            log_failure(log, "restoring the ruleset failed; trying again in a second")
             pending = "; ".join(dict.fromkeys(reasons))
 
 
@@ -95,7 +96,7 @@ def heed_peers(
                     changes = controller.reconcile(clock())
                     log.info("another node's change: reconciled, %d firewall entries", changes)
                 except Exception:
-                    log.exception("reconciling after another node's change failed")
+                    log_failure(log, "reconciling after another node's change failed")
 
     threading.Thread(target=controller.db.listen, args=(heard, stop), daemon=True,
                      name="peers").start()  # fmt: skip
@@ -118,7 +119,7 @@ def _every_tick(controller: Controller, now: datetime, ticks: int, reconcile_eve
         try:
             step()
         except Exception:
-            log.exception("%s failed; retrying next tick", what)
+            log_failure(log, "%s failed; retrying next tick", what)
 
 
 def _account(controller: Controller, now: datetime) -> None:
@@ -176,7 +177,7 @@ def run(
                     counted[0] = time.monotonic()
                     controller.record_pools(now)
             except Exception:
-                log.exception("putting new leases in force failed; the next tick tries again")
+                log_failure(log, "putting new leases in force failed; the next tick tries again")
 
         threading.Thread(target=book.watch, args=(leased, stop), daemon=True, name="leases").start()
     if heed_peers(controller, stop):
@@ -207,7 +208,7 @@ def run(
                 try:
                     controller.housekeeping(now)
                 except Exception:
-                    log.exception("housekeeping failed; retrying later")
+                    log_failure(log, "housekeeping failed; retrying later")
     finally:
         controller.close()
         if controller.dns is not None:

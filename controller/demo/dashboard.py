@@ -42,7 +42,7 @@ def main() -> int:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     url = f"sqlite:///{path.absolute()}"
     db.upgrade(url)
-    database = bootstrap.database(config, url)
+    database = bootstrap.database(config, url, patient=True)  # a year of demo data written
     now = datetime.now(UTC)
     inventory.sync(database, config, now)
     print(f"filling {args.days} days of demo usage (a minute or so)...", flush=True)

@@ -37,6 +37,7 @@ from controller.config.model import AccessPoint, CityConfig
 from controller.store.db import Database
 from controller.store.models import AccessPoint as StoredAp
 from controller.store.models import ApEvent, ApHealthSample
+from controller.store.reach import log_failure
 
 log = logging.getLogger("wifikota.health")
 
@@ -334,7 +335,7 @@ class Monitor:
                 try:
                     self.check_many(ready)
                 except Exception:
-                    log.exception("checking %d APs failed", len(ready))
+                    log_failure(log, "checking %d APs failed", len(ready))
                 for ap_id in ready:
                     due[ap_id] = now + interval
             if due:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session as OrmSession
 
 from controller.services import rules
 from controller.services.context import Ctx
+from controller.services.outages import tallies as outage_tallies
 from controller.store.db import Database
 from controller.store.models import (
     AccessPoint,
@@ -27,6 +28,7 @@ from controller.store.models import (
     GatewayState,
     Session,
 )
+from controller.store.reach import unreachable
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -141,10 +143,45 @@ class _Collector(Collector):
             if row.gateway in restores:
                 entries.add_metric([row.gateway], row.conntrack_entries or 0)
                 most.add_metric([row.gateway], row.conntrack_max or 0)
-        return [restored, entries, most]
+        outages = CounterMetricFamily(
+            "wifikota_database_outages",
+            "Times the node found the database away (each process counts its own)",
+            labels=["node"],
+        )
+        away = CounterMetricFamily(
+            "wifikota_database_outage_seconds", "Seconds the database was away", labels=["node"]
+        )
+        refused = CounterMetricFamily(
+            "wifikota_database_refused",
+            "Requests refused while the database was away",
+            labels=["node"],
+        )
+        for node, t in sorted(outage_tallies(s).items()):
+            outages.add_metric([node], t.outages)
+            away.add_metric([node], t.seconds)
+            refused.add_metric([node], t.refused)
+        up = GaugeMetricFamily("wifikota_database_up", "1 if the database answered the scrape")
+        up.add_metric([], 1)
+        return [restored, entries, most, outages, away, refused, up]
 
 
 def render(db: Database, ctx: Ctx, now: datetime) -> bytes:
+    """The metrics; where the database is away, only ``wifikota_database_up 0`` (an alert
+    rule's input, rather than a scrape that fails)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(db, ctx, now))
-    return generate_latest(registry)
+    try:
+        return generate_latest(registry)
+    except Exception as exc:
+        if not unreachable(exc):
+            raise
+    down = CollectorRegistry(auto_describe=False)
+    down.register(_Down())
+    return generate_latest(down)
+
+
+class _Down(Collector):
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("wifikota_database_up", "1 if the database answered the scrape")
+        up.add_metric([], 0)
+        yield up

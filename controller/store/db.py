@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -28,8 +29,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeEngine
+
+from controller.store.reach import Limits, Outage, bounded_connection_class, unreachable
 
 DEFAULT_DATA_DIR = "var"
 CHANGES = "wifikota_changes"  # where nodes sharing a database tell each other what changed
@@ -120,16 +125,22 @@ def update_rows(
     conn.execute(query, params)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url``. SQLite gets WAL, commits synced to disk, foreign keys, a busy
-    timeout, and BEGIN IMMEDIATE for units of work that write (so two writers queue
-    instead of failing)."""
+def make_engine(url: str, limits: Limits | None = None, **kwargs: Any) -> Engine:
+    """An engine for ``url`` whose every wait is bounded by ``limits`` (see ``reach``).
+
+    PostgreSQL: a connect timeout; the server's statement_timeout; a client-side bound on
+    every wait for the server (a paused server enforces no timeout of its own); a pool
+    checkout timeout; each connection taken from the pool pinged first, within the
+    connect timeout (a dead one is replaced). SQLite gets WAL, commits synced to disk,
+    foreign keys, its busy timeout, and BEGIN IMMEDIATE for units of work that write (so
+    two writers queue instead of failing)."""
+    limits = limits or Limits()
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, **kwargs)
+        return _postgres_engine(url, limits, **kwargs)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+    engine = create_engine(url, connect_args={"timeout": limits.busy}, **kwargs)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -142,13 +153,44 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # it is one fsync a batch.
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={round(limits.busy * 1000)}")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         write = conn.get_execution_options().get("wifikota_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _postgres_engine(url: str, limits: Limits, **kwargs: Any) -> Engine:
+    connect_args: dict[str, Any] = {"connect_timeout": max(1, math.ceil(limits.connect))}
+    if limits.statement is not None:
+        connect_args["options"] = f"-c statement_timeout={round(limits.statement * 1000)}"
+    if "poolclass" not in kwargs:
+        kwargs["pool_timeout"] = limits.pool
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+    # the server's own timeout first; the client's a second later, for a server that
+    # cannot enforce its own
+    bound = None if limits.statement is None else limits.statement + 1.0
+    connection_class = bounded_connection_class(bound)
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        return connection_class.connect(*cargs, **cparams)
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        # SQLAlchemy's pool_pre_ping, with the connect timeout as its bound rather than
+        # a statement's: a connection to a server that went away is found out quickly
+        dbapi_conn.bound = limits.connect
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise DisconnectionError(str(exc)) from exc  # the pool makes a new one
+        finally:
+            dbapi_conn.bound = bound
 
     return engine
 
@@ -210,10 +252,12 @@ class UnitOfWork:
         *,
         write: bool = False,
         writers: Writers | None = None,
+        outage: Outage | None = None,
     ) -> None:
         self._factory = factory
         self._write = write
         self._writers = writers if write else None
+        self._outage = outage
         self._orm: Session | None = None
 
     @property
@@ -225,13 +269,17 @@ class UnitOfWork:
         return self._orm
 
     def __enter__(self) -> UnitOfWork:
+        if self._outage is not None:
+            self._outage.gate()  # away: refused at once, but for one try a second
         if self._writers is not None:
             self._writers.acquire()
         try:
             self._orm = self._factory()
             if self._write:
                 self._orm.connection(execution_options={"wifikota_write": True})
-        except BaseException:
+        except BaseException as exc:
+            if self._outage is not None and isinstance(exc, PoolTimeout):
+                self._outage.failed(exc)  # no statement ran, so no error event told it
             self._leave()
             raise
         return self
@@ -257,7 +305,8 @@ class UnitOfWork:
 
 
 class Database:
-    """An engine and its unit-of-work factory."""
+    """An engine, its unit-of-work factory, and this process's view of whether the
+    database is there (``outage``, see ``reach``)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -266,13 +315,25 @@ class Database:
         if engine.dialect.name == "sqlite":  # one writer at a time: the others queue
             file = engine.url.database
             self._writers = Writers(Path(file) if file and file != ":memory:" else None)
+        self.outage = Outage()
+        outage = self.outage
+
+        @event.listens_for(engine, "handle_error")
+        def _failed(context: Any) -> None:
+            exc = context.sqlalchemy_exception or context.original_exception
+            if context.is_disconnect or unreachable(exc):
+                outage.failed(exc)
+
+        @event.listens_for(engine, "after_cursor_execute")
+        def _answered(*_args: Any) -> None:
+            outage.answered()
 
     @classmethod
-    def connect(cls, url: str) -> Database:
-        return cls(make_engine(url))
+    def connect(cls, url: str, limits: Limits | None = None) -> Database:
+        return cls(make_engine(url, limits))
 
     def uow(self, *, write: bool = False) -> UnitOfWork:
-        return UnitOfWork(self._factory, write=write, writers=self._writers)
+        return UnitOfWork(self._factory, write=write, writers=self._writers, outage=self.outage)
 
     @contextmanager
     def reading(self) -> Iterator[Session]:

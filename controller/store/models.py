@@ -344,6 +344,7 @@ class GatewayEventKind(enum.StrEnum):
     POOL_OK = "pool-ok"
     CONNTRACK_HIGH = "conntrack-high"
     CONNTRACK_OK = "conntrack-ok"
+    DATABASE_OUTAGE = "database-outage"  # gateway: the node that saw it (see services.outages)
 
 
 class GatewayState(Base):

@@ -39,6 +39,7 @@ class Radius:
         require_ma: bool = True,
         coa_port: int | None = None,
         processes: int = 1,
+        db_url: str | None = None,
     ) -> None:
         text = (ROOT / "sites.yaml").read_text()
         text = text.replace("address: 10.19.0.23", "address: 127.0.0.1")
@@ -63,7 +64,7 @@ class Radius:
         )
         self.config = tmp / "sites.yaml"
         self.config.write_text(text)
-        self.db_url = f"sqlite:///{tmp / 'wifikota.db'}"
+        self.db_url = db_url or f"sqlite:///{tmp / 'wifikota.db'}"
         self.env = {
             **os.environ,
             "DATABASE_URL": self.db_url,

@@ -5,6 +5,7 @@ from sqlalchemy import pool
 
 from controller.store.db import make_engine
 from controller.store.models import Base
+from controller.store.reach import Limits
 
 config = context.config
 target_metadata = Base.metadata
@@ -24,7 +25,8 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
     assert url is not None
-    engine = make_engine(url, poolclass=pool.NullPool)
+    # a migration's statement (an index over a year of samples) takes as long as it needs
+    engine = make_engine(url, Limits().patient(), poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(
             connection=connection,
