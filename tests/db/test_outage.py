@@ -302,8 +302,12 @@ def test_the_control_api_answers_unavailable_while_the_database_is_paused(
     from tests.db.test_tick import JG_IP, gateway
 
     caplog.set_level(logging.INFO)
+    health = ctx.config.health.model_copy(update={"alert_webhook": "http://127.0.0.1:9/hook"})
+    ctx = type(ctx)(ctx.config.model_copy(update={"health": health}), ctx.device_hash)
     database = db_mod.Database.connect(pg.url, QUICK)
     controller = gateway(database, ctx, MemoryFirewall(), datetime.now(UTC))
+    alerts: list[tuple[str, dict]] = []
+    controller.notify = lambda _url, text, detail: alerts.append((text, detail))
     path = str(tmp_path / "control.sock")
     server = control.listen(controller, path)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -317,6 +321,22 @@ def test_the_control_api_answers_unavailable_while_the_database_is_paused(
                 assert "gave no answer" not in str(exc) and took < 4, (took, exc)
         _back(database)
         assert client.ask(protocol.Start(JG_IP)).session.ip == JG_IP
+        for _ in range(50):  # the webhook is told in a thread of its own
+            if len(alerts) == 2:
+                break
+            time.sleep(0.1)
+        texts = [text for text, _ in alerts]
+        assert "database unreachable since" in texts[0] and "database back after" in texts[1]
+        assert alerts[1][1]["refused"] >= 2 and alerts[1][1]["gateway"] == controller.gateway
+        recorded: list[str] = []
+        for _ in range(50):  # recorded by the same thread, after the webhook's
+            with database.reading() as s:
+                query = select(GatewayEvent.gateway).where(GatewayEvent.kind == "database-outage")
+                recorded = list(s.scalars(query))
+            if recorded:
+                break
+            time.sleep(0.1)
+        assert recorded == [controller.gateway]
     finally:
         server.shutdown()
         server.server_close()
