@@ -8,7 +8,9 @@ import json
 import logging
 import math
 import os
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +32,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeEngine
 
@@ -165,7 +166,14 @@ def make_engine(url: str, limits: Limits | None = None, **kwargs: Any) -> Engine
 
 
 def _postgres_engine(url: str, limits: Limits, **kwargs: Any) -> Engine:
-    connect_args: dict[str, Any] = {"connect_timeout": max(1, math.ceil(limits.connect))}
+    connect_args: dict[str, Any] = {
+        "connect_timeout": max(1, math.ceil(limits.connect)),
+        # a link that went dead (a partition, a failover) is noticed by a connection that
+        # only waits, as the listener for other gateways' changes does: TCP keepalives
+        # after 10 s idle, and data unacknowledged for 15 s ends the connection
+        "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+        "keepalives_count": 3, "tcp_user_timeout": 15_000,
+    }  # fmt: skip
     if limits.statement is not None:
         connect_args["options"] = f"-c statement_timeout={round(limits.statement * 1000)}"
     if "poolclass" not in kwargs:
@@ -199,12 +207,15 @@ class Writers:
     """Where SQLite's writers queue before they take its write lock: this process's on a
     lock, the processes' (portal workers, controller, RADIUS server) on ``flock`` of a file
     beside the database. SQLite's own wait for a busy lock is to sleep and try again, up to
-    100 ms a time, which busy writers would otherwise do to each other on every write; a
-    queue wakes the next one the moment the lock is free. Where the file cannot be opened
-    (a read-only directory), processes fall back to SQLite's wait: slower, not wrong."""
+    100 ms a time, which busy writers would otherwise do to each other on every write; here
+    the next one of this process wakes the moment the lock is free, and another process's
+    within 5 ms. No writer waits longer than the busy timeout for its turn. Where the file
+    cannot be opened (a read-only directory), processes fall back to SQLite's wait: slower,
+    not wrong."""
 
-    def __init__(self, database: Path | None) -> None:
+    def __init__(self, database: Path | None, busy: float = Limits.busy) -> None:
         self._path = None if database is None else database.with_name(database.name + ".writers")
+        self._busy = busy  # the longest a writer waits for its turn (SQLite's busy timeout)
         self._lock = threading.RLock()
         self._depth = 0
         self._fd: int | None = None
@@ -222,14 +233,35 @@ class Writers:
         return self._fd
 
     def acquire(self) -> None:
-        self._lock.acquire()
+        """This writer's turn, within the busy timeout; sqlite3's "database is locked"
+        after it (another writer held the lock longer: a long maintenance command)."""
+        deadline = time.monotonic() + self._busy
+        if not self._lock.acquire(timeout=self._busy):
+            raise sqlite3.OperationalError("database is locked (a writer of this process)")
         try:
             if self._depth == 0 and (fd := self._file()) is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._flock(fd, deadline)
         except BaseException:
             self._lock.release()
             raise
         self._depth += 1
+
+    @staticmethod
+    def _flock(fd: int, deadline: float) -> None:
+        """flock has no timeout: at once if free, else tried again after a pause that
+        grows to 5 ms, until ``deadline``."""
+        pause = 0.0005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise sqlite3.OperationalError(
+                        "database is locked (another process's writer)"
+                    ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.005)
 
     def release(self) -> None:
         self._depth -= 1
@@ -278,14 +310,16 @@ class UnitOfWork:
             if self._write:
                 self._orm.connection(execution_options={"wifikota_write": True})
         except BaseException as exc:
-            if self._outage is not None and isinstance(exc, PoolTimeout):
-                self._outage.failed(exc)  # no statement ran, so no error event told it
+            if self._outage is not None and unreachable(exc):
+                self._outage.failed(exc)  # the pool's own failures reach no error event
             self._leave()
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
         assert self._orm is not None
+        if exc is not None and self._outage is not None and unreachable(exc):
+            self._outage.failed(exc)  # the pool's own failures reach no error event
         try:
             self._orm.rollback()
         finally:
@@ -308,14 +342,16 @@ class Database:
     """An engine, its unit-of-work factory, and this process's view of whether the
     database is there (``outage``, see ``reach``)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, limits: Limits | None = None) -> None:
         self.engine = engine
         self._factory = sessionmaker(engine, expire_on_commit=False)
         self._writers: Writers | None = None
         if engine.dialect.name == "sqlite":  # one writer at a time: the others queue
             file = engine.url.database
-            self._writers = Writers(Path(file) if file and file != ":memory:" else None)
-        self.outage = Outage()
+            self._writers = Writers(
+                Path(file) if file and file != ":memory:" else None, (limits or Limits()).busy
+            )
+        self.outage = Outage(self._probe)
         outage = self.outage
 
         @event.listens_for(engine, "handle_error")
@@ -328,9 +364,14 @@ class Database:
         def _answered(*_args: Any) -> None:
             outage.answered()
 
+    def _probe(self) -> None:
+        """One statement, past the gate: the outage's probe."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
     @classmethod
     def connect(cls, url: str, limits: Limits | None = None) -> Database:
-        return cls(make_engine(url, limits))
+        return cls(make_engine(url, limits), limits)
 
     def uow(self, *, write: bool = False) -> UnitOfWork:
         return UnitOfWork(self._factory, write=write, writers=self._writers, outage=self.outage)
@@ -341,6 +382,7 @@ class Database:
             yield uow.orm
 
     def dispose(self) -> None:
+        self.outage.stop.set()
         self.engine.dispose()
 
     @property
@@ -366,22 +408,32 @@ class Database:
         where the database is not shared."""
         if not self.shared:
             return
+        failing = False  # said once a streak, not once a second
         while not stop.is_set():
             try:
                 conn = self.engine.raw_connection()
             except Exception as exc:  # the database away: try again in a second
-                log.warning("cannot listen for other gateways' changes: %s", exc)
+                if not failing:
+                    log.warning("cannot listen for other gateways' changes (%s); trying "
+                                "again each second", " ".join(str(exc).split())[:200])  # fmt: skip
+                failing = True
                 stop.wait(1.0)
                 continue
             try:
                 raw: Any = conn.driver_connection  # psycopg's own connection
                 raw.autocommit = True
                 raw.execute(f"LISTEN {CHANGES}")
+                if failing:
+                    log.warning("listening for other gateways' changes again")
+                failing = False
                 while not stop.is_set():
                     for note in raw.notifies(timeout=1.0):
                         heard(note.payload)
             except Exception as exc:
-                log.warning("listening for other gateways' changes stopped (%s); again", exc)
+                if not failing:
+                    log.warning("listening for other gateways' changes stopped (%s); again",
+                                " ".join(str(exc).split())[:200])  # fmt: skip
+                failing = True
                 stop.wait(1.0)
             finally:
                 conn.invalidate()

@@ -3,8 +3,8 @@
 Every wait is bounded (:class:`Limits`): connecting, a statement, a connection from the
 pool, SQLite's lock. A database that stops answering (a hung host, a network that drops
 packets) then looks like one that refuses connections, in seconds. While it is away a
-process tries it once a second and refuses every other request at once
-(:class:`Unreachable`), logs one line when it goes and one when it is back (:class:`Outage`),
+process refuses every request at once (:class:`Unreachable`) and tries the database
+itself once a second, logs one line when it goes and one when it is back (:class:`Outage`),
 and tells whoever listens (the controller's alert webhook, the outage's record for
 /metrics) on both. :func:`unreachable` is the one test of "the database is away" that
 every service's error handling asks.
@@ -12,6 +12,7 @@ every service's error handling asks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -47,8 +48,8 @@ class _Away(Exception):
 
 
 class Unreachable(sa_exc.OperationalError):
-    """Refused without asking: the database is away, and another request of this process
-    is trying it (once a second). Caught wherever a refused database is."""
+    """Refused without asking: the database is away, and this process tries it again
+    once a second. Caught wherever a refused database is."""
 
     def __init__(self, since: datetime) -> None:
         super().__init__(
@@ -56,25 +57,51 @@ class Unreachable(sa_exc.OperationalError):
         )
 
 
+# PostgreSQL's answers that say the server is going or cannot take us, rather than that a
+# statement failed: connection exceptions (class 08), shutting down, starting up, too many
+# connections. A statement cancelled by its timeout, a deadlock or a full disk are faults
+# of a request, not an outage: they must not make a process refuse everyone.
+_AWAY_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
 def unreachable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database is away (refused, timed out, cut off, or SQLite's
-    lock never freed), rather than a fault of the request or of ours."""
-    if isinstance(exc, (sa_exc.TimeoutError, sa_exc.DisconnectionError)):
+    """Whether ``exc`` says the database is away (refused, no answer in time, cut off, the
+    server going down), rather than a fault of the request or of ours."""
+    if isinstance(exc, (sa_exc.TimeoutError, sa_exc.DisconnectionError, _Away)):
         return True  # the pool had no connection in time; a connection found dead
     if isinstance(exc, sa_exc.DBAPIError):
         if exc.connection_invalidated:
             return True
         return exc.orig is not None and unreachable(exc.orig)
-    if isinstance(exc, _Away):
-        return True
     if isinstance(exc, sqlite3.OperationalError):
-        text = str(exc)
-        return any(m in text for m in ("locked", "busy", "disk I/O", "unable to open"))
+        return any(m in str(exc) for m in ("disk I/O error", "unable to open database"))
+    if isinstance(exc, sa_exc.InvalidRequestError):
+        # the pool gave up after its tries of a checkout failed (each connection's ping
+        # unanswered): raised while handling the last one
+        cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        return cause is not None and unreachable(cause)
     try:
         import psycopg
     except ImportError:  # pragma: no cover (a dependency)
         return False
-    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+    if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return False
+    state = getattr(exc, "sqlstate", None)  # None: the client's own (no connection, no answer)
+    return state is None or state.startswith("08") or state in _AWAY_STATES
+
+
+def slow(exc: BaseException) -> bool:
+    """Whether ``exc`` is a request's statement or lock that took longer than its bound
+    (the database is there, but busy): said in a line, not with a traceback."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    if isinstance(exc, sqlite3.OperationalError):
+        return "locked" in str(exc) or "busy" in str(exc)
+    try:
+        import psycopg.errors as pg_errors
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, (pg_errors.QueryCanceled, pg_errors.LockNotAvailable))
 
 
 @dataclass(frozen=True)
@@ -94,20 +121,27 @@ class Report:
 class Outage:
     """This process's view of the database: reachable, or away since a moment.
 
-    :meth:`gate` before each unit of work (while away, one request a second tries; the
-    others are refused at once), :meth:`failed` when a request found it away,
-    :meth:`answered` when a statement came back. One log line when it goes, one when it is
-    back; each listener is told of both (in a thread of its own: a webhook may be slow)."""
+    :meth:`gate` before each unit of work: while away every request is refused at once,
+    and ``probe`` (one statement, in a thread of this outage's own) tries the database once
+    a second until it answers, so the outage's end is seen when it comes, with or without
+    requests. :meth:`failed` when a request found it away, :meth:`answered` when a
+    statement came back. One log line when it goes, one when it is back; each listener is
+    told of both (in a thread of its own: a webhook may be slow). Without a probe, one
+    request a second is let through to try."""
 
     RETRY = 1.0  # seconds between two tries of a database that is away
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
+    def __init__(
+        self, probe: Callable[[], None] | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._probe, self._clock = probe, clock
         self._lock = threading.Lock()
         self._since: datetime | None = None
         self._reason = ""
         self._refused = 0
         self._next_try = 0.0
+        self._prober: int | None = None  # the probing thread, whose failures are not requests
+        self.stop = threading.Event()
         self.listeners: list[Callable[[Report], None]] = []
 
     @property
@@ -119,21 +153,27 @@ class Outage:
             return Report(self._since, None, self._refused, self._reason)
 
     def gate(self) -> None:
-        """Before a request. Raises Unreachable while away, but for one try a second."""
+        """Before a request. Raises Unreachable while away (but for one try a second,
+        where there is no probe)."""
         if self._since is None:  # the usual case: no lock taken
             return
         with self._lock:
             if self._since is None:
                 return
-            if self._clock() < self._next_try:
+            if self._probe is not None or self._clock() < self._next_try:
                 self._refused += 1
                 raise Unreachable(self._since)
             self._next_try = self._clock() + self.RETRY
 
     def failed(self, exc: BaseException) -> None:
-        """A request found the database away (``exc``, which :func:`unreachable` says is)."""
-        if isinstance(exc, Unreachable):
-            return  # counted by gate
+        """A request found the database away (``exc``, which :func:`unreachable` says is).
+        The same error told twice (by the engine, then by the unit of work) counts once."""
+        if isinstance(exc, Unreachable) or threading.get_ident() == self._prober:
+            return  # counted by gate; the probe's own tries
+        if getattr(exc, "_wifikota_told", False):
+            return
+        with contextlib.suppress(AttributeError):
+            exc._wifikota_told = True  # type: ignore[attr-defined]
         reason = _reason(exc)
         with self._lock:
             self._refused += 1
@@ -142,8 +182,30 @@ class Outage:
                 return
             self._since, self._reason = datetime.now(UTC).replace(microsecond=0), reason
             report = Report(self._since, None, 0, reason)
+            probing = self._probe is not None and self._prober is None
+            if probing:
+                thread = threading.Thread(target=self._probing, daemon=True, name="db-probe")
+                self._prober = -1  # taken, until the thread says who it is
         log.error("database unreachable since %s UTC (%s)", f"{report.since:%H:%M:%S}", reason)
+        if probing:
+            thread.start()
         self._tell(report)
+
+    def _probing(self) -> None:
+        assert self._probe is not None
+        self._prober = threading.get_ident()
+        while not self.stop.wait(self.RETRY):
+            with self._lock:  # decided under the lock: an outage that begins anew finds
+                if self._since is None:  # either this thread still probing, or none
+                    self._prober = None
+                    return
+            try:
+                self._probe()
+            except Exception:  # still away (each try bounded by the limits): again
+                continue
+            self.answered()
+        with self._lock:
+            self._prober = None
 
     def answered(self) -> None:
         """A statement came back: the database is here."""
@@ -185,6 +247,9 @@ def log_failure(logger: logging.Logger, message: str, *args: object) -> None:
     exc = sys.exc_info()[1]
     if exc is not None and unreachable(exc):
         logger.debug(message + " (the database is away)", *args)
+    elif exc is not None and slow(exc):
+        logger.warning(message + " (the database took longer than its bound: %s)", *args,
+                       _reason(exc))  # fmt: skip
     else:
         logger.exception(message, *args)
 

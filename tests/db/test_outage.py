@@ -503,3 +503,61 @@ def test_radius_does_not_answer_while_the_database_is_paused_and_loses_nothing(p
     assert "Traceback" not in text_, text_
     assert text_.count("database unreachable since") == 1, text_
     assert text_.count("database back after") == 1, text_
+
+
+def test_a_slow_statement_is_that_requests_failure_not_an_outage(pg):
+    """A statement past its timeout (a heavy page, a lock held by a migration) fails its
+    own request; the process does not take the database as away and refuse everyone."""
+    database = db_mod.Database.connect(pg.url, QUICK)
+    with database.uow() as uow:
+        took, exc = _timed(lambda: uow.orm.execute(text("SELECT pg_sleep(3)")).all())
+    assert isinstance(exc, OperationalError) and not db_mod.unreachable(exc), exc
+    assert took < 2.5, took
+    assert database.outage.away is None
+    took, exc = _timed(lambda: _select_one(database))
+    assert exc is None, exc
+    database.dispose()
+
+
+def test_the_end_of_an_outage_is_seen_when_it_comes_without_any_request(pg, caplog):
+    caplog.set_level(logging.INFO, logger="wifikota.database")
+    database = db_mod.Database.connect(pg.url, QUICK)
+    _select_one(database)
+    with pg.paused():
+        _timed(lambda: _select_one(database))
+        assert database.outage.away is not None
+        time.sleep(2)
+    back_at = time.monotonic()
+    for _ in range(100):  # bounded: ten seconds, and no request meanwhile
+        if database.outage.away is None:
+            break
+        time.sleep(0.1)
+    assert database.outage.away is None, "the probe did not see the database back"
+    assert time.monotonic() - back_at < 6
+    lines = [r.getMessage() for r in caplog.records if r.name == "wifikota.database"]
+    assert [m.split(" ", 2)[1] for m in lines] == ["unreachable", "back"], lines
+    seconds = int(lines[1].split("after ", 1)[1].split(" ", 1)[0])
+    assert 2 <= seconds <= 8, lines  # the outage's length, not until the next request
+    database.dispose()
+
+
+def test_a_checkout_whose_every_ping_fails_is_the_database_away():
+    """The pool gives up with "This connection is closed" after its tries: raised while
+    handling the last failed ping, which says the database is away."""
+    from sqlalchemy import exc as sa_exc
+
+    try:
+        try:
+            raise sa_exc.DisconnectionError("the database gave no answer in 2 s")
+        except sa_exc.DisconnectionError:
+            raise sa_exc.InvalidRequestError("This connection is closed") from None
+    except sa_exc.InvalidRequestError as exc:
+        assert not db_mod.unreachable(exc)  # from None: nothing says why
+    try:
+        try:
+            raise sa_exc.DisconnectionError("the database gave no answer in 2 s")
+        except sa_exc.DisconnectionError:
+            raise sa_exc.InvalidRequestError("This connection is closed")  # noqa: B904
+    except sa_exc.InvalidRequestError as exc:
+        assert db_mod.unreachable(exc)
+    assert not db_mod.unreachable(sa_exc.InvalidRequestError("a mistake of ours"))

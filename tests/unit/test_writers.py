@@ -101,3 +101,24 @@ def test_sqlite_commits_are_synced_to_disk_in_wal_mode(tmp_path):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
     engine.dispose()
+
+
+def test_a_writer_waits_for_its_turn_no_longer_than_the_busy_timeout(tmp_path):
+    """Another process holding the write lock for long (a maintenance command) makes a
+    writer fail after the busy timeout, as SQLite's own lock does, rather than wait."""
+    import sqlite3
+    import time
+
+    import pytest
+
+    ours, theirs = db.Writers(tmp_path / "w.db"), db.Writers(tmp_path / "w.db", busy=0.3)
+    ours.acquire()
+    try:
+        began = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            theirs.acquire()
+        assert time.monotonic() - began < 2
+    finally:
+        ours.release()
+    theirs.acquire()  # free again: at once
+    theirs.release()
