@@ -11,6 +11,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -188,13 +189,15 @@ def _postgres_engine(url: str, limits: Limits, **kwargs: Any) -> Engine:
     def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
         return connection_class.connect(*cargs, **cparams)
 
+    dialect = engine.dialect  # not the engine: a listener that held it would keep it alive
+
     @event.listens_for(engine, "checkout")
     def _ping(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
         # SQLAlchemy's pool_pre_ping, with the connect timeout as its bound rather than
         # a statement's: a connection to a server that went away is found out quickly
         dbapi_conn.bound = limits.connect
         try:
-            engine.dialect.do_ping(dbapi_conn)
+            dialect.do_ping(dbapi_conn)
         except Exception as exc:
             raise DisconnectionError(str(exc)) from exc  # the pool makes a new one
         finally:
@@ -338,6 +341,19 @@ class UnitOfWork:
         self.orm.commit()
 
 
+def _prober(engine: weakref.ref[Engine]) -> Callable[[], None]:
+    """An outage's probe: one statement, past the gate."""
+
+    def probe() -> None:
+        live = engine()
+        if live is None:
+            raise GeneratorExit  # its owner dropped it: the probe stops
+        with live.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    return probe
+
+
 class Database:
     """An engine, its unit-of-work factory, and this process's view of whether the
     database is there (``outage``, see ``reach``)."""
@@ -351,7 +367,9 @@ class Database:
             self._writers = Writers(
                 Path(file) if file and file != ":memory:" else None, (limits or Limits()).busy
             )
-        self.outage = Outage(self._probe)
+        # the probe and the listeners below hold no reference to the engine or to this
+        # object: an engine dropped by its owner is freed at once, its connections closed
+        self.outage = Outage(_prober(weakref.ref(engine)))
         outage = self.outage
 
         @event.listens_for(engine, "handle_error")
@@ -363,11 +381,6 @@ class Database:
         @event.listens_for(engine, "after_cursor_execute")
         def _answered(*_args: Any) -> None:
             outage.answered()
-
-    def _probe(self) -> None:
-        """One statement, past the gate: the outage's probe."""
-        with self.engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
 
     @classmethod
     def connect(cls, url: str, limits: Limits | None = None) -> Database:

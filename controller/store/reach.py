@@ -201,6 +201,8 @@ class Outage:
                     return
             try:
                 self._probe()
+            except GeneratorExit:  # nothing left to probe
+                break
             except Exception:  # still away (each try bounded by the limits): again
                 continue
             self.answered()
