@@ -14,11 +14,9 @@ availability figures.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import logging
-import os
-import random
+import secrets
 import select
 import socket
 import sys
@@ -74,7 +72,6 @@ _SOL_RAW, _ICMP_FILTER = 255, 1  # linux/icmp.h: the ICMP types a raw socket ign
 _ETH_P_ARP = 0x0806
 _SO_TIMESTAMPNS, _SO_RCVBUFFORCE = 35, 33  # asm-generic/socket.h
 _BUFFER = 4 << 20  # the replies to a thousand probes, queued while the rest are sent
-_seq = itertools.count(random.randrange(1 << 16))
 
 
 def probe_all(targets: Iterable[Target], timeout: float = 1.0) -> dict[Target, float | None]:
@@ -89,7 +86,13 @@ def probe_all(targets: Iterable[Target], timeout: float = 1.0) -> dict[Target, f
 
     targets = list(dict.fromkeys(targets))
     rtts: dict[Target, float | None] = dict.fromkeys(targets)
-    ident = os.getpid() & 0xFFFF
+    # a raw socket sees every echo reply to the host: what counts must be unguessable
+    # by whoever forges one (an identifier, sequence numbers and a payload of this round's)
+    ident, first, nonce = (
+        secrets.randbelow(1 << 16),
+        secrets.randbelow(1 << 16),
+        secrets.token_bytes(12),
+    )
     sent: dict[tuple[object, ...], tuple[Target, Any, float]] = {}  # reply's key -> request
     with contextlib.ExitStack() as stack:
 
@@ -111,16 +114,20 @@ def probe_all(targets: Iterable[Target], timeout: float = 1.0) -> dict[Target, f
             icmp = opened(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
             only_replies = ~(1 << 0) & 0xFFFFFFFF  # every type but echo-reply filtered out
             icmp.setsockopt(_SOL_RAW, _ICMP_FILTER, only_replies.to_bytes(4, sys.byteorder))
-            for target in pings:
-                request = ICMP(type="echo-request", id=ident, seq=next(_seq) & 0xFFFF)
-                request /= Raw(b"wifikota-health")
+            for n, target in enumerate(pings):
+                request = ICMP(type="echo-request", id=ident, seq=(first + n) & 0xFFFF)
+                request /= Raw(b"wifikota-health" + nonce)
                 key: Key = ("icmp", target[0], ident, request.seq)
                 outgoing.append((icmp, (target[0], 0), bytes(request), key, target, request))
         links: dict[str, socket.socket] = {}
+        addresses: dict[str, tuple[str, str]] = {}  # our MAC and address on each interface
         for target, (ifname, mac, source) in _arp_routes([t for t in targets if t[1] == "arp"]):
             if ifname not in links:
-                links[ifname] = opened(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ARP))
+                # protocol 0: nothing is queued until bound to the interface (a socket made
+                # for ARP would take every interface's frames until then)
+                links[ifname] = opened(socket.AF_PACKET, socket.SOCK_RAW, 0)
                 links[ifname].bind((ifname, _ETH_P_ARP))
+                addresses[ifname] = (mac, source)
             frame = Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(
                 op="who-has", hwsrc=mac, psrc=source, pdst=target[0]
             )
@@ -136,8 +143,12 @@ def probe_all(targets: Iterable[Target], timeout: float = 1.0) -> dict[Target, f
             kind, ifname = readers[sock]
             for _ in range(4 * len(targets) + 64):  # bounded: what is queued now
                 try:
-                    data, ancillary, _flags, _from = sock.recvmsg(2048, 64, socket.MSG_DONTWAIT)
+                    data, ancillary, _flags, origin = sock.recvmsg(2048, 64, socket.MSG_DONTWAIT)
                 except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:  # the interface went down or away: no more from it
+                    log.debug("probe answers on %s stopped: %s", ifname or "icmp", exc)
+                    del readers[sock]
                     return
                 at = _stamp(ancillary)
                 key: Key
@@ -150,18 +161,26 @@ def probe_all(targets: Iterable[Target], timeout: float = 1.0) -> dict[Target, f
                         getattr(reply, "id", None),
                         getattr(reply, "seq", None),
                     )
+                    genuine = reply is not None and bytes(reply.payload).endswith(nonce)
                 else:
                     reply = Ether(data).getlayer(ARP)
                     key = ("arp", ifname, getattr(reply, "psrc", None))
-                if reply is None or key not in sent:
+                    mac, source = addresses[str(ifname)]
+                    genuine = (  # to us, on this interface, not our own frame going out
+                        reply is not None and origin[0] == ifname
+                        and origin[2] != socket.PACKET_OUTGOING
+                        and reply.pdst == source and str(reply.hwdst).lower() == mac.lower()
+                    )  # fmt: skip
+                if reply is None or not genuine or key not in sent:
                     continue
                 target, request, began = sent[key]
-                if reply.answers(request) and at - began <= timeout:
+                if reply.answers(request) and 0 <= at - began <= timeout:
                     rtts[target] = max(0.001, (at - began) * 1000)
                     del sent[key]
 
         last = time.time()
         for i, (sock, address, raw, key, target, request) in enumerate(outgoing):
+            began = time.time()  # before the send: an answer is never earlier
             try:
                 if address is None:
                     sock.send(raw)
@@ -170,15 +189,17 @@ def probe_all(targets: Iterable[Target], timeout: float = 1.0) -> dict[Target, f
             except OSError as exc:  # this one is a miss; the others go on
                 log.debug("probe of %s not sent: %s", target[0], exc)
                 continue
-            sent[key] = (target, request, last := time.time())
+            sent[key] = (target, request, began)
+            last = began
             if i % 64 == 63:  # take answers as they come, before the buffers fill
-                for reader in readers:
+                for reader in list(readers):
                     answered(reader)
         deadline = last + timeout
-        while sent and (left := deadline - time.time()) > 0:  # bounded by the timeout
+        while sent and readers and (left := deadline - time.time()) > 0:  # bounded
             ready, _, _ = select.select(list(readers), [], [], left)
             for reader in ready:
-                answered(reader)
+                if reader in readers:
+                    answered(reader)
     return rtts
 
 
@@ -196,6 +217,9 @@ def _arp_routes(targets: list[Target]) -> Iterator[tuple[Target, tuple[str, str,
             try:
                 route = ipr.route("get", dst=target[0])[0]
             except NetlinkError:
+                continue
+            if route.get_attr("RTA_GATEWAY"):  # not on the link: no ARP answer can be its
+                log.debug("%s is behind a router: ARP cannot check it", target[0])
                 continue
             oif, source = route.get_attr("RTA_OIF"), route.get_attr("RTA_PREFSRC")
             if oif not in links:
@@ -395,7 +419,8 @@ def summary(db: Database, config: CityConfig, now: datetime, tz: object) -> dict
     states = _last_states(db, ids, now)
     with db.uow() as uow:
         s = uow.orm
-        answered = _latest(ApHealthSample, ["at", "rtt_ms"], ids, ApHealthSample.up.is_(True))
+        answered = _latest(ApHealthSample, ["at", "rtt_ms"], ids, ApHealthSample.up.is_(True),
+                           ApHealthSample.at <= now)  # fmt: skip
         seen = {ap_id: (at, rtt) for ap_id, at, rtt in s.execute(answered) if at is not None}
         today = {
             ap_id: (total, up)
@@ -405,7 +430,11 @@ def summary(db: Database, config: CityConfig, now: datetime, tz: object) -> dict
                     func.count(),
                     func.count().filter(ApHealthSample.up.is_(True)),
                 )
-                .where(ApHealthSample.ap_id.in_(ids), ApHealthSample.at >= lo)
+                .where(
+                    ApHealthSample.ap_id.in_(ids),
+                    ApHealthSample.at >= lo,
+                    ApHealthSample.at <= now,
+                )
                 .group_by(ApHealthSample.ap_id)
             )
         }

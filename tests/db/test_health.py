@@ -101,6 +101,7 @@ def test_the_summary_tells_each_ap_its_own_last_state_answer_and_day(database, c
     rows = [  # (ap, minutes after 8:00, up, rtt)
         (a, 0, True, 1.5), (b, 0, True, 7.0), (a, 1, False, None), (b, 1, True, 8.0),
         (a, 2, True, 2.5), (b, 2, False, None), (b, 3, False, None),
+        (a, 20, True, 9.9), (b, 20, True, 9.9),  # after the moment asked about: not yet
     ]  # fmt: skip
     events = [(a, 0, "up"), (b, 0, "up"), (a, 1, "degraded"), (a, 2, "up"), (b, 2, "degraded"),
               (b, 3, "down"), (b, 30, "up")]  # fmt: skip

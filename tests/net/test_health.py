@@ -78,3 +78,28 @@ def test_one_probe_of_many_aps_tells_each_answer_apart():
         assert all(0 < rtt < 1000 for rtt in rtts.values() if rtt is not None)
         lab.sh(ap, ["ip", "link", "set", "eth0", "down"])  # unplugged: all of them missed
         assert set(runner.call(lambda: probe_all(targets, 0.5)).values()) == {None}
+
+
+def test_an_aps_address_announced_by_someone_else_is_no_answer():
+    """The AP unplugged, and something else on the management link announcing its address
+    by gratuitous ARP as fast as it can (an address thief): the probe asked the AP, and
+    only a reply to its own request, to the gateway, counts."""
+    import time
+
+    from tests.netlab import attacks
+
+    with gateway_and_ap() as (lab, ap, runner):
+        assert wait_until(lambda: runner.call(lambda: arping(AP, 1.0)) is not None, 10)
+        lab.sh(ap, ["ip", "addr", "del", f"{AP}/24", "dev", "eth0"])
+        lab.sh(ap, ["ip", "addr", "add", "10.19.0.12/24", "dev", "eth0"])
+        thief = attacks.spawn(lab, ap, "garp", "--ip", AP, "--mac", "02:00:00:00:66:66",
+                              "--count", "20000")  # fmt: skip
+        try:
+            time.sleep(1.0)  # announcing already
+            answers = [runner.call(lambda: arping(AP, 0.5)) for _ in range(3)]
+            still = thief.poll() is None
+        finally:
+            thief.kill()
+            thief.wait(10)
+        assert still, "the announcements ended before the probes did"
+        assert answers == [None, None, None], answers
