@@ -2,7 +2,8 @@
 every portal node answers the same): clients online per site, sessions and city-app clicks
 per site (from the rollups), data per site and direction, today's logins per site and
 method, each AP's last known state and DHCP pool use, how often each gateway's ruleset
-was changed from outside and restored, and each gateway's connection tracking table."""
+was changed from outside and restored, each gateway's connection tracking table, and the
+database's outages each node saw (``wifikota_database_up`` 0 while it is away)."""
 
 from __future__ import annotations
 
@@ -118,7 +119,8 @@ class _Collector(Collector):
         yield from gateways
 
     def _gateways(self, s: OrmSession) -> list[Metric]:
-        """Each gateway's restores of its ruleset and its connection tracking table."""
+        """Each gateway's restores of its ruleset and its connection tracking table; each
+        node's outages of the database, as recorded once they were over."""
         restored = CounterMetricFamily(
             "wifikota_ruleset_restored",
             "Times the gateway's ruleset was changed from outside and restored",
