@@ -9,7 +9,6 @@ the app in one typed object (:mod:`captive.parts`).
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +28,6 @@ from controller.store.reach import log_failure
 from . import api, dashboard, pages, probes, uam
 from . import manage as manage  # Kelola's routes, on the dashboard's blueprint
 from .control import ControlApi
-from .gunicorn_conf import worker_threads
 from .parts import Parts, parts
 from .security import HEADERS, HSTS, FormTokens, RateLimit
 
@@ -99,9 +97,8 @@ def create_app(
         "report": RateLimit("report", burst=6, every=10.0, store=store),
     }
     app.extensions[Parts.KEY] = Parts(
-        config, controller, FormTokens(secret), DeviceHasher(secret), limits, dashboard_service,
-        db_slots=threading.BoundedSemaphore(max(1, worker_threads() // 2)),
-    )  # fmt: skip
+        config, controller, FormTokens(secret), DeviceHasher(secret), limits, dashboard_service
+    )
     app.teardown_request(lambda _exc: dashboard.free_slot())
     Babel(app, locale_selector=select_locale)
 

@@ -15,6 +15,7 @@ from controller.services.dashboard import DashboardService
 from controller.services.identity import DeviceHasher
 
 from .control import ControlApi
+from .gunicorn_conf import worker_threads
 from .security import FormTokens, RateLimit
 
 
@@ -31,10 +32,10 @@ class Parts:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     dashboard: DashboardService | None = None
     # the dashboard's requests (and /metrics) that may wait on the database at once in a
-    # worker: the rest of its threads stay free for residents' pages, however long the
+    # worker, half its threads: the rest stay free for residents' pages, however long the
     # database takes to answer
     db_slots: threading.BoundedSemaphore = field(
-        default_factory=lambda: threading.BoundedSemaphore(2)
+        default_factory=lambda: threading.BoundedSemaphore(max(1, worker_threads() // 2))
     )
 
     _connecting: threading.Lock = field(default_factory=threading.Lock, repr=False)

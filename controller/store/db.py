@@ -189,7 +189,7 @@ def _postgres_engine(url: str, limits: Limits, **kwargs: Any) -> Engine:
     def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
         return connection_class.connect(*cargs, **cparams)
 
-    dialect = engine.dialect  # not the engine: a listener that held it would keep it alive
+    dialect = engine.dialect
 
     @event.listens_for(engine, "checkout")
     def _ping(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
@@ -305,7 +305,7 @@ class UnitOfWork:
 
     def __enter__(self) -> UnitOfWork:
         if self._outage is not None:
-            self._outage.gate()  # away: refused at once, but for one try a second
+            self._outage.gate()  # away: refused at once (the outage's probe tries)
         if self._writers is not None:
             self._writers.acquire()
         try:
@@ -341,15 +341,16 @@ class UnitOfWork:
         self.orm.commit()
 
 
-def _prober(engine: weakref.ref[Engine]) -> Callable[[], None]:
-    """An outage's probe: one statement, past the gate."""
+def _prober(engine: weakref.ref[Engine]) -> Callable[[], bool]:
+    """An outage's probe: one statement, past the gate; False once the engine is gone."""
 
-    def probe() -> None:
+    def probe() -> bool:
         live = engine()
         if live is None:
-            raise GeneratorExit  # its owner dropped it: the probe stops
+            return False
         with live.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
+        return True
 
     return probe
 
@@ -367,8 +368,8 @@ class Database:
             self._writers = Writers(
                 Path(file) if file and file != ":memory:" else None, (limits or Limits()).busy
             )
-        # the probe and the listeners below hold no reference to the engine or to this
-        # object: an engine dropped by its owner is freed at once, its connections closed
+        # the probe holds the engine only weakly: a probe thread still running would
+        # otherwise keep a dropped database's pool, and its connections, open
         self.outage = Outage(_prober(weakref.ref(engine)))
         outage = self.outage
 

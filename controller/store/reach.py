@@ -124,22 +124,19 @@ class Outage:
     :meth:`gate` before each unit of work: while away every request is refused at once,
     and ``probe`` (one statement, in a thread of this outage's own) tries the database once
     a second until it answers, so the outage's end is seen when it comes, with or without
-    requests. :meth:`failed` when a request found it away, :meth:`answered` when a
+    requests. ``probe`` returns False when there is nothing left to probe (the engine was
+    dropped). :meth:`failed` when a request found it away, :meth:`answered` when a
     statement came back. One log line when it goes, one when it is back; each listener is
-    told of both (in a thread of its own: a webhook may be slow). Without a probe, one
-    request a second is let through to try."""
+    told of both (in a thread of its own: a webhook may be slow)."""
 
     RETRY = 1.0  # seconds between two tries of a database that is away
 
-    def __init__(
-        self, probe: Callable[[], None] | None = None, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._probe, self._clock = probe, clock
+    def __init__(self, probe: Callable[[], bool]) -> None:
+        self._probe = probe
         self._lock = threading.Lock()
         self._since: datetime | None = None
         self._reason = ""
         self._refused = 0
-        self._next_try = 0.0
         self._prober: int | None = None  # the probing thread, whose failures are not requests
         self.stop = threading.Event()
         self.listeners: list[Callable[[Report], None]] = []
@@ -153,17 +150,14 @@ class Outage:
             return Report(self._since, None, self._refused, self._reason)
 
     def gate(self) -> None:
-        """Before a request. Raises Unreachable while away (but for one try a second,
-        where there is no probe)."""
+        """Before a request. Raises Unreachable while away (the probe tries for all)."""
         if self._since is None:  # the usual case: no lock taken
             return
         with self._lock:
             if self._since is None:
                 return
-            if self._probe is not None or self._clock() < self._next_try:
-                self._refused += 1
-                raise Unreachable(self._since)
-            self._next_try = self._clock() + self.RETRY
+            self._refused += 1
+            raise Unreachable(self._since)
 
     def failed(self, exc: BaseException) -> None:
         """A request found the database away (``exc``, which :func:`unreachable` says is).
@@ -177,12 +171,11 @@ class Outage:
         reason = _reason(exc)
         with self._lock:
             self._refused += 1
-            self._next_try = self._clock() + self.RETRY
             if self._since is not None:
                 return
             self._since, self._reason = datetime.now(UTC).replace(microsecond=0), reason
             report = Report(self._since, None, 0, reason)
-            probing = self._probe is not None and self._prober is None
+            probing = self._prober is None
             if probing:
                 thread = threading.Thread(target=self._probing, daemon=True, name="db-probe")
                 self._prober = -1  # taken, until the thread says who it is
@@ -192,7 +185,6 @@ class Outage:
         self._tell(report)
 
     def _probing(self) -> None:
-        assert self._probe is not None
         self._prober = threading.get_ident()
         while not self.stop.wait(self.RETRY):
             with self._lock:  # decided under the lock: an outage that begins anew finds
@@ -200,9 +192,8 @@ class Outage:
                     self._prober = None
                     return
             try:
-                self._probe()
-            except GeneratorExit:  # nothing left to probe
-                break
+                if not self._probe():
+                    break  # nothing left to probe
             except Exception:  # still away (each try bounded by the limits): again
                 continue
             self.answered()
