@@ -30,7 +30,6 @@ from controller.gateway.firewall import (
     Enforcer,
     FirewallError,
     FirewallState,
-    Lease,
     Plan,
     plan,
 )
@@ -101,7 +100,6 @@ class Controller:
         self.dhcp_hosts = dhcp_hosts
         self.notify = notify
         self.limits = Limits(db)
-        self._leased: dict[tuple[str, str], Lease] = {}  # the leases last put in force
         self.pools = Pools(db, self._event, self._alert)
         self._recorded = outages.recorder(db, self.gateway)
         db.outage.listeners.append(self._database_outage)
@@ -149,7 +147,6 @@ class Controller:
             state = self.desired(now)
             self.fw.load(self.spec, state, now)
             self._noting.loaded()
-            self._leased = dict(state.leases)
         if table is None:  # connection tracking came with the ruleset
             table = self.fw.size_conntrack(capacity, self.gateway)
         self.conntrack.record(self.gateway, table, now)
@@ -164,7 +161,7 @@ class Controller:
         with self._lock:
             change = plan(
                 FirewallState(leases={x.key: x for x in want.values()}),
-                FirewallState(leases=self._leased),
+                FirewallState(leases=self.fw.in_force(now).leases),
                 now,
             )
             if not removals:
@@ -172,22 +169,20 @@ class Controller:
             if not change:
                 return 0
             self._noting.apply(change, now)
-            self._leases_changed(change)
         return len(change)
 
     def restore(self, reason: str, now: datetime) -> int:
-        """The ruleset was tampered with: load it again with every grant and block from
-        the database, in one transaction, then every download class and lease. Until the
-        first commits nothing is forwarded (the routing rules refuse what the ruleset has
-        not marked); with it everyone logged in is back; with the second their downloads
-        are in their own classes again and the phones not yet logged in reach the portal.
-        The tc classes are left as they are. Logged, recorded and alerted; returns how many
-        grants were put back."""
+        """The ruleset was tampered with: load it again with every grant and block that was
+        in force (as the firewall's own changes left them: neither the database nor the
+        kernel is read first), in one transaction, then every download class and lease.
+        Until the first commits nothing is forwarded (the routing rules refuse what the
+        ruleset has not marked); with it everyone logged in is back; with the second their
+        downloads are in their own classes again and the phones not yet logged in reach the
+        portal. Then the database has its word, as in any reconcile. The tc classes are left
+        as they are. Logged, recorded and alerted; returns how many grants were put back."""
         began = time.monotonic()
-        with self._lock:  # the leases as last put in force (the lease sync keeps them)
-            with self.db.uow() as uow:
-                grants = upkeep.desired_state(uow, self.ctx, now, self.gateway)
-            state = replace(grants, leases=self._leased)
+        with self._lock:
+            state = self.fw.in_force(now)
             granted = self.fw.load(self.spec, state, now, shape=False, grants_first=True)
             self._noting.loaded()
         done_at = time.monotonic()
@@ -210,6 +205,10 @@ class Controller:
             "ruleset changed from outside and restored",
             {"gateway": self.gateway, "reason": reason, "restored_ms": round(back * 1000)},
         )
+        try:
+            self.reconcile(now)
+        except Exception:  # what was in force stays; the next reconcile tries again
+            log_failure(log, "the restored ruleset could not be reconciled with the database")
         return len(state.grants)
 
     def check_ruleset(self, now: datetime) -> bool:
@@ -354,14 +353,7 @@ class Controller:
             with self._lock:
                 change = self._noting.untouched(change)
                 self.fw.apply(change, now)
-                self._leases_changed(change)
         return len(change)
-
-    def _leases_changed(self, change: Plan) -> None:
-        """Keep the leases last put in force up to date with ``change``."""
-        gone = {x.key for x in change.unlease}
-        kept = {k: x for k, x in self._leased.items() if k not in gone}
-        self._leased = kept | {x.key: x for x in change.lease}
 
     def reload(self, config: CityConfig, now: datetime) -> None:
         """Swap in a new config, all or nothing: if its ruleset is refused, the old config
@@ -381,7 +373,6 @@ class Controller:
             keep = self.desired(now, ctx)
             self.fw.load(spec, keep, now)
             self._noting.loaded()
-            self._leased = dict(keep.leases)
             self.ctx, self.sms = ctx, sms
             if self.dns is not None:
                 self.dns.ensure(dns_configs)

@@ -1,6 +1,6 @@
 """The controller keeping a gateway safe, on SQLite and PostgreSQL with the in-memory
 firewall: an address honoured only for the MAC it is leased to, leases put in force as
-dnsmasq hands them out, the ruleset restored from the database, and the DHCP pools
+dnsmasq hands them out, the ruleset restored as it was in force, and the DHCP pools
 counted and alerted on. (With real packets: tests/net/test_attacks.py.)"""
 
 from __future__ import annotations
@@ -10,15 +10,14 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from controller.daemon.controller import Controller
 from controller.errors import NotFound
-from controller.gateway.firewall import FirewallState
 from controller.gateway.leases import MemoryLeases
 from controller.gateway.neighbours import MemoryNeighbours
 from controller.services.context import Ctx
-from controller.store.models import AccessPoint, EndReason, GatewayEvent, GatewayState
+from controller.store.models import AccessPoint, EndReason, GatewayEvent, GatewayState, Session
 
 A_IP, A_MAC = "10.20.3.20", "02:11:22:33:44:55"  # at Jam Gadang Utara
 B_IP, B_MAC = "10.20.3.21", "02:11:22:33:44:66"
@@ -109,14 +108,21 @@ def test_leases_are_put_in_force_as_dnsmasq_hands_them_out(gw, fw, now):
     assert fw.state(now).leases[("02:11:22:33:44:77", "10.20.3.30")].expires_at == renewed
 
 
-def test_a_restore_puts_back_every_grant_from_the_database_and_every_lease(
+def test_a_restore_puts_back_what_was_in_force_and_then_the_database_has_its_word(
     gw, fw, database, now, alerts
 ):
     gw.start_session(A_IP, now)
-    fw.load(None, FirewallState(), now)  # the ruleset lost: nothing in force
+    gw.start_session(B_IP, now)
+    with database.uow(write=True) as uow:  # B's session ended without the controller
+        uow.orm.execute(
+            update(Session).where(Session.ip == B_IP).values(ended_at=now, end_reason="kicked")
+        )
+        uow.commit()
+    fw.lose()  # the ruleset lost: nothing in force
     assert not fw.forwards(A_MAC, A_IP, now)
-    assert gw.restore("nft (pid 1) changed table inet wifikota", now) == 1
+    assert gw.restore("nft (pid 1) changed table inet wifikota", now) == 2  # as in force
     assert fw.forwards(A_MAC, A_IP, now)
+    assert not fw.forwards(B_MAC, B_IP, now), "then the database's word: B's session is over"
     assert set(fw.state(now).leases) == {(A_MAC, A_IP), (B_MAC, B_IP)}
     with database.reading() as s:
         kinds = [e.kind for e in s.scalars(select(GatewayEvent).order_by(GatewayEvent.id))]

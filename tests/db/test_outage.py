@@ -347,6 +347,29 @@ def test_the_control_api_answers_unavailable_while_the_database_is_paused(
     assert len(gone) == 1
 
 
+def test_a_ruleset_lost_while_the_database_is_paused_is_back_at_once(pg, ctx, caplog):
+    from controller.gateway.firewall.memory import MemoryFirewall
+    from tests.db.test_tick import JG_IP, JG_MAC, gateway
+
+    database = db_mod.Database.connect(pg.url, QUICK)
+    fw = MemoryFirewall()
+    controller = gateway(database, ctx, fw, datetime.now(UTC))
+    try:
+        controller.start_session(JG_IP, datetime.now(UTC))
+        with pg.paused():
+            fw.lose()
+            now = datetime.now(UTC)
+            took, exc = _timed(lambda: controller.restore("nft (pid 1) flushed the ruleset", now))
+            assert exc is None, exc
+            assert fw.forwards(JG_MAC, JG_IP, now), "the logged-in phone is back"
+            assert took < 4, took  # the database's word afterwards is bounded too
+        _back(database)
+    finally:
+        controller.close()
+        database.dispose()
+    assert not [r for r in caplog.records if r.exc_info], "no traceback"
+
+
 def test_the_cli_fails_in_seconds_with_one_line_while_the_database_is_paused(pg, tmp_path):
     exe = shutil.which("wifikota", path=os.path.dirname(sys.executable)) or "wifikota"
     env = {**os.environ, "DATABASE_URL": pg.url, "WIFIKOTA_DEVICE_HASH_SECRET": SECRET,

@@ -119,6 +119,55 @@ class Plan:
         )
 
 
+class InForce:
+    """What a firewall has put in force, kept as its own loads and changes left it: the
+    one account of what a plan does to grants, blocks and leases (in the order of
+    :class:`Plan`). A firewall keeps one beside the kernel's copy, so that a ruleset lost
+    to somebody else is put back as it was, without asking anyone. Not locked: its owner
+    holds its own lock around it."""
+
+    def __init__(self) -> None:
+        self.grants: dict[tuple[str, str], Grant] = {}
+        self.blocked: set[str] = set()
+        self.leases: dict[tuple[str, str], Lease] = {}
+
+    def load(self, state: FirewallState, now: datetime) -> None:
+        """Everything replaced by ``state`` (what has run out at ``now`` left out)."""
+        self.grants = {k: g for k, g in state.grants.items() if g.expires_at > now}
+        self.blocked = set(state.blocked)
+        self.leases = {k: x for k, x in state.leases.items() if _live(x, now)}
+
+    def apply(self, plan: Plan, now: datetime) -> list[Grant]:
+        """Make ``plan``'s changes; returns the grants it revoked that were in force."""
+        self.blocked.difference_update(plan.unblock)
+        revoked = []
+        for g in plan.revoke:
+            if (was := self.grants.pop(g.key, None)) is not None and was.expires_at > now:
+                revoked.append(was)
+        for x in plan.unlease:
+            self.leases.pop(x.key, None)
+        self.blocked.update(plan.block)
+        for x in plan.lease:
+            if _live(x, now):
+                self.leases[x.key] = x
+        for g in plan.grant:
+            if g.expires_at > now:
+                self.grants[g.key] = g
+        return revoked
+
+    def state(self, now: datetime) -> FirewallState:
+        """A copy of what is in force at ``now`` (what has run out left out)."""
+        return FirewallState(
+            {k: g for k, g in self.grants.items() if g.expires_at > now},
+            frozenset(self.blocked),
+            {k: x for k, x in self.leases.items() if _live(x, now)},
+        )
+
+
+def _live(lease: Lease, now: datetime) -> bool:
+    return lease.expires_at is None or lease.expires_at > now
+
+
 class Firewall(Protocol):
     """Enforcement. Implementations: firewall.memory (tests, non-root), firewall.nftables."""
 
@@ -144,6 +193,11 @@ class Enforcer(Firewall, Protocol):
         shape: bool = True,
         grants_first: bool = False,
     ) -> float: ...
+    def in_force(self, now: datetime) -> FirewallState:
+        """What this firewall's own loads and changes put in force and has not run out at
+        ``now``, whatever became of the kernel's copy since (a restore puts it back)."""
+        ...
+
     def counters(self) -> dict[tuple[str, str], tuple[int, int]]: ...
     def intact(self) -> str | None: ...
     def size_conntrack(self, capacity: int, gateway: str) -> TableUse | None:

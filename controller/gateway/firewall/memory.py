@@ -13,55 +13,39 @@ from collections.abc import Callable
 from datetime import datetime
 
 from controller.gateway.conntrack import TableUse
-from controller.gateway.firewall.base import FirewallError, FirewallState, Grant, Lease, Plan
+from controller.gateway.firewall.base import FirewallError, FirewallState, InForce, Plan
 
 
 class MemoryFirewall:
     def __init__(self) -> None:
-        self._grants: dict[tuple[str, str], Grant] = {}
-        self._blocked: set[str] = set()
-        self._leases: dict[tuple[str, str], Lease] = {}
+        self._kernel = InForce()  # what the twin's "kernel" holds (what :meth:`lose` empties)
+        self._in_force = InForce()  # what its own loads and changes put there
         self._lock = threading.Lock()
         self.broken = False  # set to make every apply fail, as a dead netlink socket would
         self.flushed: list[tuple[str, str]] = []  # clients whose connections were cut
         self.traffic: dict[tuple[str, str], tuple[int, int]] = {}  # what counters() reports
         self.conntrack: TableUse | None = None  # what conntrack_use() reports (set by tests)
 
-    @staticmethod
-    def _live_leases(
-        leases: dict[tuple[str, str], Lease], now: datetime
-    ) -> dict[tuple[str, str], Lease]:
-        return {k: x for k, x in leases.items() if x.expires_at is None or x.expires_at > now}
-
     def state(self, now: datetime) -> FirewallState:
         with self._lock:
-            live = {k: g for k, g in self._grants.items() if g.expires_at > now}
-            leases = self._live_leases(self._leases, now)
-            return FirewallState(live, frozenset(self._blocked), leases)
+            return self._kernel.state(now)
+
+    def in_force(self, now: datetime) -> FirewallState:
+        with self._lock:
+            return self._in_force.state(now)
 
     def apply(self, plan: Plan, now: datetime) -> None:
         with self._lock:
             if self.broken:
                 raise FirewallError("firewall unavailable")
-            grants = {k: g for k, g in self._grants.items() if g.expires_at > now}
-            blocked = set(self._blocked)
-            leases = self._live_leases(self._leases, now)
-            blocked.difference_update(plan.unblock)
-            flushed = []
-            for g in plan.revoke:
-                if grants.pop(g.key, None) is not None:
-                    flushed.append(g.key)
-            for x in plan.unlease:
-                leases.pop(x.key, None)
-            blocked.update(plan.block)
-            for x in plan.lease:
-                if x.expires_at is None or x.expires_at > now:
-                    leases[x.key] = x
-            for g in plan.grant:
-                if g.expires_at > now:
-                    grants[g.key] = g
-            self._grants, self._blocked, self._leases = grants, blocked, leases
-            self.flushed.extend(flushed)
+            self.flushed.extend(g.key for g in self._kernel.apply(plan, now))
+            self._in_force.apply(plan, now)
+
+    def lose(self) -> None:
+        """The ruleset lost, as ``nft flush ruleset`` by somebody else would lose it: nothing
+        is in the kernel's copy any more (what the twin put there is still known)."""
+        with self._lock:
+            self._kernel = InForce()
 
     def check(self, spec: object) -> None:
         """Every ruleset is acceptable to the twin (the kernel's verdict is nftables')."""
@@ -80,9 +64,8 @@ class MemoryFirewall:
         with self._lock:
             if self.broken:
                 raise FirewallError("firewall unavailable")
-            self._grants = {k: g for k, g in keep.grants.items() if g.expires_at > now}
-            self._blocked = set(keep.blocked)
-            self._leases = self._live_leases(dict(keep.leases), now)
+            self._kernel.load(keep, now)
+            self._in_force.load(keep, now)
             self.traffic.clear()
         return time.monotonic()
 
@@ -104,12 +87,12 @@ class MemoryFirewall:
     def counters(self) -> dict[tuple[str, str], tuple[int, int]]:
         """Bytes (up, down) per granted client, from :attr:`traffic` (set by tests/demos)."""
         with self._lock:
-            return {k: self.traffic.get(k, (0, 0)) for k in self._grants}
+            return {k: self.traffic.get(k, (0, 0)) for k in self._kernel.grants}
 
     def forwards(self, mac: str, ip: str, now: datetime) -> bool:
         """Would a packet from this MAC and IP be forwarded to the internet? With a grant
         in force for the pair (made for a leased pair, it counts as its lease), and not
         blocked."""
         with self._lock:
-            grant = self._grants.get((mac, ip))
-            return mac not in self._blocked and grant is not None and grant.expires_at > now
+            grant = self._kernel.grants.get((mac, ip))
+            return mac not in self._kernel.blocked and grant is not None and grant.expires_at > now

@@ -20,7 +20,14 @@ from typing import Any
 
 from controller.gateway import conntrack as network
 from controller.gateway import shaping
-from controller.gateway.firewall.base import FirewallError, FirewallState, Grant, Lease, Plan
+from controller.gateway.firewall.base import (
+    FirewallError,
+    FirewallState,
+    Grant,
+    InForce,
+    Lease,
+    Plan,
+)
 from controller.gateway.firewall.libnft import Nft, NftError
 from controller.gateway.firewall.ruleset import (
     ARP_TABLE,
@@ -209,6 +216,7 @@ class NftFirewall:
         self._nft: Nft = self._runner.call(Nft)
         self._shaper = shaping.Shaper(self._runner) if shape else None
         self._spec: RulesetSpec | None = None  # the ruleset in force, once loaded
+        self._in_force = InForce()  # what our own loads and changes put in the kernel
         self._conntrack = network.Conntrack()
         self._shape_of: dict[tuple[int, str, str], int] = {}  # rules per chain, as loaded
         self._watches: list[RulesetWatch] = []
@@ -263,6 +271,7 @@ class NftFirewall:
                     self._runner.call(lambda: self._nft.run(rest))
             except NftError as exc:
                 raise FirewallError(f"ruleset refused: {exc}") from None
+            self._in_force.load(keep, now)
             self._spec = spec
             self._shape_of = self._runner.call(_chains)
             if self._shaper is not None and shape:
@@ -347,6 +356,12 @@ class NftFirewall:
             leases.append(Lease(holder, address, until))
         return FirewallState.of(grants, (str(e["val"]) for e in _elements(blocked)), leases)
 
+    def in_force(self, now: datetime) -> FirewallState:
+        """What our loads and changes put in the kernel (kept beside it, so a lost ruleset
+        is put back without reading the kernel or the database)."""
+        with self._lock:
+            return self._in_force.state(now)
+
     def apply(self, plan: Plan, now: datetime) -> None:
         if not plan:
             return
@@ -356,6 +371,7 @@ class NftFirewall:
                 self._runner.call(lambda: self._nft.run(text))
             except NftError as exc:
                 raise FirewallError(str(exc)) from None
+            self._in_force.apply(plan, now)  # one transaction: all of it is in force
             self._shape(plan, now)
             changed = {g.ip for g in plan.revoke} | {g.ip for g in plan.grant}
             if changed:
