@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -31,13 +32,16 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
+from controller.config import model as config_model
 from controller.daemon import control, protocol
 from controller.errors import Unavailable
 from controller.services import inventory, outages
+from controller.services.context import Ctx
+from controller.services.identity import DeviceHasher
 from controller.store import db as db_mod
 from controller.store.models import GatewayEvent
 from controller.store.reach import Limits, Unreachable
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TEST_SECRET
 
 SECRET = "outage-test-device-hash-secret-0123456789"
 QUICK = Limits(connect=1, statement=1, pool=1, busy=1)
@@ -104,6 +108,14 @@ class Postgres:
 def _binaries() -> Path | None:
     found = sorted(glob("/usr/lib/postgresql/*/bin/postgres"))
     return Path(found[-1]).parent if found else None
+
+
+@pytest.fixture
+def ctx() -> Ctx:
+    """The city with every site open around the clock: these tests log in at the real
+    time of day, and what they try is the outage, not the opening hours."""
+    text = re.sub(r"opening_hours: .*", "opening_hours: always", (ROOT / "sites.yaml").read_text())
+    return Ctx(config_model.loads(text, "sites.yaml"), DeviceHasher(TEST_SECRET))
 
 
 @pytest.fixture(scope="module")
