@@ -181,7 +181,8 @@ class Controller:
         portal. Then the database has its word, as in any reconcile. The tc classes are left
         as they are. Logged, recorded and alerted; returns how many grants were put back."""
         began = time.monotonic()
-        with self._lock:
+        with self._lock:  # what ran out while the lock was waited for stays out
+            now += timedelta(seconds=time.monotonic() - began)
             state = self.fw.in_force(now)
             granted = self.fw.load(self.spec, state, now, shape=False, grants_first=True)
             self._noting.loaded()

@@ -8,6 +8,7 @@ the controller's tick (counting bytes, ending what is over) is ``upkeep``.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +30,8 @@ from controller.services.identity import BadIdentifier, normalize_ip, normalize_
 from controller.services.routers import Disconnect, nobody, tell
 from controller.store.db import Database, UnitOfWork
 from controller.store.models import Block, Device, EndReason, Session
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,10 @@ def apply_and_commit(
         uow.commit()
     except Exception:
         if undo:
-            fw.apply((plan if undo is True else undo).undo(), now)
+            try:
+                fw.apply((plan if undo is True else undo).undo(), now)
+            except FirewallError as exc:  # the commit's failure is the answer
+                log.warning("a plan whose commit failed could not be taken back: %s", exc)
         raise
 
 

@@ -132,6 +132,32 @@ def test_a_restore_puts_back_what_was_in_force_and_then_the_database_has_its_wor
     assert detail["gateway"] == "gw-balaikota" and detail["reason"].startswith("nft (pid 1)")
 
 
+def test_a_login_whose_commit_failed_while_the_ruleset_was_lost_is_not_restored(
+    gw, fw, database, now, monkeypatch
+):
+    """The login's grant went in, the ruleset was lost while its commit waited, and the
+    commit failed: the grant's undo is refused (the table gone). The restore must not put
+    back a grant no session stands behind, even when the database is still away."""
+    from controller.store import db as db_mod
+
+    def lost_then_away(uow):
+        fw.lose()
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(db_mod.UnitOfWork, "commit", lost_then_away)
+    with pytest.raises(Exception, match="went away"):
+        gw.start_session(A_IP, now)
+    monkeypatch.undo()
+    assert open_sessions(database) == []
+
+    def away(now):
+        raise RuntimeError("the database is away")
+
+    monkeypatch.setattr(gw, "reconcile", away)  # the restore's reconcile cannot help
+    gw.restore("nft (pid 1) flushed the ruleset", now)
+    assert not fw.forwards(A_MAC, A_IP, now), "a login that failed is let out"
+
+
 def test_a_nearly_full_pool_is_recorded_and_alerted_once_and_its_easing_too(
     gw, database, now, alerts
 ):

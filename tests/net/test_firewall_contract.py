@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.gateway.firewall import FirewallState, Grant, Lease, Plan, plan
+from controller.gateway.firewall import FirewallError, FirewallState, Grant, Lease, Plan, plan
 from controller.gateway.firewall.memory import MemoryFirewall
 from tests.netlab import wait_until
 
@@ -71,6 +71,30 @@ def test_a_plan_and_its_undo_leave_the_state_as_it_was(firewall):
     firewall.apply(change.undo(), now())
     after = firewall.state(now())
     assert set(after.grants) == before and after.blocked == frozenset()
+
+
+@pytest.fixture
+def lose(firewall, request):
+    """Lose the firewall's ruleset as somebody else would (its table deleted)."""
+    if isinstance(firewall, MemoryFirewall):
+        return firewall.lose
+    city = request.getfixturevalue("city")
+    return lambda: city.lab.sh(city.gw, ["nft", "delete", "table", "inet", "wifikota"])
+
+
+def test_what_a_lost_ruleset_refuses_leaves_the_account_holding_no_more_than_the_kernel(
+    firewall, lose
+):
+    """A change refused (the table gone) may have left the kernel with less than it asked
+    for: the account a restore comes from keeps only what the change takes away."""
+    a, b, c = g(MAC1, "10.20.1.50"), g(MAC2, "10.20.1.51"), g("02:aa:00:00:00:03", "10.20.1.52")
+    firewall.apply(Plan(grant=(a, b)), now())
+    lose()
+    for change in (Plan(revoke=(a,)), Plan(grant=(c,), block=(MAC2,)), Plan(unblock=(MAC2,))):
+        with pytest.raises(FirewallError):
+            firewall.apply(change, now())
+    account = firewall.in_force(now())
+    assert set(account.grants) == {b.key} and account.blocked == {MAC2}
 
 
 def test_grants_run_out_by_themselves(firewall):

@@ -155,6 +155,19 @@ class InForce:
                 self.grants[g.key] = g
         return revoked
 
+    def refused(self, plan: Plan) -> None:
+        """The kernel refused ``plan``: keep only what it takes away (revokes, ends of
+        leases, blocks), so that the account never holds more than the kernel may. What
+        the kernel still has beyond it (a grant whose revoke was refused) is the
+        database's to settle at the next reconcile; a restore never puts it back."""
+        for g in plan.revoke:
+            self.grants.pop(g.key, None)
+        for g in plan.grant:  # a grant renewed by a refused plan may not be in force
+            self.grants.pop(g.key, None)
+        for x in plan.unlease:
+            self.leases.pop(x.key, None)
+        self.blocked.update(plan.block)
+
     def state(self, now: datetime) -> FirewallState:
         """A copy of what is in force at ``now`` (what has run out left out)."""
         return FirewallState(

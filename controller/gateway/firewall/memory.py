@@ -22,6 +22,7 @@ class MemoryFirewall:
         self._in_force = InForce()  # what its own loads and changes put there
         self._lock = threading.Lock()
         self.broken = False  # set to make every apply fail, as a dead netlink socket would
+        self._lost = False  # the ruleset lost (:meth:`lose`) and not loaded since
         self.flushed: list[tuple[str, str]] = []  # clients whose connections were cut
         self.traffic: dict[tuple[str, str], tuple[int, int]] = {}  # what counters() reports
         self.conntrack: TableUse | None = None  # what conntrack_use() reports (set by tests)
@@ -36,16 +37,19 @@ class MemoryFirewall:
 
     def apply(self, plan: Plan, now: datetime) -> None:
         with self._lock:
-            if self.broken:
-                raise FirewallError("firewall unavailable")
+            if self.broken or self._lost:
+                self._in_force.refused(plan)
+                raise FirewallError("firewall unavailable" if self.broken else "no table")
             self.flushed.extend(g.key for g in self._kernel.apply(plan, now))
             self._in_force.apply(plan, now)
 
     def lose(self) -> None:
         """The ruleset lost, as ``nft flush ruleset`` by somebody else would lose it: nothing
-        is in the kernel's copy any more (what the twin put there is still known)."""
+        is in the kernel's copy any more (what the twin put there is still known), and
+        every change is refused, the table being gone, until the next load."""
         with self._lock:
             self._kernel = InForce()
+            self._lost = True
 
     def check(self, spec: object) -> None:
         """Every ruleset is acceptable to the twin (the kernel's verdict is nftables')."""
@@ -66,12 +70,13 @@ class MemoryFirewall:
                 raise FirewallError("firewall unavailable")
             self._kernel.load(keep, now)
             self._in_force.load(keep, now)
+            self._lost = False
             self.traffic.clear()
         return time.monotonic()
 
     def intact(self) -> str | None:
-        """The twin's ruleset cannot be lost."""
-        return None
+        """What is missing of the twin's ruleset: all of it after :meth:`lose`."""
+        return "the ruleset lost" if self._lost else None
 
     def watch(self, on_change: Callable[[str], None]) -> None:
         """Nobody else changes the twin: there is nothing to watch."""

@@ -2,8 +2,9 @@
 routing rules that keep the gateway from forwarding anything its ruleset has not seen.
 
 A plan is one nftables transaction. Each grant's site and rates ride along in its set
-element's comment, so the kernel's state describes itself and a reconcile can compare it
-with the database's without a second source of truth.
+element's comment, so the kernel's state describes itself and a reconcile compares it with
+the database's. Beside the kernel the firewall keeps its own account of what its loads and
+changes put there (:class:`InForce`): what a lost ruleset is restored from.
 """
 
 from __future__ import annotations
@@ -370,6 +371,7 @@ class NftFirewall:
             try:
                 self._runner.call(lambda: self._nft.run(text))
             except NftError as exc:
+                self._in_force.refused(plan)
                 raise FirewallError(str(exc)) from None
             self._in_force.apply(plan, now)  # one transaction: all of it is in force
             self._shape(plan, now)
