@@ -134,9 +134,10 @@ class Controller:
         held = leases.held(self.book, ctx.config, self.gateway, now)
         return replace(state, leases={x.key: x for x in held.values()})
 
-    def start(self, now: datetime) -> list[sessions.SessionInfo]:
+    def start(self, now: datetime, *, shape: bool = True) -> list[sessions.SessionInfo]:
         """Close what ran out while nobody watched, then put the ruleset and every open
-        session's grant in force in one transaction (nobody loses access, nobody gains)."""
+        session's grant in force in one transaction (nobody loses access, nobody gains),
+        then (``shape``; the daemon does it once it serves) every download class."""
         inventory.sync(self.db, self.ctx.config, now)
         ended = self._sweep(now)
         if self.dhcp_hosts is not None:
@@ -145,14 +146,29 @@ class Controller:
         table = self.fw.size_conntrack(capacity, self.gateway)  # refused before anyone is in
         with self._lock:
             state = self.desired(now)
-            self.fw.load(self.spec, state, now)
+            self.fw.load(self.spec, state, now, shape=False)
             self._noting.loaded()
+        if shape:
+            self.shape(now)
         if table is None:  # connection tracking came with the ruleset
             table = self.fw.size_conntrack(capacity, self.gateway)
         self.conntrack.record(self.gateway, table, now)
         if self.dns is not None:
             self.dns.ensure(dnsmasq.render(self.ctx.config, self.gateway, self.leases))
         return ended
+
+    def shape(self, now: datetime) -> None:
+        """Every download class in force, outside the controller's lock (logins go on
+        meanwhile; phones without their class yet ride their AP's default class)."""
+        began = time.monotonic()
+        try:
+            self.fw.shape_all(now)
+        except Exception:  # the grants stand; the next start or reload shapes again
+            log.exception("the download classes could not all be made")
+            return
+        took = time.monotonic() - began
+        if took >= 1:
+            log.info("download classes in force in %.1f s", took)
 
     def sync_leases(self, now: datetime, *, removals: bool = True) -> int:
         """Put dnsmasq's leases in force as they change: new ones and renewals at once,
@@ -372,11 +388,12 @@ class Controller:
         with self._lock:
             inventory.sync(self.db, config, now)
             keep = self.desired(now, ctx)
-            self.fw.load(spec, keep, now)
+            self.fw.load(spec, keep, now, shape=False)
             self._noting.loaded()
             self.ctx, self.sms = ctx, sms
             if self.dns is not None:
                 self.dns.ensure(dns_configs)
+        self.shape(now)
 
     # ------------------------------------------------------------------ requests
 

@@ -158,7 +158,7 @@ def run(
         signal.signal(signal.SIGHUP, lambda *_: reload_wanted.set())
 
     guard = watch_ruleset(controller, stop)  # listening before the load: nothing is missed
-    ended = controller.start(datetime.now(UTC))
+    ended = controller.start(datetime.now(UTC), shape=False)
     log.info(
         "started: ruleset loaded for %s; %d sessions had run out", controller.gateway, len(ended)
     )
@@ -182,6 +182,10 @@ def run(
         threading.Thread(target=book.watch, args=(leased, stop), daemon=True, name="leases").start()
     if heed_peers(controller, stop):
         log.info("listening for the changes of other gateways on the database")
+    shaping = threading.Thread(
+        target=controller.shape, args=(datetime.now(UTC),), daemon=True, name="shaping"
+    )
+    shaping.start()  # the download classes: logins are served meanwhile
     server = control.serve(controller, socket_path)
     log.info("control API on %s", socket_path)
     if controller.ctx.config.health.enabled:

@@ -8,12 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from controller.daemon import control, protocol
+from controller.gateway import shaping
 from controller.services.sessions import SessionInfo
 from controller.store import db
 from controller.store.models import Session
@@ -273,6 +275,27 @@ def test_sigkill_and_restart_keep_clients_online_and_lose_no_session(daemon):
     assert daemon.city.curl(other, PROBE)[2].startswith("WIFIKOTA-PORTAL"), "nobody gains it"
     after = daemon.sessions()
     assert [s.id for s in after][: len(before)] == [s.id for s in before]
+
+
+def test_after_a_reboot_a_restarted_daemon_gives_the_open_sessions_their_classes(daemon):
+    """The kernel lost its tc tree (a reboot): the daemon serves at once and makes the
+    download classes of the sessions still open after it started, in the background."""
+    client = phone(daemon, 0)
+    assert login(daemon, client)["ok"]
+    i = next(n for n, net in enumerate(daemon.city.subnets) if IPv4Address(client.ip) in IPv4Network(net))
+    iface, net = daemon.city.bridges[i], IPv4Network(daemon.city.subnets[i])
+
+    def classes() -> str:
+        return daemon.lab.sh(daemon.gw, ["tc", "class", "show", "dev", iface]).stdout.decode()
+
+    mine = f"class htb {shaping.classid(client.ip, net)} "
+    assert mine in classes()
+    daemon.kill(signal.SIGKILL)
+    daemon.lab.sh(daemon.gw, ["tc", "qdisc", "del", "dev", iface, "root"])
+    assert mine not in classes()
+    daemon.start()
+    assert wait_until(lambda: mine in classes(), 10), classes()
+    assert daemon.city.curl(client, PROBE)[1] == "204"
 
 
 def test_a_broken_config_on_sighup_leaves_the_running_one(daemon):

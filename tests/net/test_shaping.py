@@ -198,3 +198,56 @@ def test_a_restarted_controller_keeps_the_kernels_classes_and_corrects_only_what
     finally:
         restarted.close()
         runner.close()
+
+
+class _Between:
+    """A firewall's lock that runs ``then`` once, outside it, after its ``n``-th release:
+    a change made between two steps of :meth:`NftFirewall.shape_all`."""
+
+    def __init__(self, lock, n: int, then) -> None:
+        self._lock, self._left, self._then = lock, n, then
+
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc):
+        self._lock.__exit__(*exc)
+        self._left -= 1
+        if self._left == 0:
+            self._then()
+
+
+def test_the_classes_made_ap_by_ap_let_logins_in_between_and_match_what_is_in_force(
+    city, shaped, monkeypatch
+):
+    """After a start that shapes later: every client in force gets its class one AP at a
+    time; a login between two steps keeps its class, a client revoked between them gets
+    none, and a class the kernel kept for a client not in force is taken away."""
+    from controller.gateway import shaping
+
+    until = now() + timedelta(hours=1)
+    a, b, c, d = (Grant(p.mac, p.ip, "tmsbk", until, 3000, 1000) for p in city.clients[:4])
+    shaped.apply(Plan(grant=(d,)), now())  # d's class, kept by the kernel
+    spec = shaped._spec
+    leases = [Lease(p.mac, p.ip) for p in city.clients]
+    shaped.load(spec, FirewallState.of([a, c], leases=leases), now(), shape=False)
+
+    def between() -> None:  # after the tree and the first AP's step
+        shaped.apply(Plan(grant=(b,), revoke=(c,)), now())
+
+    monkeypatch.setattr(shaped, "_lock", _Between(shaped._lock, 2, between))
+    shaped.shape_all(now())
+
+    def minors(iface: str) -> set[int]:
+        out = city.lab.sh(city.gw, ["tc", "class", "show", "dev", iface]).stdout.decode()
+        found = {int(line.split()[2].split(":")[1], 16) for line in out.splitlines()}
+        return found - {1, 2}  # the AP's class and its default class
+
+    def minor(p) -> int:
+        _, net = spec.iface_of(p.ip)
+        return shaping.client_minor(p.ip, net)
+
+    ap_a, ap_c = spec.iface_of(a.ip)[0], spec.iface_of(c.ip)[0]
+    assert ap_a != ap_c and spec.iface_of(b.ip)[0] == ap_a and spec.iface_of(d.ip)[0] == ap_c
+    assert minors(ap_a) == {minor(city.clients[0]), minor(city.clients[1])}
+    assert minors(ap_c) == set(), "c was revoked in between, d is not in force"

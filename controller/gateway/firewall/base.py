@@ -206,6 +206,11 @@ class Enforcer(Firewall, Protocol):
         shape: bool = True,
         grants_first: bool = False,
     ) -> float: ...
+    def shape_all(self, now: datetime) -> None:
+        """Give every client in force its download class, a few at a time (other changes
+        going in between), and take away the classes of clients not in force."""
+        ...
+
     def in_force(self, now: datetime) -> FirewallState:
         """What this firewall's own loads and changes put in force and has not run out at
         ``now``, whatever became of the kernel's copy since (a restore puts it back)."""

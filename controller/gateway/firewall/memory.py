@@ -74,6 +74,9 @@ class MemoryFirewall:
             self.traffic.clear()
         return time.monotonic()
 
+    def shape_all(self, now: datetime) -> None:
+        """The twin does not shape."""
+
     def intact(self) -> str | None:
         """What is missing of the twin's ruleset: all of it after :meth:`lose`."""
         return "the ruleset lost" if self._lost else None

@@ -217,6 +217,7 @@ class NftFirewall:
         self._nft: Nft = self._runner.call(Nft)
         self._shaper = shaping.Shaper(self._runner) if shape else None
         self._spec: RulesetSpec | None = None  # the ruleset in force, once loaded
+        self._trees: RulesetSpec | None = None  # the ruleset whose tc trees are set up
         self._in_force = InForce()  # what our own loads and changes put in the kernel
         self._conntrack = network.Conntrack()
         self._shape_of: dict[tuple[int, str, str], int] = {}  # rules per chain, as loaded
@@ -248,8 +249,9 @@ class NftFirewall:
     ) -> float:
         """Swap in the ruleset for ``spec`` with ``keep``'s grants, blocks and leases in
         it, in one transaction: a refused ruleset leaves the old one (and every client)
-        in force. The routing rules are put in place first. ``shape=False`` leaves the tc
-        classes as they are (a restore after the ruleset alone was lost).
+        in force. The routing rules are put in place first. ``shape``: then
+        :meth:`shape_all`; without it the tc classes stay as they are (a restore after the
+        ruleset alone was lost; a start that shapes later, letting logins in meanwhile).
         ``grants_first`` (a restore): the ruleset with every grant and block first, in one
         transaction (everyone logged in may go out again), then the routing rules are
         checked (the kernel keeps them whatever happens to the ruleset; right after a big
@@ -275,10 +277,46 @@ class NftFirewall:
             self._in_force.load(keep, now)
             self._spec = spec
             self._shape_of = self._runner.call(_chains)
-            if self._shaper is not None and shape:
-                kept = self._shaper.setup(spec.iface_caps(), keep=True)
-                self._shape(Plan(grant=tuple(keep.grants.values())), now, kept)
+        if shape:
+            self.shape_all(now)
         return granted
+
+    def shape_all(self, now: datetime) -> None:
+        """Give every client in force its download class, and take away the classes of
+        clients not in force: each AP's tree set up (or kept, with its classes, when it is
+        the one for the AP's cap), then the classes written one AP interface at a time,
+        other changes (logins) going in between: the kernel takes about 20 s to make
+        50,000 (docs/benchmarks.md). Meanwhile a client without its class rides its AP's
+        default class. Stops early when a load of another ruleset came in between."""
+        if self._shaper is None:
+            return
+        with self._lock:
+            spec = self._spec
+            if spec is None:
+                return
+            kept = self._shaper.setup(spec.iface_caps(), keep=True)
+            self._trees = spec
+            by_iface: dict[str, list[tuple[str, str]]] = {}
+            for key, g in self._in_force.grants.items():
+                if (where := spec.iface_of(g.ip)) is not None:
+                    by_iface.setdefault(where[0], []).append(key)
+        for iface, keys in by_iface.items():
+            with self._lock:
+                if self._spec != spec:
+                    return
+                grants = self._in_force.grants
+                now_in = tuple(x for k in keys if (x := grants.get(k)) is not None)
+                self._shape(Plan(grant=now_in), now, {iface: kept.get(iface, {})})
+        with self._lock:  # the classes of clients not in force now
+            if self._spec != spec:
+                return
+            wanted = set()
+            for g in self._in_force.grants.values():
+                if (where := spec.iface_of(g.ip)) is not None:
+                    wanted.add((where[0], shaping.client_minor(g.ip, where[1])))
+            gone = [(i, m) for i, ms in kept.items() for m in ms if (i, m) not in wanted]
+            if gone:
+                self._set_classes([], gone)
 
     def intact(self) -> str | None:
         """What is missing of the ruleset loaded last (a table, a chain, rules, a routing
@@ -392,31 +430,38 @@ class NftFirewall:
         self, plan: Plan, now: datetime, kept: dict[str, dict[int, int]] | None = None
     ) -> None:
         """Give granted clients their download class; take revoked clients' away.
-        ``kept``: the client classes already there (after a load that kept the kernel's
-        tree): only what differs is written, and those of clients not granted removed."""
-        if self._shaper is None or self._spec is None:
+        ``kept``: the client classes already there (by interface, minor to kbit/s): a
+        class already there at the client's rate is not written again. Nothing before the
+        trees of the ruleset in force are set up: :meth:`shape_all` then makes them all."""
+        spec = self._spec
+        if (
+            self._shaper is None
+            or spec is None
+            or (self._trees is not spec and self._trees != spec)
+        ):
             return
-        add, granted, wanted = [], set(), set()  # wanted: (interface, minor) of the granted
+        add, granted = [], set()
         for g in plan.grant:
-            where = self._spec.iface_of(g.ip)
+            where = spec.iface_of(g.ip)
             if where is not None and g.expires_at > now:
                 minor = shaping.client_minor(g.ip, where[1])
                 granted.add(g.ip)
-                wanted.add((where[0], minor))
                 if kept is None or kept.get(where[0], {}).get(minor) != g.down_kbit:
                     add.append((where[0], minor, g.down_kbit))
         remove = []
         for g in plan.revoke:
-            where = self._spec.iface_of(g.ip)
+            where = spec.iface_of(g.ip)
             if where is not None and g.ip not in granted:
                 remove.append((where[0], shaping.client_minor(g.ip, where[1])))
-        if kept:
-            remove += [(i, m) for i, ms in kept.items() for m in ms if (i, m) not in wanted]
-        if add or remove:
-            try:
-                self._shaper.set_clients(add, remove)
-            except Exception:  # the grant stands; the client rides the default class
-                log.exception("tc could not shape %s", [a[:2] for a in add])
+        self._set_classes(add, remove)
+
+    def _set_classes(self, add: list[tuple[str, int, int]], remove: list[tuple[str, int]]) -> None:
+        if self._shaper is None or not (add or remove):
+            return
+        try:
+            self._shaper.set_clients(add, remove)
+        except Exception:  # the grant stands; the client rides the default class
+            log.exception("tc could not shape %s", [a[:2] for a in add])
 
     def size_conntrack(self, capacity: int, gateway: str) -> network.TableUse | None:
         try:
