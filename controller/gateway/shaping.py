@@ -105,29 +105,37 @@ class Shaper:
             self._socket = IPRoute()
         return self._socket
 
-    def setup(self, caps: dict[str, int], *, keep: bool = False) -> dict[str, dict[int, int]]:
+    def roots(self) -> dict[int, Any]:
+        """Each interface's root qdisc (by interface index), from one dump of them all."""
+
+        def run() -> dict[int, Any]:
+            return {q["index"]: q for q in self._ipr().get_qdiscs() if q["parent"] == 0xFFFFFFFF}
+
+        found: dict[int, Any] = self._runner.call(run)
+        return found
+
+    def setup(
+        self, caps: dict[str, int], *, keep: bool = False, roots: dict[int, Any] | None = None
+    ) -> dict[str, dict[int, int]]:
         """(Re)create the HTB tree on each interface, capped at ``caps[iface]`` kbit/s.
         Client classes are dropped; the caller adds those of the clients it keeps. With
         ``keep``, an interface whose tree is already the one for its cap keeps it with its
         client classes (a controller restarting: the kernel kept them, and writing 50,000
         classes again takes the kernel half a millisecond each); returns those, minor to
-        ceil (kbit/s), by interface."""
+        ceil (kbit/s), by interface. ``roots``: :meth:`roots`, read beforehand."""
+        if keep and roots is None:
+            roots = self.roots()
 
         def run() -> dict[str, dict[int, int]]:
             ipr = self._ipr()
-            self._index.clear()
             kept: dict[str, dict[int, int]] = {}
-            roots = {}  # each interface's root qdisc, from one dump of them all
-            if keep:
-                for q in ipr.get_qdiscs():
-                    if q["parent"] == 0xFFFFFFFF:
-                        roots[q["index"]] = q
             for iface, cap in caps.items():
                 idx = ipr.link_lookup(ifname=iface)
                 if not idx:
                     log.warning("no interface %s to shape on", iface)
                     continue
-                root = roots.get(idx[0])
+                self._index[iface] = idx[0]
+                root = (roots or {}).get(idx[0])
                 if (
                     root is not None
                     and (clients := _clients_if_ours(ipr, idx[0], root, cap)) is not None

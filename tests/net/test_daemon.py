@@ -282,7 +282,9 @@ def test_after_a_reboot_a_restarted_daemon_gives_the_open_sessions_their_classes
     download classes of the sessions still open after it started, in the background."""
     client = phone(daemon, 0)
     assert login(daemon, client)["ok"]
-    i = next(n for n, net in enumerate(daemon.city.subnets) if IPv4Address(client.ip) in IPv4Network(net))
+    i = next(
+        n for n, net in enumerate(daemon.city.subnets) if IPv4Address(client.ip) in IPv4Network(net)
+    )
     iface, net = daemon.city.bridges[i], IPv4Network(daemon.city.subnets[i])
 
     def classes() -> str:

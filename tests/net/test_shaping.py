@@ -221,8 +221,9 @@ def test_the_classes_made_ap_by_ap_let_logins_in_between_and_match_what_is_in_fo
     city, shaped, monkeypatch
 ):
     """After a start that shapes later: every client in force gets its class one AP at a
-    time; a login between two steps keeps its class, a client revoked between them gets
-    none, and a class the kernel kept for a client not in force is taken away."""
+    time; a login between two steps keeps its class (made at once on an AP whose turn has
+    come, at its turn on one whose has not), a client revoked between them gets none, and
+    a class the kernel kept for a client not in force is taken away."""
     from controller.gateway import shaping
 
     until = now() + timedelta(hours=1)
@@ -232,8 +233,11 @@ def test_the_classes_made_ap_by_ap_let_logins_in_between_and_match_what_is_in_fo
     leases = [Lease(p.mac, p.ip) for p in city.clients]
     shaped.load(spec, FirewallState.of([a, c], leases=leases), now(), shape=False)
 
-    def between() -> None:  # after the tree and the first AP's step
-        shaped.apply(Plan(grant=(b,), revoke=(c,)), now())
+    second = IPv4Network(city.subnets[1])
+    e = Grant("02:aa:00:00:00:0e", str(second[50]), "tmsbk", until, 3000, 1000)
+
+    def between() -> None:  # once the first AP's tree is set up
+        shaped.apply(Plan(grant=(b, e), revoke=(c,)), now())
 
     monkeypatch.setattr(shaped, "_lock", _Between(shaped._lock, 2, between))
     shaped.shape_all(now())
@@ -243,11 +247,12 @@ def test_the_classes_made_ap_by_ap_let_logins_in_between_and_match_what_is_in_fo
         found = {int(line.split()[2].split(":")[1], 16) for line in out.splitlines()}
         return found - {1, 2}  # the AP's class and its default class
 
-    def minor(p) -> int:
-        _, net = spec.iface_of(p.ip)
-        return shaping.client_minor(p.ip, net)
+    def minor(g) -> int:
+        _, net = spec.iface_of(g.ip)
+        return shaping.client_minor(g.ip, net)
 
     ap_a, ap_c = spec.iface_of(a.ip)[0], spec.iface_of(c.ip)[0]
-    assert ap_a != ap_c and spec.iface_of(b.ip)[0] == ap_a and spec.iface_of(d.ip)[0] == ap_c
-    assert minors(ap_a) == {minor(city.clients[0]), minor(city.clients[1])}
-    assert minors(ap_c) == set(), "c was revoked in between, d is not in force"
+    assert ap_a != ap_c and spec.iface_of(b.ip)[0] == ap_a
+    assert spec.iface_of(d.ip)[0] == ap_c == spec.iface_of(e.ip)[0]
+    assert minors(ap_a) == {minor(a), minor(b)}
+    assert minors(ap_c) == {minor(e)}, "c was revoked in between, d is not in force"

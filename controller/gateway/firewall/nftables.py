@@ -45,6 +45,10 @@ from controller.gateway.netns import Runner
 
 log = logging.getLogger(__name__)
 
+# download classes shape_all makes at a time under the firewall's lock: about 40 ms a step
+# near 50,000 classes, what a login waits for them (docs/benchmarks.md)
+SHAPE_STEP = 128
+
 # A replace is sent as add, delete, add: `add` of an existing element is a no-op and
 # `delete` of a missing one fails, so this sequence replaces or creates in every case.
 _PLACEHOLDER_TIMEOUT = "1s"
@@ -194,6 +198,13 @@ def filling(
     return text
 
 
+def _let_others_in() -> None:
+    """Between two steps of a long job under a lock: a plain lock goes to whichever thread
+    asks first, and the one that just released it asks again at once, so the threads
+    waiting (logins) would wait for many steps."""
+    time.sleep(0.001)
+
+
 def _elements(listing: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for item in listing:
         if "set" in item or "map" in item:
@@ -217,7 +228,9 @@ class NftFirewall:
         self._nft: Nft = self._runner.call(Nft)
         self._shaper = shaping.Shaper(self._runner) if shape else None
         self._spec: RulesetSpec | None = None  # the ruleset in force, once loaded
-        self._trees: RulesetSpec | None = None  # the ruleset whose tc trees are set up
+        self._trees: RulesetSpec | None = None  # the ruleset whose tc trees are being set up
+        self._ready: set[str] = set()  # the interfaces whose tree for it is set up
+        self._late: dict[str, set[tuple[str, str]]] = {}  # grants left to an interface's turn
         self._in_force = InForce()  # what our own loads and changes put in the kernel
         self._conntrack = network.Conntrack()
         self._shape_of: dict[tuple[int, str, str], int] = {}  # rules per chain, as loaded
@@ -283,32 +296,46 @@ class NftFirewall:
 
     def shape_all(self, now: datetime) -> None:
         """Give every client in force its download class, and take away the classes of
-        clients not in force: each AP's tree set up (or kept, with its classes, when it is
-        the one for the AP's cap), then the classes written one AP interface at a time,
-        other changes (logins) going in between: the kernel takes about 20 s to make
-        50,000 (docs/benchmarks.md). Meanwhile a client without its class rides its AP's
-        default class. Stops early when a load of another ruleset came in between."""
+        clients not in force, AP interface by AP interface and :data:`SHAPE_STEP` classes at
+        a time, other changes (logins) going in between: the kernel takes about 20 s to
+        make 50,000 (docs/benchmarks.md). Each
+        interface's tree is set up in its turn (or kept, with its classes, when it is the
+        one for the AP's cap); a grant on an interface whose turn has not come waits for
+        it, riding the AP's default class. Stops when another ruleset or pass came since."""
         if self._shaper is None:
             return
         with self._lock:
             spec = self._spec
             if spec is None:
                 return
-            kept = self._shaper.setup(spec.iface_caps(), keep=True)
-            self._trees = spec
-            by_iface: dict[str, list[tuple[str, str]]] = {}
+            roots = self._shaper.roots()
+            self._trees, self._ready, self._late = spec, set(), {}
+            caps = spec.iface_caps()
+            turns: dict[str, list[tuple[str, str]]] = {iface: [] for iface in caps}
             for key, g in self._in_force.grants.items():
-                if (where := spec.iface_of(g.ip)) is not None:
-                    by_iface.setdefault(where[0], []).append(key)
-        for iface, keys in by_iface.items():
+                if (where := spec.iface_of(g.ip)) is not None and where[0] in turns:
+                    turns[where[0]].append(key)
+        kept: dict[str, dict[int, int]] = {}
+        for iface, cap in caps.items():
             with self._lock:
-                if self._spec != spec:
+                if self._spec != spec or self._trees is not spec:
                     return
-                grants = self._in_force.grants
-                now_in = tuple(x for k in keys if (x := grants.get(k)) is not None)
-                self._shape(Plan(grant=now_in), now, {iface: kept.get(iface, {})})
+                here = self._shaper.setup({iface: cap}, keep=True, roots=roots)
+                kept.update(here)
+                self._ready.add(iface)
+                keys = turns[iface] + sorted(self._late.pop(iface, ()))
+            for k in range(0, len(keys), SHAPE_STEP):
+                _let_others_in()
+                with self._lock:
+                    if self._spec != spec or self._trees is not spec:
+                        return
+                    grants = self._in_force.grants
+                    step = keys[k : k + SHAPE_STEP]
+                    now_in = tuple(x for key in step if (x := grants.get(key)) is not None)
+                    self._shape(Plan(grant=now_in), now, here)
+            _let_others_in()
         with self._lock:  # the classes of clients not in force now
-            if self._spec != spec:
+            if self._spec != spec or self._trees is not spec:
                 return
             wanted = set()
             for g in self._in_force.grants.values():
@@ -431,27 +458,29 @@ class NftFirewall:
     ) -> None:
         """Give granted clients their download class; take revoked clients' away.
         ``kept``: the client classes already there (by interface, minor to kbit/s): a
-        class already there at the client's rate is not written again. Nothing before the
-        trees of the ruleset in force are set up: :meth:`shape_all` then makes them all."""
+        class already there at the client's rate is not written again. On an interface
+        whose tree for the ruleset in force is not set up yet, nothing: a grant there is
+        left to its turn in :meth:`shape_all`."""
         spec = self._spec
-        if (
-            self._shaper is None
-            or spec is None
-            or (self._trees is not spec and self._trees != spec)
-        ):
+        if self._shaper is None or spec is None:
             return
+        ready = self._ready if self._trees is spec or self._trees == spec else set()
         add, granted = [], set()
         for g in plan.grant:
             where = spec.iface_of(g.ip)
-            if where is not None and g.expires_at > now:
-                minor = shaping.client_minor(g.ip, where[1])
-                granted.add(g.ip)
-                if kept is None or kept.get(where[0], {}).get(minor) != g.down_kbit:
-                    add.append((where[0], minor, g.down_kbit))
+            if where is None or g.expires_at <= now:
+                continue
+            if where[0] not in ready:
+                self._late.setdefault(where[0], set()).add(g.key)
+                continue
+            minor = shaping.client_minor(g.ip, where[1])
+            granted.add(g.ip)
+            if kept is None or kept.get(where[0], {}).get(minor) != g.down_kbit:
+                add.append((where[0], minor, g.down_kbit))
         remove = []
         for g in plan.revoke:
             where = spec.iface_of(g.ip)
-            if where is not None and g.ip not in granted:
+            if where is not None and where[0] in ready and g.ip not in granted:
                 remove.append((where[0], shaping.client_minor(g.ip, where[1])))
         self._set_classes(add, remove)
 
