@@ -110,6 +110,9 @@ class Controller:
         self._lock = threading.RLock()
         self._noting = Noting(fw)  # the firewall the requests are given
         self._reconciling = threading.Lock()  # one reconcile at a time
+        self._shaping_lock = threading.Lock()  # guards _shaping
+        self._shaping: threading.Thread | None = None  # the download classes being made
+        self._shape_again = False  # the last pass could not do all: the tick tries again
         self.stats_since: datetime | None = None  # the rollups are current up to here
         self.purged_on: date | None = None  # the local day raw identifiers were last purged
         self.spans_filled = False  # no day left without stats_spans rows (after an upgrade)
@@ -157,18 +160,32 @@ class Controller:
             self.dns.ensure(dnsmasq.render(self.ctx.config, self.gateway, self.leases))
         return ended
 
-    def shape(self, now: datetime) -> None:
+    def shape(self, now: datetime) -> bool:
         """Every download class in force, outside the controller's lock (logins go on
-        meanwhile; phones without their class yet ride their AP's default class)."""
+        meanwhile; phones without their class yet ride their AP's default class). When
+        some of it could not be done, the next tick tries again. Whether all was."""
         began = time.monotonic()
         try:
-            self.fw.shape_all(now)
-        except Exception:  # the grants stand; the next start or reload shapes again
-            log.exception("the download classes could not all be made")
-            return
+            whole = self.fw.shape_all(now)
+        except Exception:  # the grants stand
+            log.exception("the download classes could not be made; the next tick tries again")
+            whole = False
+        self._shape_again = not whole
         took = time.monotonic() - began
-        if took >= 1:
+        if whole and took >= 1:
             log.info("download classes in force in %.1f s", took)
+        return whole
+
+    def shape_later(self, now: datetime, *, unless_running: bool = False) -> None:
+        """:meth:`shape` in a thread of its own (a later pass supersedes one running;
+        ``unless_running``: none is begun while one runs)."""
+        with self._shaping_lock:
+            if unless_running and self._shaping is not None and self._shaping.is_alive():
+                return
+            self._shaping = threading.Thread(
+                target=self.shape, args=(now,), daemon=True, name="shaping"
+            )
+            self._shaping.start()
 
     def sync_leases(self, now: datetime, *, removals: bool = True) -> int:
         """Put dnsmasq's leases in force as they change: new ones and renewals at once,
@@ -291,6 +308,8 @@ class Controller:
         counted = upkeep.record_usage(self.db, self.fw.counters(), now, self.sites)
         ended = tuple(self._sweep(now))
         self.conntrack.record(self.gateway, self.fw.conntrack_use(), now)
+        if self._shape_again:
+            self.shape_later(now, unless_running=True)
         return TickResult(counted, ended)
 
     def _sweep(self, now: datetime) -> list[sessions.SessionInfo]:
@@ -393,7 +412,7 @@ class Controller:
             self.ctx, self.sms = ctx, sms
             if self.dns is not None:
                 self.dns.ensure(dns_configs)
-        self.shape(now)
+        self.shape_later(now)
 
     # ------------------------------------------------------------------ requests
 

@@ -182,10 +182,7 @@ def run(
         threading.Thread(target=book.watch, args=(leased, stop), daemon=True, name="leases").start()
     if heed_peers(controller, stop):
         log.info("listening for the changes of other gateways on the database")
-    shaping = threading.Thread(
-        target=controller.shape, args=(datetime.now(UTC),), daemon=True, name="shaping"
-    )
-    shaping.start()  # the download classes: logins are served meanwhile
+    controller.shape_later(datetime.now(UTC))  # the download classes: logins served meanwhile
     server = control.serve(controller, socket_path)
     log.info("control API on %s", socket_path)
     if controller.ctx.config.health.enabled:

@@ -114,6 +114,24 @@ class Shaper:
         found: dict[int, Any] = self._runner.call(run)
         return found
 
+    def bare(self, ifaces: list[str], roots: dict[int, Any]) -> list[str]:
+        """The interfaces (of those there) whose root qdisc is not an HTB tree of ours
+        (after a reboot: all of them): a tree made there keeps nothing."""
+
+        def run() -> list[str]:
+            ipr = self._ipr()
+            found = []
+            for iface in ifaces:
+                idx = ipr.link_lookup(ifname=iface)
+                root = roots.get(idx[0]) if idx else None
+                if idx and (root is None or root["handle"] != ROOT
+                            or root.get_attr("TCA_KIND") != "htb"):  # fmt: skip
+                    found.append(iface)
+            return found
+
+        found: list[str] = self._runner.call(run)
+        return found
+
     def setup(
         self, caps: dict[str, int], *, keep: bool = False, roots: dict[int, Any] | None = None
     ) -> dict[str, dict[int, int]]:

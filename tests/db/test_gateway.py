@@ -158,6 +158,28 @@ def test_a_login_whose_commit_failed_while_the_ruleset_was_lost_is_not_restored(
     assert not fw.forwards(A_MAC, A_IP, now), "a login that failed is let out"
 
 
+def test_download_classes_that_could_not_all_be_made_are_tried_again_by_the_tick(
+    gw, fw, now, monkeypatch
+):
+    passes: list[bool] = []
+
+    def shape_all(now):
+        passes.append(len(passes) > 0)  # the first pass could not do all of it
+        return passes[-1]
+
+    monkeypatch.setattr(fw, "shape_all", shape_all)
+    assert gw.shape(now) is False
+    gw.tick(now)
+    deadline = time.monotonic() + 5
+    while len(passes) < 2 and time.monotonic() < deadline:  # in a thread of its own
+        time.sleep(0.01)
+    assert passes == [False, True]
+    gw._shaping.join(5)
+    gw.tick(now)
+    time.sleep(0.1)
+    assert passes == [False, True], "done: no pass more"
+
+
 def test_a_nearly_full_pool_is_recorded_and_alerted_once_and_its_easing_too(
     gw, database, now, alerts
 ):

@@ -206,9 +206,10 @@ class Enforcer(Firewall, Protocol):
         shape: bool = True,
         grants_first: bool = False,
     ) -> float: ...
-    def shape_all(self, now: datetime) -> None:
+    def shape_all(self, now: datetime) -> bool:
         """Give every client in force its download class, a few at a time (other changes
-        going in between), and take away the classes of clients not in force."""
+        going in between), and take away the classes of clients not in force. False when
+        some of it could not be done (call again)."""
         ...
 
     def in_force(self, now: datetime) -> FirewallState:

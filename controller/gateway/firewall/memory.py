@@ -74,8 +74,9 @@ class MemoryFirewall:
             self.traffic.clear()
         return time.monotonic()
 
-    def shape_all(self, now: datetime) -> None:
+    def shape_all(self, now: datetime) -> bool:
         """The twin does not shape."""
+        return True
 
     def intact(self) -> str | None:
         """What is missing of the twin's ruleset: all of it after :meth:`lose`."""

@@ -231,6 +231,7 @@ class NftFirewall:
         self._trees: RulesetSpec | None = None  # the ruleset whose tc trees are being set up
         self._ready: set[str] = set()  # the interfaces whose tree for it is set up
         self._late: dict[str, set[tuple[str, str]]] = {}  # grants left to an interface's turn
+        self._passes = 0  # shape_all's passes begun (a later one supersedes)
         self._in_force = InForce()  # what our own loads and changes put in the kernel
         self._conntrack = network.Conntrack()
         self._shape_of: dict[tuple[int, str, str], int] = {}  # rules per chain, as loaded
@@ -294,56 +295,86 @@ class NftFirewall:
             self.shape_all(now)
         return granted
 
-    def shape_all(self, now: datetime) -> None:
+    def shape_all(self, now: datetime) -> bool:
         """Give every client in force its download class, and take away the classes of
-        clients not in force, AP interface by AP interface and :data:`SHAPE_STEP` classes at
-        a time, other changes (logins) going in between: the kernel takes about 20 s to
-        make 50,000 (docs/benchmarks.md). Each
-        interface's tree is set up in its turn (or kept, with its classes, when it is the
-        one for the AP's cap); a grant on an interface whose turn has not come waits for
-        it, riding the AP's default class. Stops when another ruleset or pass came since."""
+        clients not in force, :data:`SHAPE_STEP` at a time, other changes (logins) going in
+        between: the kernel takes about 20 s to make 50,000 (docs/benchmarks.md). First
+        the trees of the interfaces that have none of ours (after a reboot: all), so every
+        AP is capped at once; then, interface by interface, a tree already there is kept
+        with its classes when it is the one for the AP's cap (a restart) or made anew, and
+        the classes written. A grant on an interface whose turn has not come waits for it
+        (riding the AP's default class, or after a restart the class kept for its address).
+        Returns False when an interface could not be set up (the rest are): call again.
+        Stops (True) when a load of another ruleset or another pass came since."""
         if self._shaper is None:
-            return
+            return True
         with self._lock:
             spec = self._spec
             if spec is None:
-                return
+                return True
             roots = self._shaper.roots()
+            self._passes += 1
+            mine = self._passes
             self._trees, self._ready, self._late = spec, set(), {}
             caps = spec.iface_caps()
             turns: dict[str, list[tuple[str, str]]] = {iface: [] for iface in caps}
             for key, g in self._in_force.grants.items():
                 if (where := spec.iface_of(g.ip)) is not None and where[0] in turns:
                     turns[where[0]].append(key)
-        kept: dict[str, dict[int, int]] = {}
-        for iface, cap in caps.items():
+            bare = self._shaper.bare(list(caps), roots)
+
+        def current() -> bool:
+            return self._spec == spec and self._passes == mine
+
+        whole = True
+        for k in range(0, len(bare), SHAPE_STEP // 4):  # a tree is a few tc calls
+            _let_others_in()
             with self._lock:
-                if self._spec != spec or self._trees is not spec:
-                    return
-                here = self._shaper.setup({iface: cap}, keep=True, roots=roots)
-                kept.update(here)
-                self._ready.add(iface)
+                if not current():
+                    return True
+                some = bare[k : k + SHAPE_STEP // 4]
+                try:
+                    self._shaper.setup({iface: caps[iface] for iface in some})
+                except Exception:
+                    log.exception("could not set up the download trees of %s", some)
+                    whole = False
+                    continue
+                self._ready.update(some)
+        made = set(bare)
+        for iface, cap in caps.items():
+            here: dict[str, dict[int, int]] = {}
+            with self._lock:
+                if not current():
+                    return True
+                if iface not in made:
+                    try:
+                        here = self._shaper.setup({iface: cap}, keep=True, roots=roots)
+                    except Exception:
+                        log.exception("could not set up the download tree of %s", iface)
+                        whole = False
+                        continue
+                    self._ready.add(iface)
+                elif iface not in self._ready:
+                    continue
+                grants = self._in_force.grants
                 keys = turns[iface] + sorted(self._late.pop(iface, ()))
+                live = [x for key in keys if (x := grants.get(key)) is not None]
+                # what the kernel kept for addresses nobody holds now goes at once: from
+                # here on a login on this interface writes its own class
+                held = {shaping.client_minor(x.ip, w[1]) for x in live
+                        if (w := spec.iface_of(x.ip)) is not None}  # fmt: skip
+                stale = [(iface, m) for m in here.get(iface, {}) if m not in held]
+                self._set_classes([], stale)
             for k in range(0, len(keys), SHAPE_STEP):
                 _let_others_in()
                 with self._lock:
-                    if self._spec != spec or self._trees is not spec:
-                        return
+                    if not current():
+                        return True
                     grants = self._in_force.grants
                     step = keys[k : k + SHAPE_STEP]
                     now_in = tuple(x for key in step if (x := grants.get(key)) is not None)
                     self._shape(Plan(grant=now_in), now, here)
-            _let_others_in()
-        with self._lock:  # the classes of clients not in force now
-            if self._spec != spec or self._trees is not spec:
-                return
-            wanted = set()
-            for g in self._in_force.grants.values():
-                if (where := spec.iface_of(g.ip)) is not None:
-                    wanted.add((where[0], shaping.client_minor(g.ip, where[1])))
-            gone = [(i, m) for i, ms in kept.items() for m in ms if (i, m) not in wanted]
-            if gone:
-                self._set_classes([], gone)
+        return whole
 
     def intact(self) -> str | None:
         """What is missing of the ruleset loaded last (a table, a chain, rules, a routing
@@ -480,8 +511,12 @@ class NftFirewall:
         remove = []
         for g in plan.revoke:
             where = spec.iface_of(g.ip)
-            if where is not None and where[0] in ready and g.ip not in granted:
+            if where is None or g.ip in granted:
+                continue
+            if where[0] in ready:
                 remove.append((where[0], shaping.client_minor(g.ip, where[1])))
+            else:  # its turn removes what the kernel kept for it
+                self._late.get(where[0], set()).discard(g.key)
         self._set_classes(add, remove)
 
     def _set_classes(self, add: list[tuple[str, int, int]], remove: list[tuple[str, int]]) -> None:
