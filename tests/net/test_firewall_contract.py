@@ -73,6 +73,23 @@ def test_a_plan_and_its_undo_leave_the_state_as_it_was(firewall):
     assert set(after.grants) == before and after.blocked == frozenset()
 
 
+def test_the_account_a_restore_comes_from_is_what_the_kernel_has(firewall):
+    """After grants, revokes, blocks, unblocks and leases, the firewall's own account of
+    what is in force (what a lost ruleset is put back from) is the kernel's copy."""
+    a, b = g(MAC1, "10.20.1.50"), g(MAC2, "10.20.1.51")
+    firewall.apply(Plan(grant=(a, b), block=(MAC2,)), now())
+    firewall.apply(Plan(revoke=(a,), lease=(Lease(MAC1, "10.20.1.60"),)), now())
+    firewall.apply(Plan(grant=(g(MAC2, "10.20.1.51", minutes=90),), unblock=(MAC2,)), now())
+    firewall.apply(Plan(unlease=(Lease(MAC1, "10.20.1.60"),)), now())
+    kernel, account = firewall.state(now()), firewall.in_force(now())
+    assert set(kernel.grants) == set(account.grants) == {b.key}
+    assert kernel.blocked == account.blocked == frozenset()
+    assert set(kernel.leases) == set(account.leases)
+    assert abs(kernel.grants[b.key].expires_at - account.grants[b.key].expires_at) < timedelta(
+        seconds=5
+    )
+
+
 @pytest.fixture
 def lose(firewall, request):
     """Lose the firewall's ruleset as somebody else would (its table deleted)."""
