@@ -169,12 +169,25 @@ def served(app):
 
 def follow(browser, element) -> None:
     """Click ``element``, and wait until the next page has replaced this one."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as seen
     from selenium.webdriver.support.ui import WebDriverWait
 
     wait = WebDriverWait(browser, 20)
     page = browser.find_element(By.TAG_NAME, "html")
+
+    def replaced(_) -> bool:
+        try:
+            page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:  # Chromium, caught in the middle of the swap
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
     element.click()
-    wait.until(seen.staleness_of(page))
+    wait.until(replaced)
     wait.until(seen.presence_of_element_located((By.TAG_NAME, "footer")))
