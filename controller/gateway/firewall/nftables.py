@@ -569,6 +569,8 @@ class NftFirewall:
         return out
 
     def close(self) -> None:
+        with self._lock:  # a pass of shape_all under way stops at its next step
+            self._passes += 1
         self._runner.call(self._nft.close)
         if self._own_runner:
             self._runner.close()
