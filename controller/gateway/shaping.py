@@ -123,9 +123,7 @@ class Shaper:
             found = []
             for iface in ifaces:
                 idx = ipr.link_lookup(ifname=iface)
-                root = roots.get(idx[0]) if idx else None
-                if idx and (root is None or root["handle"] != ROOT
-                            or root.get_attr("TCA_KIND") != "htb"):  # fmt: skip
+                if idx and not _htb_root(roots.get(idx[0])):
                     found.append(iface)
             return found
 
@@ -133,16 +131,14 @@ class Shaper:
         return found
 
     def setup(
-        self, caps: dict[str, int], *, keep: bool = False, roots: dict[int, Any] | None = None
+        self, caps: dict[str, int], *, roots: dict[int, Any] | None = None
     ) -> dict[str, dict[int, int]]:
         """(Re)create the HTB tree on each interface, capped at ``caps[iface]`` kbit/s.
         Client classes are dropped; the caller adds those of the clients it keeps. With
-        ``keep``, an interface whose tree is already the one for its cap keeps it with its
-        client classes (a controller restarting: the kernel kept them, and writing 50,000
-        classes again takes the kernel half a millisecond each); returns those, minor to
-        ceil (kbit/s), by interface. ``roots``: :meth:`roots`, read beforehand."""
-        if keep and roots is None:
-            roots = self.roots()
+        ``roots`` (:meth:`roots`, read beforehand), an interface whose tree is already the
+        one for its cap keeps it with its client classes (a controller restarting: the
+        kernel kept them, and writing 50,000 classes again takes the kernel half a
+        millisecond each); returns those, minor to ceil (kbit/s), by interface."""
 
         def run() -> dict[str, dict[int, int]]:
             ipr = self._ipr()
@@ -154,10 +150,7 @@ class Shaper:
                     continue
                 self._index[iface] = idx[0]
                 root = (roots or {}).get(idx[0])
-                if (
-                    root is not None
-                    and (clients := _clients_if_ours(ipr, idx[0], root, cap)) is not None
-                ):
+                if (clients := _clients_if_ours(ipr, idx[0], root, cap)) is not None:
                     kept[iface] = clients
                     continue
                 with contextlib.suppress(Exception):
@@ -266,11 +259,17 @@ class Shaper:
         self._runner.call(run)
 
 
+def _htb_root(root: Any) -> bool:
+    """Whether an interface's root qdisc (None: none there) is an HTB of handle 1:, as
+    :meth:`Shaper.setup` makes it."""
+    return root is not None and root["handle"] == ROOT and root.get_attr("TCA_KIND") == "htb"
+
+
 def _clients_if_ours(ipr: Any, index: int, root: Any, cap: int) -> dict[int, int] | None:
     """The client classes (minor to ceil, kbit/s) of the interface's tree where it is the
     one :meth:`Shaper.setup` makes for ``cap`` (root HTB 1: defaulting to 1:2, the AP's
-    class at the cap, the default class under it); None where it is not."""
-    if root["handle"] != ROOT or root.get_attr("TCA_KIND") != "htb":
+    class at the cap, the default class under it); None where it is not (or no root)."""
+    if not _htb_root(root):
         return None
     init = root.get_attr("TCA_OPTIONS").get_attr("TCA_HTB_INIT")
     if not init or init["defcls"] != DEFAULT_MINOR:

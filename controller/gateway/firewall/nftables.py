@@ -228,8 +228,7 @@ class NftFirewall:
         self._nft: Nft = self._runner.call(Nft)
         self._shaper = shaping.Shaper(self._runner) if shape else None
         self._spec: RulesetSpec | None = None  # the ruleset in force, once loaded
-        self._trees: RulesetSpec | None = None  # the ruleset whose tc trees are being set up
-        self._ready: set[str] = set()  # the interfaces whose tree for it is set up
+        self._ready: set[str] = set()  # the interfaces whose tc tree for _spec is set up
         self._late: dict[str, set[tuple[str, str]]] = {}  # grants left to an interface's turn
         self._passes = 0  # shape_all's passes begun (a later one supersedes)
         self._in_force = InForce()  # what our own loads and changes put in the kernel
@@ -289,6 +288,8 @@ class NftFirewall:
             except NftError as exc:
                 raise FirewallError(f"ruleset refused: {exc}") from None
             self._in_force.load(keep, now)
+            if spec != self._spec:  # another ruleset: its trees are set up by shape_all
+                self._ready = set()
             self._spec = spec
             self._shape_of = self._runner.call(_chains)
         if shape:
@@ -315,7 +316,7 @@ class NftFirewall:
             roots = self._shaper.roots()
             self._passes += 1
             mine = self._passes
-            self._trees, self._ready, self._late = spec, set(), {}
+            self._ready, self._late = set(), {}
             caps = spec.iface_caps()
             turns: dict[str, list[tuple[str, str]]] = {iface: [] for iface in caps}
             for key, g in self._in_force.grants.items():
@@ -348,7 +349,7 @@ class NftFirewall:
                     return True
                 if iface not in made:
                     try:
-                        here = self._shaper.setup({iface: cap}, keep=True, roots=roots)
+                        here = self._shaper.setup({iface: cap}, roots=roots)
                     except Exception:
                         log.exception("could not set up the download tree of %s", iface)
                         whole = False
@@ -495,13 +496,12 @@ class NftFirewall:
         spec = self._spec
         if self._shaper is None or spec is None:
             return
-        ready = self._ready if self._trees is spec or self._trees == spec else set()
         add, granted = [], set()
         for g in plan.grant:
             where = spec.iface_of(g.ip)
             if where is None or g.expires_at <= now:
                 continue
-            if where[0] not in ready:
+            if where[0] not in self._ready:
                 self._late.setdefault(where[0], set()).add(g.key)
                 continue
             minor = shaping.client_minor(g.ip, where[1])
@@ -513,7 +513,7 @@ class NftFirewall:
             where = spec.iface_of(g.ip)
             if where is None or g.ip in granted:
                 continue
-            if where[0] in ready:
+            if where[0] in self._ready:
                 remove.append((where[0], shaping.client_minor(g.ip, where[1])))
             else:  # its turn removes what the kernel kept for it
                 self._late.get(where[0], set()).discard(g.key)
