@@ -8,18 +8,23 @@ when ``max(tat, now) + every - now <= burst * every``, and then moves ``tat`` on
 ``every``. That is one ``INSERT ... ON CONFLICT DO UPDATE`` (SQLite and PostgreSQL), so two
 workers asking at once are answered in turn by the database, never both from a stale copy.
 A refused request leaves the bucket as it was: hammering does not push the wait further.
+
+The buckets are kept where taking one never waits for a login (on SQLite a file of their
+own beside the database, :meth:`Database.beside`), and their commits are not waited onto
+disk: a bucket lost to a power cut is a full one, which the limit allows anyway after its
+wait.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import CursorResult, case, delete
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import CursorResult, Float, Table, bindparam, delete, text
 
-from controller.store.db import Database
+from controller.store.db import Database, relaxed
 from controller.store.models import RateLimit
 
 KEY_LENGTH = 200
@@ -38,29 +43,45 @@ def _key(kind: str, who: str) -> str:
     return f"{kind} sha256:{hashlib.sha256(who.encode()).hexdigest()}"
 
 
+# The rule above as one statement, the same text for both databases: compiled once, not
+# each request (SQLAlchemy's ON CONFLICT constructs are not cached).
+_START = "CASE WHEN rate_limits.tat > :now THEN rate_limits.tat ELSE :now END"
+_FITS = f"{_START} + :every - :now <= :span"
+_TAKE = text(
+    "INSERT INTO rate_limits (\"key\", tat, allowed) VALUES (:key, :now + :every, TRUE) "
+    f"ON CONFLICT (\"key\") DO UPDATE SET tat = CASE WHEN {_FITS} THEN {_START} + :every "
+    f"ELSE rate_limits.tat END, allowed = {_FITS} RETURNING allowed"
+).bindparams(
+    bindparam("now", type_=Float()), bindparam("every", type_=Float()),
+    bindparam("span", type_=Float()),
+)  # fmt: skip
+
+
 class Limits:
     def __init__(self, db: Database) -> None:
-        self.db = db
-        pg = db.engine.dialect.name == "postgresql"
-        self._insert = postgresql.insert if pg else sqlite.insert
+        self._main = db
+        self._db: Database | None = None
+        self._opening = threading.Lock()
+
+    @property
+    def db(self) -> Database:
+        """Where the buckets are (opened when first asked for)."""
+        if self._db is None:
+            with self._opening:
+                if self._db is None:
+                    self._db = self._main.beside("limits", [cast(Table, RateLimit.__table__)])
+        return self._db
 
     def take(self, kind: str, who: str, rate: Rate, now: float) -> bool:
         """Take one token from the bucket of ``who`` (an address, a name) for ``kind``
         (what is limited); False when it is empty."""
-        old = RateLimit.__table__.c
-        start = case((old.tat > now, old.tat), else_=now)
-        fits = start + rate.every - now <= rate.burst * rate.every
-        stmt = (
-            self._insert(RateLimit)
-            .values(key=_key(kind, who), tat=now + rate.every, allowed=True)
-            .on_conflict_do_update(
-                index_elements=[RateLimit.key],
-                set_={"tat": case((fits, start + rate.every), else_=old.tat), "allowed": fits},
-            )
-            .returning(RateLimit.allowed)
-        )
+        values = {
+            "key": _key(kind, who), "now": now, "every": rate.every,
+            "span": rate.burst * rate.every,
+        }  # fmt: skip
         with self.db.uow(write=True) as uow:
-            allowed = bool(uow.orm.execute(stmt).scalar_one())
+            relaxed(uow)
+            allowed = bool(uow.orm.execute(_TAKE, values).scalar_one())
             uow.commit()
         return allowed
 

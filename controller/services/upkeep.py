@@ -26,7 +26,6 @@ from sqlalchemy import (
     case,
     or_,
     select,
-    text,
 )
 
 from controller.gateway.firewall import Firewall, FirewallState, Plan
@@ -41,7 +40,7 @@ from controller.services.sessions import (
     grant_of,
     open_sessions,
 )
-from controller.store.db import Database, UnitOfWork, chunks, update_rows
+from controller.store.db import Database, UnitOfWork, chunks, relaxed, update_rows
 from controller.store.models import Block, EndReason, Session
 
 WRITE_MOST = 5000  # rows written in one transaction: a login waits for one at most
@@ -108,15 +107,6 @@ def record_usage(
                         _SESSIONS.c.ended_at.is_(None))  # fmt: skip
             uow.commit()
     return sum(1 for m in moved if m["bytes_up"] or m["bytes_down"])
-
-
-def relaxed(uow: UnitOfWork) -> None:
-    """Let this transaction's commit return before it is on disk (PostgreSQL's
-    ``synchronous_commit = off``), so that the logins committing after it do not wait for
-    a city's counters to be flushed. Safe for the counters alone: a write lost in a crash
-    leaves the last reading stored, and the next tick counts what moved since then."""
-    if uow.orm.get_bind().dialect.name == "postgresql":
-        uow.orm.execute(text("SET LOCAL synchronous_commit = off"))
 
 
 class Timed(Protocol):

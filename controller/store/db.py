@@ -28,12 +28,14 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlalchemy.types import TypeEngine
 
 from controller.store.reach import Limits, Outage, bounded_connection_class, unreachable
@@ -127,15 +129,18 @@ def update_rows(
     conn.execute(query, params)
 
 
-def make_engine(url: str, limits: Limits | None = None, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str, limits: Limits | None = None, *, durable: bool = True, **kwargs: Any
+) -> Engine:
     """An engine for ``url`` whose every wait is bounded by ``limits`` (see ``reach``).
 
     PostgreSQL: a connect timeout; the server's statement_timeout; a client-side bound on
     every wait for the server (a paused server enforces no timeout of its own); a pool
     checkout timeout; each connection taken from the pool pinged first, within the
-    connect timeout (a dead one is replaced). SQLite gets WAL, commits synced to disk,
-    foreign keys, its busy timeout, and BEGIN IMMEDIATE for units of work that write (so
-    two writers queue instead of failing)."""
+    connect timeout (a dead one is replaced). SQLite gets WAL, commits synced to disk
+    (not when ``durable`` is False: a power cut may then lose the last ones), foreign keys,
+    its busy timeout, and BEGIN IMMEDIATE for units of work that write (so two writers
+    queue instead of failing)."""
     limits = limits or Limits()
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -153,7 +158,7 @@ def make_engine(url: str, limits: Limits | None = None, **kwargs: Any) -> Engine
         # a crash of the process (NORMAL, in WAL mode). A reply that says "stored" (an
         # Accounting-Response, a login's answer) may then be believed. With group commit
         # it is one fsync a batch.
-        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={round(limits.busy * 1000)}")
         cur.close()
@@ -341,6 +346,15 @@ class UnitOfWork:
         self.orm.commit()
 
 
+def relaxed(uow: UnitOfWork) -> None:
+    """Let this transaction's commit return before it is on disk (PostgreSQL's
+    ``synchronous_commit = off``; SQLite's databases are durable or not as a whole, see
+    :meth:`Database.beside`). Only for writes a crash may lose: counters read again from
+    the kernel at the next tick, a rate limit's bucket."""
+    if uow.orm.get_bind().dialect.name == "postgresql":
+        uow.orm.execute(text("SET LOCAL synchronous_commit = off"))
+
+
 def _prober(engine: weakref.ref[Engine]) -> Callable[[], bool]:
     """An outage's probe: one statement, past the gate; False once the engine is gone."""
 
@@ -361,6 +375,7 @@ class Database:
 
     def __init__(self, engine: Engine, limits: Limits | None = None) -> None:
         self.engine = engine
+        self._limits = limits
         self._factory = sessionmaker(engine, expire_on_commit=False)
         self._writers: Writers | None = None
         if engine.dialect.name == "sqlite":  # one writer at a time: the others queue
@@ -389,6 +404,30 @@ class Database:
 
     def uow(self, *, write: bool = False) -> UnitOfWork:
         return UnitOfWork(self._factory, write=write, writers=self._writers, outage=self.outage)
+
+    def beside(self, name: str, tables: Collection[Table]) -> Database:
+        """Where ``tables`` are kept whose writes must not queue behind this database's.
+
+        SQLite has one writer a file, and a login holds the write lock through its
+        firewall transaction: there, a database of their own in the file
+        ``<database>-<name>``, its tables created when missing, its commits not synced to
+        disk (a power cut may lose the last ones: only for what no answer said was
+        stored). PostgreSQL locks a row at a time, and a database in memory is one
+        process's: this database itself."""
+        file = self.engine.url.database
+        if self.engine.dialect.name != "sqlite" or not file or file == ":memory:":
+            return self
+        url = self.engine.url.set(database=f"{file}-{name}")
+        side = Database(
+            make_engine(url.render_as_string(hide_password=False), self._limits, durable=False),
+            self._limits,
+        )
+        with side.engine.begin() as conn:  # every process may be the first: none fails
+            for table in tables:
+                conn.execute(CreateTable(table, if_not_exists=True))
+                for index in sorted(table.indexes, key=lambda i: str(i.name)):
+                    conn.execute(CreateIndex(index, if_not_exists=True))
+        return side
 
     @contextmanager
     def reading(self) -> Iterator[Session]:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import threading
 
+from sqlalchemy import text
+
 from controller.services.limits import Limits, Rate
 from controller.store import db as db_mod
+from controller.store import reach
 
 RATE = Rate(burst=5, every=60.0)
 T0 = 1_800_000_000.0
@@ -69,3 +72,31 @@ def test_writers_on_several_connections_share_one_bucket(db_url, database):
     for e in engines:
         e.dispose()
     assert len(answers) == 40 and answers.count(True) == 12
+
+
+def test_a_bucket_is_taken_while_a_login_holds_the_database_for_writing(db_url, database):
+    """A login holds the database for writing through its firewall transaction (on SQLite
+    the one writer of the file). A resident's post takes its bucket meanwhile, however long
+    that lasts: its wait for the writers' turn (here at most 0.3 s) is never spent."""
+    login = db_mod.Database.connect(db_url)
+    portal = db_mod.Database.connect(db_url, reach.Limits(busy=0.3))
+    holding, answered = threading.Event(), threading.Event()
+
+    def logging_in() -> None:
+        with login.uow(write=True) as uow:
+            uow.orm.execute(text("UPDATE sites SET name = name"))
+            holding.set()
+            answered.wait(timeout=30)
+            uow.commit()
+
+    thread = threading.Thread(target=logging_in)
+    thread.start()
+    try:
+        assert holding.wait(timeout=30)
+        taken = [Limits(portal).take("post", "10.20.3.20", RATE, T0) for _ in range(6)]
+    finally:
+        answered.set()
+        thread.join(timeout=30)
+        login.dispose()
+        portal.dispose()
+    assert taken == [True] * 5 + [False]
