@@ -8,6 +8,7 @@ no state of its own between requests but its form tokens and rate limits.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import (
@@ -29,6 +30,7 @@ from controller.errors import (
     DomainError,
     NotFound,
     SmsFailed,
+    TermsChanged,
     Unavailable,
     VoucherInvalid,
 )
@@ -201,43 +203,60 @@ def back_to(path: str) -> Reply:
 
 @bp.post("/masuk")
 def login() -> Reply:
-    st = client_status()
-    if st is None:
-        return problem(unavailable_or_unknown())
-    if st.authorized:
-        return redirect("/berhasil", code=303)
+    """One question to the controller when all goes well: it decides everything a login
+    needs (the site's methods, the terms accepted, whether the device is online already).
+    The device's standing is asked for only to show a page other than success."""
     method = request.form.get("method", "")
-    if method not in BUILT_METHODS or method not in st.login_methods:
+    if method not in BUILT_METHODS:
         return problem("method-not-allowed")
-    if request.form.get("terms_version") != st.terms_version:
-        return splash(st, 409, notice="terms-changed")
     voucher, one_time = None, None
     if method == "voucher":
         if not parts().limits["voucher"].allow(client_ip()):
             return problem("too-many")
         voucher = clean_voucher(request.form.get("kode", ""))
         if voucher is None:
-            return splash(st, 400, notice="voucher-format")
+            return standing(lambda st: splash(st, 400, notice="voucher-format"))
     if method == "phone":
-        if st.code_sent_to is None:
-            return splash(st, 400, notice="code-none")
         one_time = clean_code(request.form.get("kode", ""))
         if one_time is None:
-            return code_page(st, 400, notice="code-format")
-    start = protocol.Start(client_ip(), method, st.terms_version, voucher, one_time)
+            return standing(
+                lambda st: (
+                    splash(st, 400, notice="code-none")
+                    if st.code_sent_to is None
+                    else code_page(st, 400, notice="code-format")
+                )
+            )
+    terms = request.form.get("terms_version", "")
     try:
-        control().ask(start)
+        control().ask(protocol.Start(client_ip(), method, terms, voucher, one_time))
     except Unavailable:
         return problem("unavailable")
+    except TermsChanged:
+        return standing(lambda st: splash(st, 409, notice="terms-changed"))
     except VoucherInvalid as exc:
-        return splash(st, 400, notice="voucher-invalid", why=exc.why)
+        why = exc.why
+        return standing(lambda st: splash(st, 400, notice="voucher-invalid", why=why))
     except CodeInvalid as exc:
         if exc.why == "wrong":
-            return code_page(st, 400, notice="code-wrong", attempts_left=exc.attempts_left)
-        return splash(st, 400, notice="code-" + (exc.why or "none"))
+            left = exc.attempts_left
+            return standing(lambda st: code_page(st, 400, notice="code-wrong", attempts_left=left))
+        none = exc.why or "none"
+        return standing(lambda st: splash(st, 400, notice="code-" + none))
     except DomainError as exc:
         return refused(exc)
     return redirect("/berhasil", code=303)
+
+
+def standing(page: Callable[[Status], Reply]) -> Reply:
+    """``page`` with the device's standing, for a post that did not log it in: the success
+    page if it is online after all (an earlier tap did it), the problem page if the
+    controller cannot say."""
+    st = client_status()
+    if st is None:
+        return problem(unavailable_or_unknown())
+    if st.authorized:
+        return redirect("/berhasil", code=303)
+    return page(st)
 
 
 def code_page(st: Status, code: int = 200, **notice: Any) -> Response:

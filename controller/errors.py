@@ -87,6 +87,13 @@ class Maintenance(DomainError):
     code = "maintenance"
 
 
+class TermsChanged(DomainError):
+    """The terms a login accepted are not the portal's current ones (a reload changed them
+    while the splash was open): the resident is shown the new ones."""
+
+    code = "terms-changed"
+
+
 class Conflict(DomainError):
     code = "conflict"
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from controller.config.model import AccessPoint, CityConfig
 from controller.daemon.capacity import ConntrackTable, Pools
 from controller.daemon.noting import Noting
-from controller.errors import BadRequest, MethodNotAllowed, NotFound, SmsFailed, Unavailable
+from controller.errors import BadRequest, NotFound, SmsFailed, Unavailable
 from controller.gateway import dnsmasq, leases
 from controller.gateway.dnsmasq import DhcpHosts, Dnsmasqs
 from controller.gateway.firewall import (
@@ -452,12 +452,11 @@ class Controller:
         (spent even if the login then fails, e.g. the day's quota is used). Logins that
         arrive together are decided and put in force together (:meth:`_start_many`)."""
         ap, mac = self.locate(ip, now)
+        req = logins.LoginRequest(ap.site, mac, ip, method, ap.id, terms_version, voucher_code)
         code_id = None
         if method == "phone":
-            if "phone" not in self.ctx.policy(ap.site).login_methods:
-                raise MethodNotAllowed("phone login is not offered at this site")
+            logins.check(self.ctx, req)  # what the config alone refuses, before the code is spent
             code_id = phone.redeem(self.db, self.ctx, mac=mac, code_text=code or "", now=now)
-        req = logins.LoginRequest(ap.site, mac, ip, method, ap.id, terms_version, voucher_code)
         try:
             outcome = self._logins.submit((req, now)).result(LOGIN_WAIT)
         except FutureTimeout:

@@ -29,6 +29,7 @@ from controller.errors import (
     Maintenance,
     MethodNotAllowed,
     QuotaUsed,
+    TermsChanged,
     Unavailable,
     UnknownSite,
     VoucherInvalid,
@@ -83,9 +84,11 @@ class _Login:
     code: str | None  # a voucher login's code, normalized; None if it is not one
 
 
-def _check(ctx: Ctx, req: LoginRequest) -> _Login:
+def check(ctx: Ctx, req: LoginRequest) -> _Login:
     """What a login request says, checked against the config alone. Raises UnknownSite,
-    BadRequest, Maintenance, MethodNotAllowed."""
+    BadRequest, Maintenance, MethodNotAllowed, TermsChanged (terms accepted on the
+    portal's form that are not its current ones; a login with none, a NAS's, is not
+    asked)."""
     config = ctx.config
     if req.site_id not in config.sites:
         raise UnknownSite(f"no site '{req.site_id}'")
@@ -102,6 +105,8 @@ def _check(ctx: Ctx, req: LoginRequest) -> _Login:
         raise MethodNotAllowed("MAC authentication is not offered at this site")
     if req.method != MAC_AUTH and req.method not in policy.login_methods:
         raise MethodNotAllowed(f"'{req.method}' login is not offered at this site")
+    if req.terms_version is not None and req.terms_version != config.portal.terms_version:
+        raise TermsChanged(f"the terms are now version {config.portal.terms_version}")
     code = None
     if req.method == "voucher":
         with contextlib.suppress(VoucherInvalid):  # an unknown code, said in its turn
@@ -278,7 +283,7 @@ def start_many(
     checked: list[_Login | Exception] = []
     for req in reqs:
         try:
-            checked.append(_check(ctx, req))
+            checked.append(check(ctx, req))
         except DomainError as exc:
             checked.append(exc)
     known = _Known.read(uow, ctx, [c for c in checked if isinstance(c, _Login)], now)

@@ -15,6 +15,7 @@ from controller.errors import (
     CodeInvalid,
     MethodNotAllowed,
     SmsFailed,
+    TermsChanged,
     TooMany,
 )
 from controller.gateway.leases import MemoryLeases
@@ -232,3 +233,18 @@ def test_a_code_that_is_not_six_digits_is_not_a_try(ctl, outbox, now):
     with pytest.raises(BadRequest):
         ctl.start_session(IP, now, method="phone", code="12ab56")
     assert ctl.status(IP, now).code.attempts_left == 5
+
+
+def test_terms_that_changed_meanwhile_refuse_the_login_and_leave_the_code_unspent(
+    ctl, outbox, fw, now
+):
+    """The terms a resident accepted are checked by the controller, before the code is
+    spent: after accepting the new terms the same code logs the phone in."""
+    ctl.send_code(IP, NUMBER, "id", now)
+    with pytest.raises(TermsChanged):
+        ctl.start_session(IP, now, method="phone", code=outbox.last_code(), terms_version="2025-01")
+    assert ctl.status(IP, now).code.attempts_left == 5 and not fw.state(now).grants
+    out = ctl.start_session(
+        IP, now, method="phone", code=outbox.last_code(), terms_version="2026-11"
+    )
+    assert out.session.login_method == "phone" and (MAC, IP) in fw.state(now).grants

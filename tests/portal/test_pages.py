@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 
 from captive import create_app
 from captive.control import LocalControl, SocketControl
+from captive.parts import parts
 from controller.config import model as config_mod
 from controller.services import blocks, vouchers
 from controller.services.dashboard import DashboardService
@@ -471,3 +472,23 @@ def test_help_numbers_are_checked_as_people_write_them():
         config_mod.loads(base.replace('phone: "(0752) 21000"', "phone: 081266002100"), "s.yaml")
     with pytest.raises(config_mod.ConfigError):
         config_mod.loads(base.replace("name: Diskominfo Kota Bukittinggi", "name: '   '"), "s.yaml")
+
+
+def test_a_tap_that_logs_in_asks_the_controller_one_question(app, phone, fw, now):
+    """What a login needs is decided by the controller in the login itself (the site's
+    methods, the terms, a device online already): at a festival's burst every question
+    more is one more wait in its queue."""
+    control = parts(app).controller
+    asked: list[str] = []
+    ask = control.ask
+
+    def counting(request):
+        asked.append(type(request).__name__)
+        return ask(request)
+
+    page = phone.get("/", base_url=BASE)
+    control.ask = counting
+    form = {"token": token_of(page.text), "method": "click", "terms_version": "2026-11"}
+    answer = phone.post("/masuk", data=form, base_url=BASE)
+    assert answer.status_code == 303 and asked == ["Start"]
+    assert len(fw.state(now).grants) == 1
