@@ -151,6 +151,20 @@ def test_many_classes_at_once_go_through_one_tc_batch_and_match_one_by_one(city,
     assert not [c for c in classes() if "parent 1:1 " in c and "1:2 " not in c]
 
 
+def test_a_few_classes_at_once_past_an_interface_that_is_gone_are_still_made(city, shaped):
+    """A group of logins takes the bulk path; an interface no longer there (an AP's link
+    made anew, or gone) is passed over as the netlink path passes over it, and the group's
+    other classes are made."""
+    shaper = shaped._shaper
+    shaper.set_clients([("ap1", 0x70, 3000), ("ap1", 0x71, 3000), ("gone9", 0x72, 3000),
+                        ("ap1", 0x73, 3000)], [])  # fmt: skip
+    out = city.lab.sh(city.gw, ["tc", "class", "show", "dev", "ap1"]).stdout.decode()
+    assert all(f"class htb 1:{m:x} parent 1:1 " in out for m in (0x70, 0x71, 0x73))
+    shaper.set_clients([], [("ap1", 0x70), ("ap1", 0x71), ("gone9", 0x72), ("ap1", 0x73)])
+    out = city.lab.sh(city.gw, ["tc", "class", "show", "dev", "ap1"]).stdout.decode()
+    assert not any(f"class htb 1:{m:x} " in out for m in (0x70, 0x71, 0x73))
+
+
 def test_a_restarted_controller_keeps_the_kernels_classes_and_corrects_only_what_differs(
     city, shaped
 ):
