@@ -94,6 +94,17 @@ def free_udp_ports() -> tuple[int, int]:
     raise RuntimeError("no two free UDP ports on loopback")
 
 
+def free_tcp_port() -> int:
+    """A TCP port free on loopback now (a metrics listener's: a port free for UDP may be a
+    TCP connection's, such as a database client's)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
 def wait_until(check: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> bool:
     """Poll ``check`` until it holds or ``timeout`` seconds pass; returns the last result."""
     deadline = time.monotonic() + timeout

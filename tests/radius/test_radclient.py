@@ -21,7 +21,7 @@ from controller.store import db
 from controller.store.models import Session
 from tests.conftest import ROOT
 from tests.nasrouter import RouterListener
-from tests.netlab import children_of, free_udp_ports
+from tests.netlab import children_of, free_tcp_port, free_udp_ports
 
 WIFIKOTA = str(Path(sys.executable).with_name("wifikota"))
 SECRET = "simpang-aur-radius-secret"
@@ -74,7 +74,7 @@ class Radius:
         }
         assert self.cli("db", "upgrade").returncode == 0
         self.auth, self.acct = free_udp_ports()
-        self.metrics = free_udp_ports()[0]
+        self.metrics = free_tcp_port()
         self.log = open(tmp / "radius.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [WIFIKOTA, "--config", str(self.config), "radius", "run", "--host", "127.0.0.1",
