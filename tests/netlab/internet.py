@@ -27,6 +27,10 @@ class DualStackServer(ThreadingHTTPServer):
     """Listens on IPv6 and IPv4 alike (IPv4 clients appear as ::ffff:a.b.c.d)."""
 
     address_family = socket.AF_INET6
+    # socketserver's default backlog is 5: 200 phones probing at once after their logins
+    # would have their SYNs dropped here and retried a second later, which is the stand-in
+    # internet's doing, not the gateway's
+    request_queue_size = 1024
 
     def server_bind(self) -> None:
         self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
