@@ -17,8 +17,12 @@ against a database holding N open sessions at 250 to an AP, as in a city:
   controller serving all of them: logins a second (4 threads a gateway logging new phones
   in back to back for ``--seconds``) while each ticks and reconciles back to back.
 
+With ``--every 10`` the ticks come every 10 s, as the daemon's do, and the logins arrive
+evenly over ``--span`` seconds (60: six ticks and a reconcile), so the share of them that
+meets a tick is a day's.
+
 Usage: python bench/scale.py [--sizes 1000,10000,50000] [--postgres] [--logins 300]
-       [--bursts 200,1000] [--gateways 2 --seconds 20]
+       [--bursts 200,1000] [--gateways 2 --seconds 20] [--every 10 --span 60]
 """
 
 from __future__ import annotations
@@ -206,8 +210,14 @@ def measure(kind: str, url: str, n: int, args: argparse.Namespace) -> dict:
     ticker.start()
     try:
         one = []
-        for i in range(n, n + args.logins):
+        # at the daemon's cadence the logins arrive evenly over ``--span`` seconds, so
+        # that as many of them meet a tick as would in a day (back to back: at once)
+        pace = args.span / args.logins if args.every else 0.0
+        start = time.perf_counter()
+        for k, i in enumerate(range(n, n + args.logins)):
             ip = phone(i, city.aps)[1]
+            if pace:
+                time.sleep(max(0.0, start + k * pace - time.perf_counter()))
             began = time.perf_counter()
             controller.start_session(ip, datetime.now(UTC))
             one.append((time.perf_counter() - began) * 1000)
@@ -326,6 +336,12 @@ def main() -> None:
         type=float,
         default=0.0,
         help="seconds from tick to tick while logging in (0: back to back)",
+    )
+    parser.add_argument(
+        "--span",
+        type=float,
+        default=60.0,
+        help="with --every: seconds the logins are spread over (60: six ticks, a reconcile)",
     )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--gateways", type=int, default=0,

@@ -74,7 +74,9 @@ def record_usage(
         query = select(
             Session.id, Session.mac, Session.ip, Session.counter_up, Session.counter_down
         ).where(Session.ended_at.is_(None), Session.mac.is_not(None), *_at(sites))
-        stored = uow.orm.connection().execute(query).all()
+        # the driver's own tuples: these columns need no conversion, and a Row each for a
+        # city's sessions was a third of the tick's own time
+        stored = uow.orm.connection().execute(query).cursor.fetchall()
     moved: list[dict[str, Any]] = []
     for sid, mac, ip, last_up, last_down in stored:
         reading = counters.get((mac, ip))
