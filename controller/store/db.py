@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    cast,
     create_engine,
     event,
     func,
@@ -31,7 +32,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSON
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -106,27 +107,27 @@ def update_rows(
     ``assign(v)`` is the SET clause, where ``v[name]`` stands for each row's value of
     ``name`` (``{"bytes_up": table.c.bytes_up + v["bytes_up"]}`` adds to what is stored).
     ``where``: what a row must still be for the update to touch it. The rows travel as one
-    value: on PostgreSQL one array per key (``unnest``, as :func:`insert_rows`), on SQLite
-    one JSON array (``json_each``); the statement runs once, not once a row, so the work
-    per row is the database's, not the driver's."""
+    JSON array of arrays, read by the database (SQLite's ``json_each``, PostgreSQL's
+    ``json_array_elements``); the statement runs once, not once a row, so the work per row
+    is the database's, not the driver's (an array a key took the driver a quarter of a
+    second for a city's counters on PostgreSQL; JSON is made in C)."""
     if not rows:
         return
     names = list(types)
     conn = orm.connection()
+    text_of = bindparam("v_rows", type_=String)
     if conn.dialect.name == "postgresql":
-        arrays = [
-            func.unnest(bindparam(f"v_{n}", type_=ARRAY(t))).label(n) for n, t in types.items()
+        each = func.json_array_elements(cast(text_of, JSON)).table_valued("value")
+        picked = [
+            cast(each.c.value.op("->>")(i), t).label(n) for i, (n, t) in enumerate(types.items())
         ]
-        v = select(*arrays).subquery("v")
-        params: dict[str, Any] = {f"v_{n}": [r[n] for r in rows] for n in names}
     else:
-        each = func.json_each(bindparam("v_rows", type_=String)).table_valued("value")
+        each = func.json_each(text_of).table_valued("value")
         picked = [func.json_extract(each.c.value, f"$[{i}]").label(n) for i, n in enumerate(names)]
-        v = select(*picked).select_from(each).subquery("v")
-        params = {"v_rows": json.dumps([[r[n] for n in names] for r in rows])}
+    v = select(*picked).select_from(each).subquery("v")
     values = {n: v.c[n] for n in names}
     query = update(table).where(table.c.id == v.c.id, *where).values(assign(values))
-    conn.execute(query, params)
+    conn.execute(query, {"v_rows": json.dumps([[r[n] for n in names] for r in rows])})
 
 
 def make_engine(
