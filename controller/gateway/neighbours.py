@@ -77,6 +77,8 @@ def _ask_kernel(ip: str, index: int) -> Any:
         raise OSError(errno.EPROTO, f"the kernel answered a neighbour question with {kind}")
     entry = ndmsg(data)
     entry.decode()
+    if entry["ifindex"] != index or entry.get_attr("NDA_DST") != ip:
+        raise OSError(errno.EPROTO, "the kernel answered for another neighbour than asked")
     return entry
 
 
@@ -112,11 +114,16 @@ class KernelNeighbours:
     def _on(self, ip: str, iface: str) -> Neighbour | None:
         for _fresh in range(2):  # an interface made anew has a new index: look it up again
             index = self._index.get(iface)
-            if index is None:
-                try:
+            try:
+                if index is None:
                     index = self._index[iface] = socket.if_nametoindex(iface)
-                except OSError:
+                elif socket.if_indextoname(index) != iface:  # its number is another's now
+                    raise OSError(errno.ENODEV, iface)
+            except OSError:
+                self._index.pop(iface, None)
+                if _fresh:
                     return None  # no such interface here
+                continue
             try:
                 entry = _ask_kernel(ip, index)
             except OSError as exc:

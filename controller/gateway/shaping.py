@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import re
 import socket
 import struct
 import subprocess
@@ -185,26 +186,36 @@ class Shaper:
 
     def _batch(self, add: list[tuple[str, int, int]], remove: list[tuple[str, int]]) -> None:
         """Run the changes through one ``tc -force -batch`` (in the runner's namespace: a
-        child forked from its thread shares it). ``-force`` goes on past a class that is
-        already gone and an interface that is not there (as the netlink path skips it);
-        other refusals are raised with tc's words."""
+        child forked from its thread shares it), given a second and more for every 100
+        changes (a hung tc must not hold a group of logins for long). ``-force`` goes on
+        past a refused line; what the netlink path passes over is passed over here too (an
+        interface that is not there, a class to remove that is already gone), any other
+        refusal (a class with no tree to go in) is raised with tc's words."""
+        commands = batch_commands(add, remove)
         res = subprocess.run(
             ["tc", "-force", "-batch", "-"],
-            input=batch_commands(add, remove),
+            input=commands,
             capture_output=True,
             text=True,
-            timeout=600,
+            timeout=10 + (len(add) + len(remove)) / 100,
         )
-        errors = [
-            line
-            for line in res.stderr.splitlines()
-            if line.strip()
-            and "No such file or directory" not in line
-            and "Cannot find device" not in line
-            and "Command failed" not in line
-        ]
-        if res.returncode != 0 and errors:
-            raise RuntimeError(f"tc refused class changes: {'; '.join(errors[:3])}")
+        if res.returncode == 0:
+            return
+        lines, said, refused = commands.splitlines(), [], []
+        for out in res.stderr.splitlines():
+            failed = re.match(r"Command failed -:(\d+)", out.strip())
+            if failed is None:
+                said += [out.strip()] if out.strip() else []
+                continue
+            number = int(failed.group(1))
+            line = lines[number - 1] if 0 < number <= len(lines) else ""
+            words = "; ".join(said)
+            said = []
+            gone = line.startswith("class del ") and "No such file or directory" in words
+            if not gone and "Cannot find device" not in words:
+                refused.append(f"{line}: {words}")
+        if refused or said:  # or tc failed without saying which line
+            raise RuntimeError(f"tc refused class changes: {'; '.join((refused + said)[:3])}")
 
     def set_clients(self, add: list[tuple[str, int, int]], remove: list[tuple[str, int]]) -> None:
         """Add (iface, minor, kbit) classes, replacing any there; remove (iface, minor).

@@ -59,18 +59,19 @@ _TAKE = text(
 
 class Limits:
     def __init__(self, db: Database) -> None:
-        self._main = db
-        self._db: Database | None = None
+        self.db = db.beside("limits")  # where the buckets are
+        self._ready = self.db is db  # there, the migrations made the table
         self._opening = threading.Lock()
 
-    @property
-    def db(self) -> Database:
-        """Where the buckets are (opened when first asked for)."""
-        if self._db is None:
+    def _store(self) -> Database:
+        """The buckets' database, its table made when first asked for (tried again at
+        the next request if that failed: one engine all along, whatever happens)."""
+        if not self._ready:
             with self._opening:
-                if self._db is None:
-                    self._db = self._main.beside("limits", [cast(Table, RateLimit.__table__)])
-        return self._db
+                if not self._ready:
+                    self.db.ensure([cast(Table, RateLimit.__table__)])
+                    self._ready = True
+        return self.db
 
     def take(self, kind: str, who: str, rate: Rate, now: float) -> bool:
         """Take one token from the bucket of ``who`` (an address, a name) for ``kind``
@@ -79,7 +80,7 @@ class Limits:
             "key": _key(kind, who), "now": now, "every": rate.every,
             "span": rate.burst * rate.every,
         }  # fmt: skip
-        with self.db.uow(write=True) as uow:
+        with self._store().uow(write=True) as uow:
             relaxed(uow)
             allowed = bool(uow.orm.execute(_TAKE, values).scalar_one())
             uow.commit()
@@ -87,7 +88,7 @@ class Limits:
 
     def purge(self, now: float) -> int:
         """Forget the buckets that are full again (the same as having none)."""
-        with self.db.uow(write=True) as uow:
+        with self._store().uow(write=True) as uow:
             gone = cast(
                 CursorResult[object],
                 uow.orm.execute(delete(RateLimit).where(RateLimit.tat < now)),

@@ -406,29 +406,35 @@ class Database:
     def uow(self, *, write: bool = False) -> UnitOfWork:
         return UnitOfWork(self._factory, write=write, writers=self._writers, outage=self.outage)
 
-    def beside(self, name: str, tables: Collection[Table]) -> Database:
-        """Where ``tables`` are kept whose writes must not queue behind this database's.
+    def beside(self, name: str) -> Database:
+        """Where tables are kept whose writes must not queue behind this database's
+        (nothing is opened yet; :meth:`ensure` their tables there).
 
         SQLite has one writer a file, and a login holds the write lock through its
         firewall transaction: there, a database of their own in the file
-        ``<database>-<name>``, its tables created when missing, its commits not synced to
-        disk (a power cut may lose the last ones: only for what no answer said was
-        stored). PostgreSQL locks a row at a time, and a database in memory is one
-        process's: this database itself."""
+        ``<database>-<name>``, its commits not synced to disk (a power cut may lose the
+        last ones: only for what no answer said was stored). PostgreSQL locks a row at a
+        time, and a database in memory is one process's: this database itself."""
         file = self.engine.url.database
         if self.engine.dialect.name != "sqlite" or not file or file == ":memory:":
             return self
         url = self.engine.url.set(database=f"{file}-{name}")
-        side = Database(
+        return Database(
             make_engine(url.render_as_string(hide_password=False), self._limits, durable=False),
             self._limits,
         )
-        with side.engine.begin() as conn:  # every process may be the first: none fails
+
+    def ensure(self, tables: Collection[Table]) -> None:
+        """Create ``tables`` (and their indexes) where they are missing. In the writers'
+        queue: the processes that open a new SQLite file together (the portal's workers,
+        the controller) switch it to WAL one after another, where together some would
+        find it locked."""
+        with self.uow(write=True) as uow:
             for table in tables:
-                conn.execute(CreateTable(table, if_not_exists=True))
+                uow.orm.execute(CreateTable(table, if_not_exists=True))
                 for index in sorted(table.indexes, key=lambda i: str(i.name)):
-                    conn.execute(CreateIndex(index, if_not_exists=True))
-        return side
+                    uow.orm.execute(CreateIndex(index, if_not_exists=True))
+            uow.commit()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:

@@ -4,12 +4,16 @@ databases: a bucket's arithmetic, and many writers at once on one bucket."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from controller.services.limits import Limits, Rate
 from controller.store import db as db_mod
 from controller.store import reach
+from tests.conftest import ROOT
 
 RATE = Rate(burst=5, every=60.0)
 T0 = 1_800_000_000.0
@@ -100,3 +104,50 @@ def test_a_bucket_is_taken_while_a_login_holds_the_database_for_writing(db_url, 
         login.dispose()
         portal.dispose()
     assert taken == [True] * 5 + [False]
+
+
+def test_the_buckets_file_opened_by_many_processes_at_once_fails_none(db_url, database, tmp_path):
+    """The portal's workers and the controller meet a new buckets file together (the first
+    posts after an install): each takes its first bucket, none is refused for a locked
+    file (SQLite switching the new file to WAL)."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL keeps the buckets in the database itself")
+    import subprocess
+    import sys
+
+    fresh = tmp_path / "fresh.db"
+    db_mod.make_engine(f"sqlite:///{fresh}").dispose()
+    script = (
+        "import sys; from controller.store import db; from controller.services.limits "
+        "import Limits, Rate; d = db.Database.connect(sys.argv[1]); "
+        "print(Limits(d).take('post', sys.argv[2], Rate(1, 60.0), 1.8e9))"
+    )
+    for _attempt in range(3):  # each time a file none has opened yet
+        for leftover in tmp_path.glob("fresh.db-limits*"):
+            leftover.unlink()
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", script, f"sqlite:///{fresh}", f"10.20.3.{i}"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+            )
+            for i in range(12)
+        ]  # fmt: skip
+        answers = [p.communicate(timeout=60) for p in procs]
+        assert [out.strip() for out, _ in answers] == [b"True"] * 12, [e for _, e in answers]
+
+
+def test_a_broken_buckets_file_refuses_posts_with_one_engine(db_url, database):
+    """A buckets file that cannot be opened (here a directory in its place) refuses each
+    take (the portal shows its "unavailable" page), on the one engine of the limits: no
+    new engine and prober a post."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL keeps the buckets in the database itself")
+    Path(db_url.removeprefix("sqlite:///") + "-limits").mkdir()
+    limits = Limits(database)
+    engine = limits.db.engine
+    before = threading.active_count()
+    for _ in range(20):
+        with pytest.raises(OperationalError):
+            limits.take("post", "10.20.3.20", RATE, T0)
+    assert limits.db.engine is engine
+    assert threading.active_count() <= before + 1  # at most the one outage's prober

@@ -103,3 +103,21 @@ def test_many_threads_asking_at_once_each_get_their_own_answer(gateway):
         t.join(timeout=60)
     assert not any(t.is_alive() for t in threads)
     assert wrong == []
+
+
+def test_an_interface_number_taken_by_another_interface_is_not_asked(gateway):
+    """AP 1's interface is made anew after another interface took its old number (an
+    interface moved in from another namespace keeps its number): the lookup on AP 1 asks
+    AP 1, never the one that holds its old number now."""
+    lab, gw, table = gateway
+    neigh(lab, gw, "10.20.1.50", "02:aa:00:00:00:50", "ap1", "stale")
+    assert table.lookup("10.20.1.50", on="ap1").mac == "02:aa:00:00:00:50"
+    old = lab.sh(gw, ["cat", "/sys/class/net/ap1/ifindex"]).stdout.decode().strip()
+    lab.sh(gw, ["ip", "link", "del", "ap1"])
+    aps = f"{lab.prefix}-aps"
+    lab.sh(gw, ["ip", "link", "add", "other", "index", old, "type", "veth", "peer", "name", "o1"])
+    lab.sh(gw, ["ip", "link", "set", "other", "up"])
+    neigh(lab, gw, "10.20.1.50", "02:bb:00:00:00:50", "other", "stale")
+    lab.veth(gw, "ap1", aps, "p1")
+    found = table.lookup("10.20.1.50", on="ap1")
+    assert found == Neighbour("10.20.1.50", "02:bb:00:00:00:50", "other")  # where it is

@@ -330,3 +330,15 @@ def test_a_pass_that_could_not_set_up_an_ap_says_so_and_the_next_does_it(city, s
     assert shaped.shape_all(now()) is True
     out = classes(ap_c)
     assert "ceil 2Mbit" in out and "ceil 3Mbit" in out and out.count("parent 1:1 ") == 3, out
+
+
+def test_a_class_with_no_tree_to_go_in_is_refused_aloud_on_the_bulk_path(city, shaped):
+    """An interface whose HTB tree is not there (made anew, not yet set up): the group's
+    classes cannot go in, and that is said, as the netlink path says it, not passed over."""
+    city.lab.sh(city.gw, ["ip", "link", "add", "bare9", "type", "bridge"])
+    try:
+        with pytest.raises(RuntimeError, match="bare9"):
+            shaped._shaper.set_clients([("bare9", 0x70 + i, 3000) for i in range(4)], [])
+        shaped._shaper.set_clients([], [("bare9", 0x70 + i) for i in range(4)])  # none there
+    finally:
+        city.lab.sh(city.gw, ["ip", "link", "del", "bare9"])
