@@ -205,7 +205,8 @@ def back_to(path: str) -> Reply:
 def login() -> Reply:
     """One question to the controller when all goes well: it decides everything a login
     needs (the site's methods, the terms accepted, whether the device is online already).
-    The device's standing is asked for only to show a page other than success."""
+    The device's standing is asked for only to show a page other than success, and before
+    a one-time code is spent."""
     method = request.form.get("method", "")
     if method not in BUILT_METHODS:
         return problem("method-not-allowed")
@@ -217,6 +218,13 @@ def login() -> Reply:
         if voucher is None:
             return standing(lambda st: splash(st, 400, notice="voucher-format"))
     if method == "phone":
+        # a code is spent when it is typed: a phone that is online already (an earlier
+        # tap did it) keeps its code, as it keeps everything else
+        st = client_status()
+        if st is None:
+            return problem(unavailable_or_unknown())
+        if st.authorized:
+            return redirect("/berhasil", code=303)
         one_time = clean_code(request.form.get("kode", ""))
         if one_time is None:
             return standing(

@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from captive import create_app
 from captive.control import LocalControl
 from controller.daemon.controller import Controller
 from controller.gateway.leases import MemoryLeases
 from controller.gateway.neighbours import MemoryNeighbours
 from controller.services.dashboard import DashboardService
+from controller.store.models import PhoneCode
 from tests.portal.conftest import BASE, PHONE_IP, client_at, token_of
 
 
@@ -174,3 +177,19 @@ def test_the_site_ceiling_holds_across_two_portal_nodes(city, ctx, portal_db, fw
         answers.append(ask_code(client_at(nodes[i % 2], ip), f"08123400{i:04d}").status_code)
     assert answers == [303] * 4 + [429] * 6
     assert len(outbox.sent) == 4
+
+
+def test_a_phone_online_already_keeps_the_code_it_types(
+    phone, outbox, controller, clock, portal_db
+):
+    """Online by an earlier tap, the phone posts its code too: it is shown its success
+    page, and the code is not spent (it was never needed)."""
+    ask_code(phone)
+    page = phone.get("/kode", base_url=BASE)  # the code page open, the code in the SMS
+    controller.start_session(PHONE_IP, clock(), terms_version="2026-11")
+    form = {"token": token_of(page.text), "method": "phone", "terms_version": "2026-11"}
+    done = phone.post("/masuk", data={**form, "kode": outbox.last_code()}, base_url=BASE)
+    assert done.status_code == 303 and done.headers["Location"] == "/berhasil"
+    with portal_db.reading() as orm:
+        code = orm.execute(select(PhoneCode.used_at, PhoneCode.session_id, PhoneCode.attempts))
+        assert code.one() == (None, None, 0)
