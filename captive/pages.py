@@ -220,20 +220,13 @@ def login() -> Reply:
     if method == "phone":
         # a code is spent when it is typed: a phone that is online already (an earlier
         # tap did it) keeps its code, as it keeps everything else
-        st = client_status()
-        if st is None:
-            return problem(unavailable_or_unknown())
-        if st.authorized:
-            return redirect("/berhasil", code=303)
+        if not isinstance(st := unsettled(), Status):
+            return st
         one_time = clean_code(request.form.get("kode", ""))
         if one_time is None:
-            return standing(
-                lambda st: (
-                    splash(st, 400, notice="code-none")
-                    if st.code_sent_to is None
-                    else code_page(st, 400, notice="code-format")
-                )
-            )
+            if st.code_sent_to is None:
+                return splash(st, 400, notice="code-none")
+            return code_page(st, 400, notice="code-format")
     terms = request.form.get("terms_version", "")
     try:
         control().ask(protocol.Start(client_ip(), method, terms, voucher, one_time))
@@ -255,16 +248,23 @@ def login() -> Reply:
     return redirect("/berhasil", code=303)
 
 
-def standing(page: Callable[[Status], Reply]) -> Reply:
-    """``page`` with the device's standing, for a post that did not log it in: the success
-    page if it is online after all (an earlier tap did it), the problem page if the
-    controller cannot say."""
+def unsettled() -> Status | Reply:
+    """The standing of a device that is not online yet, or the answer that settles its
+    request without it: the success page if it is online (an earlier tap did it), the
+    problem page if the controller cannot say."""
     st = client_status()
     if st is None:
         return problem(unavailable_or_unknown())
     if st.authorized:
         return redirect("/berhasil", code=303)
-    return page(st)
+    return st
+
+
+def standing(page: Callable[[Status], Reply]) -> Reply:
+    """``page`` with the device's standing, for a post that did not log it in (see
+    :func:`unsettled`)."""
+    st = unsettled()
+    return page(st) if isinstance(st, Status) else st
 
 
 def code_page(st: Status, code: int = 200, **notice: Any) -> Response:
@@ -276,11 +276,8 @@ def code_page(st: Status, code: int = 200, **notice: Any) -> Response:
 @bp.post("/kode")
 def send_code() -> Reply:
     """Send a one-time code to the number typed on the splash, then show where to type it."""
-    st = client_status()
-    if st is None:
-        return problem(unavailable_or_unknown())
-    if st.authorized:
-        return redirect("/berhasil", code=303)
+    if not isinstance(st := unsettled(), Status):
+        return st
     if "phone" not in st.login_methods:
         return problem("method-not-allowed")
     number = request.form.get("telepon", "")
@@ -305,11 +302,8 @@ def send_code() -> Reply:
 
 @bp.get("/kode")
 def code_form() -> Reply:
-    st = client_status()
-    if st is None:
-        return problem(unavailable_or_unknown())
-    if st.authorized:
-        return redirect("/berhasil", code=303)
+    if not isinstance(st := unsettled(), Status):
+        return st
     if st.code_sent_to is None:  # run out (or never asked for): say so, offer a new one
         return splash(st, notice="code-none")
     return code_page(st)

@@ -252,7 +252,7 @@ class Shaper:
                         if exc.code != errno.ENOENT:  # not there: nothing to remove
                             raise
             for iface, minor, kbit in add:
-                if index.get(iface, -1) >= 0:
+                if index[iface] >= 0:
                     ipr.tc(
                         "replace-class",
                         "htb",
