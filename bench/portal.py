@@ -6,8 +6,9 @@
    gateway's ruleset: a captured connectivity probe (``/generate_204`` to an internet
    address, answered with the redirect to the splash) and the splash page itself (which
    asks the controller about the device). Requests/s and latency percentiles.
-2. Logins: N phones (macvlan interfaces, each its own MAC and address) load the splash,
-   then all post the login form at once; for each, the time the POST took and the time
+2. Logins: N phones (macvlan interfaces, each its own MAC and address, 230 at most to an
+   AP, so more than 230 take several APs) load the splash, then all post the login form
+   at once; for each, the time the POST took and the time
    until its connectivity probe reaches the internet (HTTP 204): the login "to a working
    connection". p50 / p99 / max. Then M more phones, one at a time (no queue).
 3. The reference, openNDS 9.10 from Debian (bench/opennds.py), on the same gateway, AP
@@ -20,12 +21,14 @@ Usage: python bench/portal.py [--seconds 10] [--connections 16] [--logins 200] [
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import re
 import signal
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -47,7 +50,10 @@ GATEWAY = "10.20.1.1"
 PROBE_HOST = "connectivitycheck.gstatic.com"
 # a phone's browser says who it is; openNDS drops requests that carry no User-Agent
 USER_AGENT = "Mozilla/5.0 (Linux; Android 12; SM-A035F) AppleWebKit/537.36 Chrome/120 Mobile"
-FIRST_LOGIN_HOST = 20  # the login phones are 10.20.1.20 ...
+FIRST_LOGIN_HOST = 20  # the login phones are 10.20.1.20 ... (10.20.2.20 ... on AP 2)
+PER_AP = 230  # login phones an AP's /24 holds beside the lab's own
+PLAIN = "session_length: 1h, login_methods: [click, voucher, phone]"
+SITE_NAMES = ("alun-alun", "stasiun", "taman", "pasar", "lapangan")  # an AP each
 
 
 # ------------------------------------------------------------------ load with wrk
@@ -136,26 +142,31 @@ def _get(device: str, source: str, to: str, host: str, path: str) -> tuple[int, 
         conn.close()
 
 
-def one_login(i: int, start: threading.Barrier | None, out: list) -> None:
-    """Phone number i loads the splash, waits for the others (``start``), logs in, and
-    polls its connectivity probe until the internet answers."""
-    device, source = f"l{i}", f"10.20.1.{FIRST_LOGIN_HOST + i}"
+def one_login(
+    i: int, aps: int, loaded: threading.Barrier | None, go: threading.Event | None, out: list
+) -> None:
+    """Phone number i loads the splash, waits for the others (``loaded``, then ``go``), logs
+    in, and polls its connectivity probe until the internet answers."""
+    device, (_, source, gateway) = f"l{i}", login_phone(i, aps)
     form = None
     try:
-        status, page = _get(device, source, GATEWAY, PORTAL, "/")
+        status, page = _get(device, source, gateway, PORTAL, "/")
         token = re.search(r'name="token" value="([^"]+)"', page)
         if status != 200 or token is None:
             raise RuntimeError(f"splash answered {status}")
         form = f"token={token.group(1)}&method=click&terms_version=1&lang=id"
     except Exception as exc:
         out[i] = {"error": f"splash: {type(exc).__name__}: {exc}"}
-    if start is not None:
-        start.wait(timeout=120)  # every phone, ready or not, so the others are not held up
+    if loaded is not None and go is not None:
+        # every phone, ready or not, so the others are not held up
+        with contextlib.suppress(threading.BrokenBarrierError):
+            loaded.wait(timeout=120)
+        go.wait(timeout=120)
     if form is None:
         return
     try:
         began = time.perf_counter()
-        conn = BoundConnection(GATEWAY, device, source)
+        conn = BoundConnection(gateway, device, source)
         conn.request(
             "POST",
             "/masuk",
@@ -182,51 +193,104 @@ def one_login(i: int, start: threading.Barrier | None, out: list) -> None:
         out[i] = {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def logins_worker(first: int, count: int, at_once: bool) -> None:
-    """Inside the phones' namespace: phones first..first+count-1 log in, all at once or one
-    after another; print their times as JSON."""
+def logins_worker(ap: int, aps: int, first: int, count: int, at_once: bool) -> None:
+    """Inside AP ``ap``'s phones' namespace: its phones among first..first+count-1 log in,
+    all at once or one after another; print their times as JSON. At once: each loads the
+    splash, then this prints "ready" and waits for a line on its input, so that the phones
+    of every AP post at the same instant."""
+    mine = [i for i in range(first, first + count) if i % aps == ap]
     out: list = [None] * (first + count)
     if at_once:
-        start = threading.Barrier(count)
-        threads = [
-            threading.Thread(target=one_login, args=(i, start, out))
-            for i in range(first, first + count)
-        ]
+        loaded, go = threading.Barrier(len(mine) + 1), threading.Event()
+        threads = [threading.Thread(target=one_login, args=(i, aps, loaded, go, out)) for i in mine]
         for t in threads:
             t.start()
+        with contextlib.suppress(threading.BrokenBarrierError):
+            loaded.wait(timeout=150)
+        print("ready", flush=True)
+        sys.stdin.readline()  # the go, or the end of the input if the bench has gone
+        go.set()
         for t in threads:
             t.join(timeout=300)
     else:
-        for i in range(first, first + count):
-            one_login(i, None, out)
-    json.dump(out[first:], sys.stdout)
+        for i in mine:
+            one_login(i, aps, None, None, out)
+    json.dump([out[i] for i in mine], sys.stdout)
 
 
-def login_phone(i: int) -> tuple[str, str]:
-    """(MAC, address) of login phone i."""
-    return f"02:cc:00:00:{i >> 8:02x}:{i & 255:02x}", f"10.20.1.{FIRST_LOGIN_HOST + i}"
+def login_phone(i: int, aps: int) -> tuple[str, str, str]:
+    """(MAC, address, gateway) of login phone i: the phones take the APs in turn."""
+    net, host = f"10.20.{i % aps + 1}", FIRST_LOGIN_HOST + i // aps
+    return f"02:cc:00:00:{i >> 8:02x}:{i & 255:02x}", f"{net}.{host}", f"{net}.1"
 
 
 def with_login_phones(city, count: int) -> str:
-    """The lab's sites.yaml with the login phones' addresses fixed at the first AP (as
-    the lab's own phones are): the gateway lets only addresses it handed out through."""
-    text = lab_sites_yaml(city)
-    hosts = ", ".join(f"{{mac: '{mac}', ip: {ip}}}" for mac, ip in map(login_phone, range(count)))
-    head, sep, rest = text.partition("fixed: [")
-    return head + sep + hosts + (", " if not rest.startswith("]") else "") + rest
+    """The lab's sites.yaml, every site's policy plain, with the login phones' addresses
+    fixed at their APs (as the lab's own phones are): the gateway lets only addresses it
+    handed out through."""
+    aps = len(city.bridges)
+    lines = lab_sites_yaml(city, policies=dict.fromkeys(SITE_NAMES[:aps], PLAIN)).split("\n")
+    for a in range(aps):
+        hosts = ", ".join(
+            f"{{mac: '{mac}', ip: {ip}}}"
+            for mac, ip, _ in (login_phone(i, aps) for i in range(a, count, aps))
+        )
+        k = next(k for k, line in enumerate(lines) if f"interface: ap{a + 1}," in line)
+        head, sep, rest = lines[k].partition("fixed: [")
+        lines[k] = head + sep + hosts + (", " if not rest.startswith("]") else "") + rest
+    return "\n".join(lines)
 
 
-def add_login_phones(lab: Lab, ns: str, count: int) -> None:
-    lines = []
-    for i in range(count):
-        name, (mac, ip) = f"l{i}", login_phone(i)
-        lines += [
-            f"link add {name} link eth0 address {mac} type macvlan mode bridge",
-            f"addr add {ip}/24 dev {name} noprefixroute",
-            f"link set {name} up",
-            f"route add default via {GATEWAY} dev {name} onlink metric {1000 + i}",
-        ]
-    lab.sh(ns, ["ip", "-batch", "-"], input=("\n".join(lines) + "\n").encode())
+def host_of(city, ap: int) -> str:
+    """The namespace of AP ``ap``'s second lab phone, where its login phones live."""
+    return city.clients[2 * ap + 1].ns
+
+
+def add_login_phones(lab: Lab, city, count: int) -> None:
+    aps = len(city.bridges)
+    for a in range(aps):
+        lines = []
+        for i in range(a, count, aps):
+            name, (mac, ip, gateway) = f"l{i}", login_phone(i, aps)
+            lines += [
+                f"link add {name} link eth0 address {mac} type macvlan mode bridge",
+                f"addr add {ip}/24 dev {name} noprefixroute",
+                f"link set {name} up",
+                f"route add default via {gateway} dev {name} onlink metric {1000 + i}",
+            ]
+        lab.sh(host_of(city, a), ["ip", "-batch", "-"], input=("\n".join(lines) + "\n").encode())
+
+
+def run_logins(lab: Lab, city, first: int, count: int, at_once: bool) -> list:
+    """Phones first..first+count-1 log in (spread over the APs), at once or one at a
+    time; their results in the order of the phones."""
+    aps = len(city.bridges)
+    command = [sys.executable, __file__, "--logins-worker"]
+    if not at_once:  # one AP after the other, a phone at a time
+        runs = [
+            json.loads(lab.sh(host_of(city, a), [*command, str(a), str(aps), str(first),
+                                                  str(count), "0"], timeout=600).stdout)
+            for a in range(aps)
+        ]  # fmt: skip
+    else:
+        workers = [
+            lab.spawn(host_of(city, a), [*command, str(a), str(aps), str(first), str(count), "1"],
+                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            for a in range(aps)
+        ]  # fmt: skip
+        for w in workers:  # each says "ready" (or ends) within its bounded waits
+            w.stdout.readline()
+        for w in workers:
+            w.stdin.write(b"go\n")
+            w.stdin.close()
+        runs = [json.loads(w.stdout.read()) for w in workers]  # each within its bounded waits
+        for w in workers:
+            w.wait(timeout=60)
+    by_phone: dict[int, object] = {}
+    for a, results in enumerate(runs):
+        mine = [i for i in range(first, first + count) if i % aps == a]
+        by_phone.update(zip(mine, results, strict=True))
+    return [by_phone[i] for i in range(first, first + count)]
 
 
 def fill_others(lab: Lab, city, config: Path, n: int) -> float:
@@ -287,23 +351,26 @@ def main() -> None:
     parser.add_argument(
         "--others", type=int, default=50_000, help="clients already in force during the logins"
     )
-    parser.add_argument("--logins-worker", nargs=3, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--logins-worker", nargs=5, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--preload", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.preload:
         preload(Path(args.preload[0]), int(args.preload[1]))
         return
     if args.logins_worker:
-        logins_worker(*args.logins_worker[:2], at_once=bool(args.logins_worker[2]))
+        logins_worker(*args.logins_worker[:4], at_once=bool(args.logins_worker[4]))
         return
-    if args.logins < 1 or args.alone < 1 or args.logins + args.alone > 230:
-        parser.error("--logins and --alone: at least 1 each, 230 in all (the AP's /24)")
+    most = PER_AP * len(SITE_NAMES)
+    if args.logins < 1 or args.alone < 1 or args.logins + args.alone > most:
+        parser.error(f"--logins and --alone: at least 1 each, {most} in all "
+                     f"({PER_AP} to an AP's /24, {len(SITE_NAMES)} APs)")  # fmt: skip
+    aps = -(-(args.logins + args.alone) // PER_AP)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the lab is torn down
 
     lab = Lab()
     try:
-        city = build_city(lab, aps=1, clients_per_ap=2, stand_in_portal=False)
-        phone, host = city.clients
+        city = build_city(lab, aps=aps, clients_per_ap=2, stand_in_portal=False)
+        phone = city.clients[0]
         tmp = lab.workdir / "portal"
         tmp.mkdir()
         sites_yaml = with_login_phones(city, args.logins + args.alone)
@@ -338,25 +405,18 @@ def main() -> None:
         }
 
         fill_s = fill_others(lab, city, daemon.config, args.others)
-        add_login_phones(lab, host.ns, args.logins + args.alone)
-        logins = {}
-        for label, first, count, at_once in (
-            ("at once", 0, args.logins, 1),
-            ("one at a time", args.logins, args.alone, 0),
-        ):
-            res = lab.sh(
-                host.ns,
-                [sys.executable, __file__, "--logins-worker", str(first), str(count), str(at_once)],
-                timeout=600,
-            )
-            logins[label] = json.loads(res.stdout)
+        add_login_phones(lab, city, args.logins + args.alone)
+        logins = {
+            "at once": run_logins(lab, city, 0, args.logins, at_once=True),
+            "one at a time": run_logins(lab, city, args.logins, args.alone, at_once=False),
+        }
         portal.terminate()
         portal.wait(20)
         log.close()
         daemon.kill(signal.SIGTERM)
 
         theirs = reference(lab, city, args)
-        report(args, ours, theirs, logins, fill_s)
+        report(args, ours, theirs, logins, fill_s, aps)
     finally:
         lab.close()
 
@@ -395,7 +455,9 @@ def reference(lab: Lab, city, args: argparse.Namespace) -> dict | None:
         nds.close()
 
 
-def report(args, ours: dict, theirs: dict | None, logins: dict[str, list], fill_s: float) -> None:
+def report(
+    args, ours: dict, theirs: dict | None, logins: dict[str, list], fill_s: float, aps: int
+) -> None:
     print("| page | portal | requests/s | p50 (ms) | p99 (ms) | errors | ratio of requests/s |")
     print("|---|---|---:|---:|---:|---|---:|")
     for page in ("probe", "splash"):
@@ -424,7 +486,8 @@ def report(args, ours: dict, theirs: dict | None, logins: dict[str, list], fill_
         "\n## Logins to a working connection\n\n"
         "Each phone has loaded the splash; the time runs from sending the login form to "
         "its answer (303), and to its connectivity probe reaching the internet (204). "
-        f"{args.others:,} other clients are in force in the gateway's sets and tc classes "
+        f"The phones are spread over {aps} AP{'s' if aps > 1 else ''} ({PER_AP} at most "
+        f"to one). {args.others:,} other clients are in force in the gateway's sets and tc classes "
         f"meanwhile (put there in one load, {fill_s:.0f} s; they have no rows in the "
         "database), and the controller's accounting tick runs every 30 s.\n"
     )

@@ -26,10 +26,10 @@ def lab_sites_yaml(
     """``site_dns`` names the sites with a resolver of their own; ``ipv6`` is the
     gateway's IPv6 mode; ``intranet`` the city intranet services logged-in phones may
     reach; ``alert_webhook`` where alerts are POSTed; ``policies`` replace the policies of
-    :data:`SITES` by name."""
-    names = list(SITES)
+    :data:`SITES` by name, and name more sites for more APs."""
     site_dns = site_dns or {}
     policy = {**SITES, **(policies or {})}
+    names = list(policy)
     sites = "\n".join(
         f"  {name}:\n    name: Lab {name}\n    location: {{lat: -0.3, lon: 100.37}}\n"
         f"    policy: {{opening_hours: always, {policy[name]}}}"
