@@ -146,7 +146,7 @@ class Controller:
         if self.dhcp_hosts is not None:
             self.dhcp_hosts.ensure()
         capacity = self.ctx.config.gateway(self.gateway).capacity
-        table = self.fw.size_conntrack(capacity, self.gateway)  # refused before anyone is in
+        table = self.fw.size_tables(capacity, self.gateway)  # refused before anyone is in
         with self._lock:
             state = self.desired(now)
             self.fw.load(self.spec, state, now, shape=False)
@@ -154,7 +154,7 @@ class Controller:
         if shape:
             self.shape(now)
         if table is None:  # connection tracking came with the ruleset
-            table = self.fw.size_conntrack(capacity, self.gateway)
+            table = self.fw.size_tables(capacity, self.gateway)
         self.conntrack.record(self.gateway, table, now)
         if self.dns is not None:
             self.dns.ensure(dnsmasq.render(self.ctx.config, self.gateway, self.leases))

@@ -1,16 +1,96 @@
-"""Who is behind an IP: the gateway's neighbour (ARP) table, and its in-memory twin."""
+"""Who is behind an IP: the gateway's neighbour (ARP) table, and its in-memory twin; and
+that table sized for the gateway's phones."""
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
 import struct
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
+from controller.gateway.conntrack import TableTooSmall
 from controller.gateway.netns import Runner
+
+log = logging.getLogger(__name__)
+
+# The kernel keeps one neighbour table a family for the whole machine, every network
+# namespace's entries in it, and its limits only in the host's namespace. Each phone on an
+# AP is an entry while it is online: an IPv4 address, and for IPv6 (which phones speak to
+# the gateway even where it is not forwarded) a link-local and a global address. Past the
+# hard limit (gc_thresh3; the kernel's default is 1,024) the kernel cannot reach new
+# phones at all: "neighbor table overflow".
+SYSCTL = Path("/proc/sys/net")
+NEIGHBOURS_PER_PHONE = {"ipv4": 1, "ipv6": 2}
+LIMITS = ("gc_thresh1", "gc_thresh2", "gc_thresh3")  # kept, soft limit, hard limit
+
+
+def wanted(capacity: int) -> dict[str, tuple[int, int, int]]:
+    """The limits (kept, soft, hard) each family's table needs for ``capacity`` phones: no
+    collecting below them all online, and room for as many again that come and go."""
+    return {
+        family: (n, 2 * n, 4 * n)
+        for family, per in NEIGHBOURS_PER_PHONE.items()
+        for n in (capacity * per,)
+    }
+
+
+def _sysctl(family: str, limit: str) -> Path:
+    return SYSCTL / family / "neigh" / "default" / limit
+
+
+def size_for(capacity: int, gateway: str) -> dict[str, tuple[int, int, int]] | None:
+    """Make the neighbour tables hold ``capacity`` phones: raise each limit that is lower
+    than :func:`wanted` (never lower one). Returns the limits in force; None where they
+    cannot be seen (a network namespace other than the host's: the host's apply, and
+    what to set there is logged). Raises TableTooSmall, saying what to set, where they
+    are lower and cannot be raised."""
+    # a family the machine has turned off has no table to size
+    want = {f: v for f, v in wanted(capacity).items() if (SYSCTL / f).is_dir()}
+    try:
+        now = {f: tuple(int(_sysctl(f, k).read_text()) for k in LIMITS) for f in want}
+        if not now:
+            raise FileNotFoundError(errno.ENOENT, "no neighbour tables")
+    except (OSError, ValueError):
+        log.warning("the neighbour tables' limits are the host's, not visible here: for "
+                    "gateway %s's capacity of %d phones set on the host %s", gateway,
+                    capacity, _settings(want))  # fmt: skip
+        return None
+    try:
+        for family, limits in want.items():
+            # the hard limit first: the kernel takes any values, but a soft limit above the
+            # hard one would mean nothing for a moment
+            for k, have, need in reversed(list(zip(LIMITS, now[family], limits, strict=True))):
+                if have < need:
+                    _sysctl(family, k).write_text(f"{need}\n")
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise TableTooSmall(
+            f"the neighbour tables hold {_most(now)} neighbours at most, and gateway "
+            f"{gateway}'s capacity of {capacity:,} phones needs more; they could not be "
+            f"raised here ({why}): set {_settings(want)} on "
+            "the host, or lower capacity in sites.yaml"
+        ) from None
+    raised = {f: tuple(max(a, b) for a, b in zip(now[f], want[f], strict=True)) for f in want}
+    if raised != now:
+        log.info("neighbour table limits raised from %s to %s", now, raised)
+    return raised  # type: ignore[return-value]
+
+
+def _most(limits: dict[str, tuple[int, ...]]) -> str:
+    return " and ".join(f"{v[2]:,} {f.upper().replace('IPV', 'IPv')}" for f, v in limits.items())
+
+
+def _settings(want: dict[str, tuple[int, int, int]]) -> str:
+    return " ".join(
+        f"net.{family}.neigh.default.{k}={v}"
+        for family, limits in want.items()
+        for k, v in zip(LIMITS, limits, strict=True)
+    )
 
 
 @dataclass(frozen=True)

@@ -331,6 +331,15 @@ def test_firewall_show_summarises_what_is_in_force(daemon):
     assert 0 <= shown["conntrack_entries"] <= shown["conntrack_max"]
 
 
+def test_a_gateway_in_a_namespace_says_what_neighbour_limits_the_host_needs(daemon):
+    """The kernel's neighbour tables are one for the machine, their limits seen only from
+    the host's namespace: from the gateway's, the controller logs what the host must set
+    for its capacity (the default 4,000 phones: 16,000 IPv4 neighbours at most)."""
+    log = (daemon.tmp / "controller.log").read_text()
+    assert "net.ipv4.neigh.default.gc_thresh3=16000" in log
+    assert "net.ipv6.neigh.default.gc_thresh3=32000" in log
+
+
 def test_a_gateway_whose_capacity_the_kernels_table_cannot_hold_refuses_to_start(daemon):
     """Its namespace sees the host's connection tracking table read-only: a capacity the
     table is too small for is refused before the ruleset is touched, with what to set on

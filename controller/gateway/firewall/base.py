@@ -219,9 +219,10 @@ class Enforcer(Firewall, Protocol):
 
     def counters(self) -> dict[tuple[str, str], tuple[int, int]]: ...
     def intact(self) -> str | None: ...
-    def size_conntrack(self, capacity: int, gateway: str) -> TableUse | None:
-        """Make the connection tracking table hold ``capacity`` phones'; raises
-        FirewallError (TableTooSmall's words) where it cannot."""
+    def size_tables(self, capacity: int, gateway: str) -> TableUse | None:
+        """Make the connection tracking table and the neighbour tables hold ``capacity``
+        phones'; raises FirewallError (TableTooSmall's words) where they cannot be. Returns
+        the connection tracking table's use."""
         ...
 
     def conntrack_use(self) -> TableUse | None: ...

@@ -86,7 +86,7 @@ class MemoryFirewall:
         """Nobody else changes the twin: there is nothing to watch."""
         return None
 
-    def size_conntrack(self, capacity: int, gateway: str) -> TableUse | None:
+    def size_tables(self, capacity: int, gateway: str) -> TableUse | None:
         """The twin tracks no connections: its table is what a test set."""
         return self.conntrack
 

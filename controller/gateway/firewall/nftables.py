@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from controller.gateway import conntrack as network
-from controller.gateway import shaping
+from controller.gateway import neighbours, shaping
 from controller.gateway.firewall.base import (
     FirewallError,
     FirewallState,
@@ -233,6 +233,7 @@ class NftFirewall:
         self._passes = 0  # shape_all's passes begun (a later one supersedes)
         self._in_force = InForce()  # what our own loads and changes put in the kernel
         self._conntrack = network.Conntrack()
+        self._neighbours_sized = False
         self._shape_of: dict[tuple[int, str, str], int] = {}  # rules per chain, as loaded
         self._watches: list[RulesetWatch] = []
 
@@ -527,8 +528,11 @@ class NftFirewall:
         except Exception:  # the grant stands; the client rides the default class
             log.exception("tc could not shape %s", [a[:2] for a in add])
 
-    def size_conntrack(self, capacity: int, gateway: str) -> network.TableUse | None:
+    def size_tables(self, capacity: int, gateway: str) -> network.TableUse | None:
         try:
+            if not self._neighbours_sized:  # there from boot, unlike conntrack: once will do
+                self._runner.call(lambda: neighbours.size_for(capacity, gateway))
+                self._neighbours_sized = True
             return self._runner.call(lambda: network.size_for(capacity, gateway))
         except network.TableTooSmall as exc:
             raise FirewallError(str(exc)) from None
