@@ -32,16 +32,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlencode, urljoin, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.enforcement import bulk_nets, grants
+from bench.enforcement import bulk_nets, grants, no_portal
 from bench.opennds import OpenNDS
 from bench.opennds import missing as opennds_missing
-from controller.gateway import nginx
+from controller.gateway import neighbours, nginx
 from tests.net.test_daemon import Daemon
-from tests.netlab import INTERNET_IP, Lab, build_city, wait_until
+from tests.netlab import GATEWAY_WAN_IP, INTERNET_IP, Lab, build_city, wait_until
 from tests.netlab.cityconfig import lab_sites_yaml
 
 OPENNDS_CACHE = Path(__file__).resolve().parent / ".cache" / "opennds"
@@ -50,6 +52,7 @@ GATEWAY = "10.20.1.1"
 PROBE_HOST = "connectivitycheck.gstatic.com"
 # a phone's browser says who it is; openNDS drops requests that carry no User-Agent
 USER_AGENT = "Mozilla/5.0 (Linux; Android 12; SM-A035F) AppleWebKit/537.36 Chrome/120 Mobile"
+WAIT = 120  # seconds a phone waits for an answer, and to be online after its tap
 FIRST_LOGIN_HOST = 20  # the login phones are 10.20.1.20 ... (10.20.2.20 ... on AP 2)
 PER_AP = 230  # login phones an AP's /24 holds beside the lab's own
 PLAIN = "session_length: 1h, login_methods: [click, voucher, phone]"
@@ -119,8 +122,8 @@ def first_answer(lab: Lab, ns: str, url: str) -> tuple[str, str]:
 class BoundConnection(http.client.HTTPConnection):
     """HTTP from one of the login phones: its own interface and address."""
 
-    def __init__(self, host: str, device: str, source: str) -> None:
-        super().__init__(host, 80, timeout=30)
+    def __init__(self, host: str, device: str, source: str, port: int = 80) -> None:
+        super().__init__(host, port, timeout=WAIT)
         self.device, self.source = device, source
 
     def connect(self) -> None:
@@ -132,89 +135,142 @@ class BoundConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def _get(device: str, source: str, to: str, host: str, path: str) -> tuple[int, str]:
-    conn = BoundConnection(to, device, source)
+def _ask(
+    phone: tuple[str, str], url: str, host: str | None = None, form: str | None = None
+) -> tuple[int, str, str]:
+    """(status, Location, page) of one request from ``phone`` (interface, address); a
+    form is POSTed. ``host``: the Host header, when the URL names an address."""
+    where = urlsplit(url)
+    conn = BoundConnection(where.hostname or "", *phone, port=where.port or 80)
+    headers = {"Host": host or where.netloc, "User-Agent": USER_AGENT}
+    if form is not None:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    path = where.path + (f"?{where.query}" if where.query else "")
     try:
-        conn.request("GET", path, headers={"Host": host})
+        conn.request("GET" if form is None else "POST", path, body=form, headers=headers)
         reply = conn.getresponse()
-        return reply.status, reply.read().decode(errors="replace")
+        page = reply.read().decode(errors="replace")
+        return reply.status, reply.getheader("Location") or "", page
     finally:
         conn.close()
 
 
+def _field(page: str, name: str) -> str:
+    found = re.search(f'name="{name}" value="([^"]+)"', page)
+    if found is None:
+        raise RuntimeError(f"no {name} on the page")
+    return found.group(1)
+
+
+def _ours(phone: tuple[str, str], gateway: str) -> Callable[[], None]:
+    """Our splash loaded; returns the tap: one POST of the form, answered with 303."""
+    status, _, page = _ask(phone, f"http://{gateway}/", PORTAL)
+    if status != 200:
+        raise RuntimeError(f"splash answered {status}")
+    form = f"token={_field(page, 'token')}&method=click&terms_version=1&lang=id"
+
+    def tap() -> None:
+        status = _ask(phone, f"http://{gateway}/masuk", PORTAL, form)[0]
+        if status != 303:
+            raise RuntimeError(f"login answered {status}")
+
+    return tap
+
+
+def _opennds(phone: tuple[str, str], gateway: str) -> Callable[[], None]:
+    """openNDS's splash reached as a phone does (its probe sent there, 307); returns the
+    taps of its click-to-continue: "Accept Terms of Service", then "Continue" on the page
+    that answers it, which authenticates the phone."""
+    status, splash, _ = _ask(phone, f"http://{INTERNET_IP}/generate_204", PROBE_HOST)
+    if status != 307:
+        raise RuntimeError(f"probe answered {status}, not openNDS's 307")
+    status, _, page = _ask(phone, splash)
+    if status != 200:
+        raise RuntimeError(f"splash answered {status}")
+    preauth = urljoin(splash, "/opennds_preauth/")
+
+    def tap() -> None:
+        query = urlencode({"fas": _field(page, "fas"), "continue": "clicked"})
+        status, _, accepted = _ask(phone, f"{preauth}?{query}")
+        if status != 200:
+            raise RuntimeError(f"the first tap answered {status}")
+        query = urlencode({"fas": _field(accepted, "fas"), "landing": "yes"})
+        status, _, landed = _ask(phone, f"{preauth}?{query}")
+        if status != 200 or "granted access" not in landed:
+            raise RuntimeError(f"the second tap answered {status}")
+
+    return tap
+
+
 def one_login(
-    i: int, aps: int, loaded: threading.Barrier | None, go: threading.Event | None, out: list
+    i: int,
+    aps: int,
+    loaded: threading.Barrier | None,
+    go: threading.Event | None,
+    out: list,
+    opennds: bool = False,
 ) -> None:
-    """Phone number i loads the splash, waits for the others (``loaded``, then ``go``), logs
-    in, and polls its connectivity probe until the internet answers."""
-    device, (_, source, gateway) = f"l{i}", login_phone(i, aps)
-    form = None
+    """Phone number i loads the splash (ours, or openNDS's), waits for the others
+    (``loaded``, then ``go``), logs in, and polls its connectivity probe until the
+    internet answers."""
+    _, source, gateway = login_phone(i, aps)
+    phone = (f"l{i}", source)
+    tap = None
     try:
-        status, page = _get(device, source, gateway, PORTAL, "/")
-        token = re.search(r'name="token" value="([^"]+)"', page)
-        if status != 200 or token is None:
-            raise RuntimeError(f"splash answered {status}")
-        form = f"token={token.group(1)}&method=click&terms_version=1&lang=id"
+        tap = (_opennds if opennds else _ours)(phone, gateway)
     except Exception as exc:
         out[i] = {"error": f"splash: {type(exc).__name__}: {exc}"}
     if loaded is not None and go is not None:
         # every phone, ready or not, so the others are not held up
         with contextlib.suppress(threading.BrokenBarrierError):
-            loaded.wait(timeout=120)
-        go.wait(timeout=120)
-    if form is None:
+            loaded.wait(timeout=WAIT)
+        go.wait(timeout=WAIT)
+    if tap is None:
         return
     try:
         began = time.perf_counter()
-        conn = BoundConnection(gateway, device, source)
-        conn.request(
-            "POST",
-            "/masuk",
-            body=form,
-            headers={"Host": PORTAL, "Content-Type": "application/x-www-form-urlencoded"},
-        )
-        reply = conn.getresponse()
-        reply.read()
-        conn.close()
+        tap()
         posted = time.perf_counter() - began
-        if reply.status != 303:
-            raise RuntimeError(f"login answered {reply.status}")
-        deadline = began + 60
-        while time.perf_counter() < deadline:  # bounded: a minute at most
+        deadline = began + WAIT
+        probe = f"http://{INTERNET_IP}/generate_204"
+        while time.perf_counter() < deadline:  # bounded
             try:
-                if _get(device, source, INTERNET_IP, PROBE_HOST, "/generate_204")[0] == 204:
+                if _ask(phone, probe, PROBE_HOST)[0] == 204:
                     out[i] = {"post": posted, "online": time.perf_counter() - began}
                     return
             except OSError:
                 pass
             time.sleep(0.005)
-        raise RuntimeError("not online within a minute")
+        raise RuntimeError(f"not online within {WAIT} s")
     except Exception as exc:  # every phone reports, whatever happened to it
         out[i] = {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def logins_worker(ap: int, aps: int, first: int, count: int, at_once: bool) -> None:
-    """Inside AP ``ap``'s phones' namespace: its phones among first..first+count-1 log in,
-    all at once or one after another; print their times as JSON. At once: each loads the
-    splash, then this prints "ready" and waits for a line on its input, so that the phones
-    of every AP post at the same instant."""
+def logins_worker(ap: int, aps: int, first: int, count: int, at_once: bool, opennds: bool) -> None:
+    """Inside AP ``ap``'s phones' namespace: its phones among first..first+count-1 log in
+    (to openNDS: ``opennds``), all at once or one after another; print their times as
+    JSON. At once: each loads the splash, then this prints "ready" and waits for a line on
+    its input, so that the phones of every AP tap at the same instant."""
     mine = [i for i in range(first, first + count) if i % aps == ap]
     out: list = [None] * (first + count)
     if at_once:
         loaded, go = threading.Barrier(len(mine) + 1), threading.Event()
-        threads = [threading.Thread(target=one_login, args=(i, aps, loaded, go, out)) for i in mine]
+        threads = [
+            threading.Thread(target=one_login, args=(i, aps, loaded, go, out, opennds), daemon=True)
+            for i in mine
+        ]
         for t in threads:
             t.start()
         with contextlib.suppress(threading.BrokenBarrierError):
-            loaded.wait(timeout=150)
+            loaded.wait(timeout=WAIT + 30)
         print("ready", flush=True)
         sys.stdin.readline()  # the go, or the end of the input if the bench has gone
         go.set()
         for t in threads:
-            t.join(timeout=300)
+            t.join(timeout=5 * WAIT)  # each phone's waits are bounded; so is the whole
     else:
         for i in mine:
-            one_login(i, aps, None, None, out)
+            one_login(i, aps, None, None, out, opennds)
     json.dump([out[i] for i in mine], sys.stdout)
 
 
@@ -261,22 +317,27 @@ def add_login_phones(lab: Lab, city, count: int) -> None:
         lab.sh(host_of(city, a), ["ip", "-batch", "-"], input=("\n".join(lines) + "\n").encode())
 
 
-def run_logins(lab: Lab, city, first: int, count: int, at_once: bool) -> list:
+def run_logins(
+    lab: Lab, city, first: int, count: int, at_once: bool, opennds: bool = False
+) -> list:
     """Phones first..first+count-1 log in (spread over the APs), at once or one at a
-    time; their results in the order of the phones."""
+    time; their results in the order of the phones. ``opennds``: the phones of the first
+    AP (the one openNDS serves) to openNDS."""
     aps = len(city.bridges)
+    served = range(1 if opennds else aps)
     command = [sys.executable, __file__, "--logins-worker"]
+    flag = str(int(opennds))
     if not at_once:  # one AP after the other, a phone at a time
         runs = [
             json.loads(lab.sh(host_of(city, a), [*command, str(a), str(aps), str(first),
-                                                  str(count), "0"], timeout=600).stdout)
-            for a in range(aps)
+                                                  str(count), "0", flag], timeout=3600).stdout)
+            for a in served
         ]  # fmt: skip
     else:
         workers = [
-            lab.spawn(host_of(city, a), [*command, str(a), str(aps), str(first), str(count), "1"],
-                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            for a in range(aps)
+            lab.spawn(host_of(city, a), [*command, str(a), str(aps), str(first), str(count), "1",
+                                         flag], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            for a in served
         ]  # fmt: skip
         for w in workers:  # each says "ready" (or ends) within its bounded waits
             w.stdout.readline()
@@ -287,10 +348,10 @@ def run_logins(lab: Lab, city, first: int, count: int, at_once: bool) -> list:
         for w in workers:
             w.wait(timeout=60)
     by_phone: dict[int, object] = {}
-    for a, results in enumerate(runs):
+    for a, results in zip(served, runs, strict=True):
         mine = [i for i in range(first, first + count) if i % aps == a]
         by_phone.update(zip(mine, results, strict=True))
-    return [by_phone[i] for i in range(first, first + count)]
+    return [by_phone[i] for i in range(first, first + count) if i in by_phone]
 
 
 def fill_others(lab: Lab, city, config: Path, n: int) -> float:
@@ -351,14 +412,15 @@ def main() -> None:
     parser.add_argument(
         "--others", type=int, default=50_000, help="clients already in force during the logins"
     )
-    parser.add_argument("--logins-worker", nargs=5, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--logins-worker", nargs=6, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--preload", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.preload:
         preload(Path(args.preload[0]), int(args.preload[1]))
         return
     if args.logins_worker:
-        logins_worker(*args.logins_worker[:4], at_once=bool(args.logins_worker[4]))
+        *where, at_once, opennds = args.logins_worker
+        logins_worker(*where, at_once=bool(at_once), opennds=bool(opennds))
         return
     most = PER_AP * len(SITE_NAMES)
     if args.logins < 1 or args.alone < 1 or args.logins + args.alone > most:
@@ -367,6 +429,10 @@ def main() -> None:
     aps = -(-(args.logins + args.alone) // PER_AP)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the lab is torn down
 
+    # the neighbour tables are the host's, for every namespace: set up as a gateway's host
+    # is (docs/deployment.md), for the lab's default capacity, and put back afterwards
+    kept = {p: p.read_text() for p in neighbours.SYSCTL.glob("ipv[46]/neigh/default/gc_thresh?")}
+    neighbours.size_for(4000, "gw-lab")
     lab = Lab()
     try:
         city = build_city(lab, aps=aps, clients_per_ap=2, stand_in_portal=False)
@@ -419,6 +485,8 @@ def main() -> None:
         report(args, ours, theirs, logins, fill_s, aps)
     finally:
         lab.close()
+        for path, text in kept.items():
+            path.write_text(text)
 
 
 def reference(lab: Lab, city, args: argparse.Namespace) -> dict | None:
@@ -426,19 +494,22 @@ def reference(lab: Lab, city, args: argparse.Namespace) -> dict | None:
     if lacking:
         print(f"openNDS not run: this machine lacks {', '.join(lacking)}.\n")
         return None
-    lab.sh(city.gw, ["nft", "delete", "table", "inet", "wifikota"], check=False)
-    lab.sh(city.gw, ["tc", "qdisc", "del", "dev", "ap1", "root"], check=False)
+    no_portal(lab, city.gw, len(city.bridges) + len(bulk_nets(args.others)))
     phone = city.clients[0]
+    aps = len(city.bridges)
     nds = OpenNDS(lab, city.gw, "ap1", OPENNDS_CACHE)
     try:
-        nds.lease([(phone.mac, phone.ip)])
+        everyone = range(args.logins + args.alone)
+        nds.lease(
+            [(phone.mac, phone.ip), *(login_phone(i, aps)[:2] for i in everyone if i % aps == 0)]
+        )
         nds.start()
         probe_url = f"http://{INTERNET_IP}/generate_204"
         status, splash_url = first_answer(lab, phone.ns, probe_url)
         if not splash_url:
             raise RuntimeError(f"openNDS did not redirect the probe (HTTP {status})")
         splash_status, _ = first_answer(lab, phone.ns, splash_url)
-        return {
+        found = {
             "probe_status": status,
             "splash_status": splash_status,
             "probe": wrk(lab, phone.ns, probe_url, PROBE_HOST, args.seconds, args.connections),
@@ -451,6 +522,15 @@ def reference(lab: Lab, city, args: argparse.Namespace) -> dict | None:
                 args.connections,
             ),
         }
+        # openNDS does no NAT: the internet's replies find the phones by a route
+        lab.sh(city.inet, ["ip", "route", "add", "10.20.0.0/16", "via", GATEWAY_WAN_IP])
+        found["logins"] = {
+            "at once": run_logins(lab, city, 0, args.logins, at_once=True, opennds=True),
+            "one at a time": run_logins(
+                lab, city, args.logins, args.alone, at_once=False, opennds=True
+            ),
+        }
+        return found
     finally:
         nds.close()
 
@@ -491,6 +571,18 @@ def report(
         f"meanwhile (put there in one load, {fill_s:.0f} s; they have no rows in the "
         "database), and the controller's accounting tick runs every 30 s.\n"
     )
+    print_logins(logins)
+    if theirs is not None:
+        print(
+            "\nopenNDS 9.10, after ours, with the phones of the first AP (the one it serves), "
+            'nothing else in force: the time runs from the first of its two taps ("Accept '
+            'Terms of Service", then "Continue" on the page that answers it) to the end '
+            f"of the second, and to the probe reaching the internet. {WAIT} s at most to each.\n"
+        )
+        print_logins(theirs["logins"])
+
+
+def print_logins(logins: dict[str, list]) -> None:
     print("| phones | | p50 (ms) | p99 (ms) | max (ms) | online |")
     print("|---|---|---:|---:|---:|---:|")
     for label, results in logins.items():
