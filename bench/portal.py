@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import http.client
 import json
+import os
 import re
 import signal
 import socket
@@ -265,13 +266,15 @@ def logins_worker(ap: int, aps: int, first: int, count: int, at_once: bool, open
             loaded.wait(timeout=WAIT + 30)
         print("ready", flush=True)
         sys.stdin.readline()  # the go, or the end of the input if the bench has gone
+        cpu = time.process_time()
         go.set()
         for t in threads:
             t.join(timeout=5 * WAIT)  # each phone's waits are bounded; so is the whole
     else:
+        cpu = time.process_time()
         for i in mine:
             one_login(i, aps, None, None, out, opennds)
-    json.dump([out[i] for i in mine], sys.stdout)
+    json.dump({"results": [out[i] for i in mine], "cpu": time.process_time() - cpu}, sys.stdout)
 
 
 def login_phone(i: int, aps: int) -> tuple[str, str, str]:
@@ -317,18 +320,45 @@ def add_login_phones(lab: Lab, city, count: int) -> None:
         lab.sh(host_of(city, a), ["ip", "-batch", "-"], input=("\n".join(lines) + "\n").encode())
 
 
+def cpu_seconds(lab: Lab, city) -> dict[str, float]:
+    """CPU time (user and system) used so far by the processes of the lab's namespaces,
+    by who they are, and by the whole machine (what ran in the kernel for the network
+    too, and processes that have already ended)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for ns in lab.namespaces:
+        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+        for pid in pids.stdout.split():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                line = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:  # ended meanwhile
+                continue
+            if ns == city.gw:
+                who = next((w for w in ("gunicorn", "controller", "opennds") if w.encode() in line),
+                           "gateway (other)")  # fmt: skip
+            else:
+                who = "internet" if ns == city.inet else "phones"
+            used[who] = used.get(who, 0.0) + (int(stat[11]) + int(stat[12])) / tick
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    idle = int(fields[3]) + int(fields[4])  # idle, iowait
+    used["machine"] = (sum(int(f) for f in fields[:8]) - idle) / tick
+    return used
+
+
 def run_logins(
     lab: Lab, city, first: int, count: int, at_once: bool, opennds: bool = False
 ) -> list:
     """Phones first..first+count-1 log in (spread over the APs), at once or one at a
     time; their results in the order of the phones. ``opennds``: the phones of the first
-    AP (the one openNDS serves) to openNDS."""
+    AP (the one openNDS serves) to openNDS. At once, the last item says where the CPU
+    went from the go to the last phone's end (``{"cpu": ..., "seconds": ...}``)."""
     aps = len(city.bridges)
     served = range(1 if opennds else aps)
     command = [sys.executable, __file__, "--logins-worker"]
     flag = str(int(opennds))
     if not at_once:  # one AP after the other, a phone at a time
-        runs = [
+        said = [
             json.loads(lab.sh(host_of(city, a), [*command, str(a), str(aps), str(first),
                                                   str(count), "0", flag], timeout=3600).stdout)
             for a in served
@@ -341,17 +371,24 @@ def run_logins(
         ]  # fmt: skip
         for w in workers:  # each says "ready" (or ends) within its bounded waits
             w.stdout.readline()
+        before, began = cpu_seconds(lab, city), time.perf_counter()
         for w in workers:
             w.stdin.write(b"go\n")
             w.stdin.close()
-        runs = [json.loads(w.stdout.read()) for w in workers]  # each within its bounded waits
+        said = [json.loads(w.stdout.read()) for w in workers]  # each within its bounded waits
+        seconds, after = time.perf_counter() - began, cpu_seconds(lab, city)
         for w in workers:
             w.wait(timeout=60)
     by_phone: dict[int, object] = {}
-    for a, results in zip(served, runs, strict=True):
+    for a, results in zip(served, (w["results"] for w in said), strict=True):
         mine = [i for i in range(first, first + count) if i % aps == a]
         by_phone.update(zip(mine, results, strict=True))
-    return [by_phone[i] for i in range(first, first + count) if i in by_phone]
+    found = [by_phone[i] for i in range(first, first + count) if i in by_phone]
+    if at_once:
+        cpu = {k: after[k] - before.get(k, 0.0) for k in after if k != "phones"}
+        cpu["phones"] = sum(w["cpu"] for w in said)  # their own count: they have ended
+        found.append({"cpu": cpu, "seconds": seconds})
+    return found
 
 
 def fill_others(lab: Lab, city, config: Path, n: int) -> float:
@@ -412,6 +449,10 @@ def main() -> None:
     parser.add_argument(
         "--others", type=int, default=50_000, help="clients already in force during the logins"
     )
+    parser.add_argument(
+        "--reference", action=argparse.BooleanOptionalAction, default=True,
+        help="openNDS after ours (--no-reference: ours alone)",
+    )  # fmt: skip
     parser.add_argument("--logins-worker", nargs=6, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--preload", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -481,7 +522,7 @@ def main() -> None:
         log.close()
         daemon.kill(signal.SIGTERM)
 
-        theirs = reference(lab, city, args)
+        theirs = reference(lab, city, args) if args.reference else None
         report(args, ours, theirs, logins, fill_s, aps)
     finally:
         lab.close()
@@ -586,6 +627,8 @@ def print_logins(logins: dict[str, list]) -> None:
     print("| phones | | p50 (ms) | p99 (ms) | max (ms) | online |")
     print("|---|---|---:|---:|---:|---:|")
     for label, results in logins.items():
+        spent = results[-1] if results and "cpu" in (results[-1] or {}) else None
+        results = results[:-1] if spent else results
         done = [r for r in results if r and "online" in r]
         failed = [r for r in results if not r or "error" in r]
         who = f"{len(results)} {label}"
@@ -602,6 +645,10 @@ def print_logins(logins: dict[str, list]) -> None:
             )
         if failed:
             print(f"\n{label}: {len(failed)} failed; the first: {failed[0]}\n")
+        if spent:
+            cpu = ", ".join(f"{who} {s:.1f}" for who, s in sorted(spent["cpu"].items()))
+            print(f"\n{label}, from the go to the last phone's end ({spent['seconds']:.1f} s, "
+                  f"{os.cpu_count()} cores): CPU seconds: {cpu}\n")  # fmt: skip
 
 
 if __name__ == "__main__":
