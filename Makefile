@@ -77,6 +77,7 @@ bench: system-deps venv
 	$(BIN)/python bench/front.py
 	$(BIN)/python bench/radius.py --postgres
 	$(BIN)/python bench/scale.py --postgres --gateways 2
+	$(BIN)/python bench/conntrack.py
 	$(BIN)/python bench/config.py
 	$(BIN)/python bench/health.py
 
