@@ -3,6 +3,7 @@ that table sized for the gateway's phones."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -45,44 +46,49 @@ def _sysctl(family: str, limit: str) -> Path:
 
 def size_for(capacity: int, gateway: str) -> dict[str, tuple[int, int, int]] | None:
     """Make the neighbour tables hold ``capacity`` phones: raise each limit that is lower
-    than :func:`wanted` (never lower one). Returns the limits in force; None where they
-    cannot be seen (a network namespace other than the host's: the host's apply, and
-    what to set there is logged). Raises TableTooSmall, saying what to set, where they
-    are lower and cannot be raised."""
-    # a family the machine has turned off has no table to size
-    want = {f: v for f, v in wanted(capacity).items() if (SYSCTL / f).is_dir()}
-    try:
-        now = {f: tuple(int(_sysctl(f, k).read_text()) for k in LIMITS) for f in want}
-        if not now:
-            raise FileNotFoundError(errno.ENOENT, "no neighbour tables")
-    except (OSError, ValueError):
-        log.warning("the neighbour tables' limits are the host's, not visible here: for "
-                    "gateway %s's capacity of %d phones set on the host %s", gateway,
-                    capacity, _settings(want))  # fmt: skip
+    than :func:`wanted` (never lower one), the hard limit first. Returns each family's
+    limits in force; None where none can be seen (a network namespace other than the
+    host's: the host's apply, and what it needs is logged). A hard limit that is too low
+    and cannot be raised raises TableTooSmall, saying what to set; a lower one that
+    cannot is logged (it only makes the kernel collect entries sooner)."""
+    want, found = wanted(capacity), {}
+    for family in want:
+        with contextlib.suppress(OSError, ValueError):  # a family turned off has none
+            found[family] = tuple(int(_sysctl(family, k).read_text()) for k in LIMITS)
+    if not found:
+        log.warning("the neighbour tables' limits are the host's and cannot be seen from this "
+                    "network namespace: for gateway %s's capacity of %s phones the host needs "
+                    "at least %s (the sum for all the gateways on one host)", gateway,
+                    f"{capacity:,}", _settings(want))  # fmt: skip
         return None
-    try:
-        for family, limits in want.items():
-            # the hard limit first: the kernel takes any values, but a soft limit above the
-            # hard one would mean nothing for a moment
-            for k, have, need in reversed(list(zip(LIMITS, now[family], limits, strict=True))):
-                if have < need:
-                    _sysctl(family, k).write_text(f"{need}\n")
-    except (OSError, ValueError) as exc:
-        why = getattr(exc, "strerror", None) or str(exc)
+    in_force, short = {}, []
+    for family, have in found.items():
+        limits = list(have)
+        for i in reversed(range(len(LIMITS))):  # the hard limit first
+            if have[i] >= want[family][i]:
+                continue
+            try:
+                _sysctl(family, LIMITS[i]).write_text(f"{want[family][i]}\n")
+                limits[i] = want[family][i]
+            except OSError as exc:
+                why = exc.strerror or str(exc)
+                if LIMITS[i] == "gc_thresh3":
+                    short.append(f"{family.replace('ipv', 'IPv')} {have[i]:,} ({why})")
+                else:
+                    log.warning("net.%s.neigh.default.%s stays %d (%s); at least %d is better "
+                                "for gateway %s's capacity", family, LIMITS[i], have[i], why,
+                                want[family][i], gateway)  # fmt: skip
+        in_force[family] = (limits[0], limits[1], limits[2])
+    if short:
         raise TableTooSmall(
-            f"the neighbour tables hold {_most(now)} neighbours at most, and gateway "
-            f"{gateway}'s capacity of {capacity:,} phones needs more; they could not be "
-            f"raised here ({why}): set {_settings(want)} on "
-            "the host, or lower capacity in sites.yaml"
-        ) from None
-    raised = {f: tuple(max(a, b) for a, b in zip(now[f], want[f], strict=True)) for f in want}
-    if raised != now:
-        log.info("neighbour table limits raised from %s to %s", now, raised)
-    return raised  # type: ignore[return-value]
-
-
-def _most(limits: dict[str, tuple[int, ...]]) -> str:
-    return " and ".join(f"{v[2]:,} {f.upper().replace('IPV', 'IPv')}" for f, v in limits.items())
+            f"the neighbour tables hold at most {' and '.join(short)} neighbours, too few "
+            f"for gateway {gateway}'s capacity of {capacity:,} phones, and could not be "
+            f"raised here: set at least {_settings(want)} on the host (the sum for all the "
+            "gateways on one host), or lower capacity in sites.yaml"
+        )
+    if in_force != found:
+        log.info("neighbour table limits raised from %s to %s", found, in_force)
+    return in_force
 
 
 def _settings(want: dict[str, tuple[int, int, int]]) -> str:

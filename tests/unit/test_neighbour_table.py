@@ -51,15 +51,24 @@ def test_a_family_turned_off_is_not_sized(proc):
     assert neighbours.size_for(1000, "gw") == {"ipv4": (1000, 2000, 4000)}
 
 
-def test_limits_that_cannot_be_raised_are_refused_with_what_to_set(proc, monkeypatch):
-    def read_only(self, *args, **kwargs):
-        raise PermissionError(13, "Permission denied")
+def read_only(self, *args, **kwargs):
+    raise PermissionError(13, "Permission denied")
 
+
+def test_a_hard_limit_that_cannot_be_raised_is_refused_with_what_to_set(proc, monkeypatch):
     monkeypatch.setattr(Path, "write_text", read_only)
-    with pytest.raises(
-        TableTooSmall, match=r"1,024 IPv4 .*net\.ipv4\.neigh\.default\.gc_thresh3=80000"
-    ):
+    with pytest.raises(TableTooSmall, match=r"IPv4 1,024 .*at least .*gc_thresh3=80000"):
         neighbours.size_for(20_000, "gw")
+
+
+def test_lower_limits_that_cannot_be_raised_are_only_logged(proc, monkeypatch, caplog):
+    for family in ("ipv4", "ipv6"):
+        (proc / family / "neigh" / "default" / "gc_thresh3").write_text("1000000\n")
+    monkeypatch.setattr(Path, "write_text", read_only)
+    assert neighbours.size_for(4000, "gw") == {
+        "ipv4": (128, 512, 1000000), "ipv6": (128, 512, 1000000)
+    }  # fmt: skip
+    assert "gc_thresh1 stays 128" in caplog.text
 
 
 def test_where_the_limits_cannot_be_seen_what_the_host_needs_is_logged(
@@ -68,4 +77,5 @@ def test_where_the_limits_cannot_be_seen_what_the_host_needs_is_logged(
     (tmp_path / "ipv4").mkdir()  # as a network namespace other than the host's sees it
     monkeypatch.setattr(neighbours, "SYSCTL", tmp_path)
     assert neighbours.size_for(20_000, "gw") is None
+    assert "at least net.ipv4.neigh.default.gc_thresh1=20000" in caplog.text
     assert "net.ipv4.neigh.default.gc_thresh3=80000" in caplog.text
