@@ -404,6 +404,10 @@ class Controller:
                 self.dns.check(dns_configs)
             except ValueError as exc:
                 raise FirewallError(str(exc)) from None
+        # a capacity the kernel's tables cannot be made to hold is refused with the rest
+        table = self.fw.size_tables(config.gateway(self.gateway).capacity, self.gateway)
+        if table is not None:
+            self.conntrack.record(self.gateway, table, now)
         with self._lock:
             inventory.sync(self.db, config, now)
             keep = self.desired(now, ctx)

@@ -363,6 +363,28 @@ def test_a_gateway_whose_capacity_the_kernels_table_cannot_hold_refuses_to_start
     assert json.loads(daemon.cli("--json", "firewall", "show").stdout)["missing"] is None
 
 
+def test_a_reload_to_a_capacity_the_kernels_table_cannot_hold_is_refused(daemon):
+    """A capacity raised by a reload sizes the tables as a start does; one they cannot
+    hold is refused with the rest of the reload, saying what to set on the host, and the
+    running config stays."""
+    good = daemon.config.read_text()
+    phones = host_conntrack_max(daemon) // 64 + 1
+    daemon.config.write_text(good.replace(
+        "wan_interface: wan,", f"wan_interface: wan, capacity: {phones},", 1))  # fmt: skip
+    assert f"capacity: {phones}" in daemon.config.read_text()
+    log = daemon.tmp / "controller.log"
+    before = log.read_text().count("reload refused")  # the daemon is shared: others' too
+    try:
+        daemon.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: log.read_text().count("reload refused") > before, 10)
+        said = log.read_text().rsplit("reload refused", 1)[1]
+        assert "net.netfilter.nf_conntrack_max=" in said and "Traceback" not in said
+        assert daemon.answers()
+        assert json.loads(daemon.cli("--json", "firewall", "show").stdout)["missing"] is None
+    finally:
+        daemon.config.write_text(good)
+
+
 def dig(daemon, client, server: str, name: str) -> list[str]:
     res = daemon.lab.sh(
         client.ns, ["dig", "+short", "+time=3", "+tries=1", f"@{server}", name], check=False

@@ -233,7 +233,7 @@ class NftFirewall:
         self._passes = 0  # shape_all's passes begun (a later one supersedes)
         self._in_force = InForce()  # what our own loads and changes put in the kernel
         self._conntrack = network.Conntrack()
-        self._neighbours_sized = False
+        self._neighbours_for = 0  # the capacity the neighbour tables were sized for
         self._shape_of: dict[tuple[int, str, str], int] = {}  # rules per chain, as loaded
         self._watches: list[RulesetWatch] = []
 
@@ -530,9 +530,9 @@ class NftFirewall:
 
     def size_tables(self, capacity: int, gateway: str) -> network.TableUse | None:
         try:
-            if not self._neighbours_sized:  # there from boot, unlike conntrack: once will do
+            if capacity > self._neighbours_for:  # there from boot: again only for more
                 self._runner.call(lambda: neighbours.size_for(capacity, gateway))
-                self._neighbours_sized = True
+                self._neighbours_for = capacity
             return self._runner.call(lambda: network.size_for(capacity, gateway))
         except network.TableTooSmall as exc:
             raise FirewallError(str(exc)) from None
