@@ -135,11 +135,16 @@ def _mark_of(payload: bytes) -> int | None:
     return struct.unpack("!I", mark)[0] if mark is not None and len(mark) == 4 else None
 
 
-def _by_tuple(payload: bytes) -> bytes:
+def _by_tuple(payload: bytes) -> bytes | None:
     """A delete request's body for the one entry a dump listed: its family, and its own
-    original tuple and zone sent back as the kernel wrote them."""
+    original tuple and zone sent back as the kernel wrote them (None without a tuple)."""
     raw = _raw_attrs(payload[4:])
-    return payload[:4] + raw[_CTA_TUPLE_ORIG] + raw.get(_CTA_ZONE, b"")
+    tuple_orig = raw.get(_CTA_TUPLE_ORIG)
+    return None if tuple_orig is None else payload[:4] + tuple_orig + raw.get(_CTA_ZONE, b"")
+
+
+def _dotted(mark: int) -> str:
+    return socket.inet_ntoa(mark.to_bytes(4, sys.byteorder))
 
 
 def _tcp_flow(payload: bytes) -> TcpFlow | None:
@@ -227,15 +232,36 @@ class Conntrack:
             for mark in marks:
                 together.setdefault(mark & _NET24, set()).add(mark)
             together = {net: group for net, group in together.items() if len(group) >= TOGETHER}
+        failed: set[int] = set()  # marks whose entries are then deleted the one-walk way
         for net, group in sorted(together.items()):
             try:
                 listed = [p for p in self._request(_CT_GET, _NLM_F_DUMP, net, _NET24)
                           if _mark_of(p) in group]  # fmt: skip
-                flows += [f for f in map(_tcp_flow, listed) if f is not None]
-                for payload in listed:
-                    self._send(_CT_DELETE, _NLM_F_ACK, _by_tuple(payload))
             except OSError as exc:
-                log.warning("conntrack cut failed for the marks of %#x/%#x: %s", net, _NET24, exc)
+                log.warning("conntrack: the connections of %d clients of %s/24 could not be "
+                            "listed together (%s): each on its own", len(group), _dotted(net),
+                            exc)  # fmt: skip
+                self.close()
+                together[net] = set()
+                continue
+            flows += [f for f in map(_tcp_flow, listed) if f is not None]
+            for payload in listed:
+                body = _by_tuple(payload)
+                try:
+                    if body is None:
+                        raise OSError(errno.EPROTO, "an entry without its tuple")
+                    self._send(_CT_DELETE, _NLM_F_ACK, body)
+                except OSError as exc:
+                    log.warning("conntrack: an entry of %s could not be deleted by its tuple "
+                                "(%s): by the mark instead", _dotted(_mark_of(payload) or 0),
+                                exc)  # fmt: skip
+                    self.close()
+                    failed.add(_mark_of(payload) or 0)
+        for mark in sorted(failed - {0}):
+            try:
+                self._request(_CT_DELETE, _NLM_F_ACK, mark)
+            except OSError as exc:
+                log.warning("conntrack cut failed for mark %#x: %s", mark, exc)
                 self.close()
         alone = marks.difference(*together.values())
         for mark in sorted(alone):
