@@ -105,27 +105,16 @@ _CTA_IP_SRC = {1: socket.AF_INET, 3: socket.AF_INET6}  # CTA_IP_V4_SRC, CTA_IP_V
 _CTA_PROTO_NUM, _CTA_PROTO_SRC_PORT, _CTA_PROTO_DST_PORT = 1, 2, 3
 
 
-def netlink_attrs(data: bytes) -> dict[int, bytes]:
-    """Netlink attributes by type (nesting flag cleared)."""
-    out, i = {}, 0
-    while i + 4 <= len(data):
-        length, kind = struct.unpack_from("=HH", data, i)
-        if length < 4:
-            break
-        out[kind & 0x3FFF] = data[i + 4 : i + length]
-        i += (length + 3) & ~3
-    return out
-
-
-def _raw_attrs(data: bytes) -> dict[int, bytes]:
-    """Netlink attributes by type, each whole (its header and padding kept)."""
+def netlink_attrs(data: bytes, *, whole: bool = False) -> dict[int, bytes]:
+    """Netlink attributes by type (nesting flag cleared): their data, or (``whole``) each
+    attribute as it came, its header and padding kept."""
     out, i = {}, 0
     while i + 4 <= len(data):
         length, kind = struct.unpack_from("=HH", data, i)
         if length < 4:
             break
         end = i + ((length + 3) & ~3)
-        out[kind & 0x3FFF] = data[i:end]
+        out[kind & 0x3FFF] = data[i:end] if whole else data[i + 4 : i + length]
         i = end
     return out
 
@@ -138,7 +127,7 @@ def _mark_of(payload: bytes) -> int | None:
 def _by_tuple(payload: bytes) -> bytes | None:
     """A delete request's body for the one entry a dump listed: its family, and its own
     original tuple and zone sent back as the kernel wrote them (None without a tuple)."""
-    raw = _raw_attrs(payload[4:])
+    raw = netlink_attrs(payload[4:], whole=True)
     tuple_orig = raw.get(_CTA_TUPLE_ORIG)
     return None if tuple_orig is None else payload[:4] + tuple_orig + raw.get(_CTA_ZONE, b"")
 
