@@ -221,11 +221,11 @@ class Conntrack:
             for mark in marks:
                 together.setdefault(mark & _NET24, set()).add(mark)
             together = {net: group for net, group in together.items() if len(group) >= TOGETHER}
-        failed: set[int] = set()  # marks whose entries are then deleted the one-walk way
+        failed: set[int] = set()  # marks with an entry left: deleted by the mark instead
         for net, group in sorted(together.items()):
             try:
-                listed = [p for p in self._request(_CT_GET, _NLM_F_DUMP, net, _NET24)
-                          if _mark_of(p) in group]  # fmt: skip
+                listed = [(m, p) for p in self._request(_CT_GET, _NLM_F_DUMP, net, _NET24)
+                          if (m := _mark_of(p)) in group]  # fmt: skip
             except OSError as exc:
                 log.warning("conntrack: the connections of %d clients of %s/24 could not be "
                             "listed together (%s): each on its own", len(group), _dotted(net),
@@ -233,8 +233,8 @@ class Conntrack:
                 self.close()
                 together[net] = set()
                 continue
-            flows += [f for f in map(_tcp_flow, listed) if f is not None]
-            for payload in listed:
+            flows += [f for _, p in listed if (f := _tcp_flow(p)) is not None]
+            for mark, payload in listed:
                 body = _by_tuple(payload)
                 try:
                     if body is None:
@@ -242,20 +242,13 @@ class Conntrack:
                     self._send(_CT_DELETE, _NLM_F_ACK, body)
                 except OSError as exc:
                     log.warning("conntrack: an entry of %s could not be deleted by its tuple "
-                                "(%s): by the mark instead", _dotted(_mark_of(payload) or 0),
-                                exc)  # fmt: skip
+                                "(%s): by the mark instead", _dotted(mark), exc)  # fmt: skip
                     self.close()
-                    failed.add(_mark_of(payload) or 0)
-        for mark in sorted(failed - {0}):
-            try:
-                self._request(_CT_DELETE, _NLM_F_ACK, mark)
-            except OSError as exc:
-                log.warning("conntrack cut failed for mark %#x: %s", mark, exc)
-                self.close()
+                    failed.add(mark)
         alone = marks.difference(*together.values())
-        for mark in sorted(alone):
+        for mark in sorted(alone | failed):
             try:
-                if with_flows:
+                if with_flows and mark not in failed:  # listed already, if it failed
                     replies = self._request(_CT_GET, _NLM_F_DUMP, mark)
                     flows += [f for f in map(_tcp_flow, replies) if f is not None]
                 self._request(_CT_DELETE, _NLM_F_ACK, mark)

@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 # The kernel keeps one neighbour table a family for the whole machine, every network
 # namespace's entries in it, and its limits only in the host's namespace. Each phone on an
 # AP is an entry while it is online: an IPv4 address, and for IPv6 (which phones speak to
-# the gateway even where it is not forwarded) a link-local and a global address. Past the
-# hard limit (gc_thresh3; the kernel's default is 1,024) the kernel cannot reach new
-# phones at all: "neighbor table overflow".
+# the gateway even where it is not forwarded) a link-local and a global address. At the
+# hard limit (gc_thresh3; the kernel's default is 1,024) the kernel evicts what it can, and
+# with nothing to evict it cannot reach a new phone at all: "neighbor table overflow".
 SYSCTL = Path("/proc/sys/net")
 NEIGHBOURS_PER_PHONE = {"ipv4": 1, "ipv6": 2}
 LIMITS = ("gc_thresh1", "gc_thresh2", "gc_thresh3")  # kept, soft limit, hard limit
